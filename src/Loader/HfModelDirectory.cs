@@ -1,0 +1,103 @@
+using System.Text.Json;
+
+namespace Kangaroo.Native.Loader;
+
+/// <summary>A Hugging Face Llama model directory: config.json, model.safetensors or shards listed in
+/// model.safetensors.index.json, and tokenizer.model.</summary>
+public sealed class HfModelDirectory : ModelCheckpoint
+{
+    private readonly Dictionary<string, SafeTensorsFile> _fileOfTensor = new();
+    private readonly List<SafeTensorsFile> _files = new();
+
+    public override LlamaConfig Config { get; }
+    public override string Source { get; }
+    public override string? TokenizerPath { get; }
+
+    private HfModelDirectory(string directory)
+    {
+        Source = directory;
+        var configPath = Path.Combine(directory, "config.json");
+        if (!File.Exists(configPath)) throw new ModelFormatException($"{configPath}: file not found (a Hugging Face model directory needs config.json)");
+        Config = LlamaConfig.FromJsonFile(configPath);
+        var tokenizer = Path.Combine(directory, "tokenizer.model");
+        TokenizerPath = File.Exists(tokenizer) ? tokenizer : null;
+
+        var single = Path.Combine(directory, "model.safetensors");
+        var index = Path.Combine(directory, "model.safetensors.index.json");
+        try
+        {
+            if (File.Exists(single))
+            {
+                var file = SafeTensorsFile.Open(single);
+                _files.Add(file);
+                foreach (var name in file.Tensors.Keys) _fileOfTensor[name] = file;
+            }
+            else if (File.Exists(index))
+            {
+                OpenShards(directory, index);
+            }
+            else
+            {
+                throw new ModelFormatException($"{directory}: neither model.safetensors nor model.safetensors.index.json found");
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    public static new HfModelDirectory Open(string directory) => new(directory);
+
+    private void OpenShards(string directory, string index)
+    {
+        Dictionary<string, string> weightMap;
+        try
+        {
+            using var json = JsonDocument.Parse(File.ReadAllBytes(index));
+            if (!json.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+                throw new ModelFormatException($"{index}: missing weight_map");
+            weightMap = map.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()
+                ?? throw new ModelFormatException($"{index}: weight_map entry '{p.Name}' is not a file name"));
+        }
+        catch (JsonException e)
+        {
+            throw new ModelFormatException($"{index}: not valid JSON ({e.Message})");
+        }
+        var opened = new Dictionary<string, SafeTensorsFile>();
+        foreach (var (tensor, shard) in weightMap)
+        {
+            if (shard.Contains('/') || shard.Contains('\\') || shard.Contains(".."))
+                throw new ModelFormatException($"{index}: shard name '{shard}' must be a file in the model directory");
+            if (!opened.TryGetValue(shard, out var file))
+            {
+                file = SafeTensorsFile.Open(Path.Combine(directory, shard));
+                opened[shard] = file;
+                _files.Add(file);
+            }
+            if (!file.Contains(tensor))
+                throw new ModelFormatException($"{file.Path}: tensor '{tensor}' is missing (listed in {Path.GetFileName(index)})");
+            _fileOfTensor[tensor] = file;
+        }
+    }
+
+    public override bool Contains(string name) => _fileOfTensor.ContainsKey(name);
+
+    protected override TensorData ReadTensor(string name) =>
+        _fileOfTensor.TryGetValue(name, out var file)
+            ? file.Read(name)
+            : throw new ModelFormatException($"{FileOf(name)}: tensor '{name}' is missing");
+
+    protected override string FileOf(string name) =>
+        _fileOfTensor.TryGetValue(name, out var file) ? file.Path
+        : _files.Count == 1 ? _files[0].Path
+        : Path.Combine(Source, "model.safetensors.index.json");
+
+    public override void Dispose()
+    {
+        foreach (var file in _files) file.Dispose();
+        _files.Clear();
+        base.Dispose();
+    }
+}

@@ -1,0 +1,68 @@
+namespace Kangaroo.Native.Loader;
+
+/// <summary>
+/// A model's configuration and weights under Hugging Face Llama tensor names
+/// (<c>model.layers.N.self_attn.q_proj.weight</c>, ...), in the Hugging Face rotary convention
+/// (each head's dimensions rotated in halves), whatever format they were read from.
+/// </summary>
+public abstract class ModelCheckpoint : IDisposable
+{
+    public abstract LlamaConfig Config { get; }
+
+    /// <summary>The file or directory the model came from.</summary>
+    public abstract string Source { get; }
+
+    /// <summary>The tokenizer file that belongs to the model, if one was found beside it.</summary>
+    public abstract string? TokenizerPath { get; }
+
+    public abstract bool Contains(string name);
+
+    /// <summary>Reads a tensor; throws naming the file when it is missing.</summary>
+    protected abstract TensorData ReadTensor(string name);
+
+    /// <summary>The file that holds (or would hold) a tensor, for error messages.</summary>
+    protected abstract string FileOf(string name);
+
+    /// <summary>Reads a tensor and checks its shape against what the configuration implies.</summary>
+    public TensorData Read(string name, params int[] expectedShape)
+    {
+        var tensor = ReadTensor(name);
+        if (!tensor.Shape.SequenceEqual(expectedShape))
+            throw new ModelFormatException(
+                $"{FileOf(name)}: tensor '{name}' has shape {TensorData.FormatShape(tensor.Shape)} but the configuration implies {TensorData.FormatShape(expectedShape)}");
+        return tensor;
+    }
+
+    /// <summary>Opens a Hugging Face model directory (config.json + safetensors) or a llama2.c checkpoint (.bin).</summary>
+    public static ModelCheckpoint Open(string path)
+    {
+        if (Directory.Exists(path)) return HfModelDirectory.Open(path);
+        if (File.Exists(path))
+        {
+            if (Path.GetFileName(path) is "config.json" || path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+                return HfModelDirectory.Open(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            return Llama2cCheckpoint.Open(path);
+        }
+        throw new ModelFormatException($"{path}: no such model file or directory");
+    }
+
+    public virtual void Dispose() => GC.SuppressFinalize(this);
+
+    /// <summary>Hugging Face names of the weights of one decoder block.</summary>
+    public static class Names
+    {
+        public const string Embedding = "model.embed_tokens.weight";
+        public const string FinalNorm = "model.norm.weight";
+        public const string LmHead = "lm_head.weight";
+        public static string Layer(int layer, string suffix) => $"model.layers.{layer}.{suffix}";
+        public const string AttentionNorm = "input_layernorm.weight";
+        public const string Query = "self_attn.q_proj.weight";
+        public const string Key = "self_attn.k_proj.weight";
+        public const string Value = "self_attn.v_proj.weight";
+        public const string Output = "self_attn.o_proj.weight";
+        public const string FeedForwardNorm = "post_attention_layernorm.weight";
+        public const string Gate = "mlp.gate_proj.weight";
+        public const string Up = "mlp.up_proj.weight";
+        public const string Down = "mlp.down_proj.weight";
+    }
+}

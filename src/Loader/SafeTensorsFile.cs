@@ -1,0 +1,172 @@
+using System.IO.MemoryMappedFiles;
+using System.Text.Json;
+
+namespace Kangaroo.Native.Loader;
+
+/// <summary>One tensor's entry in a safetensors header.</summary>
+public sealed record SafeTensorInfo(string Name, DType Type, int[] Shape, long Begin, long End)
+{
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+}
+
+/// <summary>
+/// A safetensors file, memory-mapped: an 8-byte little-endian header length, a JSON header mapping
+/// tensor names to dtype, shape and [begin, end) offsets into the data section, then the data.
+/// Every header entry is validated when the file is opened; tensor bytes are read through the map,
+/// never copied as a whole.
+/// </summary>
+public sealed unsafe class SafeTensorsFile : IDisposable
+{
+    private const long MaxHeaderBytes = 100_000_000;
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
+    private readonly byte* _data;
+    private readonly Dictionary<string, SafeTensorInfo> _tensors;
+
+    public string Path { get; }
+    public IReadOnlyDictionary<string, SafeTensorInfo> Tensors => _tensors;
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    private SafeTensorsFile(string path)
+    {
+        Path = path;
+        if (!File.Exists(path)) throw Error("file not found");
+        var fileLength = new FileInfo(path).Length;
+        if (fileLength < 8) throw Error($"file is {fileLength} bytes, shorter than the 8-byte header length");
+
+        _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        _view = _map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
+        byte* basePtr = null;
+        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
+        basePtr += _view.PointerOffset;
+        try
+        {
+            var headerLength = BitConverter.ToInt64(new ReadOnlySpan<byte>(basePtr, 8));
+            if (headerLength <= 0 || headerLength > MaxHeaderBytes)
+                throw Error($"header length {headerLength} is not a plausible size");
+            if (8 + headerLength > fileLength)
+                throw Error($"header length {headerLength} runs past the end of the {fileLength}-byte file");
+
+            _data = basePtr + 8 + headerLength;
+            var dataLength = fileLength - 8 - headerLength;
+            (_tensors, Metadata) = ParseHeader(new ReadOnlySpan<byte>(basePtr + 8, (int)headerLength), dataLength);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    public static SafeTensorsFile Open(string path)
+    {
+        try
+        {
+            return new SafeTensorsFile(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ModelFormatException($"{path}: cannot read ({e.Message})");
+        }
+    }
+
+    public bool Contains(string name) => _tensors.ContainsKey(name);
+
+    public SafeTensorInfo Info(string name) =>
+        _tensors.TryGetValue(name, out var info) ? info : throw Error($"tensor '{name}' is missing");
+
+    public TensorData Read(string name)
+    {
+        var info = Info(name);
+        return new TensorData(info.Type, info.Shape, new ReadOnlySpan<byte>(_data + info.Begin, checked((int)(info.End - info.Begin))));
+    }
+
+    private ModelFormatException Error(string problem) => new($"{Path}: {problem}");
+
+    private (Dictionary<string, SafeTensorInfo>, Dictionary<string, string>) ParseHeader(ReadOnlySpan<byte> header, long dataLength)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(header.ToArray());
+        }
+        catch (JsonException e)
+        {
+            throw Error($"header is not valid JSON ({e.Message})");
+        }
+        using (document)
+        {
+            if (document.RootElement.ValueKind != JsonValueKind.Object) throw Error("header is not a JSON object");
+            var tensors = new Dictionary<string, SafeTensorInfo>();
+            var metadata = new Dictionary<string, string>();
+            foreach (var property in document.RootElement.EnumerateObject())
+            {
+                if (property.Name == "__metadata__")
+                {
+                    if (property.Value.ValueKind != JsonValueKind.Object) throw Error("__metadata__ is not an object");
+                    foreach (var entry in property.Value.EnumerateObject())
+                    {
+                        if (entry.Value.ValueKind != JsonValueKind.String) throw Error($"__metadata__ value '{entry.Name}' is not a string");
+                        metadata[entry.Name] = entry.Value.GetString()!;
+                    }
+                    continue;
+                }
+                tensors[property.Name] = ParseEntry(property.Name, property.Value, dataLength);
+            }
+            CheckOverlaps(tensors.Values);
+            return (tensors, metadata);
+        }
+    }
+
+    private SafeTensorInfo ParseEntry(string name, JsonElement entry, long dataLength)
+    {
+        if (entry.ValueKind != JsonValueKind.Object) throw Error($"tensor '{name}': entry is not an object");
+        if (!entry.TryGetProperty("dtype", out var dtypeElement) || dtypeElement.ValueKind != JsonValueKind.String)
+            throw Error($"tensor '{name}': missing dtype");
+        var dtypeName = dtypeElement.GetString()!;
+        if (!DTypes.TryParse(dtypeName, out var dtype))
+            throw Error($"tensor '{name}': unknown or unsupported dtype '{dtypeName}' (supported: F32, F16, BF16)");
+        if (!entry.TryGetProperty("shape", out var shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
+            throw Error($"tensor '{name}': missing shape");
+        var shape = new int[shapeElement.GetArrayLength()];
+        var i = 0;
+        foreach (var dim in shapeElement.EnumerateArray())
+        {
+            if (dim.ValueKind != JsonValueKind.Number || !dim.TryGetInt32(out var value) || value < 0)
+                throw Error($"tensor '{name}': shape entry {dim} is not a non-negative integer");
+            shape[i++] = value;
+        }
+        if (!entry.TryGetProperty("data_offsets", out var offsets) || offsets.ValueKind != JsonValueKind.Array || offsets.GetArrayLength() != 2)
+            throw Error($"tensor '{name}': data_offsets must be [begin, end]");
+        if (!offsets[0].TryGetInt64(out var begin) || !offsets[1].TryGetInt64(out var end))
+            throw Error($"tensor '{name}': data_offsets are not integers");
+        if (begin < 0 || end < begin || end > dataLength)
+            throw Error($"tensor '{name}': data_offsets [{begin}, {end}] are out of range (data section is {dataLength} bytes; file truncated?)");
+        var info = new SafeTensorInfo(name, dtype, shape, begin, end);
+        var expected = info.ElementCount * dtype.Size();
+        if (end - begin != expected)
+            throw Error($"tensor '{name}': {end - begin} bytes of data but shape {TensorData.FormatShape(shape)} x {dtypeName} needs {expected}");
+        return info;
+    }
+
+    private void CheckOverlaps(IEnumerable<SafeTensorInfo> tensors)
+    {
+        SafeTensorInfo? previous = null;
+        foreach (var info in tensors.Where(t => t.End > t.Begin).OrderBy(t => t.Begin))
+        {
+            if (previous is not null && info.Begin < previous.End)
+                throw Error($"tensors '{previous.Name}' and '{info.Name}' overlap (data_offsets [{previous.Begin}, {previous.End}] and [{info.Begin}, {info.End}])");
+            previous = info;
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_view is not null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+        }
+        _map?.Dispose();
+    }
+}
