@@ -1,0 +1,96 @@
+using System.CommandLine;
+using System.Text.Json;
+using Kangaroo.Native.Engine;
+using Kangaroo.Native.Engine.Decoding;
+
+namespace Kangaroo.Native.Cli;
+
+/// <summary><c>kangaroo generate</c>: streams a continuation of a prompt, or prints one JSON object.</summary>
+public static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Hugging Face model directory or llama2.c .bin (default: the embedded stories260K)" };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "tokenizer.model or llama2.c tokenizer .bin (default: the one beside the model)" };
+        var prompt = new Option<string>("--prompt") { Description = "prompt text (BOS is added)" };
+        var promptIds = new Option<string>("--prompt-ids") { Description = "prompt as comma-separated token ids, BOS included" };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "tokens to generate at most; clamped so that prompt + generated tokens fit the context", DefaultValueFactory = _ => 256 };
+        var temperature = new Option<float>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0f };
+        var topK = new Option<int>("--top-k") { Description = "sample among the k most likely tokens (0 = all)" };
+        var topP = new Option<float>("--top-p") { Description = "nucleus sampling threshold", DefaultValueFactory = _ => 1f };
+        var seed = new Option<ulong>("--seed") { Description = "random seed for sampling", DefaultValueFactory = _ => 42UL };
+        var device = new Option<string>("--device") { Description = "auto|cuda|opencl|cpu|ilgpu-cpu", DefaultValueFactory = _ => "auto" };
+        var decoder = new Option<string>("--decoder") { Description = "autoregressive|kangaroo|early-exit|auto", DefaultValueFactory = _ => "auto" };
+        var json = new Option<bool>("--json") { Description = "print one JSON object instead of streaming text" };
+
+        var command = new Command("generate", "Generate text from a prompt") { model, tokenizer, prompt, promptIds, maxNew, temperature, topK, topP, seed, device, decoder, json };
+        command.SetAction(result => CliRunner.Guard(() =>
+        {
+            if (result.GetValue(prompt) is not null == result.GetValue(promptIds) is not null)
+                throw new ArgumentException("give exactly one of --prompt and --prompt-ids");
+            if (result.GetValue(maxNew) < 0) throw new ArgumentException($"--max-new-tokens {result.GetValue(maxNew)} must be >= 0");
+            var sampling = new SamplingOptions(result.GetValue(temperature), result.GetValue(topK), result.GetValue(topP), result.GetValue(seed)).Validate();
+
+            using var session = InferenceSession.Open(result.GetValue(model) ?? CliRunner.DefaultModel, result.GetValue(device)!, result.GetValue(tokenizer));
+            var ids = result.GetValue(promptIds) is { } list ? ParseIds(list) : session.EncodePrompt(result.GetValue(prompt)!);
+            var run = session.CreateDecoder(result.GetValue(decoder)!);
+            var requested = result.GetValue(maxNew);
+            var budget = run.Budget(ids.Length, requested);
+            if (budget < requested && ids.Length <= session.Model.Config.MaxSeqLen)
+                Console.Error.WriteLine($"kangaroo: note: --max-new-tokens {requested} clamped to {budget}: the prompt takes {ids.Length} of the model's {session.Model.Config.MaxSeqLen} positions");
+
+            var asJson = result.GetValue(json);
+            var stream = session.Tokenizer?.NewStream();
+            if (!asJson && stream is not null) Console.Write(ids.Select(stream.Append).Aggregate("", string.Concat));
+            var generated = new List<int>();
+            foreach (var token in run.Generate(ids, requested, sampling))
+            {
+                generated.Add(token);
+                if (!asJson && stream is not null) Console.Write(stream.Append(token));
+                else if (!asJson) Console.Write(generated.Count == 1 ? $"{token}" : $",{token}");
+            }
+            if (asJson) WriteJson(session, run, ids, generated);
+            else Console.WriteLine();
+            return 0;
+        }));
+        return command;
+    }
+
+    public static int[] ParseIds(string list)
+    {
+        try
+        {
+            return list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+        }
+        catch (Exception e) when (e is FormatException or OverflowException)
+        {
+            throw new ArgumentException($"--prompt-ids '{list}' is not a comma-separated list of token ids");
+        }
+    }
+
+    private static void WriteJson(InferenceSession session, Decoder run, int[] promptIds, List<int> generated)
+    {
+        var stats = run.Stats;
+        using var writer = new Utf8JsonWriter(Console.OpenStandardOutput());
+        writer.WriteStartObject();
+        writer.WritePropertyName("prompt_ids");
+        JsonSerializer.Serialize(writer, promptIds);
+        writer.WritePropertyName("generated_ids");
+        JsonSerializer.Serialize(writer, generated);
+        writer.WriteString("text", session.Tokenizer?.Decode(generated) ?? "");
+        writer.WriteString("stop", run.Stop == StopReason.StopToken ? "stop_token" : "length");
+        writer.WriteString("device", session.Device.Kind);
+        writer.WriteString("decoder", run.Name);
+        writer.WriteNumber("tokens_per_second", Math.Round(stats.TokensPerSecond, 2));
+        writer.WriteNumber("target_forward_passes", stats.TargetForwardPasses);
+        writer.WritePropertyName("accept_lengths");
+        JsonSerializer.Serialize(writer, stats.AcceptLengths);
+        writer.WriteNumber("compression_rate", Math.Round(stats.CompressionRate, 4));
+        writer.WriteStartObject("ctar");
+        for (var w = 1; w <= 6; w++) writer.WriteNumber(w.ToString(), Math.Round(stats.Ctar(w), 4));
+        writer.WriteEndObject();
+        writer.WriteEndObject();
+        writer.Flush();
+        Console.WriteLine();
+    }
+}

@@ -1,0 +1,11 @@
+using System.CommandLine;
+using Kangaroo.Native.Cli;
+
+var root = new RootCommand("Kangaroo.Native: Llama inference with ILGPU kernels and Kangaroo self-speculative decoding")
+{
+    GenerateCommand.Create(),
+    BenchCommand.Create(),
+    DevicesCommand.Create(),
+    ConvertCommand.Create(),
+};
+return CliRunner.Invoke(root, args);

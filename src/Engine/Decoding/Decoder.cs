@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using Kangaroo.Native.Kernels;
+
+namespace Kangaroo.Native.Engine.Decoding;
+
+public enum StopReason { StopToken, Length }
+
+/// <summary>What a generation did: rounds, accepted tokens per round and where the time went.</summary>
+public sealed class DecoderStats
+{
+    /// <summary>Forward passes of the full target model (prefill not counted): one per token for
+    /// autoregressive decoding, one per verification round for speculative decoders.</summary>
+    public int TargetForwardPasses { get; set; }
+
+    /// <summary>Tokens committed per round, the bonus or correction token included.</summary>
+    public List<int> AcceptLengths { get; } = [];
+
+    public int GeneratedTokens { get; set; }
+    public TimeSpan Prefill { get; set; }
+    public TimeSpan Draft { get; set; }
+    public TimeSpan Verify { get; set; }
+    public TimeSpan Total { get; set; }
+
+    /// <summary>Mean tokens committed per verification round (1 for plain decoding).</summary>
+    public double CompressionRate => AcceptLengths.Count == 0 ? 0 : AcceptLengths.Average();
+
+    /// <summary>CTAR(w): the fraction of rounds that committed more than w tokens.</summary>
+    public double Ctar(int w) => AcceptLengths.Count == 0 ? 0 : AcceptLengths.Count(n => n > w) / (double)AcceptLengths.Count;
+
+    /// <summary>Generated tokens per second of decoding (prefill excluded).</summary>
+    public double DecodeTokensPerSecond => GeneratedTokens / Math.Max(1e-9, (Total - Prefill).TotalSeconds);
+
+    /// <summary>Generated tokens per second of the whole generation, prefill included.</summary>
+    public double TokensPerSecond => GeneratedTokens / Math.Max(1e-9, Total.TotalSeconds);
+}
+
+/// <summary>
+/// A decoding strategy over a <see cref="LlamaModel"/>. <see cref="Generate"/> yields committed tokens
+/// as they are produced, ending with the stop token if one ended generation. The committed sequence
+/// T[0..cur] always has T[cur] not yet in any cache; caches hold positions 0..cur-1.
+/// </summary>
+public abstract class Decoder(LlamaModel model)
+{
+    private readonly Stopwatch _clock = new();
+
+    public LlamaModel Model { get; } = model;
+    public abstract string Name { get; }
+    public DecoderStats Stats { get; private set; } = new();
+    public StopReason Stop { get; private set; }
+
+    /// <summary>The number of tokens a generation may add: at most <paramref name="maxNewTokens"/>,
+    /// clamped so that every token that is fed back fits the context (the last generated token never
+    /// is: prompt + generated tokens may reach context + 1, as in llama2.c).</summary>
+    public int Budget(int promptLength, int maxNewTokens) => Math.Max(0, Math.Min(maxNewTokens, Model.Config.MaxSeqLen + 1 - promptLength));
+
+    public IEnumerable<int> Generate(IReadOnlyList<int> prompt, int maxNewTokens, SamplingOptions sampling)
+    {
+        var context = Model.Config.MaxSeqLen;
+        if (prompt.Count == 0) throw new ArgumentException("the prompt is empty (it needs at least the BOS token)");
+        if (prompt.Count > context)
+            throw new ArgumentException($"the prompt is {prompt.Count} tokens but the model's context is {context} positions");
+        ArgumentOutOfRangeException.ThrowIfNegative(maxNewTokens);
+        return Run(prompt, Budget(prompt.Count, maxNewTokens), new TokenSampler(sampling));
+    }
+
+    private IEnumerable<int> Run(IReadOnlyList<int> prompt, int budget, TokenSampler sampler)
+    {
+        Stats = new DecoderStats();
+        Stop = StopReason.Length;
+        _clock.Restart();
+        Model.Cache.Truncate(0);
+        var tokens = new List<int>(prompt);
+        if (budget == 0) yield break;
+        Prefill(tokens);
+        Stats.Prefill = _clock.Elapsed;
+        var produced = 0;
+        var round = new List<int>();
+        while (produced < budget)
+        {
+            round.Clear();
+            Step(tokens, budget - produced, sampler, round);
+            foreach (var token in round)
+            {
+                tokens.Add(token);
+                produced++;
+                Stats.GeneratedTokens = produced;
+                Stats.Total = _clock.Elapsed;
+                yield return token;
+                if (Model.Config.EosIds.Contains(token))
+                {
+                    Stop = StopReason.StopToken;
+                    yield break;
+                }
+            }
+        }
+        Stats.Total = _clock.Elapsed;
+    }
+
+    /// <summary>Fills the caches with the prompt's positions 0..count-2.</summary>
+    protected abstract void Prefill(IReadOnlyList<int> tokens);
+
+    /// <summary>One round: commits at least one and at most <paramref name="budget"/> tokens after
+    /// <paramref name="tokens"/> into <paramref name="committed"/>, leaving the caches holding every
+    /// position before the last committed token. Tokens after a stop token are discarded by the caller.</summary>
+    protected abstract void Step(List<int> tokens, int budget, TokenSampler sampler, List<int> committed);
+
+    /// <summary>Time elapsed since generation started.</summary>
+    protected TimeSpan Elapsed => _clock.Elapsed;
+
+    /// <summary>Chooses a token from one row of logits: arg max when greedy, else a draw from the sampling distribution.</summary>
+    protected int Choose(DeviceTensor logits, int row, TokenSampler sampler, float[] scratch)
+    {
+        var vocab = Model.Config.VocabSize;
+        var rowLogits = logits.Slice(row * vocab, vocab);
+        if (sampler.Options.Greedy)
+        {
+            Span<TopToken> top = stackalloc TopToken[1];
+            Model.Device.ArgMax(rowLogits, 1, vocab, top);
+            return top[0].Id;
+        }
+        Model.Device.Download(rowLogits, scratch);
+        sampler.ToDistribution(scratch);
+        return sampler.Draw(scratch);
+    }
+}

@@ -1,0 +1,194 @@
+using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Loader;
+using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
+
+namespace Kangaroo.Native.Engine;
+
+/// <summary>
+/// A Llama-family decoder on a device: weights, rotary table, KV cache and scratch buffers, all
+/// allocated once. The layer stack has an exit point: <see cref="RunBlocks"/> runs blocks [from, to)
+/// over a block of positions on a residual stream the caller owns, so a full forward is
+/// <see cref="Embed"/>, <c>RunBlocks(0, Layers)</c>, <see cref="Logits"/>, and a self-speculative
+/// decoder can stop after the shallow blocks and continue with the deep ones later.
+/// </summary>
+public sealed class LlamaModel : IDisposable
+{
+    /// <summary>Rows per pass through the stack; longer blocks (prefill) run in chunks of this size.</summary>
+    public const int MaxBlockRows = 64;
+
+    private sealed record Layer(
+        DeviceWeight AttentionNorm, DeviceWeight Query, DeviceWeight Key, DeviceWeight Value, DeviceWeight Output,
+        DeviceWeight FeedForwardNorm, DeviceWeight Gate, DeviceWeight Up, DeviceWeight Down);
+
+    private readonly List<DeviceWeight> _weights = [];
+    private readonly Layer[] _layers;
+    private readonly DeviceWeight _embedding;
+    private readonly DeviceWeight _finalNorm;
+    private readonly DeviceWeight _lmHead;
+    private readonly DeviceTensor _normed, _query, _attention, _gate, _up;
+
+    public LlamaConfig Config { get; }
+    public ComputeDevice Device { get; }
+    public KvCache Cache { get; }
+    public RotaryTable Rotary { get; }
+
+    /// <summary>Bytes of weights on the device.</summary>
+    public long WeightBytes { get; }
+
+    /// <summary>The model's identity for adapters: shape and a fingerprint of its weights.</summary>
+    public string Fingerprint { get; }
+
+    public int Layers => Config.Layers;
+
+    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device)
+    {
+        var c = Config = checkpoint.Config;
+        Device = device;
+        DeviceWeight Load(string name, int rows, int cols)
+        {
+            var tensor = cols == 0 ? checkpoint.Read(name, rows) : checkpoint.Read(name, rows, cols);
+            var weight = device.UploadWeight(ToWeightType(tensor.Type), tensor.Bytes, cols == 0 ? 1 : rows, cols == 0 ? rows : cols);
+            _weights.Add(weight);
+            return weight;
+        }
+
+        _embedding = Load(N.Embedding, c.VocabSize, c.Dim);
+        _layers = new Layer[c.Layers];
+        for (var l = 0; l < c.Layers; l++)
+        {
+            string Name(string suffix) => N.Layer(l, suffix);
+            _layers[l] = new Layer(
+                Load(Name(N.AttentionNorm), c.Dim, 0),
+                Load(Name(N.Query), c.Dim, c.Dim),
+                Load(Name(N.Key), c.KvDim, c.Dim),
+                Load(Name(N.Value), c.KvDim, c.Dim),
+                Load(Name(N.Output), c.Dim, c.Dim),
+                Load(Name(N.FeedForwardNorm), c.Dim, 0),
+                Load(Name(N.Gate), c.HiddenDim, c.Dim),
+                Load(Name(N.Up), c.HiddenDim, c.Dim),
+                Load(Name(N.Down), c.Dim, c.HiddenDim));
+        }
+        _finalNorm = Load(N.FinalNorm, c.Dim, 0);
+        _lmHead = c.TiedEmbeddings ? _embedding : Load(N.LmHead, c.VocabSize, c.Dim);
+        WeightBytes = _weights.Sum(w => w.Bytes);
+        Fingerprint = ComputeFingerprint(checkpoint);
+
+        Cache = new KvCache(device, c.Layers, c.MaxSeqLen, c.KvDim);
+        Rotary = new RotaryTable(device, c.HeadDim, c.MaxSeqLen, c.RopeTheta);
+        _normed = device.Allocate(MaxBlockRows * c.Dim);
+        _query = device.Allocate(MaxBlockRows * c.Dim);
+        _attention = device.Allocate(MaxBlockRows * c.Dim);
+        _gate = device.Allocate(MaxBlockRows * c.HiddenDim);
+        _up = device.Allocate(MaxBlockRows * c.HiddenDim);
+    }
+
+    private static WeightType ToWeightType(DType type) => type switch
+    {
+        DType.F32 => WeightType.F32,
+        DType.F16 => WeightType.F16,
+        _ => WeightType.BF16,
+    };
+
+    /// <summary>Shape plus a hash of the first row of the embedding and the final norm, as floats, so
+    /// f32/f16/bf16 copies of one model share a fingerprint only when they agree to 16-bit precision.</summary>
+    private static string ComputeFingerprint(ModelCheckpoint checkpoint)
+    {
+        var c = checkpoint.Config;
+        var embedding = checkpoint.Read(N.Embedding, c.VocabSize, c.Dim);
+        var row = new float[c.Dim];
+        TensorData.Widen(embedding.Type, embedding.Bytes[..(c.Dim * embedding.Type.Size())], row);
+        var norm = checkpoint.Read(N.FinalNorm, c.Dim).ToFloats();
+        var sum = 0.0;
+        for (var i = 0; i < c.Dim; i++) sum += Math.Round(row[i] * 256) * (i + 1) + Math.Round(norm[i] * 256) * (i + 7);
+        return $"llama-d{c.Dim}-h{c.HiddenDim}-l{c.Layers}-q{c.Heads}-kv{c.KvHeads}-v{c.VocabSize}-{(long)sum:x}";
+    }
+
+    /// <summary>A residual-stream buffer for up to <paramref name="rows"/> positions.</summary>
+    public DeviceTensor AllocateResidual(int rows) => Device.Allocate(rows * Config.Dim);
+
+    /// <summary>A logits buffer for up to <paramref name="rows"/> positions.</summary>
+    public DeviceTensor AllocateLogits(int rows) => Device.Allocate(rows * Config.VocabSize);
+
+    /// <summary>residual[r, :] = embedding of tokens[r].</summary>
+    public void Embed(ReadOnlySpan<int> tokens, DeviceTensor residual)
+    {
+        foreach (var token in tokens)
+            if ((uint)token >= (uint)Config.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary of {Config.VocabSize}");
+        Device.Embed(tokens, _embedding, residual);
+    }
+
+    /// <summary>Runs tokens[0..count) through the whole stack at positions 0..count-1, in chunks of
+    /// <see cref="MaxBlockRows"/> using <paramref name="residual"/> (at least that many rows) as scratch.</summary>
+    public void Prefill(IReadOnlyList<int> tokens, int count, DeviceTensor residual)
+    {
+        var chunk = new int[MaxBlockRows];
+        for (var start = 0; start < count; start += MaxBlockRows)
+        {
+            var n = Math.Min(MaxBlockRows, count - start);
+            for (var i = 0; i < n; i++) chunk[i] = tokens[start + i];
+            Embed(chunk.AsSpan(0, n), residual);
+            RunBlocks(0, Layers, residual, n, start);
+        }
+    }
+
+    /// <summary>Runs blocks [from, to) over positions [startPos, startPos + rows) of the residual
+    /// stream in place, writing those positions into the KV cache of each block run.</summary>
+    public void RunBlocks(int from, int to, DeviceTensor residual, int rows, int startPos)
+    {
+        if (from < 0 || to > Layers || from > to) throw new ArgumentOutOfRangeException(nameof(from), $"blocks [{from}, {to}) are outside [0, {Layers})");
+        for (var done = 0; done < rows; done += MaxBlockRows)
+        {
+            var n = Math.Min(MaxBlockRows, rows - done);
+            var x = residual.Slice(done * Config.Dim, n * Config.Dim);
+            for (var l = from; l < to; l++) Block(l, x, n, startPos + done);
+        }
+    }
+
+    /// <summary>One decoder block over n positions: attention then SwiGLU feed-forward, each with a
+    /// pre-norm and a residual connection.</summary>
+    private void Block(int l, DeviceTensor x, int n, int pos)
+    {
+        var c = Config;
+        var w = _layers[l];
+        var d = Device;
+        var (keys, values) = Cache.Append(l, pos, n);
+
+        d.RmsNorm(x, w.AttentionNorm, _normed, n, c.NormEps);
+        d.MatMul(_normed, w.Query, _query, n);
+        d.MatMul(_normed, w.Key, keys, n);
+        d.MatMul(_normed, w.Value, values, n);
+        d.Rope(_query, n, c.Heads, pos, Rotary);
+        d.Rope(keys, n, c.KvHeads, pos, Rotary);
+        d.Attention(_query, Cache.Keys(l), Cache.Values(l), _attention, n, pos, c.Heads, c.KvHeads, c.HeadDim);
+        d.MatMul(_attention, w.Output, x, n, accumulate: true);
+
+        d.RmsNorm(x, w.FeedForwardNorm, _normed, n, c.NormEps);
+        d.MatMul(_normed, w.Gate, _gate, n);
+        d.MatMul(_normed, w.Up, _up, n);
+        d.SwiGlu(_gate, _up, n * c.HiddenDim);
+        d.MatMul(_gate, w.Down, x, n, accumulate: true);
+    }
+
+    /// <summary>logits[r, :] = LMHead(FinalNorm(residual[r, :])) for r in [0, rows).</summary>
+    public void Logits(DeviceTensor residual, int rows, DeviceTensor logits)
+    {
+        for (var done = 0; done < rows; done += MaxBlockRows)
+        {
+            var n = Math.Min(MaxBlockRows, rows - done);
+            Device.RmsNorm(residual.Slice(done * Config.Dim, n * Config.Dim), _finalNorm, _normed, n, Config.NormEps);
+            HeadLogits(_normed, n, logits.Slice(done * Config.VocabSize, n * Config.VocabSize));
+        }
+    }
+
+    /// <summary>logits = LMHead(hidden) without the final norm: the draft path of an adapter.</summary>
+    public void HeadLogits(DeviceTensor hidden, int rows, DeviceTensor logits) => Device.MatMul(hidden, _lmHead, logits, rows);
+
+    public void Dispose()
+    {
+        foreach (var weight in _weights) weight.Dispose();
+        Cache.Dispose();
+        Rotary.Dispose();
+        foreach (var t in new[] { _normed, _query, _attention, _gate, _up }) t.Dispose();
+    }
+}
