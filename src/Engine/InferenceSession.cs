@@ -1,4 +1,5 @@
 using Kangaroo.Native.Engine.Decoding;
+using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
 
@@ -49,11 +50,44 @@ public sealed class InferenceSession : IDisposable
         (Tokenizer ?? throw new InvalidOperationException($"{ModelPath}: no tokenizer found beside the model; pass --tokenizer or --prompt-ids"))
         .Encode(text, addBos: true);
 
-    public Decoder CreateDecoder(string name) => name switch
+    /// <summary>The adapter shipped beside the model, if any.</summary>
+    public string? DefaultAdapterPath
     {
-        "autoregressive" or "auto" => new AutoregressiveDecoder(Model),
-        _ => throw new ArgumentException($"unknown decoder '{name}' (expected autoregressive, kangaroo, early-exit or auto)"),
-    };
+        get
+        {
+            var directory = Directory.Exists(ModelPath) ? ModelPath : Path.GetDirectoryName(Path.GetFullPath(ModelPath))!;
+            var path = Path.Combine(directory, AdapterFileName);
+            return File.Exists(path) ? path : null;
+        }
+    }
+
+    public const string AdapterFileName = "kangaroo-adapter.safetensors";
+
+    /// <summary>Creates a decoder: <c>autoregressive</c>, <c>kangaroo</c> (adapter from
+    /// <paramref name="adapterPath"/> or beside the model), <c>early-exit</c>, or <c>auto</c>
+    /// (Kangaroo when the model has an adapter, else autoregressive).</summary>
+    public Decoder CreateDecoder(string name, string? adapterPath = null, int? exitLayer = null, int draftSteps = 6, float threshold = 0.6f)
+    {
+        adapterPath ??= DefaultAdapterPath;
+        if (adapterPath is not null && !File.Exists(adapterPath)) throw new ModelFormatException($"{adapterPath}: adapter file not found");
+        switch (name)
+        {
+            case "autoregressive":
+            case "auto" when adapterPath is null:
+                return new AutoregressiveDecoder(Model);
+            case "kangaroo":
+            case "auto":
+                if (adapterPath is null)
+                    throw new ArgumentException($"--decoder kangaroo needs an adapter: pass --adapter, or train one with 'kangaroo train-adapter' ({ModelPath} has no {AdapterFileName})");
+                var weights = AdapterWeights.Load(adapterPath, exitLayer).CheckFits(Model.Config, Model.Fingerprint, adapterPath);
+                return new SelfSpeculativeDecoder(Model, new AdapterHead(Model, weights), new SpeculationOptions(weights.ExitLayer, draftSteps, threshold));
+            case "early-exit":
+                var layer = exitLayer ?? (adapterPath is null ? Math.Max(1, Model.Layers / 4) : AdapterWeights.Load(adapterPath).ExitLayer);
+                return new SelfSpeculativeDecoder(Model, new ExitNormHead(Model), new SpeculationOptions(layer, draftSteps, threshold));
+            default:
+                throw new ArgumentException($"unknown decoder '{name}' (expected autoregressive, kangaroo, early-exit or auto)");
+        }
+    }
 
     public void Dispose()
     {

@@ -29,7 +29,6 @@ public sealed class AutoregressiveDecoder : Decoder
         Model.RunBlocks(0, Model.Layers, _residual, 1, position);
         Model.Logits(_residual, 1, _logits);
         Stats.TargetForwardPasses++;
-        Stats.AcceptLengths.Add(1);
         committed.Add(Choose(_logits, 0, sampler, _distribution));
     }
 }

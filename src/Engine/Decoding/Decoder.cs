@@ -79,6 +79,9 @@ public abstract class Decoder(LlamaModel model)
         {
             round.Clear();
             Step(tokens, budget - produced, sampler, round);
+            var stop = round.FindIndex(Model.Config.EosIds.Contains);
+            if (stop >= 0) round.RemoveRange(stop + 1, round.Count - stop - 1);
+            Stats.AcceptLengths.Add(round.Count);
             foreach (var token in round)
             {
                 tokens.Add(token);
@@ -86,11 +89,11 @@ public abstract class Decoder(LlamaModel model)
                 Stats.GeneratedTokens = produced;
                 Stats.Total = _clock.Elapsed;
                 yield return token;
-                if (Model.Config.EosIds.Contains(token))
-                {
-                    Stop = StopReason.StopToken;
-                    yield break;
-                }
+            }
+            if (stop >= 0)
+            {
+                Stop = StopReason.StopToken;
+                yield break;
             }
         }
         Stats.Total = _clock.Elapsed;
@@ -101,7 +104,8 @@ public abstract class Decoder(LlamaModel model)
 
     /// <summary>One round: commits at least one and at most <paramref name="budget"/> tokens after
     /// <paramref name="tokens"/> into <paramref name="committed"/>, leaving the caches holding every
-    /// position before the last committed token. Tokens after a stop token are discarded by the caller.</summary>
+    /// position before the last committed token. Tokens after a stop token are discarded by the caller,
+    /// which also records the round's accept length.</summary>
     protected abstract void Step(List<int> tokens, int budget, TokenSampler sampler, List<int> committed);
 
     /// <summary>Time elapsed since generation started.</summary>

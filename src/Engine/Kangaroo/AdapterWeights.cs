@@ -1,0 +1,131 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Kangaroo.Native.Loader;
+
+namespace Kangaroo.Native.Engine.Kangaroo;
+
+/// <summary>
+/// The Kangaroo adapter's parameters on the host, in float32:
+/// <c>a = RMSNorm_out(s + Attention(RMSNorm_in(s)))</c> with multi-head attention (q, k, v, o: [dim, dim],
+/// no bias, RoPE) over the residual stream s after the exit layer. Stored as safetensors under the
+/// reference implementation's key names, with the exit layer and the target model's identity in the
+/// metadata so that an adapter is never used with a model it was not made for.
+/// </summary>
+public sealed class AdapterWeights
+{
+    public const string InputNormKey = "layers.0.input_layernorm.weight";
+    public const string QueryKey = "layers.0.self_attn.q_proj.weight";
+    public const string KeyKey = "layers.0.self_attn.k_proj.weight";
+    public const string ValueKey = "layers.0.self_attn.v_proj.weight";
+    public const string OutputKey = "layers.0.self_attn.o_proj.weight";
+    public const string OutputNormKey = "norm.weight";
+
+    public const string ExitLayerMeta = "kangaroo.exit_layer";
+    public const string TargetMeta = "kangaroo.target";
+
+    public int Dim { get; }
+    public int ExitLayer { get; }
+    public float[] InputNorm { get; }
+    public float[] Query { get; }
+    public float[] Key { get; }
+    public float[] Value { get; }
+    public float[] Output { get; }
+    public float[] OutputNorm { get; }
+
+    /// <summary>Free-form metadata written with the file (training settings, metrics).</summary>
+    public Dictionary<string, string> Metadata { get; } = new();
+
+    public AdapterWeights(int dim, int exitLayer, float[] inputNorm, float[] query, float[] key, float[] value, float[] output, float[] outputNorm)
+    {
+        Dim = dim;
+        ExitLayer = exitLayer;
+        (InputNorm, Query, Key, Value, Output, OutputNorm) = (inputNorm, query, key, value, output, outputNorm);
+    }
+
+    /// <summary>All parameter arrays, in a fixed order (for optimisers and tests).</summary>
+    public IReadOnlyList<float[]> Parameters => [InputNorm, Query, Key, Value, Output, OutputNorm];
+
+    public AdapterWeights Clone()
+    {
+        var copy = new AdapterWeights(Dim, ExitLayer, (float[])InputNorm.Clone(), (float[])Query.Clone(), (float[])Key.Clone(),
+            (float[])Value.Clone(), (float[])Output.Clone(), (float[])OutputNorm.Clone());
+        foreach (var (k, v) in Metadata) copy.Metadata[k] = v;
+        return copy;
+    }
+
+    /// <summary>PyTorch's default Linear initialisation (uniform in ±1/sqrt(fan_in)) from a seed, norms at 1.</summary>
+    public static AdapterWeights Random(int dim, int exitLayer, int seed)
+    {
+        var random = new Random(seed);
+        var bound = 1.0 / Math.Sqrt(dim);
+        float[] Matrix() => Enumerable.Range(0, dim * dim).Select(_ => (float)((random.NextDouble() * 2 - 1) * bound)).ToArray();
+        float[] Ones() => Enumerable.Repeat(1f, dim).ToArray();
+        return new AdapterWeights(dim, exitLayer, Ones(), Matrix(), Matrix(), Matrix(), Matrix(), Ones());
+    }
+
+    /// <summary>Checks the adapter against a target model and returns it; the message names <paramref name="source"/>.</summary>
+    public AdapterWeights CheckFits(LlamaConfig target, string targetIdentity, string source)
+    {
+        if (Dim != target.Dim)
+            throw new ModelFormatException($"{source}: adapter hidden size {Dim} does not match the model's {target.Dim}: it was made for another model");
+        if (ExitLayer < 1 || ExitLayer >= target.Layers)
+            throw new ModelFormatException($"{source}: exit layer {ExitLayer} is outside 1..{target.Layers - 1} for a {target.Layers}-layer model");
+        if (Metadata.TryGetValue(TargetMeta, out var made) && made != targetIdentity)
+            throw new ModelFormatException($"{source}: adapter was made for model '{made}', not for this model '{targetIdentity}'");
+        return this;
+    }
+
+    public void Save(string path, string targetIdentity)
+    {
+        var metadata = new Dictionary<string, string>(Metadata)
+        {
+            [ExitLayerMeta] = ExitLayer.ToString(CultureInfo.InvariantCulture),
+            [TargetMeta] = targetIdentity,
+        };
+        SafeTensorOutput Tensor(string name, float[] values, params int[] shape) =>
+            new(name, DType.F32, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+        SafeTensorsWriter.Write(path,
+        [
+            Tensor(InputNormKey, InputNorm, Dim),
+            Tensor(QueryKey, Query, Dim, Dim),
+            Tensor(KeyKey, Key, Dim, Dim),
+            Tensor(ValueKey, Value, Dim, Dim),
+            Tensor(OutputKey, Output, Dim, Dim),
+            Tensor(OutputNormKey, OutputNorm, Dim),
+        ], metadata);
+    }
+
+    /// <summary>Loads an adapter. The exit layer comes from the file's metadata, else from
+    /// <paramref name="exitLayer"/> (a converted reference checkpoint carries no metadata).</summary>
+    public static AdapterWeights Load(string path, int? exitLayer = null)
+    {
+        using var file = SafeTensorsFile.Open(path);
+        if (!file.Contains(InputNormKey))
+            throw new ModelFormatException($"{path}: tensor '{InputNormKey}' is missing (not a Kangaroo adapter?)");
+        var dim = file.Info(InputNormKey).Shape is [var d] ? d
+            : throw new ModelFormatException($"{path}: tensor '{InputNormKey}' must be a vector");
+        float[] Read(string name, params int[] shape)
+        {
+            var info = file.Info(name);
+            if (!info.Shape.SequenceEqual(shape))
+                throw new ModelFormatException($"{path}: tensor '{name}' has shape {TensorData.FormatShape(info.Shape)}, expected {TensorData.FormatShape(shape)}");
+            return file.Read(name).ToFloats();
+        }
+        int layer;
+        if (file.Metadata.TryGetValue(ExitLayerMeta, out var stored))
+        {
+            if (!int.TryParse(stored, CultureInfo.InvariantCulture, out layer))
+                throw new ModelFormatException($"{path}: metadata {ExitLayerMeta} '{stored}' is not an integer");
+            if (exitLayer is { } requested && requested != layer)
+                throw new ArgumentException($"--exit-layer {requested} disagrees with the adapter {path}, which was trained for exit layer {layer}");
+        }
+        else
+        {
+            layer = exitLayer ?? throw new ModelFormatException($"{path}: no {ExitLayerMeta} in the metadata; pass --exit-layer");
+        }
+        var weights = new AdapterWeights(dim, layer, Read(InputNormKey, dim), Read(QueryKey, dim, dim), Read(KeyKey, dim, dim),
+            Read(ValueKey, dim, dim), Read(OutputKey, dim, dim), Read(OutputNormKey, dim));
+        foreach (var (k, v) in file.Metadata) weights.Metadata[k] = v;
+        return weights;
+    }
+}
