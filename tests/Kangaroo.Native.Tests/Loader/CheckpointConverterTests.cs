@@ -101,7 +101,7 @@ public class CheckpointConverterTests
     public void ConfigRoundTrips()
     {
         using var temp = new TempDirectory();
-        var config = new LlamaConfig(4096, 11008, 32, 32, 8, 32000, 4096, 1e-6f, 500000f, false, 1, [2, 32000]).Validate("test");
+        var config = new LlamaConfig(4096, 11008, 32, 32, 8, 32000, 4096, 1e-6f, 500000f, false, 1, [2, 31999]).Validate("test");
         File.WriteAllText(temp.File("config.json"), config.ToJson());
         var read = LlamaConfig.FromJsonFile(temp.File("config.json"));
         Assert.Equal(config with { EosIds = read.EosIds }, read);
