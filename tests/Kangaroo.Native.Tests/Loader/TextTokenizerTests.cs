@@ -185,4 +185,17 @@ public class TextTokenizerTests
         var ids = tok.Encode("Lily and Ben", addBos: true).Append(tok.EosId).ToArray();
         Assert.Equal("Lily and Ben", tok.Decode(ids));
     }
+
+    [Fact]
+    public void ControlPieceTextInInputIsPlainText()
+    {
+        foreach (var path in new[] { Tok512Model, Tok512Bin, Llama2Model })
+        {
+            var tok = Get(path);
+            var ids = tok.Encode("a <s> b </s>", addBos: false);
+            Assert.DoesNotContain(tok.BosId, ids);
+            Assert.DoesNotContain(tok.EosId, ids);
+            Assert.Equal("a <s> b </s>", tok.Decode(ids));
+        }
+    }
 }
