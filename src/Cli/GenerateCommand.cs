@@ -52,7 +52,7 @@ public static class GenerateCommand
                 else if (!asJson) Console.Write(generated.Count == 1 ? $"{token}" : $",{token}");
             }
             if (asJson) WriteJson(session, run, ids, generated);
-            else Console.WriteLine();
+            else Console.WriteLine(stream?.Flush());
             return 0;
         }));
         return command;
