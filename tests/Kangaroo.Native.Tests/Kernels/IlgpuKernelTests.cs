@@ -219,8 +219,9 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
             d.SwiGlu(g, u, 37); // the last 3 elements must stay untouched
             return Read(d, g);
         }
-        // exp (a few ulp on GPUs), then +, /, *: no cancellation, so a relative bound.
-        AssertClose(On(_reference), On(device), rtol: 16 * U, atol: 1e-30f, "SwiGlu");
+        // exp, then +, /, *: no cancellation, so a relative bound. On CUDA exp(x) is ex2.approx(x log2 e):
+        // ~2 ulp plus |x log2 e| u ln 2 (<= 6e-7 for |x| <= 6), about 10 u in all; bound 32 u.
+        AssertClose(On(_reference), On(device), rtol: 32 * U, atol: 1e-30f, "SwiGlu");
     }
 
     [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
