@@ -15,14 +15,15 @@ public static class Devices
     public static readonly IReadOnlyList<string> Names = ["auto", "cpu", "ilgpu-cpu", "cuda", "opencl"];
 
     /// <summary>
-    /// <c>auto</c>: CUDA if present, else an OpenCL device ILGPU accepts, else the managed <c>cpu</c> device.
+    /// <c>auto</c>: CUDA if present, else an OpenCL GPU ILGPU accepts, else the managed <c>cpu</c> device
+    /// (an OpenCL CPU runtime is used only when asked for by name: it is slower than <c>cpu</c>).
     /// <c>cuda</c> and <c>opencl</c> throw <see cref="InvalidOperationException"/> naming what is missing.
     /// <c>ilgpu-cpu</c> is ILGPU's CPU emulator: correct but slow, for testing kernels.
     /// </summary>
     public static ComputeDevice Create(string name) => name switch
     {
         "cpu" => new ReferenceDevice(),
-        "auto" => (ComputeDevice?)IlgpuAccelerators.TryCreateCuda() ?? (ComputeDevice?)IlgpuAccelerators.TryCreateOpenCl() ?? new ReferenceDevice(),
+        "auto" => (ComputeDevice?)IlgpuAccelerators.TryCreateCuda() ?? (ComputeDevice?)IlgpuAccelerators.TryCreateOpenCl(gpuOnly: true) ?? new ReferenceDevice(),
         "ilgpu-cpu" => IlgpuAccelerators.CreateEmulator(),
         "cuda" => IlgpuAccelerators.CreateCuda(),
         "opencl" => IlgpuAccelerators.CreateOpenCl(),

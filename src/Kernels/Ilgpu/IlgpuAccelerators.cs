@@ -37,10 +37,12 @@ internal static class IlgpuAccelerators
         return Open("cuda", context, devices.OrderByDescending(d => d.MemorySize).First());
     }
 
-    public static IlgpuDevice? TryCreateOpenCl()
+    /// <summary>The best OpenCL device ILGPU accepts; with <paramref name="gpuOnly"/>, only a GPU (a CPU
+    /// runtime such as PoCL is slower than the managed <c>cpu</c> device, so <c>auto</c> skips it).</summary>
+    public static IlgpuDevice? TryCreateOpenCl(bool gpuOnly = false)
     {
         var context = Context.Create(builder => builder.OpenCL().EnableAlgorithms());
-        var devices = context.Devices.OfType<CLDevice>().ToList();
+        var devices = context.Devices.OfType<CLDevice>().Where(d => !gpuOnly || d.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU).ToList();
         if (devices.Count == 0)
         {
             context.Dispose();

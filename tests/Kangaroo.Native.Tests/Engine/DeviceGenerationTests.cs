@@ -1,0 +1,49 @@
+using Kangaroo.Native.Engine;
+using Kangaroo.Native.Engine.Decoding;
+using Kangaroo.Native.Engine.Kangaroo;
+using Kangaroo.Native.Kernels;
+
+namespace Kangaroo.Native.Tests.Engine;
+
+/// <summary>
+/// The golden llama2.c generations on the ILGPU devices, autoregressive and Kangaroo. The CPU
+/// emulator checks the first 32 generated tokens of each prompt (it is slow); OpenCL and CUDA check
+/// every token.
+/// </summary>
+public sealed class DeviceGenerationTests(SharedDevices devices) : IClassFixture<SharedDevices>
+{
+    private static int TokensToCheck(string kind, GoldenCase golden) =>
+        kind == "ilgpu-cpu" ? Math.Min(32, golden.MaxNewTokens) : golden.MaxNewTokens;
+
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void AutoregressiveGreedyMatchesLlama2c(string kind)
+    {
+        using var model = TestModels.Stories(devices.Get(kind));
+        AssertGolden(kind, new AutoregressiveDecoder(model));
+    }
+
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void KangarooGreedyMatchesLlama2c(string kind)
+    {
+        using var model = TestModels.Stories(devices.Get(kind));
+        using var head = new AdapterHead(model, AdapterWeights.Random(model.Config.Dim, 2, 3));
+        AssertGolden(kind, new SelfSpeculativeDecoder(model, head, new SpeculationOptions(2, 6, 0.3f)));
+    }
+
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void EarlyExitGreedyMatchesLlama2c(string kind)
+    {
+        using var model = TestModels.Stories(devices.Get(kind));
+        AssertGolden(kind, new SelfSpeculativeDecoder(model, new ExitNormHead(model), new SpeculationOptions(4, 4, 0f)));
+    }
+
+    private static void AssertGolden(string kind, Decoder decoder)
+    {
+        foreach (var golden in GoldenCase.All)
+        {
+            var count = TokensToCheck(kind, golden);
+            var generated = decoder.Generate(golden.PromptIds, count, new SamplingOptions()).ToArray();
+            Assert.Equal(golden.GeneratedIds.Take(count), generated);
+        }
+    }
+}
