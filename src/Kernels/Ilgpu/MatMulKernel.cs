@@ -66,10 +66,10 @@ internal static class MatMulKernel
                 }
                 Group.Barrier();
             }
-            if (t < n)
+            for (var k = t; k < n; k += g) // groups smaller than R write several rows per thread
             {
-                var target = (first + t) * outDim + o;
-                var sum = partials[t * g];
+                var target = (first + k) * outDim + o;
+                var sum = partials[k * g];
                 output[target] = accumulate != 0 ? output[target] + sum : sum;
             }
             Group.Barrier(); // partials are rewritten by the next pass
