@@ -1,28 +1,32 @@
 using System.CommandLine;
 using Kangaroo.Native.Kernels;
+using Spectre.Console;
 
 namespace Kangaroo.Native.Cli;
 
-/// <summary><c>kangaroo devices</c>: what compute devices exist here and which can be used.</summary>
+/// <summary><c>kangaroo devices</c>: every compute device, its memory and limits, or why it cannot be used.</summary>
 public static class DevicesCommand
 {
     public static Command Create()
     {
-        var command = new Command("devices", "List compute devices and why any is unusable");
+        var command = new Command("devices", "List compute devices, their memory and limits, and why any is unusable");
         command.SetAction(_ => CliRunner.Guard(() =>
         {
-            foreach (var name in Devices.Names.Where(n => n != "auto"))
+            if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
+            var table = new Table().AddColumns("--device", "usable", "name", "memory", "threads/group", "notes");
+            using (var cpu = Devices.Create("cpu")) table.AddRow("cpu", "yes", Markup.Escape(cpu.Name), "host", "-", "managed reference implementation");
+            foreach (var d in Devices.Describe())
             {
-                try
-                {
-                    using var device = Devices.Create(name);
-                    Console.WriteLine($"{name,-10} usable   {device.Name}");
-                }
-                catch (Exception e) when (e is ArgumentException or InvalidOperationException or NotSupportedException)
-                {
-                    Console.WriteLine($"{name,-10} missing  {e.Message}");
-                }
+                table.AddRow(d.Kind, d.Usable ? "yes" : "[red]no[/]", Markup.Escape(d.Name), d.MemoryBytes > 0 ? $"{d.MemoryBytes / (1024.0 * 1024 * 1024):F1} GiB" : "host",
+                    d.MaxThreadsPerGroup.ToString(), Markup.Escape(d.Note));
             }
+            if (!Devices.Describe().Any(d => d.Kind == "cuda"))
+                table.AddRow("cuda", "[red]no[/]", "-", "-", "-", "no NVIDIA GPU with a usable CUDA driver found");
+            if (!Devices.Describe().Any(d => d.Kind == "opencl"))
+                table.AddRow("opencl", "[red]no[/]", "-", "-", "-", "no OpenCL platform found (install PoCL 4+: scripts/install-opencl.sh, or a GPU vendor's OpenCL driver)");
+            AnsiConsole.Write(table);
+            using var auto = Devices.Create("auto");
+            AnsiConsole.MarkupLine($"--device auto chooses [bold]{auto.Kind}[/] here.");
             return 0;
         }));
         return command;

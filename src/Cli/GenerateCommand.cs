@@ -41,11 +41,12 @@ public static class GenerateCommand
             if (budget < requested && ids.Length <= session.Model.Config.MaxSeqLen)
                 Console.Error.WriteLine($"kangaroo: note: --max-new-tokens {requested} clamped to {budget}: the prompt takes {ids.Length} of the model's {session.Model.Config.MaxSeqLen} positions");
 
+            var tokens = run.Generate(ids, requested, sampling); // validates the prompt before anything is printed
             var asJson = result.GetValue(json);
             var stream = session.Tokenizer?.NewStream();
             if (!asJson && stream is not null) Console.Write(ids.Select(stream.Append).Aggregate("", string.Concat));
             var generated = new List<int>();
-            foreach (var token in run.Generate(ids, requested, sampling))
+            foreach (var token in tokens)
             {
                 generated.Add(token);
                 if (!asJson && stream is not null) Console.Write(stream.Append(token));

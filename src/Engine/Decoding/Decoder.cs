@@ -60,6 +60,9 @@ public abstract class Decoder(LlamaModel model)
         if (prompt.Count > context)
             throw new ArgumentException($"the prompt is {prompt.Count} tokens but the model's context is {context} positions");
         ArgumentOutOfRangeException.ThrowIfNegative(maxNewTokens);
+        foreach (var id in prompt)
+            if ((uint)id >= (uint)Model.Config.VocabSize)
+                throw new ArgumentException($"prompt token id {id} is outside the model's vocabulary of {Model.Config.VocabSize}");
         return Run(prompt, Budget(prompt.Count, maxNewTokens), new TokenSampler(sampling));
     }
 

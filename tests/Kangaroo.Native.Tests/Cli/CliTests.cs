@@ -1,0 +1,106 @@
+using System.Text.Json;
+using Kangaroo.Native.Tests.Engine;
+
+namespace Kangaroo.Native.Tests.Cli;
+
+/// <summary>The <c>kangaroo</c> command end to end: output, JSON fields, and one-line errors.</summary>
+public sealed class CliTests
+{
+    private static readonly GoldenCase OnceUponATime = GoldenCase.All.Single(g => g.Prompt == "Once upon a time");
+
+    [Fact]
+    public void GenerateStreamsTheEmbeddedModelsStory()
+    {
+        var result = KangarooProcess.Run("generate", "--prompt", "Once upon a time", "--max-new-tokens", "40", "--device", "cpu");
+        Assert.Equal(0, result.ExitCode);
+        Assert.StartsWith("Once upon a time, there was a little girl named Lily.", result.Stdout);
+    }
+
+    [Theory]
+    [InlineData("autoregressive")]
+    [InlineData("early-exit")]
+    public void GenerateJsonMatchesGolden(string decoder)
+    {
+        var result = KangarooProcess.Run("generate", "--prompt", OnceUponATime.Prompt, "--max-new-tokens", OnceUponATime.MaxNewTokens.ToString(),
+            "--device", "cpu", "--decoder", decoder, "--exit-layer", "3", "--json");
+        Assert.Equal(0, result.ExitCode);
+        var json = JsonDocument.Parse(result.Stdout).RootElement;
+        int[] Ids(string name) => json.GetProperty(name).EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        Assert.Equal(OnceUponATime.PromptIds, Ids("prompt_ids"));
+        Assert.Equal(OnceUponATime.GeneratedIds, Ids("generated_ids"));
+        Assert.Equal("length", json.GetProperty("stop").GetString());
+        Assert.Equal(decoder, json.GetProperty("decoder").GetString());
+        Assert.Equal("cpu", json.GetProperty("device").GetString());
+        Assert.StartsWith(", there was a little girl", json.GetProperty("text").GetString());
+        var accepted = Ids("accept_lengths");
+        Assert.Equal(OnceUponATime.GeneratedIds.Length, accepted.Sum());
+        Assert.Equal(accepted.Length, json.GetProperty("target_forward_passes").GetInt32());
+        Assert.Equal(accepted.Average(), json.GetProperty("compression_rate").GetDouble(), 3);
+        Assert.Equal(6, json.GetProperty("ctar").EnumerateObject().Count());
+        Assert.True(json.GetProperty("tokens_per_second").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void StopTokenEndsGenerationAndIsReported()
+    {
+        var golden = GoldenCase.All.First(g => g.Stop == "bos");
+        var result = KangarooProcess.Run("generate", "--prompt-ids", string.Join(",", golden.PromptIds), "--max-new-tokens", "400", "--device", "cpu", "--json");
+        var json = JsonDocument.Parse(result.Stdout).RootElement;
+        Assert.Equal(golden.GeneratedIds, json.GetProperty("generated_ids").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal("stop_token", json.GetProperty("stop").GetString());
+    }
+
+    [Fact]
+    public void MaxNewTokensPastTheContextIsClampedWithANote()
+    {
+        var result = KangarooProcess.Run("generate", "--prompt-ids", "1", "--max-new-tokens", "100000", "--device", "cpu", "--json");
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("--max-new-tokens 100000 clamped to 512", result.Stderr);
+    }
+
+    [Theory]
+    [InlineData(new[] { "generate", "--prompt", "x", "--device", "tpu" }, new[] { "unknown device 'tpu'" })]
+    [InlineData(new[] { "generate", "--prompt", "x", "--model", "/nonexistent/model.bin" }, new[] { "/nonexistent/model.bin", "no such model" })]
+    [InlineData(new[] { "generate", "--prompt", "x", "--prompt-ids", "1" }, new[] { "exactly one of --prompt and --prompt-ids" })]
+    [InlineData(new[] { "generate", "--prompt-ids", "1,x" }, new[] { "--prompt-ids '1,x'" })]
+    [InlineData(new[] { "generate", "--prompt-ids", "1,9999" }, new[] { "token id 9999" })]
+    [InlineData(new[] { "generate", "--prompt", "x", "--max-new-tokens", "-1" }, new[] { "--max-new-tokens -1" })]
+    [InlineData(new[] { "generate", "--prompt", "x", "--temperature", "-1" }, new[] { "--temperature -1" })]
+    [InlineData(new[] { "generate", "--prompt", "x", "--top-p", "0" }, new[] { "--top-p 0" })]
+    [InlineData(new[] { "generate", "--prompt", "x", "--decoder", "kangaroo", "--adapter", "/nonexistent/a.safetensors" }, new[] { "/nonexistent/a.safetensors", "not found" })]
+    [InlineData(new[] { "generate", "--prompt", "x", "--decoder", "early-exit", "--exit-layer", "9" }, new[] { "--exit-layer 9" })]
+    [InlineData(new[] { "generate", "--prompt", "x", "--decoder", "early-exit", "--exit-layer", "2", "--draft-steps", "0" }, new[] { "--draft-steps 0" })]
+    [InlineData(new[] { "generate", "--prompt", "x", "--decoder", "fast" }, new[] { "unknown decoder 'fast'" })]
+    [InlineData(new[] { "generate", "--prompt", "x", "--frobnicate" }, new[] { "--frobnicate" })]
+    [InlineData(new[] { "convert", "--out", "/tmp/kangaroo-never", "--dtype", "f8" }, new[] { "unknown dtype 'f8'" })]
+    public void BadInputGivesOneLineError(string[] args, string[] fragments) =>
+        KangarooProcess.AssertOneLineError(KangarooProcess.Run(args), fragments);
+
+    [Fact]
+    public void PromptLongerThanTheContextIsRefused()
+    {
+        var ids = string.Join(",", Enumerable.Repeat(300, 600).Prepend(1));
+        KangarooProcess.AssertOneLineError(KangarooProcess.Run("generate", "--prompt-ids", ids, "--device", "cpu"), "601 tokens", "context is 512");
+    }
+
+    [Fact]
+    public void ConvertedDirectoryGeneratesTheSameTokens()
+    {
+        using var temp = new TempDirectory();
+        var directory = temp.File("hf");
+        var convert = KangarooProcess.Run("convert", "--out", directory, "--dtype", "f32");
+        Assert.Equal(0, convert.ExitCode);
+        var result = KangarooProcess.Run("generate", "--model", directory, "--prompt", OnceUponATime.Prompt, "--max-new-tokens", "64", "--device", "cpu", "--json");
+        Assert.Equal(0, result.ExitCode);
+        Assert.Equal(OnceUponATime.GeneratedIds.Take(64), JsonDocument.Parse(result.Stdout).RootElement.GetProperty("generated_ids").EnumerateArray().Select(e => e.GetInt32()));
+    }
+
+    [Fact]
+    public void DevicesListsEveryKind()
+    {
+        var result = KangarooProcess.Run("devices");
+        Assert.Equal(0, result.ExitCode);
+        foreach (var kind in new[] { "cpu", "ilgpu-cpu", "opencl", "cuda" }) Assert.Contains(kind, result.Stdout);
+        Assert.Contains("--device auto chooses", result.Stdout);
+    }
+}

@@ -1,0 +1,35 @@
+using System.Diagnostics;
+
+namespace Kangaroo.Native.Tests.Cli;
+
+/// <summary>Runs the real <c>kangaroo</c> executable (built beside the tests) as a user would.</summary>
+public static class KangarooProcess
+{
+    public sealed record Result(int ExitCode, string Stdout, string Stderr);
+
+    public static Result Run(params string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "kangaroo.dll"));
+        foreach (var arg in args) start.ArgumentList.Add(arg);
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"kangaroo {string.Join(' ', args)} did not finish in 5 minutes");
+        }
+        return new Result(process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>Asserts a failed run that printed exactly one line to stderr containing every fragment.</summary>
+    public static void AssertOneLineError(Result result, params string[] fragments)
+    {
+        Assert.NotEqual(0, result.ExitCode);
+        var lines = result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected one line on stderr, got:\n{result.Stderr}");
+        Assert.StartsWith("kangaroo: ", lines[0]);
+        foreach (var fragment in fragments) Assert.Contains(fragment, lines[0]);
+    }
+}
