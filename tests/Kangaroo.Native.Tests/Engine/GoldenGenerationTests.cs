@@ -1,7 +1,4 @@
-using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Kernels.Reference;
-using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Tests.Engine;
 
@@ -13,8 +10,7 @@ public sealed class GoldenGenerationTests
     public void CpuGreedyMatchesLlama2c(int index)
     {
         var golden = GoldenCase.All[index];
-        using var checkpoint = ModelCheckpoint.Open(SharedData.EmbeddedModel);
-        using var model = new LlamaModel(checkpoint, new ReferenceDevice());
+        using var model = TestModels.Stories();
         var decoder = new AutoregressiveDecoder(model);
         var generated = decoder.Generate(golden.PromptIds, golden.MaxNewTokens, new SamplingOptions()).ToArray();
         Assert.Equal(golden.GeneratedIds, generated);

@@ -1,8 +1,5 @@
-using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Engine.Kangaroo;
-using Kangaroo.Native.Kernels.Reference;
-using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Tests.Engine;
 
@@ -25,8 +22,7 @@ public sealed class KangarooLosslessTests
     [MemberData(nameof(Settings))]
     public void RandomAdapterMatchesGolden(int exitLayer, int gamma, float eta, int seed)
     {
-        using var checkpoint = ModelCheckpoint.Open(SharedData.EmbeddedModel);
-        using var model = new LlamaModel(checkpoint, new ReferenceDevice());
+        using var model = TestModels.Stories();
         var adapter = AdapterWeights.Random(model.Config.Dim, exitLayer, seed);
         using var head = new AdapterHead(model, adapter);
         AssertGolden(new SelfSpeculativeDecoder(model, head, new SpeculationOptions(exitLayer, gamma, eta)));
@@ -37,8 +33,7 @@ public sealed class KangarooLosslessTests
     [InlineData(3, 3, 0.0f)]
     public void EarlyExitMatchesGolden(int exitLayer, int gamma, float eta)
     {
-        using var checkpoint = ModelCheckpoint.Open(SharedData.EmbeddedModel);
-        using var model = new LlamaModel(checkpoint, new ReferenceDevice());
+        using var model = TestModels.Stories();
         AssertGolden(new SelfSpeculativeDecoder(model, new ExitNormHead(model), new SpeculationOptions(exitLayer, gamma, eta)));
     }
 
