@@ -1,3 +1,4 @@
+using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
 
 namespace Kangaroo.Native.Tests.Engine;
