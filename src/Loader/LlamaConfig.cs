@@ -60,34 +60,22 @@ public sealed record LlamaConfig(
         }
         if (root is not JsonObject json) throw new ModelFormatException($"{path}: not a JSON object");
 
-        int Int(string name, int? fallback = null)
+        T Field<T>(string name, T? fallback, string kind) where T : struct
         {
             var node = json[name];
             if (node is null)
                 return fallback ?? throw new ModelFormatException($"{path}: required field '{name}' is missing");
             try
             {
-                return node.GetValue<int>();
+                return node.GetValue<T>();
             }
             catch (Exception e) when (e is FormatException or InvalidOperationException)
             {
-                throw new ModelFormatException($"{path}: field '{name}' is not an integer");
+                throw new ModelFormatException($"{path}: field '{name}' is not {kind}");
             }
         }
-        float Float(string name, float? fallback = null)
-        {
-            var node = json[name];
-            if (node is null)
-                return fallback ?? throw new ModelFormatException($"{path}: required field '{name}' is missing");
-            try
-            {
-                return node.GetValue<float>();
-            }
-            catch (Exception e) when (e is FormatException or InvalidOperationException)
-            {
-                throw new ModelFormatException($"{path}: field '{name}' is not a number");
-            }
-        }
+        int Int(string name, int? fallback = null) => Field(name, fallback, "an integer");
+        float Float(string name, float? fallback = null) => Field(name, fallback, "a number");
 
         if (json["rope_scaling"] is JsonObject)
             throw new ModelFormatException($"{path}: rope_scaling is not supported");
