@@ -139,13 +139,13 @@ public sealed class AdapterTrainer : IDisposable
         return new TrainingResult(weights, reports, Cancelled: false);
     }
 
-    /// <summary>Linear warm-up to the peak rate over <paramref name="warmup"/> steps, then linear
-    /// decay that reaches peak / (decay steps + 1) at the last step.</summary>
+    /// <summary>Linear warm-up to the peak rate over <paramref name="warmup"/> steps (1-based), then
+    /// linear decay from the peak at step warmup + 1 to peak / (decay steps) at the last step.</summary>
     public float LearningRate(int step, int totalSteps, int warmup)
     {
         var peak = _options.LearningRate;
         if (step <= warmup) return peak * step / warmup;
-        return peak * (totalSteps - step + 1) / (totalSteps - warmup + 1);
+        return peak * (totalSteps - step + 1) / (totalSteps - warmup);
     }
 
     /// <summary>Mean loss and metrics of the current adapter over <paramref name="sequences"/> (no update).</summary>
