@@ -33,7 +33,9 @@ run_quiet() {
 
 # Finds the .NET-loadable libOpenCL.so (unversioned name; ILGPU imports "OpenCL").
 have_libopencl_so() {
-    ldconfig -p 2>/dev/null | grep -q 'libOpenCL\.so ' \
+    local cache
+    cache="$(ldconfig -p 2>/dev/null || true)"
+    grep -q 'libOpenCL\.so ' <<<"$cache" \
         || ls /usr/lib/*/libOpenCL.so /usr/lib/libOpenCL.so >/dev/null 2>&1
 }
 
@@ -41,13 +43,15 @@ have_libopencl_so() {
 opencl_ok() {
     command -v clinfo >/dev/null 2>&1 || return 1
     have_libopencl_so || return 1
-    env -u OCL_ICD_VENDORS -u OPENCL_VENDOR_PATH -u OCL_ICD_FILENAMES \
-        clinfo 2>/dev/null | grep -Eq 'Generic address space support[[:space:]]+Yes'
+    # Capture first: 'clinfo | grep -q' fails under pipefail when grep exits early (SIGPIPE).
+    local out
+    out="$(env -u OCL_ICD_VENDORS -u OPENCL_VENDOR_PATH -u OCL_ICD_FILENAMES clinfo 2>/dev/null || true)"
+    grep -Eq 'Generic address space support[[:space:]]+Yes' <<<"$out"
 }
 
 print_summary() {
     local out
-    out="$(env -u OCL_ICD_VENDORS -u OPENCL_VENDOR_PATH -u OCL_ICD_FILENAMES clinfo 2>/dev/null)"
+    out="$(env -u OCL_ICD_VENDORS -u OPENCL_VENDOR_PATH -u OCL_ICD_FILENAMES clinfo 2>/dev/null || true)"
     log "platform: $(grep -m1 -E '^[[:space:]]*Platform Version' <<<"$out" | sed -E 's/^[[:space:]]*Platform Version[[:space:]]+//')"
     log "device:   $(grep -m1 -E '^[[:space:]]*Device Name' <<<"$out" | sed -E 's/^[[:space:]]*Device Name[[:space:]]+//')"
 }

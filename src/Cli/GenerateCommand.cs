@@ -22,8 +22,10 @@ public static class GenerateCommand
         var device = new Option<string>("--device") { Description = "auto|cuda|opencl|cpu|ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var decoder = new Option<string>("--decoder") { Description = "autoregressive|kangaroo|early-exit|auto", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of streaming text" };
+        var speculation = new SpeculationArguments();
 
         var command = new Command("generate", "Generate text from a prompt") { model, tokenizer, prompt, promptIds, maxNew, temperature, topK, topP, seed, device, decoder, json };
+        speculation.AddTo(command);
         command.SetAction(result => CliRunner.Guard(() =>
         {
             if (result.GetValue(prompt) is not null == result.GetValue(promptIds) is not null)
@@ -33,7 +35,7 @@ public static class GenerateCommand
 
             using var session = InferenceSession.Open(result.GetValue(model) ?? CliRunner.DefaultModel, result.GetValue(device)!, result.GetValue(tokenizer));
             var ids = result.GetValue(promptIds) is { } list ? ParseIds(list) : session.EncodePrompt(result.GetValue(prompt)!);
-            var run = session.CreateDecoder(result.GetValue(decoder)!);
+            var run = speculation.CreateDecoder(session, result.GetValue(decoder)!, result);
             var requested = result.GetValue(maxNew);
             var budget = run.Budget(ids.Length, requested);
             if (budget < requested && ids.Length <= session.Model.Config.MaxSeqLen)
@@ -50,7 +52,7 @@ public static class GenerateCommand
                 else if (!asJson) Console.Write(generated.Count == 1 ? $"{token}" : $",{token}");
             }
             if (asJson) WriteJson(session, run, ids, generated);
-            else Console.WriteLine();
+            else Console.WriteLine(stream?.Flush());
             return 0;
         }));
         return command;
@@ -71,7 +73,7 @@ public static class GenerateCommand
     private static void WriteJson(InferenceSession session, Decoder run, int[] promptIds, List<int> generated)
     {
         var stats = run.Stats;
-        using var writer = new Utf8JsonWriter(Console.OpenStandardOutput());
+        using var writer = new Utf8JsonWriter(Console.OpenStandardOutput(), new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         writer.WriteStartObject();
         writer.WritePropertyName("prompt_ids");
         JsonSerializer.Serialize(writer, promptIds);

@@ -1,15 +1,35 @@
+using Kangaroo.Native.Kernels.Ilgpu;
 using Kangaroo.Native.Kernels.Reference;
 
 namespace Kangaroo.Native.Kernels;
+
+/// <summary>An accelerator ILGPU can see. <paramref name="Usable"/> says whether <see cref="Devices.Create"/>
+/// can open it; <paramref name="Note"/> gives details, or the reason it is rejected.</summary>
+/// <param name="Kind">The device name to pass to <see cref="Devices.Create"/>: <c>ilgpu-cpu</c>, <c>cuda</c> or <c>opencl</c>.</param>
+/// <param name="MemoryBytes">Device memory, 0 for the CPU emulator (host memory).</param>
+public sealed record AcceleratorDescription(string Kind, string Name, long MemoryBytes, int MaxThreadsPerGroup, bool Usable, string Note);
 
 /// <summary>Creates compute devices by name: <c>auto</c>, <c>cpu</c>, <c>ilgpu-cpu</c>, <c>cuda</c>, <c>opencl</c>.</summary>
 public static class Devices
 {
     public static readonly IReadOnlyList<string> Names = ["auto", "cpu", "ilgpu-cpu", "cuda", "opencl"];
 
+    /// <summary>
+    /// <c>auto</c>: CUDA if present, else an OpenCL device ILGPU accepts, else the managed <c>cpu</c> device.
+    /// <c>cuda</c> and <c>opencl</c> throw <see cref="InvalidOperationException"/> naming what is missing.
+    /// <c>ilgpu-cpu</c> is ILGPU's CPU emulator: correct but slow, for testing kernels.
+    /// </summary>
     public static ComputeDevice Create(string name) => name switch
     {
-        "cpu" or "auto" => new ReferenceDevice(),
-        _ => throw new ArgumentException($"unknown device '{name}' (expected one of: {string.Join(", ", Names)})"),
+        "cpu" => new ReferenceDevice(),
+        "auto" => (ComputeDevice?)IlgpuAccelerators.TryCreateCuda() ?? (ComputeDevice?)IlgpuAccelerators.TryCreateOpenCl() ?? new ReferenceDevice(),
+        "ilgpu-cpu" => IlgpuAccelerators.CreateEmulator(),
+        "cuda" => IlgpuAccelerators.CreateCuda(),
+        "opencl" => IlgpuAccelerators.CreateOpenCl(),
+        _ => throw new ArgumentException($"unknown device '{name}' (expected one of: {string.Join(", ", Names)})", nameof(name)),
     };
+
+    /// <summary>Every accelerator ILGPU can see (the CPU emulator, CUDA GPUs, OpenCL devices), including
+    /// the ones it rejects and why. Never throws for a missing runtime: that device is simply absent.</summary>
+    public static IReadOnlyList<AcceleratorDescription> Describe() => IlgpuAccelerators.Describe();
 }

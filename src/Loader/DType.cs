@@ -27,7 +27,7 @@ public static class DTypes
 
     /// <summary>Parses "f32", "f16" or "bf16" (any case), as the CLI spells them.</summary>
     public static DType ParseOption(string name) =>
-        TryParse(name.ToUpperInvariant(), out var type)
+        TryParse((name ?? throw new ArgumentNullException(nameof(name))).ToUpperInvariant(), out var type)
             ? type
             : throw new ArgumentException($"unknown dtype '{name}' (expected f32, f16 or bf16)");
 }

@@ -48,7 +48,17 @@ public sealed class HfModelDirectory : ModelCheckpoint
         }
     }
 
-    public static new HfModelDirectory Open(string directory) => new(directory);
+    public static new HfModelDirectory Open(string directory)
+    {
+        try
+        {
+            return new HfModelDirectory(directory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ModelFormatException($"{directory}: cannot read ({e.Message})");
+        }
+    }
 
     private void OpenShards(string directory, string index)
     {
@@ -58,21 +68,31 @@ public sealed class HfModelDirectory : ModelCheckpoint
             using var json = JsonDocument.Parse(File.ReadAllBytes(index));
             if (!json.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                 throw new ModelFormatException($"{index}: missing weight_map");
-            weightMap = map.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()
-                ?? throw new ModelFormatException($"{index}: weight_map entry '{p.Name}' is not a file name"));
+            weightMap = new Dictionary<string, string>();
+            foreach (var entry in map.EnumerateObject())
+            {
+                if (entry.Value.ValueKind != JsonValueKind.String || entry.Value.GetString() is not { Length: > 0 } shardName)
+                    throw new ModelFormatException($"{index}: weight_map entry '{entry.Name}' is not a file name");
+                if (!weightMap.TryAdd(entry.Name, shardName))
+                    throw new ModelFormatException($"{index}: weight_map lists tensor '{entry.Name}' more than once");
+            }
+            if (weightMap.Count == 0) throw new ModelFormatException($"{index}: weight_map is empty");
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
             throw new ModelFormatException($"{index}: not valid JSON ({e.Message})");
         }
         var opened = new Dictionary<string, SafeTensorsFile>();
         foreach (var (tensor, shard) in weightMap)
         {
-            if (shard.Contains('/') || shard.Contains('\\') || shard.Contains(".."))
+            if (shard.Contains('/') || shard.Contains('\\') || shard is "." or ".." || Path.IsPathRooted(shard))
                 throw new ModelFormatException($"{index}: shard name '{shard}' must be a file in the model directory");
             if (!opened.TryGetValue(shard, out var file))
             {
-                file = SafeTensorsFile.Open(Path.Combine(directory, shard));
+                var shardPath = Path.Combine(directory, shard);
+                if (!File.Exists(shardPath))
+                    throw new ModelFormatException($"{shardPath}: file not found (listed for tensor '{tensor}' in {Path.GetFileName(index)})");
+                file = SafeTensorsFile.Open(shardPath);
                 opened[shard] = file;
                 _files.Add(file);
             }

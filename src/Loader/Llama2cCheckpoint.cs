@@ -13,6 +13,7 @@ namespace Kangaroo.Native.Loader;
 public sealed class Llama2cCheckpoint : ModelCheckpoint
 {
     private const int HeaderBytes = 7 * sizeof(int);
+    private const int Llama2cMagic = 0x616b3432; // "ak42", the header of llama2.c's versioned exports
     private readonly Dictionary<string, (float[] Data, int[] Shape)> _tensors = new();
 
     public override LlamaConfig Config { get; }
@@ -27,16 +28,23 @@ public sealed class Llama2cCheckpoint : ModelCheckpoint
             throw new ModelFormatException($"{path}: {stream.Length} bytes, too short for a llama2.c header (is it a llama2.c checkpoint?)");
         var header = new int[7];
         stream.ReadExactly(MemoryMarshal.AsBytes(header.AsSpan()));
+        if (header[0] == Llama2cMagic)
+            throw new ModelFormatException(
+                $"{path}: a llama2.c version {header[1]} export (magic \"ak42\"); only the legacy format (export.py --version 0) is supported");
         var (dim, hidden, layers, heads, kvHeads, vocab, seqLen) = (header[0], header[1], header[2], header[3], header[4], header[5], header[6]);
         var shared = vocab > 0;
+        if (vocab == int.MinValue)
+            throw new ModelFormatException($"{path}: vocab_size {vocab} in the llama2.c header is not plausible");
         vocab = Math.Abs(vocab);
         Config = new LlamaConfig(dim, hidden, layers, heads, kvHeads, vocab, seqLen, 1e-5f, 10000f, shared, BosId: 1, EosIds: [1])
             .Validate(path + " (llama2.c header)");
 
         var c = Config;
         long headSize = c.HeadDim;
-        long expectedFloats = (long)vocab * dim + layers * (2L * dim + 2L * dim * dim + 2L * c.KvDim * dim + 3L * hidden * dim)
-            + dim + seqLen * headSize + (shared ? 0 : (long)vocab * dim);
+        // Exact arithmetic: a garbage header must not overflow into a size that happens to match.
+        System.Numerics.BigInteger Big(long v) => v;
+        var expectedFloats = Big(vocab) * dim + Big(layers) * (2L * dim + 2L * dim * dim + 2L * c.KvDim * dim + 3L * hidden * dim)
+            + dim + Big(seqLen) * headSize + (shared ? 0 : Big(vocab) * dim);
         var expectedBytes = HeaderBytes + 4 * expectedFloats;
         if (stream.Length != expectedBytes)
             throw new ModelFormatException(
@@ -44,16 +52,21 @@ public sealed class Llama2cCheckpoint : ModelCheckpoint
 
         float[] ReadFloats(long count)
         {
+            if (count > Array.MaxLength)
+                throw new ModelFormatException($"{path}: a weight of {count} floats is too large to load");
             var values = new float[count];
-            stream.ReadExactly(MemoryMarshal.AsBytes(values.AsSpan()));
+            // In chunks: a span of bytes cannot cover more than 2 GiB.
+            const int chunk = 1 << 28;
+            for (long done = 0; done < count; done += chunk)
+                stream.ReadExactly(MemoryMarshal.AsBytes(values.AsSpan((int)done, (int)Math.Min(chunk, count - done))));
             return values;
         }
         void PerLayer(string suffix, int rows, int cols, bool permuteHeads = false, int headCount = 0)
         {
-            var all = ReadFloats((long)layers * rows * cols);
+            // One layer at a time: all layers of a large model's matrix do not fit in one array.
             for (var l = 0; l < layers; l++)
             {
-                var slice = all.AsSpan(l * rows * cols, rows * cols).ToArray();
+                var slice = ReadFloats((long)rows * cols);
                 if (permuteHeads) slice = ToHalvesConvention(slice, headCount, c.HeadDim, cols);
                 _tensors[Names.Layer(l, suffix)] = (slice, cols == 1 ? [rows] : [rows, cols]);
             }

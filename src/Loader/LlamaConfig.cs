@@ -35,6 +35,10 @@ public sealed record LlamaConfig(
         Require(Heads % KvHeads == 0, $"{Heads} attention heads are not a multiple of the {KvHeads} key/value heads");
         Require(NormEps > 0 && float.IsFinite(NormEps), $"rms_norm_eps {NormEps} must be positive");
         Require(RopeTheta > 0 && float.IsFinite(RopeTheta), $"rope_theta {RopeTheta} must be positive");
+        Require(BosId >= 0 && BosId < VocabSize, $"bos_token_id {BosId} is outside the vocabulary of {VocabSize}");
+        Require(EosIds.Count > 0, "eos_token_id is an empty list");
+        foreach (var eos in EosIds)
+            Require(eos >= 0 && eos < VocabSize, $"eos_token_id {eos} is outside the vocabulary of {VocabSize}");
         return this;
     }
 
@@ -87,16 +91,27 @@ public sealed record LlamaConfig(
 
         if (json["rope_scaling"] is JsonObject)
             throw new ModelFormatException($"{path}: rope_scaling is not supported");
-        if (json["hidden_act"] is JsonValue act && act.GetValue<string>() != "silu")
-            throw new ModelFormatException($"{path}: hidden_act '{act}' is not supported (Llama uses silu)");
+        if (json["hidden_act"] is { } act)
+        {
+            if (act is not JsonValue actValue || !actValue.TryGetValue<string>(out var activation))
+                throw new ModelFormatException($"{path}: field 'hidden_act' is not a string");
+            if (activation != "silu")
+                throw new ModelFormatException($"{path}: hidden_act '{activation}' is not supported (Llama uses silu)");
+        }
+        bool tied = false;
+        if (json["tie_word_embeddings"] is { } tie && (tie is not JsonValue tieValue || !tieValue.TryGetValue(out tied)))
+            throw new ModelFormatException($"{path}: field 'tie_word_embeddings' is not true or false");
 
         var heads = Int("num_attention_heads");
-        var eos = json["eos_token_id"] switch
+        static int? AsInt(JsonNode? node) =>
+            node is JsonValue value && value.GetValueKind() == JsonValueKind.Number && value.TryGetValue<int>(out var result) ? result : null;
+        var eosNode = json["eos_token_id"];
+        var eos = eosNode switch
         {
             null => [2],
-            JsonArray array => array.Select(n => n!.GetValue<int>()).ToArray(),
-            var node => new[] { node.GetValue<int>() },
-        };
+            JsonArray array => array.Select(AsInt).ToArray() is var ids && ids.All(id => id.HasValue) ? ids.Select(id => id!.Value).ToArray() : null,
+            _ => AsInt(eosNode) is { } single ? [single] : null,
+        } ?? throw new ModelFormatException($"{path}: field 'eos_token_id' is not an integer or a list of integers");
         return new LlamaConfig(
             Dim: Int("hidden_size"),
             HiddenDim: Int("intermediate_size"),
@@ -107,7 +122,7 @@ public sealed record LlamaConfig(
             MaxSeqLen: Int("max_position_embeddings"),
             NormEps: Float("rms_norm_eps"),
             RopeTheta: Float("rope_theta", 10000f),
-            TiedEmbeddings: json["tie_word_embeddings"]?.GetValue<bool>() ?? false,
+            TiedEmbeddings: tied,
             BosId: Int("bos_token_id", 1),
             EosIds: eos).Validate(path);
     }

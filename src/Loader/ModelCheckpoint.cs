@@ -64,5 +64,28 @@ public abstract class ModelCheckpoint : IDisposable
         public const string Gate = "mlp.gate_proj.weight";
         public const string Up = "mlp.up_proj.weight";
         public const string Down = "mlp.down_proj.weight";
+
+        /// <summary>Every weight a model with this configuration has, with the shape the configuration
+        /// implies, in the order llama2.c stores them (no lm_head.weight when embeddings are tied).</summary>
+        public static IReadOnlyList<(string Name, int[] Shape)> Expected(LlamaConfig config)
+        {
+            var (dim, hidden, kvDim) = (config.Dim, config.HiddenDim, config.KvDim);
+            var result = new List<(string, int[])> { (Embedding, [config.VocabSize, dim]) };
+            for (var l = 0; l < config.Layers; l++)
+            {
+                result.Add((Layer(l, AttentionNorm), [dim]));
+                result.Add((Layer(l, Query), [dim, dim]));
+                result.Add((Layer(l, Key), [kvDim, dim]));
+                result.Add((Layer(l, Value), [kvDim, dim]));
+                result.Add((Layer(l, Output), [dim, dim]));
+                result.Add((Layer(l, FeedForwardNorm), [dim]));
+                result.Add((Layer(l, Gate), [hidden, dim]));
+                result.Add((Layer(l, Down), [dim, hidden]));
+                result.Add((Layer(l, Up), [hidden, dim]));
+            }
+            result.Add((FinalNorm, [dim]));
+            if (!config.TiedEmbeddings) result.Add((LmHead, [config.VocabSize, dim]));
+            return result;
+        }
     }
 }

@@ -21,6 +21,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
     private readonly byte* _data;
+    private bool _disposed;
     private readonly Dictionary<string, SafeTensorInfo> _tensors;
 
     public string Path { get; }
@@ -75,16 +76,22 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public SafeTensorInfo Info(string name) =>
         _tensors.TryGetValue(name, out var info) ? info : throw Error($"tensor '{name}' is missing");
 
+    /// <summary>The tensor's bytes, borrowed from the memory map: valid until the file is disposed.</summary>
     public TensorData Read(string name)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         var info = Info(name);
-        return new TensorData(info.Type, info.Shape, new ReadOnlySpan<byte>(_data + info.Begin, checked((int)(info.End - info.Begin))));
+        var length = info.End - info.Begin;
+        if (length > int.MaxValue)
+            throw Error($"tensor '{name}' is {length} bytes; tensors over 2 GiB cannot be read as one span");
+        return new TensorData(info.Type, info.Shape, new ReadOnlySpan<byte>(_data + info.Begin, (int)length));
     }
 
     private ModelFormatException Error(string problem) => new($"{Path}: {problem}");
 
     private (Dictionary<string, SafeTensorInfo>, Dictionary<string, string>) ParseHeader(ReadOnlySpan<byte> header, long dataLength)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw Error("header is not valid JSON (invalid UTF-8)");
         JsonDocument document;
         try
         {
@@ -111,6 +118,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                     }
                     continue;
                 }
+                if (tensors.ContainsKey(property.Name)) throw Error($"tensor '{property.Name}' is listed more than once in the header");
                 tensors[property.Name] = ParseEntry(property.Name, property.Value, dataLength);
             }
             CheckOverlaps(tensors.Values);
@@ -138,12 +146,14 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         }
         if (!entry.TryGetProperty("data_offsets", out var offsets) || offsets.ValueKind != JsonValueKind.Array || offsets.GetArrayLength() != 2)
             throw Error($"tensor '{name}': data_offsets must be [begin, end]");
-        if (!offsets[0].TryGetInt64(out var begin) || !offsets[1].TryGetInt64(out var end))
+        if (offsets[0].ValueKind != JsonValueKind.Number || offsets[1].ValueKind != JsonValueKind.Number
+            || !offsets[0].TryGetInt64(out var begin) || !offsets[1].TryGetInt64(out var end))
             throw Error($"tensor '{name}': data_offsets are not integers");
         if (begin < 0 || end < begin || end > dataLength)
             throw Error($"tensor '{name}': data_offsets [{begin}, {end}] are out of range (data section is {dataLength} bytes; file truncated?)");
         var info = new SafeTensorInfo(name, dtype, shape, begin, end);
-        var expected = info.ElementCount * dtype.Size();
+        // Computed exactly so that absurd shapes cannot wrap around to a size that happens to match.
+        var expected = shape.Aggregate(System.Numerics.BigInteger.One, (a, b) => a * b) * dtype.Size();
         if (end - begin != expected)
             throw Error($"tensor '{name}': {end - begin} bytes of data but shape {TensorData.FormatShape(shape)} x {dtypeName} needs {expected}");
         return info;
@@ -162,6 +172,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         if (_view is not null)
         {
             _view.SafeMemoryMappedViewHandle.ReleasePointer();

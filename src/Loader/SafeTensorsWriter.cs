@@ -5,6 +5,12 @@ namespace Kangaroo.Native.Loader;
 /// <summary>A tensor to write: name, element type, shape and raw little-endian bytes.</summary>
 public sealed record SafeTensorOutput(string Name, DType Type, int[] Shape, byte[] Bytes);
 
+/// <summary>A tensor's header entry, written before its bytes are produced.</summary>
+public sealed record SafeTensorSpec(string Name, DType Type, int[] Shape)
+{
+    public long ByteCount => Shape.Aggregate(1L, (a, b) => checked(a * b)) * Type.Size();
+}
+
 /// <summary>Writes safetensors files. The file is written beside its destination under a temporary
 /// name and renamed into place, so an interrupted write never leaves a half-written file.</summary>
 public static class SafeTensorsWriter
@@ -12,21 +18,37 @@ public static class SafeTensorsWriter
     public static void Write(string path, IEnumerable<SafeTensorOutput> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = tensors.ToList();
+        foreach (var tensor in list)
+        {
+            var spec = new SafeTensorSpec(tensor.Name, tensor.Type, tensor.Shape);
+            if (tensor.Shape.All(d => d >= 0) && spec.ByteCount != tensor.Bytes.LongLength)
+                throw new ArgumentException($"tensor '{tensor.Name}': {tensor.Bytes.Length} bytes for shape {TensorData.FormatShape(tensor.Shape)} x {tensor.Type.SafeTensorsName()}");
+        }
+        Write(path, list.Select(t => new SafeTensorSpec(t.Name, t.Type, t.Shape)).ToList(), i => list[i].Bytes, metadata);
+    }
+
+    /// <summary>Writes the header for <paramref name="tensors"/>, then asks <paramref name="bytesOf"/> for
+    /// each tensor's bytes in order, so that only one tensor needs to be in memory at a time.</summary>
+    public static void Write(string path, IReadOnlyList<SafeTensorSpec> tensors, Func<int, byte[]> bytesOf, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
         var header = new Dictionary<string, object>();
         if (metadata is { Count: > 0 }) header["__metadata__"] = metadata;
         long offset = 0;
-        foreach (var tensor in list)
+        foreach (var tensor in tensors)
         {
-            var expected = tensor.Shape.Aggregate(1L, (a, b) => a * b) * tensor.Type.Size();
-            if (expected != tensor.Bytes.Length)
-                throw new ArgumentException($"tensor '{tensor.Name}': {tensor.Bytes.Length} bytes for shape {TensorData.FormatShape(tensor.Shape)}");
-            header[tensor.Name] = new Dictionary<string, object>
-            {
-                ["dtype"] = tensor.Type.SafeTensorsName(),
-                ["shape"] = tensor.Shape,
-                ["data_offsets"] = new[] { offset, offset + tensor.Bytes.Length },
-            };
-            offset += tensor.Bytes.Length;
+            if (tensor.Name.Length == 0 || tensor.Name == "__metadata__")
+                throw new ArgumentException($"{path}: '{tensor.Name}' is not a valid tensor name");
+            if (tensor.Shape.Any(d => d < 0))
+                throw new ArgumentException($"{path}: tensor '{tensor.Name}' has negative dimensions {TensorData.FormatShape(tensor.Shape)}");
+            if (!header.TryAdd(tensor.Name, new Dictionary<string, object>
+                {
+                    ["dtype"] = tensor.Type.SafeTensorsName(),
+                    ["shape"] = tensor.Shape,
+                    ["data_offsets"] = new[] { offset, offset + tensor.ByteCount },
+                }))
+                throw new ArgumentException($"{path}: tensor '{tensor.Name}' is listed twice");
+            offset += tensor.ByteCount;
         }
         var json = JsonSerializer.SerializeToUtf8Bytes(header);
         var padding = (8 - json.Length % 8) % 8; // align the data section to 8 bytes
@@ -39,13 +61,29 @@ public static class SafeTensorsWriter
                 stream.Write(BitConverter.GetBytes((long)(json.Length + padding)));
                 stream.Write(json);
                 for (var i = 0; i < padding; i++) stream.WriteByte((byte)' ');
-                foreach (var tensor in list) stream.Write(tensor.Bytes);
+                for (var i = 0; i < tensors.Count; i++)
+                {
+                    var bytes = bytesOf(i);
+                    if (bytes.LongLength != tensors[i].ByteCount)
+                        throw new ArgumentException(
+                            $"{path}: tensor '{tensors[i].Name}' has {bytes.LongLength} bytes but shape {TensorData.FormatShape(tensors[i].Shape)} x {tensors[i].Type.SafeTensorsName()} needs {tensors[i].ByteCount}");
+                    stream.Write(bytes);
+                }
             }
             File.Move(temporary, full, overwrite: true);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e)
         {
-            throw new IOException($"{path}: cannot write ({e.Message})", e);
+            try
+            {
+                File.Delete(temporary);
+            }
+            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException)
+            {
+                // The original error is the one to report.
+            }
+            if (e is IOException or UnauthorizedAccessException) throw new IOException($"{path}: cannot write ({e.Message})", e);
+            throw;
         }
     }
 }

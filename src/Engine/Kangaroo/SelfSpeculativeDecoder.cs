@@ -56,6 +56,11 @@ public sealed class SelfSpeculativeDecoder : Decoder
 
     public override string Name => _head.Name;
 
+    /// <summary>Probability of accepting a draft given its target and draft probabilities: min(1, p/q),
+    /// the rule that keeps the target's distribution. Replaceable only so tests can show that the
+    /// statistical test catches a wrong rule.</summary>
+    internal Func<float, float, float> AcceptanceProbability { get; init; } = (p, q) => Math.Min(1f, p / q);
+
     public SpeculationOptions Options => new(_exit, _gamma, _eta);
 
     private DeviceTensor Row(int row) => _states.Slice(row * Model.Config.Dim, Model.Config.Dim);
@@ -162,7 +167,7 @@ public sealed class SelfSpeculativeDecoder : Decoder
             }
             var q = _draftDistributions[i];
             var x = drafts[i];
-            if (sampler.NextUniform() < Math.Min(1f, _target[x] / q[x]))
+            if (sampler.NextUniform() < AcceptanceProbability(_target[x], q[x]))
             {
                 committed.Add(x);
                 continue;

@@ -145,7 +145,7 @@ public sealed class ReferenceDevice : ComputeDevice
                 var kvOffset = h / group * headDim;
                 for (var t = 0; t < length; t++)
                     scores[t] = TensorPrimitives.Dot(qh, k.Slice(t * kvDim + kvOffset, headDim)) * scale;
-                TensorPrimitives.SoftMax(scores, scores);
+                StableSoftmax(scores);
                 var oh = o.Slice((r * heads + h) * headDim, headDim);
                 oh.Clear();
                 for (var t = 0; t < length; t++)
@@ -171,8 +171,16 @@ public sealed class ReferenceDevice : ComputeDevice
         {
             var row = x.Slice(r * cols, cols);
             if (temperature != 1f) TensorPrimitives.Divide(row, temperature, row);
-            TensorPrimitives.SoftMax(row, row);
+            StableSoftmax(row);
         }
+    }
+
+    /// <summary>softmax computed as exp(x - max) / sum, which cannot overflow.</summary>
+    private static void StableSoftmax(Span<float> row)
+    {
+        TensorPrimitives.Subtract(row, TensorPrimitives.Max(row), row);
+        TensorPrimitives.Exp(row, row);
+        TensorPrimitives.Divide(row, TensorPrimitives.Sum(row), row);
     }
 
     public override void ArgMax(DeviceTensor logits, int rows, int cols, Span<TopToken> result)

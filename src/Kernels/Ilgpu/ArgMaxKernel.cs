@@ -1,0 +1,65 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Kangaroo.Native.Kernels.Ilgpu;
+
+/// <summary>
+/// Greedy pick: arg max of each row of logits and its softmax probability.
+///   math:   id_r = min { c : x[r, c] = max_c x[r, c] }  (lowest index on ties)
+///           p_r = 1 / sum_c e^(x[r, c] - x[r, id_r])
+///   launch: explicit, one group per row (grid = rows, group = G). Thread t scans columns t, t + G,
+///           ... keeping the first maximum (strict >); a shared-memory tree merges (value, index)
+///           pairs preferring the larger value, then the lower index; then a sum reduction.
+///   bytes:  rows * cols * 4 read twice (second pass cached) + rows * 8 written.
+/// </summary>
+internal static class ArgMaxKernel
+{
+    [IlgpuKernel(KernelGrouping.Explicit)]
+    public static void ArgMax(ArrayView<float> logits, int cols, ArrayView<int> ids, ArrayView<float> probabilities)
+    {
+        var bestValues = SharedMemory.Allocate<float>(KernelLimits.MaxGroupSize);
+        var bestIndices = SharedMemory.Allocate<int>(KernelLimits.MaxGroupSize);
+        var t = Group.IdxX;
+        var row = Grid.IdxX;
+        var offset = row * cols;
+        var best = float.NegativeInfinity;
+        var index = int.MaxValue;
+        for (var c = t; c < cols; c += Group.DimX)
+        {
+            var x = logits[offset + c];
+            if (x > best || index == int.MaxValue)
+            {
+                best = x;
+                index = c;
+            }
+        }
+        bestValues[t] = best;
+        bestIndices[t] = index;
+        Group.Barrier();
+        for (var stride = Group.DimX / 2; stride > 0; stride >>= 1)
+        {
+            if (t < stride)
+            {
+                var otherValue = bestValues[t + stride];
+                var otherIndex = bestIndices[t + stride];
+                if (otherValue > bestValues[t] || (otherValue == bestValues[t] && otherIndex < bestIndices[t]))
+                {
+                    bestValues[t] = otherValue;
+                    bestIndices[t] = otherIndex;
+                }
+            }
+            Group.Barrier();
+        }
+        var max = bestValues[0];
+        var argMax = bestIndices[0];
+        Group.Barrier(); // everyone has read the winner before bestValues is reused below
+        var localSum = 0f;
+        for (var c = t; c < cols; c += Group.DimX) localSum += MathF.Exp(logits[offset + c] - max);
+        var sum = GroupReduce.Sum(bestValues, localSum);
+        if (t == 0)
+        {
+            ids[row] = argMax;
+            probabilities[row] = 1f / sum;
+        }
+    }
+}

@@ -1,0 +1,332 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace Kangaroo.Native.Kernels.Ilgpu;
+
+/// <summary>
+/// A <see cref="ComputeDevice"/> over one ILGPU accelerator: <c>cuda</c>, <c>opencl</c> or
+/// <c>ilgpu-cpu</c> (ILGPU's CPU emulator, for testing kernels only). Tensors are views of float
+/// buffers; F16/BF16 weights stay 16-bit (ushort buffers) and are widened inside the kernels.
+/// Every kernel is compiled once, on first use, and cached. All work is queued on the accelerator's
+/// default stream, so calls are ordered; <see cref="Download"/> and <see cref="ArgMax"/> synchronise.
+/// Create instances through <see cref="Devices.Create"/>.
+/// </summary>
+public sealed class IlgpuDevice : ComputeDevice
+{
+    private readonly Context _context;
+    private readonly Accelerator _accelerator;
+    private readonly int _groupSize;
+    private readonly WeightKernels<F32Weights> _f32;
+    private readonly WeightKernels<F16Weights> _f16;
+    private readonly WeightKernels<BF16Weights> _bf16;
+
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>? _rope;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? _attention;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>>? _swiGlu;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>>? _add;
+    private Action<KernelConfig, ArrayView<float>, int, float>? _softmax;
+    private Action<KernelConfig, ArrayView<float>, int, ArrayView<int>, ArrayView<float>>? _argMax;
+
+    // Small per-call transfers use preallocated buffers that only grow.
+    private MemoryBuffer1D<int, Stride1D.Dense> _tokens;
+    private MemoryBuffer1D<int, Stride1D.Dense> _argMaxIds;
+    private MemoryBuffer1D<float, Stride1D.Dense> _argMaxProbabilities;
+    private int[] _hostIds = new int[64];
+    private float[] _hostProbabilities = new float[64];
+
+    internal IlgpuDevice(string kind, Context context, Accelerator accelerator)
+    {
+        Kind = kind;
+        _context = context;
+        _accelerator = accelerator;
+        _groupSize = (int)Math.Min(KernelLimits.MaxGroupSize, (uint)accelerator.MaxNumThreadsPerGroup);
+        _groupSize = 1 << (31 - System.Numerics.BitOperations.LeadingZeroCount((uint)_groupSize)); // power of two for the tree reductions
+        _f32 = new WeightKernels<F32Weights>(this);
+        _f16 = new WeightKernels<F16Weights>(this);
+        _bf16 = new WeightKernels<BF16Weights>(this);
+        _tokens = accelerator.Allocate1D<int>(64);
+        _argMaxIds = accelerator.Allocate1D<int>(64);
+        _argMaxProbabilities = accelerator.Allocate1D<float>(64);
+    }
+
+    public override string Kind { get; }
+
+    public override string Name => $"{_accelerator.Name} ({_accelerator.AcceleratorType}, group size {_groupSize})";
+
+    /// <summary>Threads per group of the explicitly grouped kernels (reductions run over this many partials).</summary>
+    public int GroupSize => _groupSize;
+
+    public override DeviceTensor Allocate(int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        var buffer = _accelerator.Allocate1D<float>(Math.Max(1, length));
+        buffer.MemSetToZero();
+        AllocatedBytes += buffer.LengthInBytes;
+        return new IlgpuTensor(this, buffer, buffer.View.SubView(0, length));
+    }
+
+    public override DeviceWeight UploadWeight(WeightType type, ReadOnlySpan<byte> data, int rows, int cols)
+    {
+        var weight = new IlgpuWeight(this, type, data, rows, cols);
+        AllocatedBytes += weight.Bytes;
+        return weight;
+    }
+
+    public override void Upload(ReadOnlySpan<float> source, DeviceTensor destination) =>
+        View(destination).SubView(0, source.Length).CopyFromCPU(source);
+
+    public override void Download(DeviceTensor source, Span<float> destination)
+    {
+        View(source).SubView(0, destination.Length).CopyToCPU(destination);
+        _accelerator.Synchronize();
+    }
+
+    public override void Copy(DeviceTensor source, DeviceTensor destination)
+    {
+        var from = View(source);
+        from.CopyTo(View(destination).SubView(0, from.Length));
+    }
+
+    public override void Embed(ReadOnlySpan<int> tokens, DeviceWeight table, DeviceTensor output)
+    {
+        var weight = Weight(table);
+        foreach (var token in tokens)
+            if ((uint)token >= (uint)weight.Rows)
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary of {weight.Rows}");
+        if (tokens.IsEmpty) return;
+        EnsureCapacity(ref _tokens, tokens.Length);
+        var ids = _tokens.View.BaseView.SubView(0, tokens.Length);
+        ids.CopyFromCPU(tokens);
+        var length = tokens.Length * weight.Cols;
+        var o = View(output, length, nameof(output));
+        switch (weight.Type)
+        {
+            case WeightType.F32: _f32.Embed(length, ids, new F32Weights(weight.Floats), o, weight.Cols); break;
+            case WeightType.F16: _f16.Embed(length, ids, new F16Weights(weight.Halves), o, weight.Cols); break;
+            default: _bf16.Embed(length, ids, new BF16Weights(weight.Halves), o, weight.Cols); break;
+        }
+    }
+
+    public override void RmsNorm(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, float eps)
+    {
+        var w = Weight(weight);
+        var dim = w.Cols;
+        if (rows <= 0) return;
+        var x = View(input, rows * dim, nameof(input));
+        var y = View(output, rows * dim, nameof(output));
+        var config = new KernelConfig(rows, _groupSize);
+        switch (w.Type)
+        {
+            case WeightType.F32: _f32.RmsNorm(config, x, new F32Weights(w.Floats), y, dim, eps); break;
+            case WeightType.F16: _f16.RmsNorm(config, x, new F16Weights(w.Halves), y, dim, eps); break;
+            default: _bf16.RmsNorm(config, x, new BF16Weights(w.Halves), y, dim, eps); break;
+        }
+    }
+
+    public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false)
+    {
+        var w = Weight(weight);
+        if (rows <= 0) return;
+        var x = View(input, rows * w.Cols, nameof(input));
+        var y = View(output, rows * w.Rows, nameof(output));
+        var config = new KernelConfig(w.Rows, _groupSize);
+        var add = accumulate ? 1 : 0;
+        switch (w.Type)
+        {
+            case WeightType.F32: _f32.MatMul(config, x, new F32Weights(w.Floats), y, rows, w.Cols, w.Rows, add); break;
+            case WeightType.F16: _f16.MatMul(config, x, new F16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
+            default: _bf16.MatMul(config, x, new BF16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
+        }
+    }
+
+    public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table)
+    {
+        if (rows <= 0) return;
+        if (startPos < 0 || startPos + rows > table.Positions)
+            throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + rows - 1} are outside the rotary table of {table.Positions} positions");
+        var headDim = table.HeadDim;
+        var pairs = rows * heads * (headDim / 2);
+        _rope ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>>(RopeKernel.Rope));
+        _rope(pairs, View(x, rows * heads * headDim, nameof(x)), View(table.Cos), View(table.Sin), heads, headDim, startPos);
+    }
+
+    public override void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output,
+        int rows, int startPos, int heads, int kvHeads, int headDim)
+    {
+        if (rows <= 0) return;
+        if (headDim > KernelLimits.MaxHeadDim)
+            throw new ArgumentOutOfRangeException(nameof(headDim), $"head dimension {headDim} exceeds the attention kernel's limit of {KernelLimits.MaxHeadDim}");
+        if (kvHeads <= 0 || heads % kvHeads != 0)
+            throw new ArgumentException($"{heads} query heads are not a multiple of {kvHeads} key/value heads", nameof(kvHeads));
+        var cache = (startPos + rows) * kvHeads * headDim;
+        _attention ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>>(AttentionKernel.Attention));
+        _attention(new KernelConfig(rows * heads, _groupSize),
+            View(q, rows * heads * headDim, nameof(q)), View(keys, cache, nameof(keys)), View(values, cache, nameof(values)),
+            View(output, rows * heads * headDim, nameof(output)), startPos, heads, kvHeads, headDim, 1f / MathF.Sqrt(headDim));
+    }
+
+    public override void SwiGlu(DeviceTensor gate, DeviceTensor up, int length)
+    {
+        if (length <= 0) return;
+        _swiGlu ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>>>(SwiGluKernel.SwiGlu));
+        _swiGlu(length, View(gate, length, nameof(gate)), View(up, length, nameof(up)));
+    }
+
+    public override void Add(DeviceTensor target, DeviceTensor addend, int length)
+    {
+        if (length <= 0) return;
+        _add ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>>>(ResidualAddKernel.Add));
+        _add(length, View(target, length, nameof(target)), View(addend, length, nameof(addend)));
+    }
+
+    public override void Softmax(DeviceTensor logits, int rows, int cols, float temperature)
+    {
+        if (rows <= 0) return;
+        _softmax ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, int, float>>(SoftmaxKernel.Softmax));
+        _softmax(new KernelConfig(rows, _groupSize), View(logits, rows * cols, nameof(logits)), cols, temperature);
+    }
+
+    public override void ArgMax(DeviceTensor logits, int rows, int cols, Span<TopToken> result)
+    {
+        if (rows <= 0) return;
+        ArgumentOutOfRangeException.ThrowIfLessThan(result.Length, rows, nameof(result));
+        EnsureCapacity(ref _argMaxIds, rows);
+        EnsureCapacity(ref _argMaxProbabilities, rows);
+        if (_hostIds.Length < rows)
+        {
+            _hostIds = new int[_argMaxIds.Length];
+            _hostProbabilities = new float[_argMaxIds.Length];
+        }
+        _argMax ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, int, ArrayView<int>, ArrayView<float>>>(ArgMaxKernel.ArgMax));
+        var ids = _argMaxIds.View.BaseView.SubView(0, rows);
+        var probabilities = _argMaxProbabilities.View.BaseView.SubView(0, rows);
+        _argMax(new KernelConfig(rows, _groupSize), View(logits, rows * cols, nameof(logits)), cols, ids, probabilities);
+        ids.CopyToCPU(_hostIds.AsSpan(0, rows));
+        probabilities.CopyToCPU(_hostProbabilities.AsSpan(0, rows));
+        _accelerator.Synchronize();
+        for (var r = 0; r < rows; r++) result[r] = new TopToken(_hostIds[r], _hostProbabilities[r]);
+    }
+
+    public override void Synchronize() => _accelerator.Synchronize();
+
+    public override void Dispose()
+    {
+        _tokens.Dispose();
+        _argMaxIds.Dispose();
+        _argMaxProbabilities.Dispose();
+        _accelerator.Dispose();
+        _context.Dispose();
+    }
+
+    /// <summary>Refuses to load a method not marked <see cref="IlgpuKernelAttribute"/> (the CUDA
+    /// compile test covers exactly the marked ones).</summary>
+    private static TKernel Checked<TKernel>(TKernel kernel) where TKernel : Delegate =>
+        kernel.Method.GetCustomAttribute<IlgpuKernelAttribute>() is null
+            ? throw new InvalidOperationException($"{kernel.Method.DeclaringType?.Name}.{kernel.Method.Name} is not marked [IlgpuKernel]")
+            : kernel;
+
+    private void EnsureCapacity<T>(ref MemoryBuffer1D<T, Stride1D.Dense> buffer, int length) where T : unmanaged
+    {
+        if (buffer.Length >= length) return;
+        buffer.Dispose();
+        buffer = _accelerator.Allocate1D<T>(Math.Max(length, 2 * buffer.Length));
+    }
+
+    private ArrayView<float> View(DeviceTensor tensor) =>
+        tensor is IlgpuTensor t && t.Owner == this
+            ? t.View
+            : throw new ArgumentException($"tensor belongs to another device ({tensor.GetType().Name}), not to {Kind}");
+
+    private ArrayView<float> View(DeviceTensor tensor, long length, string what)
+    {
+        var view = View(tensor);
+        if (view.Length < length) throw new ArgumentException($"{what} holds {view.Length} floats, the operation needs {length}", what);
+        return view.SubView(0, length);
+    }
+
+    private IlgpuWeight Weight(DeviceWeight weight) =>
+        weight is IlgpuWeight w && w.Owner == this
+            ? w
+            : throw new ArgumentException($"weight belongs to another device ({weight.GetType().Name}), not to {Kind}");
+
+    /// <summary>The kernels that read weights, compiled on first use for one weight reader type.</summary>
+    private sealed class WeightKernels<TWeights>(IlgpuDevice device) where TWeights : struct, IWeightRows
+    {
+        private Action<Index1D, ArrayView<int>, TWeights, ArrayView<float>, int>? _embed;
+        private Action<KernelConfig, ArrayView<float>, TWeights, ArrayView<float>, int, float>? _rmsNorm;
+        private Action<KernelConfig, ArrayView<float>, TWeights, ArrayView<float>, int, int, int, int>? _matMul;
+
+        public Action<Index1D, ArrayView<int>, TWeights, ArrayView<float>, int> Embed =>
+            _embed ??= device._accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<int>, TWeights, ArrayView<float>, int>>(EmbeddingKernel.Embed<TWeights>));
+
+        public Action<KernelConfig, ArrayView<float>, TWeights, ArrayView<float>, int, float> RmsNorm =>
+            _rmsNorm ??= device._accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, TWeights, ArrayView<float>, int, float>>(RmsNormKernel.RmsNorm<TWeights>));
+
+        public Action<KernelConfig, ArrayView<float>, TWeights, ArrayView<float>, int, int, int, int> MatMul =>
+            _matMul ??= device._accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, TWeights, ArrayView<float>, int, int, int, int>>(MatMulKernel.MatMul<TWeights>));
+    }
+
+    private sealed class IlgpuTensor(IlgpuDevice owner, MemoryBuffer1D<float, Stride1D.Dense>? buffer, ArrayView<float> view) : DeviceTensor
+    {
+        private MemoryBuffer1D<float, Stride1D.Dense>? _buffer = buffer;
+
+        public IlgpuDevice Owner => owner;
+        public ArrayView<float> View => view;
+        public override int Length => (int)view.Length;
+
+        public override DeviceTensor Slice(int offset, int length)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(offset);
+            ArgumentOutOfRangeException.ThrowIfNegative(length);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan((long)offset + length, view.Length);
+            return new IlgpuTensor(owner, null, view.SubView(offset, length));
+        }
+
+        public override void Dispose()
+        {
+            if (_buffer is null) return;
+            owner.AllocatedBytes -= _buffer.LengthInBytes;
+            _buffer.Dispose();
+            _buffer = null;
+        }
+    }
+
+    private sealed class IlgpuWeight : DeviceWeight
+    {
+        private MemoryBuffer1D<float, Stride1D.Dense>? _floats;
+        private MemoryBuffer1D<ushort, Stride1D.Dense>? _halves;
+
+        public IlgpuWeight(IlgpuDevice owner, WeightType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
+        {
+            if (data.Length != Bytes) throw new ArgumentException($"{data.Length} bytes for a {type} weight [{rows}, {cols}]", nameof(data));
+            Owner = owner;
+            var count = Math.Max(1L, (long)rows * cols);
+            if (type == WeightType.F32)
+            {
+                _floats = owner._accelerator.Allocate1D<float>(count);
+                _floats.View.BaseView.SubView(0, (long)rows * cols).CopyFromCPU(MemoryMarshal.Cast<byte, float>(data));
+            }
+            else
+            {
+                _halves = owner._accelerator.Allocate1D<ushort>(count);
+                _halves.View.BaseView.SubView(0, (long)rows * cols).CopyFromCPU(MemoryMarshal.Cast<byte, ushort>(data));
+            }
+        }
+
+        public IlgpuDevice Owner { get; }
+        public ArrayView<float> Floats => (_floats ?? throw new ObjectDisposedException(nameof(IlgpuWeight))).View;
+        public ArrayView<ushort> Halves => (_halves ?? throw new ObjectDisposedException(nameof(IlgpuWeight))).View;
+
+        public override void Dispose()
+        {
+            if (_floats is null && _halves is null) return;
+            Owner.AllocatedBytes -= Bytes;
+            _floats?.Dispose();
+            _halves?.Dispose();
+            _floats = null;
+            _halves = null;
+        }
+    }
+}
