@@ -12,18 +12,21 @@ namespace Kangaroo.Native.Tests.Training;
 /// reverse) agree with the float64 reference of the adapter's loss and its central differences.
 /// Bound per parameter tensor: max |device - numeric| &lt;= 2e-4 * max(|numeric|, 1e-3).
 /// </summary>
-public sealed class AdapterGradientTests
+public sealed class AdapterGradientTests(SharedDevices devices) : IClassFixture<SharedDevices>
 {
     public const double Bound = 2e-4;
 
-    [Theory]
-    [InlineData("cpu", 12, 2, 19, 1)]
-    [InlineData("cpu", 12, 2, 19, 5)]
-    [InlineData("cpu", 10, 1, 7, 3)]
-    public void GraphGradientsMatchFiniteDifferences(string kind, int dim, int heads, int vocab, int rows)
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void Graph_gradients_match_finite_differences(string kind)
+    {
+        foreach (var (dim, heads, vocab, rows) in new[] { (12, 2, 19, 1), (12, 2, 19, 5), (10, 1, 7, 3) })
+            GraphGradientsMatchFiniteDifferences(kind, dim, heads, vocab, rows);
+    }
+
+    private void GraphGradientsMatchFiniteDifferences(string kind, int dim, int heads, int vocab, int rows)
     {
         const float eps = 1e-5f, theta = 10000f;
-        using var d = Devices.Create(kind);
+        var d = devices.Get(kind);
         var random = new Random(dim * 1000 + heads * 100 + vocab * 10 + rows);
         // Start away from the initial point (norm gains at 1) so that every term is exercised.
         var weights = AdapterWeights.Random(dim, 2, random.Next());
@@ -54,7 +57,7 @@ public sealed class AdapterGradientTests
         for (var i = 0; i < names.Length; i++)
         {
             var error = RelativeError(gradients[i], NumericGradient(Loss, reference.All[i]));
-            Assert.True(error <= Bound, $"{names[i]}: relative error {error:G3} > {Bound}");
+            Assert.True(error <= Bound, $"{kind} dim={dim} heads={heads} vocab={vocab} rows={rows}, {names[i]}: relative error {error:G3} > {Bound}");
         }
     }
 

@@ -12,12 +12,11 @@ namespace Kangaroo.Native.Tests.Training;
 /// (float32 accumulation over these sizes is good to about 1e-6 of the scale; the numeric gradient
 /// with h = 1e-5 in float64 to about 1e-9). Also: splitting rows across calls gives identical bits.
 /// </summary>
-public sealed class BackwardOpTests
+public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<SharedDevices>
 {
     public const double Bound = 1e-4;
     private const float Eps = 1e-5f;
 
-    public static TheoryData<string> Kinds => new() { "cpu" };
 
     private static DeviceTensor Tensor(ComputeDevice d, float[] values)
     {
@@ -38,13 +37,15 @@ public sealed class BackwardOpTests
 
     private static double Dot(double[] c, double[] y) => c.Zip(y, (a, b) => a * b).Sum();
 
-    [Theory]
-    [InlineData("cpu", 1, 13)]
-    [InlineData("cpu", 5, 13)]
-    [InlineData("cpu", 3, 37)]
-    public void RmsNormBackwardMatchesFiniteDifferences(string kind, int rows, int dim)
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void RmsNormBackward_matches_finite_differences(string kind)
     {
-        using var d = Devices.Create(kind);
+        foreach (var (rows, dim) in new[] { (1, 13), (5, 13), (3, 37) }) RmsNormBackwardMatchesFiniteDifferences(kind, rows, dim);
+    }
+
+    private void RmsNormBackwardMatchesFiniteDifferences(string kind, int rows, int dim)
+    {
+        var d = devices.Get(kind);
         var random = new Random(rows * 100 + dim);
         var x = RandomFloats(random, rows * dim, 1.5);
         var gamma = RandomFloats(random, dim, 0.5, 1);
@@ -84,14 +85,15 @@ public sealed class BackwardOpTests
         Assert.Equal(firstGamma, Read(d, oneGamma));
     }
 
-    [Theory]
-    [InlineData("cpu", 1, 7, 11, WeightType.F32)]
-    [InlineData("cpu", 4, 7, 11, WeightType.F32)]
-    [InlineData("cpu", 3, 19, 5, WeightType.F16)]
-    [InlineData("cpu", 3, 9, 23, WeightType.BF16)]
-    public void MatMulBackwardInputMatchesFiniteDifferences(string kind, int rows, int inDim, int outDim, WeightType type)
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void MatMulBackwardInput_matches_finite_differences(string kind)
     {
-        using var d = Devices.Create(kind);
+        foreach (var (rows, inDim, outDim, type) in new[] { (1, 7, 11, WeightType.F32), (4, 7, 11, WeightType.F32), (3, 19, 5, WeightType.F16), (3, 9, 23, WeightType.BF16) }) MatMulBackwardInputMatchesFiniteDifferences(kind, rows, inDim, outDim, type);
+    }
+
+    private void MatMulBackwardInputMatchesFiniteDifferences(string kind, int rows, int inDim, int outDim, WeightType type)
+    {
+        var d = devices.Get(kind);
         var random = new Random(rows + inDim * 7 + outDim * 31);
         var x = RandomFloats(random, rows * inDim);
         var w = RandomFloats(random, outDim * inDim);
@@ -133,12 +135,15 @@ public sealed class BackwardOpTests
         Assert.Equal(gradient.AsSpan((rows - 1) * inDim, inDim).ToArray(), Read(d, single));
     }
 
-    [Theory]
-    [InlineData("cpu", 1, 7, 11)]
-    [InlineData("cpu", 5, 13, 6)]
-    public void MatMulWeightGradientMatchesFiniteDifferences(string kind, int rows, int inDim, int outDim)
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void MatMulWeightGradient_matches_finite_differences(string kind)
     {
-        using var d = Devices.Create(kind);
+        foreach (var (rows, inDim, outDim) in new[] { (1, 7, 11), (5, 13, 6) }) MatMulWeightGradientMatchesFiniteDifferences(kind, rows, inDim, outDim);
+    }
+
+    private void MatMulWeightGradientMatchesFiniteDifferences(string kind, int rows, int inDim, int outDim)
+    {
+        var d = devices.Get(kind);
         var random = new Random(rows * 3 + inDim + outDim * 17);
         var x = RandomFloats(random, rows * inDim);
         var w = RandomFloats(random, outDim * inDim);
@@ -160,13 +165,15 @@ public sealed class BackwardOpTests
         Assert.Equal(gradient, Read(d, split));
     }
 
-    [Theory]
-    [InlineData("cpu", 1, 2, 6, 0)]
-    [InlineData("cpu", 4, 3, 6, 5)]
-    [InlineData("cpu", 3, 1, 10, 11)]
-    public void RopeBackwardMatchesFiniteDifferences(string kind, int rows, int heads, int headDim, int startPos)
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void RopeBackward_matches_finite_differences(string kind)
     {
-        using var d = Devices.Create(kind);
+        foreach (var (rows, heads, headDim, startPos) in new[] { (1, 2, 6, 0), (4, 3, 6, 5), (3, 1, 10, 11) }) RopeBackwardMatchesFiniteDifferences(kind, rows, heads, headDim, startPos);
+    }
+
+    private void RopeBackwardMatchesFiniteDifferences(string kind, int rows, int heads, int headDim, int startPos)
+    {
+        var d = devices.Get(kind);
         const float theta = 10000f;
         var random = new Random(rows + heads * 5 + headDim * 7 + startPos);
         var x = RandomFloats(random, rows * heads * headDim);
@@ -186,14 +193,15 @@ public sealed class BackwardOpTests
         Assert.InRange(RelativeError(Read(d, roundTrip), x64), 0, 1e-6);
     }
 
-    [Theory]
-    [InlineData("cpu", 1, 0, 3, 3, 5)]
-    [InlineData("cpu", 4, 0, 2, 2, 6)]
-    [InlineData("cpu", 3, 2, 4, 2, 5)]
-    [InlineData("cpu", 2, 6, 3, 1, 7)]
-    public void AttentionBackwardMatchesFiniteDifferences(string kind, int rows, int startPos, int heads, int kvHeads, int headDim)
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void AttentionBackward_matches_finite_differences(string kind)
     {
-        using var d = Devices.Create(kind);
+        foreach (var (rows, startPos, heads, kvHeads, headDim) in new[] { (1, 0, 3, 3, 5), (4, 0, 2, 2, 6), (3, 2, 4, 2, 5), (2, 6, 3, 1, 7) }) AttentionBackwardMatchesFiniteDifferences(kind, rows, startPos, heads, kvHeads, headDim);
+    }
+
+    private void AttentionBackwardMatchesFiniteDifferences(string kind, int rows, int startPos, int heads, int kvHeads, int headDim)
+    {
+        var d = devices.Get(kind);
         var random = new Random(rows * 11 + startPos * 13 + heads * 17 + kvHeads * 19 + headDim);
         var positions = startPos + rows;
         var kvDim = kvHeads * headDim;
@@ -230,12 +238,15 @@ public sealed class BackwardOpTests
         Assert.Equal(Read(d, dv), Read(d, dv1));
     }
 
-    [Theory]
-    [InlineData("cpu", 1, 17)]
-    [InlineData("cpu", 4, 23)]
-    public void SoftCrossEntropyGradientAndStatistics(string kind, int rows, int cols)
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void SoftCrossEntropy_gradient_and_statistics(string kind)
     {
-        using var d = Devices.Create(kind);
+        foreach (var (rows, cols) in new[] { (1, 17), (4, 23) }) SoftCrossEntropyGradientAndStatistics(kind, rows, cols);
+    }
+
+    private void SoftCrossEntropyGradientAndStatistics(string kind, int rows, int cols)
+    {
+        var d = devices.Get(kind);
         var random = new Random(rows * 7 + cols);
         const float scale = 0.37f;
         var z = RandomFloats(random, rows * cols, 3);
@@ -263,11 +274,10 @@ public sealed class BackwardOpTests
         }
     }
 
-    [Theory]
-    [MemberData(nameof(Kinds))]
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void AdamWMatchesPyTorchFormula(string kind)
     {
-        using var d = Devices.Create(kind);
+        var d = devices.Get(kind);
         var random = new Random(5);
         const int n = 37;
         var p = RandomFloats(random, n);
@@ -293,11 +303,10 @@ public sealed class BackwardOpTests
         Assert.InRange(RelativeError(Read(d, tp), expected), 0, 1e-5);
     }
 
-    [Theory]
-    [MemberData(nameof(Kinds))]
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void ClampFillAndUpdateWeight(string kind)
     {
-        using var d = Devices.Create(kind);
+        var d = devices.Get(kind);
         float[] values = [-2f, -0.5f, 0f, 0.25f, 0.5f, 0.75f, 3f];
         using var t = Tensor(d, values);
         d.ClampValues(t, 0.5f);
