@@ -31,7 +31,7 @@ public sealed class TrainAdapterCommandTests : IDisposable
         Console.SetError(errorWriter);
         try
         {
-            var code = CliRunner.Invoke(new RootCommand { TrainAdapterCommand.Create() }, ["train-adapter", "--model", SharedData.EmbeddedModel, .. args]);
+            var code = CliRunner.Invoke(new RootCommand { TrainAdapterCommand.Create() }, ["train-adapter", "--model", SharedData.EmbeddedModel, "--device", "cpu", .. args]);
             return (code, outWriter.ToString(), errorWriter.ToString());
         }
         finally
