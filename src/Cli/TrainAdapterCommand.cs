@@ -78,6 +78,8 @@ public static class TrainAdapterCommand
                         (done, tokens) => bar.Show(done, generateCount, $"sampling {done}/{generateCount} sequences, {tokens / clock.Elapsed.TotalSeconds:F0} tok/s", done == generateCount),
                         cancel.Token);
                     sequences.AddRange(generated);
+                    bar.Finish(string.Create(CultureInfo.InvariantCulture,
+                        $"sampled {generated.Count} sequences ({generated.Sum(g => g.Length)} tokens) from the model in {clock.Elapsed.TotalSeconds:F1} s"));
                     sources.Add($"self-generated {generated.Count} sequences (temperature 1, seed {options.Seed}, from BOS{(promptTexts.Length > 0 ? $" and {promptTexts.Length} prompts" : "")})");
                 }
 
