@@ -7,5 +7,6 @@ var root = new RootCommand("Kangaroo.Native: Llama inference with ILGPU kernels 
     BenchCommand.Create(),
     DevicesCommand.Create(),
     ConvertCommand.Create(),
+    TrainAdapterCommand.Create(),
 };
 return CliRunner.Invoke(root, args);

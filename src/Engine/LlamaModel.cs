@@ -40,6 +40,10 @@ public sealed class LlamaModel : IDisposable
 
     public int Layers => Config.Layers;
 
+    /// <summary>The LM head [vocab, dim] (the embedding when tied). Adapter training reads it, frozen,
+    /// to send the loss gradient back to the adapter.</summary>
+    public DeviceWeight LmHead => _lmHead;
+
     public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device)
     {
         var c = Config = checkpoint.Config;

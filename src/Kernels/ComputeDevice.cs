@@ -28,11 +28,22 @@ public abstract class DeviceWeight(WeightType type, int rows, int cols) : IDispo
 /// <summary>The most likely token of a row of logits and its softmax probability.</summary>
 public readonly record struct TopToken(int Id, float Probability);
 
+/// <summary>Settings of one AdamW update; <see cref="Step"/> counts from 1.</summary>
+public readonly record struct AdamWStep(float LearningRate, float Beta1, float Beta2, float Epsilon, float WeightDecay, int Step)
+{
+    /// <summary>1 - beta1^step.</summary>
+    public float BiasCorrection1 => (float)(1 - Math.Pow(Beta1, Step));
+
+    /// <summary>1 - beta2^step.</summary>
+    public float BiasCorrection2 => (float)(1 - Math.Pow(Beta2, Step));
+}
+
 /// <summary>
 /// The operations of a Llama forward pass on one device. Every operation works on a block of
 /// <c>rows</c> positions at once, and computes each row exactly as it would compute that row alone:
 /// the same reductions in the same order, so a batched pass gives bit-identical results to one-row
 /// passes (speculative verification relies on this to stay lossless).
+/// The backward operations below train a Kangaroo adapter (docs/kangaroo.md).
 /// Calls are asynchronous on GPU backends; <see cref="Download"/> and <see cref="ArgMax"/> synchronise.
 /// </summary>
 public abstract class ComputeDevice : IDisposable
@@ -91,6 +102,60 @@ public abstract class ComputeDevice : IDisposable
     /// <summary>For each row of logits [rows, cols]: the arg max (lowest index on ties) and its softmax
     /// probability. Synchronises.</summary>
     public abstract void ArgMax(DeviceTensor logits, int rows, int cols, Span<TopToken> result);
+
+    // ---- Training: the backward operations of the Kangaroo adapter and the optimiser ----
+    // Gradients with respect to a row of an input depend only on that row (and, for attention, on the
+    // rows it attends to), computed in the same order whatever the number of rows. Weight gradients
+    // sum over rows in ascending row order straight into the accumulator, so splitting a block into
+    // consecutive calls gives the same bits as one call.
+
+    /// <summary>tensor[i] = value for every element of the tensor (or view).</summary>
+    public abstract void Fill(DeviceTensor tensor, float value);
+
+    /// <summary>Overwrites an F32 weight [Rows, Cols] with the first Rows * Cols values of
+    /// <paramref name="source"/>: how training publishes updated parameters to the forward operations.</summary>
+    public abstract void UpdateWeight(DeviceTensor source, DeviceWeight destination);
+
+    /// <summary>Backward of <see cref="RmsNorm"/>. With s = 1 / sqrt(mean_i x[r, i]^2 + eps) and
+    /// c = sum_j weight[j] * dOutput[r, j] * x[r, j]:
+    /// dInput[r, i] (+)= s * weight[i] * dOutput[r, i] - s^3 * c / dim * x[r, i] (skipped when
+    /// <paramref name="dInput"/> is null), and dWeight[i] += sum_r dOutput[r, i] * x[r, i] * s.</summary>
+    public abstract void RmsNormBackward(DeviceTensor input, DeviceWeight weight, DeviceTensor dOutput, DeviceTensor? dInput,
+        DeviceTensor dWeight, int rows, float eps, bool accumulate = false);
+
+    /// <summary>Backward of <see cref="MatMul"/> to its input: dInput[r, i] (+)= sum_o dOutput[r, o] * weight[o, i],
+    /// summed in ascending o.</summary>
+    public abstract void MatMulBackwardInput(DeviceTensor dOutput, DeviceWeight weight, DeviceTensor dInput, int rows, bool accumulate = false);
+
+    /// <summary>Backward of <see cref="MatMul"/> to its weight: dWeight[o, i] += sum_r dOutput[r, o] * input[r, i]
+    /// (dWeight is [out, in] like the weight; rows added in ascending order).</summary>
+    public abstract void MatMulWeightGradient(DeviceTensor dOutput, DeviceTensor input, DeviceTensor dWeight, int rows, int inDim, int outDim);
+
+    /// <summary>Backward of <see cref="Rope"/>, in place: each pair of the gradient is rotated by minus the angle.</summary>
+    public abstract void RopeBackward(DeviceTensor grad, int rows, int heads, int startPos, RotaryTable table);
+
+    /// <summary>Backward of <see cref="Attention"/> (causal, grouped-query). The softmax weights p are
+    /// recomputed exactly as the forward computes them; per query row and head, with
+    /// dp[t] = dOutput . v[t] and ds[t] = p[t] * (dp[t] - sum_u p[u] dp[u]) * scale:
+    /// dQ[r] = sum_t ds[t] k[t] (written); dKeys[t] += ds[t] q[r] and dValues[t] += p[t] dOutput[r]
+    /// (accumulated over query rows ascending, then query heads of the group ascending; dKeys and
+    /// dValues cover cache positions 0..startPos + rows - 1).</summary>
+    public abstract void AttentionBackward(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor dOutput,
+        DeviceTensor dQ, DeviceTensor dKeys, DeviceTensor dValues, int rows, int startPos, int heads, int kvHeads, int headDim);
+
+    /// <summary>Soft-label cross-entropy against target distributions p [rows, cols], in place: with
+    /// q = softmax(logits[r, :]), logits[r, :] becomes gradScale * (q - p[r, :]), the gradient of
+    /// gradScale * loss. rowStats [rows, 3] receives per row: loss = -sum_v p_v log q_v, overlap =
+    /// sum_v min(p_v, q_v), and agreement = 1 when arg max q equals arg max p (lowest index on ties), else 0.</summary>
+    public abstract void SoftCrossEntropy(DeviceTensor logits, DeviceTensor targets, DeviceTensor rowStats, int rows, int cols, float gradScale);
+
+    /// <summary>Gradient value clipping: tensor[i] = clamp(tensor[i], -limit, limit).</summary>
+    public abstract void ClampValues(DeviceTensor tensor, float limit);
+
+    /// <summary>One AdamW step (PyTorch's formulation, decoupled weight decay) over every element:
+    /// p -= lr * wd * p; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    /// p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).</summary>
+    public abstract void AdamW(DeviceTensor parameters, DeviceTensor gradients, DeviceTensor moment1, DeviceTensor moment2, AdamWStep step);
 
     /// <summary>Waits until all queued work is done.</summary>
     public abstract void Synchronize();

@@ -13,7 +13,7 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 /// default stream, so calls are ordered; <see cref="Download"/> and <see cref="ArgMax"/> synchronise.
 /// Create instances through <see cref="Devices.Create"/>.
 /// </summary>
-public sealed class IlgpuDevice : ComputeDevice
+public sealed partial class IlgpuDevice : ComputeDevice
 {
     private readonly Context _context;
     private readonly Accelerator _accelerator;
@@ -213,6 +213,7 @@ public sealed class IlgpuDevice : ComputeDevice
 
     public override void Dispose()
     {
+        DisposeTraining();
         _tokens.Dispose();
         _argMaxIds.Dispose();
         _argMaxProbabilities.Dispose();

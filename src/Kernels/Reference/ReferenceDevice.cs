@@ -197,6 +197,199 @@ public sealed class ReferenceDevice : ComputeDevice
         }
     }
 
+    public override void Fill(DeviceTensor tensor, float value) => Span(tensor).Fill(value);
+
+    public override void UpdateWeight(DeviceTensor source, DeviceWeight destination) =>
+        Span(source)[..checked(destination.Rows * destination.Cols)].CopyTo(((ManagedWeight)destination).Writable);
+
+    public override void RmsNormBackward(DeviceTensor input, DeviceWeight weight, DeviceTensor dOutput, DeviceTensor? dInput,
+        DeviceTensor dWeight, int rows, float eps, bool accumulate = false)
+    {
+        var w = (ManagedWeight)weight;
+        var dim = w.Cols;
+        var gamma = new float[dim];
+        var weighted = new float[dim];
+        w.Row(0, gamma.AsSpan());
+        var x = Span(input);
+        var dy = Span(dOutput);
+        var dGamma = Span(dWeight)[..dim];
+        for (var r = 0; r < rows; r++)
+        {
+            var row = x.Slice(r * dim, dim);
+            var dRow = dy.Slice(r * dim, dim);
+            var scale = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(row) / dim + eps);
+            for (var i = 0; i < dim; i++) dGamma[i] += dRow[i] * row[i] * scale;
+            if (dInput is null) continue;
+            TensorPrimitives.Multiply(dRow, gamma, weighted);
+            var c = TensorPrimitives.Dot(weighted, row);
+            var k = scale * scale * scale * c / dim;
+            var target = Span(dInput).Slice(r * dim, dim);
+            for (var i = 0; i < dim; i++)
+            {
+                var g = scale * weighted[i] - k * row[i];
+                target[i] = accumulate ? target[i] + g : g;
+            }
+        }
+    }
+
+    public override void MatMulBackwardInput(DeviceTensor dOutput, DeviceWeight weight, DeviceTensor dInput, int rows, bool accumulate = false)
+    {
+        var w = (ManagedWeight)weight;
+        var inDim = w.Cols;
+        var outDim = w.Rows;
+        var dy = Span(dOutput);
+        var dx = Span(dInput)[..(rows * inDim)];
+        if (!accumulate) dx.Clear();
+        var scratch = w.Type == WeightType.F32 ? null : new float[inDim];
+        for (var o = 0; o < outDim; o++)
+        {
+            var row = w.Row(o, scratch);
+            for (var r = 0; r < rows; r++)
+            {
+                var target = dx.Slice(r * inDim, inDim);
+                TensorPrimitives.MultiplyAdd(row, dy[r * outDim + o], target, target);
+            }
+        }
+    }
+
+    public override void MatMulWeightGradient(DeviceTensor dOutput, DeviceTensor input, DeviceTensor dWeight, int rows, int inDim, int outDim)
+    {
+        var dy = Span(dOutput);
+        var x = Span(input);
+        var dw = Span(dWeight);
+        for (var r = 0; r < rows; r++)
+        {
+            var xRow = x.Slice(r * inDim, inDim);
+            for (var o = 0; o < outDim; o++)
+            {
+                var target = dw.Slice(o * inDim, inDim);
+                TensorPrimitives.MultiplyAdd(xRow, dy[r * outDim + o], target, target);
+            }
+        }
+    }
+
+    public override void RopeBackward(DeviceTensor grad, int rows, int heads, int startPos, RotaryTable table)
+    {
+        var v = Span(grad);
+        var cos = Span(table.Cos);
+        var sin = Span(table.Sin);
+        var headDim = table.HeadDim;
+        var half = headDim / 2;
+        for (var r = 0; r < rows; r++)
+        {
+            var angles = (startPos + r) * half;
+            for (var h = 0; h < heads; h++)
+            {
+                var head = v.Slice((r * heads + h) * headDim, headDim);
+                for (var i = 0; i < half; i++)
+                {
+                    float g0 = head[i], g1 = head[i + half], c = cos[angles + i], s = sin[angles + i];
+                    head[i] = g0 * c + g1 * s;
+                    head[i + half] = g1 * c - g0 * s;
+                }
+            }
+        }
+    }
+
+    public override void AttentionBackward(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor dOutput,
+        DeviceTensor dQ, DeviceTensor dKeys, DeviceTensor dValues, int rows, int startPos, int heads, int kvHeads, int headDim)
+    {
+        var query = Span(q);
+        var k = Span(keys);
+        var v = Span(values);
+        var dO = Span(dOutput);
+        var dq = Span(dQ);
+        var dk = Span(dKeys);
+        var dv = Span(dValues);
+        var kvDim = kvHeads * headDim;
+        var group = heads / kvHeads;
+        var scale = 1f / MathF.Sqrt(headDim);
+        var probabilities = new float[startPos + rows];
+        var dScores = new float[startPos + rows];
+        for (var r = 0; r < rows; r++)
+        {
+            var length = startPos + r + 1;
+            var p = probabilities.AsSpan(0, length);
+            var ds = dScores.AsSpan(0, length);
+            for (var h = 0; h < heads; h++)
+            {
+                var qh = query.Slice((r * heads + h) * headDim, headDim);
+                var doh = dO.Slice((r * heads + h) * headDim, headDim);
+                var kvOffset = h / group * headDim;
+                for (var t = 0; t < length; t++)
+                    p[t] = TensorPrimitives.Dot(qh, k.Slice(t * kvDim + kvOffset, headDim)) * scale;
+                TensorPrimitives.SoftMax(p, p);
+                var weightedSum = 0f;
+                for (var t = 0; t < length; t++)
+                {
+                    ds[t] = TensorPrimitives.Dot(doh, v.Slice(t * kvDim + kvOffset, headDim));
+                    weightedSum += p[t] * ds[t];
+                }
+                for (var t = 0; t < length; t++) ds[t] = p[t] * (ds[t] - weightedSum) * scale;
+                var dqh = dq.Slice((r * heads + h) * headDim, headDim);
+                dqh.Clear();
+                for (var t = 0; t < length; t++)
+                {
+                    TensorPrimitives.MultiplyAdd(k.Slice(t * kvDim + kvOffset, headDim), ds[t], dqh, dqh);
+                    var dkt = dk.Slice(t * kvDim + kvOffset, headDim);
+                    TensorPrimitives.MultiplyAdd(qh, ds[t], dkt, dkt);
+                    var dvt = dv.Slice(t * kvDim + kvOffset, headDim);
+                    TensorPrimitives.MultiplyAdd(doh, p[t], dvt, dvt);
+                }
+            }
+        }
+    }
+
+    public override void SoftCrossEntropy(DeviceTensor logits, DeviceTensor targets, DeviceTensor rowStats, int rows, int cols, float gradScale)
+    {
+        var z = Span(logits);
+        var p = Span(targets);
+        var stats = Span(rowStats);
+        for (var r = 0; r < rows; r++)
+        {
+            var row = z.Slice(r * cols, cols);
+            var target = p.Slice(r * cols, cols);
+            var max = TensorPrimitives.Max(row);
+            var sum = 0f;
+            foreach (var value in row) sum += MathF.Exp(value - max);
+            var logSum = max + MathF.Log(sum);
+            float loss = 0f, overlap = 0f;
+            for (var v = 0; v < cols; v++)
+            {
+                var logQ = row[v] - logSum;
+                var qv = MathF.Exp(logQ);
+                if (target[v] > 0f) loss -= target[v] * logQ;
+                overlap += MathF.Min(target[v], qv);
+                row[v] = qv;
+            }
+            var agree = TensorPrimitives.IndexOfMax(row) == TensorPrimitives.IndexOfMax(target) ? 1f : 0f;
+            for (var v = 0; v < cols; v++) row[v] = gradScale * (row[v] - target[v]);
+            stats[r * 3] = loss;
+            stats[r * 3 + 1] = overlap;
+            stats[r * 3 + 2] = agree;
+        }
+    }
+
+    public override void ClampValues(DeviceTensor tensor, float limit) =>
+        TensorPrimitives.Clamp(Span(tensor), -limit, limit, Span(tensor));
+
+    public override void AdamW(DeviceTensor parameters, DeviceTensor gradients, DeviceTensor moment1, DeviceTensor moment2, AdamWStep step)
+    {
+        var p = Span(parameters);
+        var g = Span(gradients);
+        var m = Span(moment1);
+        var v = Span(moment2);
+        var stepSize = step.LearningRate / step.BiasCorrection1;
+        var sqrtCorrection2 = MathF.Sqrt(step.BiasCorrection2);
+        var decay = 1f - step.LearningRate * step.WeightDecay;
+        for (var i = 0; i < p.Length; i++)
+        {
+            m[i] = step.Beta1 * m[i] + (1f - step.Beta1) * g[i];
+            v[i] = step.Beta2 * v[i] + (1f - step.Beta2) * g[i] * g[i];
+            p[i] = p[i] * decay - stepSize * m[i] / (MathF.Sqrt(v[i]) / sqrtCorrection2 + step.Epsilon);
+        }
+    }
+
     public override void Synchronize()
     {
     }
@@ -234,6 +427,9 @@ public sealed class ReferenceDevice : ComputeDevice
             if (type == WeightType.F32) _f32 = MemoryMarshal.Cast<byte, float>(data).ToArray();
             else _u16 = MemoryMarshal.Cast<byte, ushort>(data).ToArray();
         }
+
+        /// <summary>The values of an F32 weight, for <see cref="UpdateWeight"/>.</summary>
+        public Span<float> Writable => _f32 ?? throw new InvalidOperationException($"only F32 weights can be updated, not {Type}");
 
         /// <summary>Row <paramref name="index"/> as floats: the stored row itself for F32, else widened into scratch.</summary>
         public ReadOnlySpan<float> Row(int index, float[]? scratch)

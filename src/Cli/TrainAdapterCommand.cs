@@ -1,0 +1,178 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using Kangaroo.Native.Engine;
+using Kangaroo.Native.Engine.Training;
+
+namespace Kangaroo.Native.Cli;
+
+/// <summary><c>kangaroo train-adapter</c>: trains a Kangaroo adapter for a model by self-distillation
+/// and writes it as safetensors, with a checkpoint at the end of every epoch.</summary>
+public static class TrainAdapterCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Hugging Face model directory or llama2.c .bin (default: the embedded stories260K)" };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "tokenizer for --data and --prompt (default: the one beside the model)" };
+        var exitLayer = new Option<int>("--exit-layer") { Description = "exit layer l: the adapter reads the residual stream after block l (1..layers-1)", Required = true };
+        var data = new Option<string>("--data") { Description = "training text: a .txt file (documents separated by blank lines) or .jsonl with \"text\" or \"turns\"" };
+        var selfGenerate = new Option<int>("--self-generate") { Description = "also sample N sequences from the model itself (temperature 1, from BOS and from each --prompt)" };
+        var prompts = new Option<string[]>("--prompt") { Description = "a prompt to start self-generated sequences from (repeatable)" };
+        var seqLen = new Option<int>("--seq-len") { Description = "tokens per training sequence (at most the model's context)", DefaultValueFactory = _ => 256 };
+        var epochs = new Option<int>("--epochs") { Description = "passes over the training sequences", DefaultValueFactory = _ => 10 };
+        var lr = new Option<float>("--lr") { Description = "peak learning rate (AdamW, betas 0.9/0.95)", DefaultValueFactory = _ => 3e-3f };
+        var batch = new Option<int>("--batch") { Description = "sequences per optimiser step", DefaultValueFactory = _ => 8 };
+        var seed = new Option<int>("--seed") { Description = "seed of initialisation, split, order and self-generation", DefaultValueFactory = _ => 1 };
+        var weightDecay = new Option<float>("--weight-decay") { Description = "AdamW weight decay of the projections", DefaultValueFactory = _ => 0.01f };
+        var clip = new Option<float>("--clip") { Description = "gradient value clipping (0 = none)", DefaultValueFactory = _ => 0.5f };
+        var warmup = new Option<float>("--warmup") { Description = "fraction of steps of linear warm-up before linear decay", DefaultValueFactory = _ => 0.05f };
+        var output = new Option<string>("--out") { Description = "adapter file to write (safetensors)", Required = true };
+        var device = new Option<string>("--device") { Description = "auto|cuda|opencl|cpu|ilgpu-cpu", DefaultValueFactory = _ => "auto" };
+
+        var command = new Command("train-adapter", "Train a Kangaroo adapter for a model (self-distillation from the frozen model)")
+        {
+            model, tokenizer, exitLayer, data, selfGenerate, prompts, seqLen, epochs, lr, batch, seed, weightDecay, clip, warmup, output, device,
+        };
+        command.SetAction(result => CliRunner.Guard(() =>
+        {
+            var dataPath = result.GetValue(data);
+            var generateCount = result.GetValue(selfGenerate);
+            var promptTexts = result.GetValue(prompts) ?? [];
+            if (dataPath is null && generateCount == 0) throw new ArgumentException("give --data FILE, --self-generate N, or both");
+            if (generateCount < 0) throw new ArgumentException($"--self-generate {generateCount} must be >= 0");
+            if (promptTexts.Length > 0 && generateCount == 0) throw new ArgumentException("--prompt only applies to --self-generate");
+            var outPath = result.GetValue(output)!;
+            CheckWritable(outPath);
+
+            using var session = InferenceSession.Open(result.GetValue(model) ?? CliRunner.DefaultModel, result.GetValue(device)!, result.GetValue(tokenizer));
+            var config = session.Model.Config;
+            var options = new TrainingOptions(result.GetValue(exitLayer), result.GetValue(seqLen), result.GetValue(epochs), result.GetValue(lr),
+                result.GetValue(batch), result.GetValue(seed), result.GetValue(weightDecay), result.GetValue(clip), result.GetValue(warmup))
+                .Validate(config.Layers, config.MaxSeqLen);
+
+            using var cancel = new CancellationTokenSource();
+            ConsoleCancelEventHandler onCancel = (_, e) =>
+            {
+                e.Cancel = true; // finish the current step; the last checkpoint stays whole
+                cancel.Cancel();
+            };
+            Console.CancelKeyPress += onCancel;
+            try
+            {
+                var sequences = new List<int[]>();
+                var sources = new List<string>();
+                if (dataPath is not null)
+                {
+                    var texts = TrainingData.ReadTexts(dataPath);
+                    var tokenized = TrainingData.Tokenize(texts, session.Tokenizer ?? throw new ArgumentException($"{session.ModelPath}: no tokenizer found beside the model; pass --tokenizer"), options.SeqLen);
+                    if (tokenized.Count == 0) throw new ArgumentException($"{dataPath}: the texts encode to no sequence of at least 2 tokens");
+                    sequences.AddRange(tokenized);
+                    sources.Add($"{Path.GetFileName(dataPath)} ({texts.Count} texts, {tokenized.Count} sequences)");
+                }
+                if (generateCount > 0)
+                {
+                    var promptIds = promptTexts.Select(session.EncodePrompt).ToList();
+                    var bar = new ProgressLine();
+                    var clock = Stopwatch.StartNew();
+                    var generated = TrainingData.SelfGenerate(session.Model, generateCount, options.SeqLen, promptIds, options.Seed,
+                        (done, tokens) => bar.Show(done, generateCount, $"sampling {done}/{generateCount} sequences, {tokens / clock.Elapsed.TotalSeconds:F0} tok/s", done == generateCount),
+                        cancel.Token);
+                    sequences.AddRange(generated);
+                    bar.Finish(string.Create(CultureInfo.InvariantCulture,
+                        $"sampled {generated.Count} sequences ({generated.Sum(g => g.Length)} tokens) from the model in {clock.Elapsed.TotalSeconds:F1} s"));
+                    sources.Add($"self-generated {generated.Count} sequences (temperature 1, seed {options.Seed}, from BOS{(promptTexts.Length > 0 ? $" and {promptTexts.Length} prompts" : "")})");
+                }
+
+                using var trainer = new AdapterTrainer(session.Model, options);
+                var (train, held) = trainer.Split(sequences);
+                Console.Error.WriteLine($"kangaroo: training an exit-layer-{options.ExitLayer} adapter on {session.Device.Kind}: {train.Count} sequences ({train.Sum(s => s.Length)} tokens), {held.Count} held out");
+                var progressBar = new ProgressLine();
+                var saved = 0;
+                var commandLine = "kangaroo " + string.Join(' ', result.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value));
+                var outcome = trainer.Train(sequences,
+                    p => progressBar.Show(p.Step, p.TotalSteps,
+                        $"epoch {p.Epoch}/{p.Epochs} loss {p.Recent.MeanLoss:F4} agree {p.Recent.MeanAgreement:P1} overlap {p.Recent.MeanOverlap:F3} {p.TokensPerSecond:F0} tok/s"),
+                    (report, weights) =>
+                    {
+                        weights.Metadata["kangaroo.train.data"] = string.Join("; ", sources);
+                        weights.Metadata["kangaroo.train.command"] = commandLine;
+                        weights.Metadata["kangaroo.train.device"] = session.Device.Kind;
+                        weights.Save(outPath, session.Model.Fingerprint);
+                        saved = report.Epoch;
+                        progressBar.Finish($"epoch {report.Epoch}/{options.Epochs}: train loss {report.Train.MeanLoss:F4}, held-out loss {report.HeldOut.MeanLoss:F4}, " +
+                                           $"agreement {report.HeldOut.MeanAgreement:P1}, overlap {report.HeldOut.MeanOverlap:F3}; saved {outPath}");
+                    },
+                    cancel.Token);
+
+                var first = outcome.Epochs[0].HeldOut;
+                var last = outcome.Epochs[^1];
+                if (outcome.Cancelled)
+                {
+                    progressBar.Finish("");
+                    Console.Error.WriteLine(saved > 0
+                        ? $"kangaroo: interrupted; {outPath} holds the checkpoint of epoch {saved}"
+                        : "kangaroo: interrupted before the first epoch ended; nothing written");
+                    return 130;
+                }
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{outPath}: exit layer {options.ExitLayer}, held-out loss {first.MeanLoss:F4} -> {last.HeldOut.MeanLoss:F4}, top-1 agreement {last.HeldOut.MeanAgreement:P1}, " +
+                    $"overlap {last.HeldOut.MeanOverlap:F3}; {last.Elapsed.TotalSeconds:F1} s, {last.TokensPerSecond:F0} tokens/s"));
+                return 0;
+            }
+            catch (OperationCanceledException)
+            {
+                Console.Error.WriteLine("kangaroo: interrupted while sampling training data; nothing written");
+                return 130;
+            }
+            finally
+            {
+                Console.CancelKeyPress -= onCancel;
+            }
+        }));
+        return command;
+    }
+
+    /// <summary>Fails early, before any training, when the adapter cannot be written where asked.</summary>
+    private static void CheckWritable(string path)
+    {
+        if (Directory.Exists(path)) throw new IOException($"--out {path}: is a directory; give a file name such as {Path.Combine(path, "kangaroo-adapter.safetensors")}");
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        if (!Directory.Exists(directory)) throw new IOException($"--out {path}: directory {directory} does not exist");
+        try
+        {
+            using (new FileStream(Path.GetFullPath(path) + ".tmp", FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose))
+            {
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"--out {path}: not writable ({e.Message})");
+        }
+    }
+
+    /// <summary>A one-line progress bar on stderr, redrawn in place at most ten times a second; when
+    /// stderr is not a terminal only finished lines are printed.</summary>
+    private sealed class ProgressLine
+    {
+        private readonly Stopwatch _since = Stopwatch.StartNew();
+        private readonly bool _live = !Console.IsErrorRedirected;
+        private bool _drawn;
+
+        public void Show(int done, int total, string text, bool force = false)
+        {
+            if (!_live || (!force && _since.ElapsedMilliseconds < 100)) return;
+            _since.Restart();
+            const int width = 24;
+            var filled = total == 0 ? width : (int)((long)width * done / total);
+            Console.Error.Write($"\r[{new string('#', filled)}{new string('-', width - filled)}] {text}\u001b[K");
+            _drawn = true;
+        }
+
+        public void Finish(string text)
+        {
+            if (_drawn) Console.Error.Write("\r\u001b[K");
+            _drawn = false;
+            if (text.Length > 0) Console.Error.WriteLine($"kangaroo: {text}");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+using System.CommandLine;
+using Kangaroo.Native.Cli;
+using Kangaroo.Native.Engine;
+using Kangaroo.Native.Engine.Kangaroo;
+using Kangaroo.Native.Loader;
+using Kangaroo.Native.Tests.Engine;
+
+namespace Kangaroo.Native.Tests.Training;
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ConsoleCollection
+{
+    public const string Name = "console output";
+}
+
+/// <summary><c>kangaroo train-adapter</c> run in-process: it writes a usable adapter with its settings
+/// in the metadata, and bad input gives one clear line on stderr and exit code 1.</summary>
+[Collection(ConsoleCollection.Name)]
+public sealed class TrainAdapterCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("kangaroo-train-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static (int Code, string Out, string Error) Run(params string[] args)
+    {
+        var (stdout, stderr) = (Console.Out, Console.Error);
+        using var outWriter = new StringWriter();
+        using var errorWriter = new StringWriter();
+        Console.SetOut(outWriter);
+        Console.SetError(errorWriter);
+        try
+        {
+            var code = CliRunner.Invoke(new RootCommand { TrainAdapterCommand.Create() }, ["train-adapter", "--model", SharedData.EmbeddedModel, "--device", "cpu", .. args]);
+            return (code, outWriter.ToString(), errorWriter.ToString());
+        }
+        finally
+        {
+            Console.SetOut(stdout);
+            Console.SetError(stderr);
+        }
+    }
+
+    [Fact]
+    public void TrainsSavesAndDecodesLosslessly()
+    {
+        var data = Path.Combine(_dir, "stories.jsonl");
+        File.WriteAllLines(data, ["{\"text\": \"Once upon a time, there was a little girl named Lily. She loved to play outside.\"}", "{\"turns\": [\"Tom had a red ball.\", \"He was happy.\"]}"]);
+        var output = Path.Combine(_dir, "adapter.safetensors");
+        var (code, stdout, stderr) = Run("--exit-layer", "2", "--data", data, "--self-generate", "4", "--prompt", "Once upon a time", "--seq-len", "48",
+            "--epochs", "2", "--batch", "2", "--lr", "0.01", "--seed", "5", "--out", output);
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"{output}: exit layer 2, held-out loss", stdout);
+        Assert.Contains("epoch 2/2", stderr);
+        Assert.False(File.Exists(output + ".tmp"));
+
+        var adapter = AdapterWeights.Load(output);
+        Assert.Equal(2, adapter.ExitLayer);
+        Assert.Equal("2", adapter.Metadata["kangaroo.train.epochs"]);
+        Assert.Equal("48", adapter.Metadata["kangaroo.train.seq_len"]);
+        Assert.Equal("5", adapter.Metadata["kangaroo.train.seed"]);
+        Assert.Contains("stories.jsonl (2 texts, 2 sequences)", adapter.Metadata["kangaroo.train.data"]);
+        Assert.Contains("self-generated 4 sequences", adapter.Metadata["kangaroo.train.data"]);
+        Assert.Contains("--exit-layer 2", adapter.Metadata["kangaroo.train.command"]);
+        Assert.True(double.Parse(adapter.Metadata["kangaroo.train.heldout_loss"], System.Globalization.CultureInfo.InvariantCulture) > 0);
+
+        using var session = InferenceSession.Open(SharedData.EmbeddedModel, "cpu");
+        var decoder = session.CreateDecoder("kangaroo", output);
+        var golden = GoldenCase.All[1];
+        Assert.Equal(golden.GeneratedIds, decoder.Generate(golden.PromptIds, golden.MaxNewTokens, new SamplingOptions()).ToArray());
+    }
+
+    [Fact]
+    public void EmptyDataFile()
+    {
+        var data = Path.Combine(_dir, "empty.txt");
+        File.WriteAllText(data, "");
+        var (code, _, stderr) = Run("--exit-layer", "1", "--data", data, "--out", Path.Combine(_dir, "a.safetensors"));
+        Assert.Equal(1, code);
+        Assert.Equal($"kangaroo: {data}: the data file holds no text to train on", stderr.Trim());
+    }
+
+    [Fact]
+    public void SequenceLengthPastTheContext()
+    {
+        var (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--seq-len", "600", "--out", Path.Combine(_dir, "a.safetensors"));
+        Assert.Equal(1, code);
+        Assert.Equal("kangaroo: --seq-len 600 is past the model's context of 512 positions", stderr.Trim());
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(5)]
+    public void ExitLayerOutOfRange(int layer)
+    {
+        var (code, _, stderr) = Run("--exit-layer", $"{layer}", "--self-generate", "2", "--out", Path.Combine(_dir, "a.safetensors"));
+        Assert.Equal(1, code);
+        Assert.Equal($"kangaroo: --exit-layer {layer} must be in 1..4 for a 5-layer model", stderr.Trim());
+    }
+
+    [Fact]
+    public void OutputNotWritable()
+    {
+        var missing = Path.Combine(_dir, "no-such-dir", "a.safetensors");
+        var (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--out", missing);
+        Assert.Equal(1, code);
+        Assert.StartsWith($"kangaroo: --out {missing}: directory", stderr.Trim());
+
+        (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--out", _dir);
+        Assert.Equal(1, code);
+        Assert.StartsWith($"kangaroo: --out {_dir}: is a directory", stderr.Trim());
+
+        if (OperatingSystem.IsLinux())
+        {
+            (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--out", "/proc/kangaroo-adapter.safetensors");
+            Assert.Equal(1, code);
+            Assert.StartsWith("kangaroo: --out /proc/kangaroo-adapter.safetensors: not writable", stderr.Trim());
+        }
+    }
+
+    [Fact]
+    public void NoDataSource()
+    {
+        var (code, _, stderr) = Run("--exit-layer", "1", "--out", Path.Combine(_dir, "a.safetensors"));
+        Assert.Equal(1, code);
+        Assert.Equal("kangaroo: give --data FILE, --self-generate N, or both", stderr.Trim());
+    }
+}
