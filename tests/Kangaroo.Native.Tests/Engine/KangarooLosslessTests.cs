@@ -30,6 +30,18 @@ public sealed class KangarooLosslessTests
     }
 
     [Theory]
+    [InlineData(1, 0.0f)]
+    [InlineData(3, 0.6f)]
+    [InlineData(8, 0.9f)]
+    public void TrainedAdapterMatchesGolden(int gamma, float eta)
+    {
+        using var model = TestModels.Stories();
+        var adapter = AdapterWeights.Load(Path.Combine(Path.GetDirectoryName(SharedData.EmbeddedModel)!, "kangaroo-adapter.safetensors"));
+        using var head = new AdapterHead(model, adapter);
+        AssertGolden(new SelfSpeculativeDecoder(model, head, new SpeculationOptions(adapter.ExitLayer, gamma, eta)));
+    }
+
+    [Theory]
     [InlineData(1, 6, 0.6f)]
     [InlineData(3, 3, 0.0f)]
     public void EarlyExitMatchesGolden(int exitLayer, int gamma, float eta)

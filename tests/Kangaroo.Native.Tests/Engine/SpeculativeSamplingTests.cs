@@ -8,7 +8,7 @@ namespace Kangaroo.Native.Tests.Engine;
 /// Speculative sampling keeps the target's distribution: over thousands of seeds, the tokens Kangaroo
 /// samples at each of the first positions are distributed like autoregressive sampling's (two-sample
 /// chi-square test at significance 0.001, rare tokens pooled). The same test rejects a decoder that
-/// accepts every draft, which samples from the draft distribution instead.
+/// accepts every draft, which samples from the adapter's distribution instead.
 /// </summary>
 public sealed class SpeculativeSamplingTests
 {
@@ -46,11 +46,12 @@ public sealed class SpeculativeSamplingTests
 
     private static SelfSpeculativeDecoder Kangaroo(LlamaModel model, Func<float, float, float>? rule)
     {
-        // The early-exit head at a deep exit layer drafts tokens the target often accepts, so every
+        // The trained adapter shipped with the model drafts tokens the target often accepts, so every
         // branch of the acceptance rule (accept, resample from the residual, bonus token) is exercised.
-        var options = new SpeculationOptions(ExitLayer: 4, DraftSteps: 3, Threshold: 0f);
-        var decoder = new SelfSpeculativeDecoder(model, new ExitNormHead(model), options);
-        return rule is null ? decoder : new SelfSpeculativeDecoder(model, new ExitNormHead(model), options) { AcceptanceProbability = rule };
+        var adapter = AdapterWeights.Load(Path.Combine(Path.GetDirectoryName(SharedData.EmbeddedModel)!, "kangaroo-adapter.safetensors"));
+        var options = new SpeculationOptions(adapter.ExitLayer, DraftSteps: 3, Threshold: 0f);
+        var head = new AdapterHead(model, adapter);
+        return rule is null ? new SelfSpeculativeDecoder(model, head, options) : new SelfSpeculativeDecoder(model, head, options) { AcceptanceProbability = rule };
     }
 
     private static Dictionary<int, int>[] Sample(Decoder decoder, int seedOffset)
