@@ -25,7 +25,8 @@ runc() { # binary: median tok/s over the prompts
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 for r in $(seq "$rounds"); do
     c=$(runc "$src/run")
-    o=$([ -x "$src/runomp" ] && runc "$src/runomp" || echo n/a)
+    # OpenMP spins when cores are oversubscribed: on a loaded machine set LLAMA2C_OPENMP=0.
+    o=$([ "${LLAMA2C_OPENMP:-1}" = 1 ] && [ -x "$src/runomp" ] && runc "$src/runomp" || echo n/a)
     k=$("$kangaroo" bench --device cpu --decoders autoregressive --json | sed -n 's/.*"TokensPerSecond":\([0-9.]*\).*/\1/p')
     echo "round $r: run.c $c tok/s, run.c+OpenMP $o tok/s, kangaroo cpu $k tok/s (load $(cut -d' ' -f1 /proc/loadavg))"
 done
