@@ -7,7 +7,8 @@ namespace Kangaroo.Native.Kernels.Reference;
 /// The managed implementation of every operation (System.Numerics.Tensors): the oracle each kernel is
 /// tested against, and the <c>cpu</c> device used when there is no GPU. Matrix products split their
 /// output rows across cores when a matrix is large enough to pay for it; each output element is one
-/// <see cref="TensorPrimitives.Dot(ReadOnlySpan{float}, ReadOnlySpan{float})"/>, whatever the number of rows.
+/// dot product in a fixed summation order (<see cref="ManagedKernels"/>), whatever the number of rows.
+/// Nothing is allocated per call on the decode path.
 /// </summary>
 public sealed class ReferenceDevice : ComputeDevice
 {
@@ -70,11 +71,16 @@ public sealed class ReferenceDevice : ComputeDevice
         var w = (ManagedWeight)weight;
         var x = (ManagedTensor)input;
         var y = (ManagedTensor)output;
-        if ((long)w.Rows * w.Cols >= ParallelMatMulElements)
+        if (rows <= 0) return;
+        ArgumentOutOfRangeException.ThrowIfLessThan(x.Length, rows * w.Cols, nameof(input));
+        ArgumentOutOfRangeException.ThrowIfLessThan(y.Length, rows * w.Rows, nameof(output));
+        if ((long)w.Rows * w.Cols >= ParallelMatMulElements && Environment.ProcessorCount > 1)
         {
+            // Chunks of whole 4-row tiles; several per core so that a core slowed by other work
+            // does not hold up the rest.
             var chunks = Environment.ProcessorCount * 4;
-            var perChunk = (w.Rows + chunks - 1) / chunks;
-            Parallel.For(0, chunks, c => MatMulRows(x, w, y, rows, accumulate, c * perChunk, Math.Min(w.Rows, (c + 1) * perChunk)));
+            var perChunk = (w.Rows / chunks + 3) & ~3;
+            Parallel.For(0, (w.Rows + perChunk - 1) / perChunk, c => MatMulRows(x, w, y, rows, accumulate, c * perChunk, Math.Min(w.Rows, (c + 1) * perChunk)));
         }
         else
         {
@@ -82,24 +88,40 @@ public sealed class ReferenceDevice : ComputeDevice
         }
     }
 
+    /// <summary>Output features [first, end): for one input row, tiles of 4 weight rows (4 independent
+    /// accumulators); for a block, each weight row (read, and widened, once) against tiles of 4 input
+    /// rows. The summation order of each element is the same in every tile (see <see cref="ManagedKernels"/>).</summary>
     private static void MatMulRows(ManagedTensor input, ManagedWeight weight, ManagedTensor output, int rows, bool accumulate, int first, int end)
     {
         var cols = weight.Cols;
         var outDim = weight.Rows;
         var x = input.Span;
         var y = output.Span;
-        var scratch = weight.Type == WeightType.F32 ? null : new float[cols];
-        for (var o = first; o < end; o++)
+        Span<float> dots = stackalloc float[4];
+        var o = first;
+        if (rows == 1)
         {
-            var row = weight.Row(o, scratch);
-            for (var r = 0; r < rows; r++)
+            var row = x[..cols];
+            for (; o + 4 <= end; o += 4)
             {
-                var dot = TensorPrimitives.Dot(x.Slice(r * cols, cols), row);
-                ref var target = ref y[r * outDim + o];
-                target = accumulate ? target + dot : dot;
+                ManagedKernels.Dot4x1(weight.RowBlock(o, 4), row, dots);
+                for (var k = 0; k < 4; k++) Store(ref y[o + k], dots[k], accumulate);
             }
         }
+        for (; o < end; o++)
+        {
+            var w = weight.RowBlock(o, 1);
+            var r = 0;
+            for (; r + 4 <= rows; r += 4)
+            {
+                ManagedKernels.Dot1x4(w, x.Slice(r * cols, 4 * cols), dots);
+                for (var k = 0; k < 4; k++) Store(ref y[(r + k) * outDim + o], dots[k], accumulate);
+            }
+            for (; r < rows; r++) Store(ref y[r * outDim + o], ManagedKernels.Dot(w, x.Slice(r * cols, cols)), accumulate);
+        }
     }
+
+    private static void Store(ref float target, float dot, bool accumulate) => target = accumulate ? target + dot : dot;
 
     public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table)
     {
@@ -134,7 +156,7 @@ public sealed class ReferenceDevice : ComputeDevice
         var kvDim = kvHeads * headDim;
         var group = heads / kvHeads;
         var scale = 1f / MathF.Sqrt(headDim);
-        if (_scores.Length < startPos + rows) _scores = new float[startPos + rows];
+        if (_scores.Length < startPos + rows) _scores = new float[Math.Max(startPos + rows, 2 * _scores.Length)]; // grows by doubling, not every token
         for (var r = 0; r < rows; r++)
         {
             var length = startPos + r + 1;
@@ -143,13 +165,12 @@ public sealed class ReferenceDevice : ComputeDevice
             {
                 var qh = query.Slice((r * heads + h) * headDim, headDim);
                 var kvOffset = h / group * headDim;
-                for (var t = 0; t < length; t++)
-                    scores[t] = TensorPrimitives.Dot(qh, k.Slice(t * kvDim + kvOffset, headDim)) * scale;
+                var t = 0;
+                for (; t + 4 <= length; t += 4) ManagedKernels.Dot1x4Strided(qh, k, t * kvDim + kvOffset, kvDim, scores.Slice(t, 4));
+                for (; t < length; t++) scores[t] = ManagedKernels.Dot(qh, k.Slice(t * kvDim + kvOffset, headDim));
+                TensorPrimitives.Multiply(scores, scale, scores);
                 StableSoftmax(scores);
-                var oh = o.Slice((r * heads + h) * headDim, headDim);
-                oh.Clear();
-                for (var t = 0; t < length; t++)
-                    TensorPrimitives.MultiplyAdd(v.Slice(t * kvDim + kvOffset, headDim), scores[t], oh, oh);
+                ManagedKernels.WeightedSum(scores, v, kvOffset, kvDim, o.Slice((r * heads + h) * headDim, headDim));
             }
         }
     }
@@ -240,10 +261,9 @@ public sealed class ReferenceDevice : ComputeDevice
         var dy = Span(dOutput);
         var dx = Span(dInput)[..(rows * inDim)];
         if (!accumulate) dx.Clear();
-        var scratch = w.Type == WeightType.F32 ? null : new float[inDim];
         for (var o = 0; o < outDim; o++)
         {
-            var row = w.Row(o, scratch);
+            var row = w.RowBlock(o, 1);
             for (var r = 0; r < rows; r++)
             {
                 var target = dx.Slice(r * inDim, inDim);
@@ -431,30 +451,31 @@ public sealed class ReferenceDevice : ComputeDevice
         /// <summary>The values of an F32 weight, for <see cref="UpdateWeight"/>.</summary>
         public Span<float> Writable => _f32 ?? throw new InvalidOperationException($"only F32 weights can be updated, not {Type}");
 
-        /// <summary>Row <paramref name="index"/> as floats: the stored row itself for F32, else widened into scratch.</summary>
-        public ReadOnlySpan<float> Row(int index, float[]? scratch)
+        [ThreadStatic] private static float[]? t_widened;
+
+        /// <summary>Rows [first, first + count) as floats: the stored rows for F32, else widened into a
+        /// per-thread scratch buffer (valid until the next call on this thread). 16-bit weights stay
+        /// 16-bit in memory; only the rows in use are widened, into cache-resident scratch.</summary>
+        public ReadOnlySpan<float> RowBlock(int first, int count)
         {
-            if (_f32 is not null) return _f32.AsSpan(index * Cols, Cols);
-            Row(index, scratch.AsSpan());
+            var length = count * Cols;
+            if (_f32 is not null) return _f32.AsSpan(first * Cols, length);
+            if (t_widened is null || t_widened.Length < length) t_widened = new float[Math.Max(length, 4 * Cols)];
+            var scratch = t_widened.AsSpan(0, length);
+            Widen(_u16.AsSpan(first * Cols, length), scratch);
             return scratch;
         }
 
         public void Row(int index, Span<float> destination)
         {
-            if (_f32 is not null)
-            {
-                _f32.AsSpan(index * Cols, Cols).CopyTo(destination);
-                return;
-            }
-            var row = _u16.AsSpan(index * Cols, Cols);
-            if (Type == WeightType.F16)
-            {
-                TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<ushort, Half>(row), destination);
-            }
-            else
-            {
-                for (var i = 0; i < row.Length; i++) destination[i] = BitConverter.Int32BitsToSingle(row[i] << 16);
-            }
+            if (_f32 is not null) _f32.AsSpan(index * Cols, Cols).CopyTo(destination);
+            else Widen(_u16.AsSpan(index * Cols, Cols), destination);
+        }
+
+        private void Widen(ReadOnlySpan<ushort> source, Span<float> destination)
+        {
+            if (Type == WeightType.F16) ManagedKernels.WidenF16(source, destination);
+            else ManagedKernels.WidenBF16(source, destination);
         }
 
         public override void Dispose()

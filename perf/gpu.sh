@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# GPU test-and-bench for a machine with an NVIDIA GPU that may have no .NET SDK and no internet.
+#
+#   perf/gpu.sh publish [BUNDLE_DIR]   run HERE (needs the .NET SDK): self-contained linux-x64 builds of
+#                                      `kangaroo` and `kangaroo-perf` (one shared runtime), the embedded
+#                                      stories260K model and the golden outputs, in BUNDLE_DIR
+#                                      (default /tmp/kangaroo-gpu-bundle) and BUNDLE_DIR.tar.gz.
+#   perf/gpu.sh run REPORT_DIR         run THERE, from the unpacked bundle (or a checkout with the SDK):
+#                                      CUDA self-check (every kernel against the managed reference, and
+#                                      greedy generation of the golden prompts, autoregressive and
+#                                      early-exit, against llama2.c's ids), kernel benchmarks cpu vs cuda,
+#                                      decode tokens/s of stories260K and of a random TinyLlama-shape model,
+#                                      written to REPORT_DIR/gpu-report.md. Exit status 1 if a check failed.
+#
+# The xunit tests themselves need `dotnet test` (the SDK); the self-check covers what the CUDA tier
+# tests check (kernels vs reference, golden generations), without it.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+mode="${1:-}"
+
+case "$mode" in
+publish)
+    bundle="${2:-/tmp/kangaroo-gpu-bundle}"
+    repo="$(cd "$here/.." && pwd)"
+    shared="$(cd "$repo/../shared" 2>/dev/null && pwd || true)"
+    rm -rf "$bundle"
+    mkdir -p "$bundle/bin"
+    for project in src/Cli perf/Kangaroo.Native.Perf; do
+        dotnet publish "$repo/$project" -c Release -r linux-x64 --self-contained true \
+            -p:PublishTrimmed=false -p:DebugType=none -p:GenerateDocumentationFile=false -o "$bundle/bin" >/dev/null
+    done
+    mkdir -p "$bundle/models" "$bundle/golden"
+    cp -r "$repo/models/stories260K" "$bundle/models/"
+    if [ -n "$shared" ] && [ -f "$shared/golden/stories260K-greedy.jsonl" ]; then
+        cp "$shared/golden/stories260K-greedy.jsonl" "$bundle/golden/"
+    else
+        echo "warning: ../shared/golden not found; the bundle will skip the golden check" >&2
+    fi
+    cp "$here/gpu.sh" "$bundle/gpu.sh"
+    chmod +x "$bundle/gpu.sh"
+    tar -C "$(dirname "$bundle")" -czf "$bundle.tar.gz" "$(basename "$bundle")"
+    echo "bundle: $bundle ($(du -sh "$bundle" | cut -f1)), archive: $bundle.tar.gz ($(du -sh "$bundle.tar.gz" | cut -f1))"
+    echo "there: tar -xzf $(basename "$bundle").tar.gz && $(basename "$bundle")/gpu.sh run REPORT_DIR"
+    ;;
+run)
+    report_dir="${2:?usage: gpu.sh run REPORT_DIR}"
+    mkdir -p "$report_dir"
+    report="$(cd "$report_dir" && pwd)/gpu-report.md"
+    if [ -x "$here/bin/kangaroo" ]; then           # unpacked bundle
+        kangaroo="$here/bin/kangaroo"; perf="$here/bin/kangaroo-perf"
+        model="$here/models/stories260K/stories260K.bin"; golden="$here/golden/stories260K-greedy.jsonl"
+    else                                           # a checkout with the SDK
+        repo="$(cd "$here/.." && pwd)"
+        dotnet build -c Release "$repo/src/Cli" >/dev/null
+        dotnet build -c Release "$repo/perf/Kangaroo.Native.Perf" >/dev/null
+        kangaroo="$repo/src/Cli/bin/Release/net10.0/kangaroo"; perf="$repo/perf/Kangaroo.Native.Perf/bin/Release/net10.0/kangaroo-perf"
+        model="$repo/models/stories260K/stories260K.bin"; golden="$repo/../shared/golden/stories260K-greedy.jsonl"
+    fi
+    device="${KANGAROO_DEVICE:-cuda}"
+    status=0
+    section() { printf '\n## %s\n\n```\n%s\n```\n' "$1" "$2" >> "$report"; }
+    run_step() { # title, command...: records output; a failing command fails the run but not the report
+        local title="$1"; shift
+        local out
+        if out="$("$@" 2>&1)"; then section "$title" "$out"; else section "$title (FAILED)" "$out"; status=1; fi
+        echo "== $title: done"
+    }
+    {
+        echo "# Kangaroo.Native GPU report"
+        echo
+        echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "- host: $(uname -srm); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(nproc) cores; $(free -g | awk '/Mem:/{print $2}') GiB"
+        echo "- GPU: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'nvidia-smi not found')"
+        echo "- device under test: $device"
+    } > "$report"
+    run_step "devices" "$kangaroo" devices
+    run_step "kernels vs reference (check: max relative error <= 1e-3)" "$perf" kernels --devices "cpu,$device" --max-error 1e-3
+    if [ -f "$golden" ]; then
+        run_step "golden generations on $device" "$perf" golden --golden "$golden" --model "$model" --device "$device"
+    fi
+    run_step "host memory bandwidth" "$perf" membw
+    run_step "decode stories260K on cpu" "$kangaroo" bench --model "$model" --device cpu --decoders early-exit --exit-layer 2 --draft-steps 3 --threshold 0.3
+    run_step "decode stories260K on $device" "$kangaroo" bench --model "$model" --device "$device" --decoders early-exit --exit-layer 2 --draft-steps 3 --threshold 0.3
+    tiny="${TMPDIR:-/tmp}/kangaroo-tinyllama-f16"
+    [ -f "$tiny/model.safetensors" ] || "$perf" make-model --out "$tiny" --shape tinyllama --dtype f16 >/dev/null
+    run_step "decode TinyLlama-shape (random f16 weights, 2.2 GB) on $device" "$kangaroo" bench --model "$tiny" --device "$device" --decoders autoregressive --prompts 2 --max-new-tokens 64
+    echo "report: $report"
+    exit $status
+    ;;
+*)
+    sed -n '2,17p' "${BASH_SOURCE[0]}"
+    exit 2
+    ;;
+esac

@@ -1,0 +1,213 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+
+namespace Kangaroo.Native.Kernels.Reference;
+
+/// <summary>
+/// The inner loops of the <c>cpu</c> device, written with <see cref="Vector{T}"/> (AVX2 on x64, NEON on
+/// Arm64) instead of one System.Numerics.Tensors call per dot product: at the small widths of a
+/// TinyStories model (64 columns, head size 8) the call overhead of TensorPrimitives was most of the
+/// time.
+///
+/// Every dot product has ONE summation order, whichever tile computes it: a single vector
+/// accumulator over the full vectors in column order (fused multiply-add), then
+/// <see cref="Vector.Sum{T}(Vector{T})"/>, then the leftover columns in order (fused). The tiles
+/// (4 weight rows x 1 input row for decode, 1 weight row x 4 input rows for blocks) only decide
+/// which dot products run side by side, for instruction-level parallelism and so that a weight
+/// vector loaded once serves four input rows. So a block of rows gives bit-identical results to
+/// one-row calls.
+/// </summary>
+internal static class ManagedKernels
+{
+    private static int Width => Vector<float>.Count;
+
+    /// <summary>sum_i a[i] * b[i] in the canonical order.</summary>
+    public static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        var n = a.Length;
+        var va = MemoryMarshal.Cast<float, Vector<float>>(a);
+        var vb = MemoryMarshal.Cast<float, Vector<float>>(b[..n]);
+        var acc = Vector<float>.Zero;
+        for (var i = 0; i < va.Length; i++) acc = Vector.FusedMultiplyAdd(va[i], vb[i], acc);
+        var sum = Vector.Sum(acc);
+        for (var i = va.Length * Width; i < n; i++) sum = MathF.FusedMultiplyAdd(a[i], b[i], sum);
+        return sum;
+    }
+
+    /// <summary>Dots of four consecutive weight rows (w holds 4 * x.Length values) with one input row x.</summary>
+    public static void Dot4x1(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> result)
+    {
+        var n = x.Length;
+        var vx = MemoryMarshal.Cast<float, Vector<float>>(x);
+        var v0 = MemoryMarshal.Cast<float, Vector<float>>(w[..n]);
+        var v1 = MemoryMarshal.Cast<float, Vector<float>>(w.Slice(n, n));
+        var v2 = MemoryMarshal.Cast<float, Vector<float>>(w.Slice(2 * n, n));
+        var v3 = MemoryMarshal.Cast<float, Vector<float>>(w.Slice(3 * n, n));
+        Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (var i = 0; i < vx.Length; i++)
+        {
+            var xi = vx[i];
+            a0 = Vector.FusedMultiplyAdd(v0[i], xi, a0);
+            a1 = Vector.FusedMultiplyAdd(v1[i], xi, a1);
+            a2 = Vector.FusedMultiplyAdd(v2[i], xi, a2);
+            a3 = Vector.FusedMultiplyAdd(v3[i], xi, a3);
+        }
+        float s0 = Vector.Sum(a0), s1 = Vector.Sum(a1), s2 = Vector.Sum(a2), s3 = Vector.Sum(a3);
+        for (var i = vx.Length * Width; i < n; i++)
+        {
+            s0 = MathF.FusedMultiplyAdd(w[i], x[i], s0);
+            s1 = MathF.FusedMultiplyAdd(w[n + i], x[i], s1);
+            s2 = MathF.FusedMultiplyAdd(w[2 * n + i], x[i], s2);
+            s3 = MathF.FusedMultiplyAdd(w[3 * n + i], x[i], s3);
+        }
+        result[0] = s0;
+        result[1] = s1;
+        result[2] = s2;
+        result[3] = s3;
+    }
+
+    /// <summary>Dots of one weight row w with four consecutive input rows (x holds 4 * w.Length values).</summary>
+    public static void Dot1x4(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> result)
+    {
+        var n = w.Length;
+        var vw = MemoryMarshal.Cast<float, Vector<float>>(w);
+        var x0 = MemoryMarshal.Cast<float, Vector<float>>(x[..n]);
+        var x1 = MemoryMarshal.Cast<float, Vector<float>>(x.Slice(n, n));
+        var x2 = MemoryMarshal.Cast<float, Vector<float>>(x.Slice(2 * n, n));
+        var x3 = MemoryMarshal.Cast<float, Vector<float>>(x.Slice(3 * n, n));
+        Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (var i = 0; i < vw.Length; i++)
+        {
+            var wi = vw[i];
+            a0 = Vector.FusedMultiplyAdd(wi, x0[i], a0);
+            a1 = Vector.FusedMultiplyAdd(wi, x1[i], a1);
+            a2 = Vector.FusedMultiplyAdd(wi, x2[i], a2);
+            a3 = Vector.FusedMultiplyAdd(wi, x3[i], a3);
+        }
+        float s0 = Vector.Sum(a0), s1 = Vector.Sum(a1), s2 = Vector.Sum(a2), s3 = Vector.Sum(a3);
+        for (var i = vw.Length * Width; i < n; i++)
+        {
+            s0 = MathF.FusedMultiplyAdd(w[i], x[i], s0);
+            s1 = MathF.FusedMultiplyAdd(w[i], x[n + i], s1);
+            s2 = MathF.FusedMultiplyAdd(w[i], x[2 * n + i], s2);
+            s3 = MathF.FusedMultiplyAdd(w[i], x[3 * n + i], s3);
+        }
+        result[0] = s0;
+        result[1] = s1;
+        result[2] = s2;
+        result[3] = s3;
+    }
+
+    /// <summary>y += a * x (element-wise, each element one fused multiply-add).</summary>
+    public static void MultiplyAdd(ReadOnlySpan<float> x, float a, Span<float> y)
+    {
+        var n = y.Length;
+        var vx = MemoryMarshal.Cast<float, Vector<float>>(x[..n]);
+        var vy = MemoryMarshal.Cast<float, Vector<float>>(y);
+        var va = new Vector<float>(a);
+        for (var i = 0; i < vy.Length; i++) vy[i] = Vector.FusedMultiplyAdd(vx[i], va, vy[i]);
+        for (var i = vy.Length * Width; i < n; i++) y[i] = MathF.FusedMultiplyAdd(x[i], a, y[i]);
+    }
+
+    /// <summary>IEEE binary16 bit patterns to float32, exactly (subnormals, infinities and NaN payloads included).</summary>
+    public static void WidenF16(ReadOnlySpan<ushort> source, Span<float> destination)
+    {
+        var vs = MemoryMarshal.Cast<ushort, Vector<ushort>>(source);
+        var vd = MemoryMarshal.Cast<float, Vector<float>>(destination[..source.Length]);
+        for (var i = 0; i < vs.Length; i++)
+        {
+            Vector.Widen(vs[i], out var low, out var high);
+            vd[2 * i] = F16(low);
+            vd[2 * i + 1] = F16(high);
+        }
+        for (var i = vs.Length * Vector<ushort>.Count; i < source.Length; i++)
+            destination[i] = (float)BitConverter.UInt16BitsToHalf(source[i]);
+    }
+
+    /// <summary>bfloat16 bit patterns to float32: the upper 16 bits of a float32.</summary>
+    public static void WidenBF16(ReadOnlySpan<ushort> source, Span<float> destination)
+    {
+        var vs = MemoryMarshal.Cast<ushort, Vector<ushort>>(source);
+        var vd = MemoryMarshal.Cast<float, Vector<uint>>(destination[..source.Length]);
+        for (var i = 0; i < vs.Length; i++)
+        {
+            Vector.Widen(vs[i], out var low, out var high);
+            vd[2 * i] = low << 16;
+            vd[2 * i + 1] = high << 16;
+        }
+        for (var i = vs.Length * Vector<ushort>.Count; i < source.Length; i++)
+            destination[i] = BitConverter.Int32BitsToSingle(source[i] << 16);
+    }
+
+    /// <summary>Half to float on 32-bit lanes holding the 16-bit pattern. Finite values: exponent and
+    /// mantissa shifted into a float's place and multiplied by 2^112 (rebiasing the exponent from 15 to
+    /// 127; a half subnormal becomes a float subnormal that the product renormalises exactly). Lanes
+    /// with exponent 31 (infinity, NaN) take the float maximum exponent instead; they are rare, so
+    /// that select runs only when a vector holds one.</summary>
+    private static Vector<float> F16(Vector<uint> h)
+    {
+        var magnitude = h & new Vector<uint>(0x7FFF);
+        var value = Vector.AsVectorSingle(magnitude << 13) * new Vector<float>(5.192296858534828e+33f); // 2^112
+        var sign = Vector.AsVectorSingle((h & new Vector<uint>(0x8000)) << 16);
+        if (Vector.GreaterThanOrEqualAny(magnitude, new Vector<uint>(0x7C00)))
+        {
+            var special = Vector.AsVectorSingle((magnitude << 13) | new Vector<uint>(0x7F800000));
+            value = Vector.ConditionalSelect(Vector.AsVectorInt32(Vector.GreaterThanOrEqual(magnitude, new Vector<uint>(0x7C00))), special, value);
+        }
+        return value | sign;
+    }
+
+    /// <summary>scores[j] = dot(q, keys[offset + (t + j) * stride ..][..q.Length]) for j in 0..3, each in the canonical order of <see cref="Dot"/>.</summary>
+    public static void Dot1x4Strided(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, int offset, int stride, Span<float> result)
+    {
+        var n = q.Length;
+        var vq = MemoryMarshal.Cast<float, Vector<float>>(q);
+        var k0 = MemoryMarshal.Cast<float, Vector<float>>(keys.Slice(offset, n));
+        var k1 = MemoryMarshal.Cast<float, Vector<float>>(keys.Slice(offset + stride, n));
+        var k2 = MemoryMarshal.Cast<float, Vector<float>>(keys.Slice(offset + 2 * stride, n));
+        var k3 = MemoryMarshal.Cast<float, Vector<float>>(keys.Slice(offset + 3 * stride, n));
+        Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (var i = 0; i < vq.Length; i++)
+        {
+            var qi = vq[i];
+            a0 = Vector.FusedMultiplyAdd(qi, k0[i], a0);
+            a1 = Vector.FusedMultiplyAdd(qi, k1[i], a1);
+            a2 = Vector.FusedMultiplyAdd(qi, k2[i], a2);
+            a3 = Vector.FusedMultiplyAdd(qi, k3[i], a3);
+        }
+        float s0 = Vector.Sum(a0), s1 = Vector.Sum(a1), s2 = Vector.Sum(a2), s3 = Vector.Sum(a3);
+        for (var i = vq.Length * Width; i < n; i++)
+        {
+            s0 = MathF.FusedMultiplyAdd(q[i], keys[offset + i], s0);
+            s1 = MathF.FusedMultiplyAdd(q[i], keys[offset + stride + i], s1);
+            s2 = MathF.FusedMultiplyAdd(q[i], keys[offset + 2 * stride + i], s2);
+            s3 = MathF.FusedMultiplyAdd(q[i], keys[offset + 3 * stride + i], s3);
+        }
+        result[0] = s0;
+        result[1] = s1;
+        result[2] = s2;
+        result[3] = s3;
+    }
+
+    /// <summary>output[d] = sum_t weights[t] * values[offset + t * stride + d], t ascending (one fused
+    /// multiply-add per term), for d in [0, output.Length).</summary>
+    public static void WeightedSum(ReadOnlySpan<float> weights, ReadOnlySpan<float> values, int offset, int stride, Span<float> output)
+    {
+        var n = output.Length;
+        var vectors = n / Width;
+        for (var c = 0; c < vectors; c++)
+        {
+            var acc = Vector<float>.Zero;
+            var start = offset + c * Width;
+            for (var t = 0; t < weights.Length; t++)
+                acc = Vector.FusedMultiplyAdd(new Vector<float>(values.Slice(start + t * stride, Width)), new Vector<float>(weights[t]), acc);
+            acc.CopyTo(output.Slice(c * Width, Width));
+        }
+        for (var d = vectors * Width; d < n; d++)
+        {
+            var sum = 0f;
+            for (var t = 0; t < weights.Length; t++) sum = MathF.FusedMultiplyAdd(values[offset + t * stride + d], weights[t], sum);
+            output[d] = sum;
+        }
+    }
+}
