@@ -15,7 +15,6 @@ public sealed partial class IlgpuDevice
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, float, float, float, float, float>? _adamW;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>? _rmsNormWeightGradient;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>? _matMulWeightGradient;
-    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>? _ropeBackward;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? _attentionQuery;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>? _attentionKeyValue;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>? _softCrossEntropy;
@@ -93,16 +92,8 @@ public sealed partial class IlgpuDevice
             View(dWeight, outDim * inDim, nameof(dWeight)), rows, inDim, outDim);
     }
 
-    public override void RopeBackward(DeviceTensor grad, int rows, int heads, int startPos, RotaryTable table)
-    {
-        if (rows <= 0) return;
-        if (startPos < 0 || startPos + rows > table.Positions)
-            throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + rows - 1} are outside the rotary table of {table.Positions} positions");
-        var headDim = table.HeadDim;
-        _ropeBackward ??= _accelerator.LoadAutoGroupedStreamKernel(
-            Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>>(RopeBackwardKernel.RopeBackward));
-        _ropeBackward(rows * heads * (headDim / 2), View(grad, rows * heads * headDim, nameof(grad)), View(table.Cos), View(table.Sin), heads, headDim, startPos);
-    }
+    public override void RopeBackward(DeviceTensor grad, int rows, int heads, int startPos, RotaryTable table) =>
+        Rotate(grad, rows, heads, startPos, table, -1f);
 
     public override void AttentionBackward(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor dOutput,
         DeviceTensor dQ, DeviceTensor dKeys, DeviceTensor dValues, int rows, int startPos, int heads, int kvHeads, int headDim)

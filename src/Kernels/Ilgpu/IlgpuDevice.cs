@@ -28,7 +28,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
     private readonly WeightKernels<F16Weights> _f16;
     private readonly WeightKernels<BF16Weights> _bf16;
 
-    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>? _rope;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>? _rope;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? _attention;
     private Action<Index1D, ArrayView<float>, ArrayView<float>>? _swiGlu;
     private Action<Index1D, ArrayView<float>, ArrayView<float>>? _add;
@@ -150,15 +150,18 @@ public sealed partial class IlgpuDevice : ComputeDevice
         }
     }
 
-    public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table)
+    public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table) => Rotate(x, rows, heads, startPos, table, 1f);
+
+    /// <summary>Rotates by +angle (forward) or -angle (<paramref name="sinSign"/> = -1: the adjoint, for backward).</summary>
+    private void Rotate(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table, float sinSign)
     {
         if (rows <= 0) return;
         if (startPos < 0 || startPos + rows > table.Positions)
             throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + rows - 1} are outside the rotary table of {table.Positions} positions");
         var headDim = table.HeadDim;
         var pairs = rows * heads * (headDim / 2);
-        _rope ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>>(RopeKernel.Rope));
-        _rope(pairs, View(x, rows * heads * headDim, nameof(x)), View(table.Cos), View(table.Sin), heads, headDim, startPos);
+        _rope ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>>(RopeKernel.Rope));
+        _rope(pairs, View(x, rows * heads * headDim, nameof(x)), View(table.Cos), View(table.Sin), heads, headDim, startPos, sinSign);
     }
 
     public override void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output,

@@ -123,7 +123,10 @@ public sealed class ReferenceDevice : ComputeDevice
 
     private static void Store(ref float target, float dot, bool accumulate) => target = accumulate ? target + dot : dot;
 
-    public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table)
+    public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table) => Rotate(x, rows, heads, startPos, table, 1f);
+
+    /// <summary>Rotates by +angle (forward) or -angle (<paramref name="sinSign"/> = -1: the adjoint, for backward).</summary>
+    private static void Rotate(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table, float sinSign)
     {
         var v = Span(x);
         var cos = Span(table.Cos);
@@ -138,7 +141,7 @@ public sealed class ReferenceDevice : ComputeDevice
                 var head = v.Slice((r * heads + h) * headDim, headDim);
                 for (var i = 0; i < half; i++)
                 {
-                    float x0 = head[i], x1 = head[i + half], c = cos[angles + i], s = sin[angles + i];
+                    float x0 = head[i], x1 = head[i + half], c = cos[angles + i], s = sinSign * sin[angles + i];
                     head[i] = x0 * c - x1 * s;
                     head[i + half] = x0 * s + x1 * c;
                 }
@@ -288,28 +291,8 @@ public sealed class ReferenceDevice : ComputeDevice
         }
     }
 
-    public override void RopeBackward(DeviceTensor grad, int rows, int heads, int startPos, RotaryTable table)
-    {
-        var v = Span(grad);
-        var cos = Span(table.Cos);
-        var sin = Span(table.Sin);
-        var headDim = table.HeadDim;
-        var half = headDim / 2;
-        for (var r = 0; r < rows; r++)
-        {
-            var angles = (startPos + r) * half;
-            for (var h = 0; h < heads; h++)
-            {
-                var head = v.Slice((r * heads + h) * headDim, headDim);
-                for (var i = 0; i < half; i++)
-                {
-                    float g0 = head[i], g1 = head[i + half], c = cos[angles + i], s = sin[angles + i];
-                    head[i] = g0 * c + g1 * s;
-                    head[i + half] = g1 * c - g0 * s;
-                }
-            }
-        }
-    }
+    public override void RopeBackward(DeviceTensor grad, int rows, int heads, int startPos, RotaryTable table) =>
+        Rotate(grad, rows, heads, startPos, table, -1f);
 
     public override void AttentionBackward(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor dOutput,
         DeviceTensor dQ, DeviceTensor dKeys, DeviceTensor dValues, int rows, int startPos, int heads, int kvHeads, int headDim)
