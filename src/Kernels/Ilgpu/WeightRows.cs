@@ -37,7 +37,7 @@ internal readonly struct BF16Weights(ArrayView<ushort> data) : IWeightRows
     public float Read(long index) => Widen.BF16(Data[index]);
 }
 
-/// <summary>Portable 16-bit to float32 widening with integer bit operations (ILGPU.Half needs
+/// <summary>Portable 16-bit to float32 widening with integer bit operations (ILGPU's own Half type needs
 /// cl_khr_fp16, which PoCL lacks). Both conversions are exact.</summary>
 internal static class Widen
 {
