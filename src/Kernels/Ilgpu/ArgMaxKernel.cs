@@ -33,26 +33,8 @@ internal static class ArgMaxKernel
                 index = c;
             }
         }
-        bestValues[t] = best;
-        bestIndices[t] = index;
-        Group.Barrier();
-        for (var stride = Group.DimX / 2; stride > 0; stride >>= 1)
-        {
-            if (t < stride)
-            {
-                var otherValue = bestValues[t + stride];
-                var otherIndex = bestIndices[t + stride];
-                if (otherValue > bestValues[t] || (otherValue == bestValues[t] && otherIndex < bestIndices[t]))
-                {
-                    bestValues[t] = otherValue;
-                    bestIndices[t] = otherIndex;
-                }
-            }
-            Group.Barrier();
-        }
-        var max = bestValues[0];
-        var argMax = bestIndices[0];
-        Group.Barrier(); // everyone has read the winner before bestValues is reused below
+        var argMax = GroupReduce.ArgMax(bestValues, bestIndices, best, index);
+        var max = logits[offset + argMax];
         var localSum = 0f;
         for (var c = t; c < cols; c += Group.DimX) localSum += MathF.Exp(logits[offset + c] - max);
         var sum = GroupReduce.Sum(bestValues, localSum);

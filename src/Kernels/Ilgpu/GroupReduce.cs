@@ -40,4 +40,30 @@ internal static class GroupReduce
         Group.Barrier();
         return max;
     }
+
+    /// <summary>Index of the group's largest value, the lowest index among equals (every thread calls it).</summary>
+    public static int ArgMax(ArrayView<float> values, ArrayView<int> indices, float value, int index)
+    {
+        var t = Group.IdxX;
+        values[t] = value;
+        indices[t] = index;
+        Group.Barrier();
+        for (var stride = Group.DimX / 2; stride > 0; stride >>= 1)
+        {
+            if (t < stride)
+            {
+                var otherValue = values[t + stride];
+                var otherIndex = indices[t + stride];
+                if (otherValue > values[t] || (otherValue == values[t] && otherIndex < indices[t]))
+                {
+                    values[t] = otherValue;
+                    indices[t] = otherIndex;
+                }
+            }
+            Group.Barrier();
+        }
+        var result = indices[0];
+        Group.Barrier();
+        return result;
+    }
 }

@@ -53,39 +53,13 @@ internal static class SoftCrossEntropyKernel
         }
         var totalLoss = GroupReduce.Sum(scratch, loss);
         var totalOverlap = GroupReduce.Sum(scratch, overlap);
-        var argMaxQ = ArgMax(scratch, indices, bestQ, indexQ);
-        var argMaxP = ArgMax(scratch, indices, bestP, indexP);
+        var argMaxQ = GroupReduce.ArgMax(scratch, indices, bestQ, indexQ);
+        var argMaxP = GroupReduce.ArgMax(scratch, indices, bestP, indexP);
         if (Group.IdxX == 0)
         {
             stats[row * 3] = totalLoss;
             stats[row * 3 + 1] = totalOverlap;
             stats[row * 3 + 2] = argMaxQ == argMaxP ? 1f : 0f;
         }
-    }
-
-    /// <summary>Index of the group's largest value, the lowest index among equals (every thread calls it).</summary>
-    private static int ArgMax(ArrayView<float> values, ArrayView<int> indices, float value, int index)
-    {
-        var t = Group.IdxX;
-        values[t] = value;
-        indices[t] = index;
-        Group.Barrier();
-        for (var stride = Group.DimX / 2; stride > 0; stride >>= 1)
-        {
-            if (t < stride)
-            {
-                var otherValue = values[t + stride];
-                var otherIndex = indices[t + stride];
-                if (otherValue > values[t] || (otherValue == values[t] && otherIndex < indices[t]))
-                {
-                    values[t] = otherValue;
-                    indices[t] = otherIndex;
-                }
-            }
-            Group.Barrier();
-        }
-        var result = indices[0];
-        Group.Barrier();
-        return result;
     }
 }
