@@ -317,17 +317,4 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         return Read(d, output);
     }
 
-    private static DeviceTensor Tensor(ComputeDevice device, float[] values)
-    {
-        var tensor = device.Allocate(values.Length);
-        device.Upload(values, tensor);
-        return tensor;
-    }
-
-    private static float[] Read(ComputeDevice device, DeviceTensor tensor)
-    {
-        var values = new float[tensor.Length];
-        device.Download(tensor, values);
-        return values;
-    }
 }

@@ -78,4 +78,20 @@ public static class Numerics
             }
         }
     }
+
+    /// <summary>A device tensor holding <paramref name="values"/>.</summary>
+    public static DeviceTensor Tensor(ComputeDevice device, float[] values)
+    {
+        var tensor = device.Allocate(values.Length);
+        device.Upload(values, tensor);
+        return tensor;
+    }
+
+    /// <summary>A device tensor's values.</summary>
+    public static float[] Read(ComputeDevice device, DeviceTensor tensor)
+    {
+        var values = new float[tensor.Length];
+        device.Download(tensor, values);
+        return values;
+    }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
+using static Kangaroo.Native.Tests.Kernels.Numerics;
 using static Kangaroo.Native.Tests.Training.Reference64;
 
 namespace Kangaroo.Native.Tests.Training;
@@ -17,20 +18,6 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
     public const double Bound = 1e-4;
     private const float Eps = 1e-5f;
 
-
-    private static DeviceTensor Tensor(ComputeDevice d, float[] values)
-    {
-        var t = d.Allocate(values.Length);
-        d.Upload(values, t);
-        return t;
-    }
-
-    private static float[] Read(ComputeDevice d, DeviceTensor t)
-    {
-        var values = new float[t.Length];
-        d.Download(t, values);
-        return values;
-    }
 
     private static DeviceWeight Weight(ComputeDevice d, float[] values, int rows, int cols) =>
         d.UploadWeight(WeightType.F32, MemoryMarshal.AsBytes(values.AsSpan()), rows, cols);
