@@ -41,7 +41,7 @@ public static class KernelBench
         cases.Add(RmsNorm(2048, 1));
         cases.Add(RmsNorm(2048, 64));
         cases.Add(RmsNorm(64, 1));
-        cases.Add(Rope(1, 32, 64));
+        cases.Add(SplitQkv(1, 32, 4, 64));
         cases.Add(SwiGlu(5632));
         cases.Add(Add(2048));
         cases.Add(Softmax(1, 32000));
@@ -200,26 +200,26 @@ public static class KernelBench
         });
     }
 
-    public static Case Rope(int rows, int heads, int headDim)
+    public static Case SplitQkv(int rows, int heads, int kvHeads, int headDim)
     {
-        var x = Random(rows * heads * headDim, 8);
-        return new Case("rope", $"{heads} heads x {headDim}", "-", rows, 8L * x.Length + 4L * rows * headDim, 3L * x.Length, d =>
+        var (dim, kvDim) = (heads * headDim, kvHeads * headDim);
+        var x = Random(rows * (dim + 2 * kvDim), 8);
+        return new Case("split qkv", $"{heads}/{kvHeads} heads x {headDim}", "-", rows, 8L * x.Length + 4L * rows * headDim, 3L * rows * (dim + kvDim), d =>
         {
-            var t = Tensor(d, x);
+            var (qkv, q, k, v) = (Tensor(d, x), d.Allocate(rows * dim), d.Allocate(rows * kvDim), d.Allocate(rows * kvDim));
             var table = new RotaryTable(d, headDim, 2048, 10000f);
-            // Rope rotates in place: every call starts from the same input (the upload is timed too).
-            return new Prepared(() => { d.Upload(x, t); d.Rope(t, rows, heads, 1000, table); }, Reader(d, t, x.Length), [t, table]);
+            var (readQ, readK, readV) = (Reader(d, q, rows * dim), Reader(d, k, rows * kvDim), Reader(d, v, rows * kvDim));
+            return new Prepared(() => d.SplitQkv(qkv, q, k, v, rows, heads, kvHeads, 1000, table), () => [.. readQ(), .. readK(), .. readV()], [qkv, q, k, v, table]);
         });
     }
 
-    public static Case SwiGlu(int length)
+    public static Case SwiGlu(int hiddenDim)
     {
-        var g = Random(length, 9);
-        var u = Random(length, 10);
-        return new Case("swiglu", $"{length}", "-", 1, 12L * length, 5L * length, d =>
+        var gateUp = Random(2 * hiddenDim, 9);
+        return new Case("swiglu", $"{hiddenDim}", "-", 1, 12L * hiddenDim, 5L * hiddenDim, d =>
         {
-            var (tg, tu) = (Tensor(d, g), Tensor(d, u));
-            return new Prepared(() => { d.Upload(g, tg); d.SwiGlu(tg, tu, length); }, Reader(d, tg, length), [tg, tu]);
+            var (tgu, y) = (Tensor(d, gateUp), d.Allocate(hiddenDim));
+            return new Prepared(() => d.SwiGlu(tgu, y, 1, hiddenDim), Reader(d, y, hiddenDim), [tgu, y]);
         });
     }
 

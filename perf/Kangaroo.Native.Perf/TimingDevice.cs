@@ -71,10 +71,14 @@ public sealed class TimingDevice(ComputeDevice inner, bool synchronize) : Comput
     public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table) =>
         Time("rope", () => inner.Rope(x, rows, heads, startPos, table));
 
+    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values, int rows, int heads, int kvHeads, int startPos, RotaryTable table) =>
+        Time("split qkv", () => inner.SplitQkv(qkv, query, keys, values, rows, heads, kvHeads, startPos, table));
+
     public override void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output, int rows, int startPos, int heads, int kvHeads, int headDim) =>
         Time("attention", () => inner.Attention(q, keys, values, output, rows, startPos, heads, kvHeads, headDim));
 
-    public override void SwiGlu(DeviceTensor gate, DeviceTensor up, int length) => Time("swiglu", () => inner.SwiGlu(gate, up, length));
+    public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim) =>
+        Time("swiglu", () => inner.SwiGlu(gateUp, output, rows, hiddenDim));
 
     public override void Add(DeviceTensor target, DeviceTensor addend, int length) => Time("add", () => inner.Add(target, addend, length));
 

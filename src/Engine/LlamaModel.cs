@@ -16,16 +16,18 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Rows per pass through the stack; longer blocks (prefill) run in chunks of this size.</summary>
     public const int MaxBlockRows = 64;
 
+    /// <summary>A block's weights. The q, k and v projections are stacked into one [dim + 2 kvDim, dim]
+    /// matrix and gate and up into one [2 hiddenDim, dim], so each runs as one matmul launch.</summary>
     private sealed record Layer(
-        DeviceWeight AttentionNorm, DeviceWeight Query, DeviceWeight Key, DeviceWeight Value, DeviceWeight Output,
-        DeviceWeight FeedForwardNorm, DeviceWeight Gate, DeviceWeight Up, DeviceWeight Down);
+        DeviceWeight AttentionNorm, DeviceWeight Qkv, DeviceWeight Output,
+        DeviceWeight FeedForwardNorm, DeviceWeight GateUp, DeviceWeight Down);
 
     private readonly List<DeviceWeight> _weights = [];
     private readonly Layer[] _layers;
     private readonly DeviceWeight _embedding;
     private readonly DeviceWeight _finalNorm;
     private readonly DeviceWeight _lmHead;
-    private readonly DeviceTensor _normed, _query, _attention, _gate, _up;
+    private readonly DeviceTensor _normed, _qkv, _query, _attention, _gateUp, _hidden;
 
     public LlamaConfig Config { get; }
     public ComputeDevice Device { get; }
@@ -55,6 +57,12 @@ public sealed class LlamaModel : IDisposable
             _weights.Add(weight);
             return weight;
         }
+        DeviceWeight Stack(params (string Name, int Rows)[] parts)
+        {
+            var weight = UploadStacked(checkpoint, device, c.Dim, parts);
+            _weights.Add(weight);
+            return weight;
+        }
 
         _embedding = Load(N.Embedding, c.VocabSize, c.Dim);
         _layers = new Layer[c.Layers];
@@ -63,13 +71,10 @@ public sealed class LlamaModel : IDisposable
             string Name(string suffix) => N.Layer(l, suffix);
             _layers[l] = new Layer(
                 Load(Name(N.AttentionNorm), c.Dim, 0),
-                Load(Name(N.Query), c.Dim, c.Dim),
-                Load(Name(N.Key), c.KvDim, c.Dim),
-                Load(Name(N.Value), c.KvDim, c.Dim),
+                Stack((Name(N.Query), c.Dim), (Name(N.Key), c.KvDim), (Name(N.Value), c.KvDim)),
                 Load(Name(N.Output), c.Dim, c.Dim),
                 Load(Name(N.FeedForwardNorm), c.Dim, 0),
-                Load(Name(N.Gate), c.HiddenDim, c.Dim),
-                Load(Name(N.Up), c.HiddenDim, c.Dim),
+                Stack((Name(N.Gate), c.HiddenDim), (Name(N.Up), c.HiddenDim)),
                 Load(Name(N.Down), c.Dim, c.HiddenDim));
         }
         _finalNorm = Load(N.FinalNorm, c.Dim, 0);
@@ -80,10 +85,32 @@ public sealed class LlamaModel : IDisposable
         Cache = new KvCache(device, c.Layers, c.MaxSeqLen, c.KvDim);
         Rotary = new RotaryTable(device, c.HeadDim, c.MaxSeqLen, c.RopeTheta);
         _normed = device.Allocate(MaxBlockRows * c.Dim);
+        _qkv = device.Allocate(MaxBlockRows * (c.Dim + 2 * c.KvDim));
         _query = device.Allocate(MaxBlockRows * c.Dim);
         _attention = device.Allocate(MaxBlockRows * c.Dim);
-        _gate = device.Allocate(MaxBlockRows * c.HiddenDim);
-        _up = device.Allocate(MaxBlockRows * c.HiddenDim);
+        _gateUp = device.Allocate(MaxBlockRows * 2 * c.HiddenDim);
+        _hidden = device.Allocate(MaxBlockRows * c.HiddenDim);
+    }
+
+    /// <summary>Uploads weights [rows_i, cols] one under another as one [sum rows_i, cols] matrix, so that
+    /// one matmul computes every projection (each output element is the same dot product as with the
+    /// separate matrices). Parts of different element types are stacked as F32.</summary>
+    private static DeviceWeight UploadStacked(ModelCheckpoint checkpoint, ComputeDevice device, int cols, params (string Name, int Rows)[] parts)
+    {
+        var types = parts.Select(p => checkpoint.Read(p.Name, p.Rows, cols).Type).Distinct().ToArray();
+        var type = types.Length == 1 ? types[0] : DType.F32;
+        var rows = parts.Sum(p => p.Rows);
+        var stacked = new byte[(long)rows * cols * type.Size()];
+        var offset = 0;
+        foreach (var (name, partRows) in parts)
+        {
+            var tensor = checkpoint.Read(name, partRows, cols);
+            var target = stacked.AsSpan(offset, partRows * cols * type.Size());
+            if (tensor.Type == type) tensor.Bytes.CopyTo(target);
+            else TensorData.Widen(tensor.Type, tensor.Bytes, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(target));
+            offset += target.Length;
+        }
+        return device.UploadWeight(ToWeightType(type), stacked, rows, cols);
     }
 
     private static WeightType ToWeightType(DType type) => type switch
@@ -159,19 +186,15 @@ public sealed class LlamaModel : IDisposable
         var (keys, values) = Cache.Append(l, pos, n);
 
         d.RmsNorm(x, w.AttentionNorm, _normed, n, c.NormEps);
-        d.MatMul(_normed, w.Query, _query, n);
-        d.MatMul(_normed, w.Key, keys, n);
-        d.MatMul(_normed, w.Value, values, n);
-        d.Rope(_query, n, c.Heads, pos, Rotary);
-        d.Rope(keys, n, c.KvHeads, pos, Rotary);
+        d.MatMul(_normed, w.Qkv, _qkv, n);
+        d.SplitQkv(_qkv, _query, keys, values, n, c.Heads, c.KvHeads, pos, Rotary);
         d.Attention(_query, Cache.Keys(l), Cache.Values(l), _attention, n, pos, c.Heads, c.KvHeads, c.HeadDim);
         d.MatMul(_attention, w.Output, x, n, accumulate: true);
 
         d.RmsNorm(x, w.FeedForwardNorm, _normed, n, c.NormEps);
-        d.MatMul(_normed, w.Gate, _gate, n);
-        d.MatMul(_normed, w.Up, _up, n);
-        d.SwiGlu(_gate, _up, n * c.HiddenDim);
-        d.MatMul(_gate, w.Down, x, n, accumulate: true);
+        d.MatMul(_normed, w.GateUp, _gateUp, n);
+        d.SwiGlu(_gateUp, _hidden, n, c.HiddenDim);
+        d.MatMul(_hidden, w.Down, x, n, accumulate: true);
     }
 
     /// <summary>logits[r, :] = LMHead(FinalNorm(residual[r, :])) for r in [0, rows).</summary>
@@ -193,6 +216,6 @@ public sealed class LlamaModel : IDisposable
         foreach (var weight in _weights) weight.Dispose();
         Cache.Dispose();
         Rotary.Dispose();
-        foreach (var t in new[] { _normed, _query, _attention, _gate, _up }) t.Dispose();
+        foreach (var t in new[] { _normed, _qkv, _query, _attention, _gateUp, _hidden }) t.Dispose();
     }
 }

@@ -84,14 +84,22 @@ public abstract class ComputeDevice : IDisposable
     /// whose cosine and sine are read from <paramref name="table"/>.</summary>
     public abstract void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table);
 
+    /// <summary>The epilogue of a fused QKV projection: row r of <paramref name="qkv"/> is [q | k | v]
+    /// (widths heads, kvHeads and kvHeads times headDim) at position startPos + r. Writes q rotated as
+    /// <see cref="Rope"/> rotates into query[r], k rotated into keys[r] and v into values[r] (keys and
+    /// values are a layer's cache rows): one launch where two rotations and two copies would be four.</summary>
+    public abstract void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values,
+        int rows, int heads, int kvHeads, int startPos, RotaryTable table);
+
     /// <summary>Causal grouped-query attention. Query row r (position startPos + r) attends to cache
     /// positions 0..startPos + r; query head h reads key/value head h / (heads / kvHeads).
     /// q and output are [rows, heads * headDim]; keys and values are a layer's cache [positions, kvHeads * headDim].</summary>
     public abstract void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output,
         int rows, int startPos, int heads, int kvHeads, int headDim);
 
-    /// <summary>gate[i] = silu(gate[i]) * up[i] for i in [0, length).</summary>
-    public abstract void SwiGlu(DeviceTensor gate, DeviceTensor up, int length);
+    /// <summary>The epilogue of a fused gate/up projection: row r of <paramref name="gateUp"/> is
+    /// [gate | up] (hiddenDim each); output[r, i] = silu(gate[r, i]) * up[r, i].</summary>
+    public abstract void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim);
 
     /// <summary>target[i] += addend[i] for i in [0, length).</summary>
     public abstract void Add(DeviceTensor target, DeviceTensor addend, int length);

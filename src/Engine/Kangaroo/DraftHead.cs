@@ -48,9 +48,9 @@ public sealed class ExitNormHead(LlamaModel model) : DraftHead
 public sealed class AdapterHead : DraftHead
 {
     private readonly LlamaModel _model;
-    private readonly DeviceWeight _inputNorm, _query, _key, _value, _output, _outputNorm;
+    private readonly DeviceWeight _inputNorm, _qkv, _output, _outputNorm;
     private readonly KvCache _cache;
-    private readonly DeviceTensor _normed, _q, _attention, _sum;
+    private readonly DeviceTensor _normed, _qkvRows, _q, _attention, _sum;
 
     public AdapterWeights Weights { get; }
 
@@ -63,13 +63,12 @@ public sealed class AdapterHead : DraftHead
         DeviceWeight Upload(float[] values, int rows, int cols) =>
             device.UploadWeight(WeightType.F32, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()), rows, cols);
         _inputNorm = Upload(weights.InputNorm, 1, dim);
-        _query = Upload(weights.Query, dim, dim);
-        _key = Upload(weights.Key, dim, dim);
-        _value = Upload(weights.Value, dim, dim);
+        _qkv = Upload([.. weights.Query, .. weights.Key, .. weights.Value], 3 * dim, dim); // one matmul, as in LlamaModel
         _output = Upload(weights.Output, dim, dim);
         _outputNorm = Upload(weights.OutputNorm, 1, dim);
         _cache = new KvCache(device, 1, model.Config.MaxSeqLen, dim);
         _normed = device.Allocate(LlamaModel.MaxBlockRows * dim);
+        _qkvRows = device.Allocate(LlamaModel.MaxBlockRows * 3 * dim);
         _q = device.Allocate(LlamaModel.MaxBlockRows * dim);
         _attention = device.Allocate(LlamaModel.MaxBlockRows * dim);
         _sum = device.Allocate(LlamaModel.MaxBlockRows * dim);
@@ -90,11 +89,8 @@ public sealed class AdapterHead : DraftHead
             var pos = startPos + done;
             var (keys, values) = _cache.Append(0, pos, n);
             d.RmsNorm(s, _inputNorm, _normed, n, c.NormEps);
-            d.MatMul(_normed, _query, _q, n);
-            d.MatMul(_normed, _key, keys, n);
-            d.MatMul(_normed, _value, values, n);
-            d.Rope(_q, n, c.Heads, pos, _model.Rotary);
-            d.Rope(keys, n, c.Heads, pos, _model.Rotary);
+            d.MatMul(_normed, _qkv, _qkvRows, n);
+            d.SplitQkv(_qkvRows, _q, keys, values, n, c.Heads, c.Heads, pos, _model.Rotary);
             d.Attention(_q, _cache.Keys(0), _cache.Values(0), _attention, n, pos, c.Heads, c.Heads, c.HeadDim);
             d.Copy(s, _sum.Slice(0, n * dim));
             d.MatMul(_attention, _output, _sum, n, accumulate: true);
@@ -111,8 +107,8 @@ public sealed class AdapterHead : DraftHead
 
     public override void Dispose()
     {
-        foreach (var w in new[] { _inputNorm, _query, _key, _value, _output, _outputNorm }) w.Dispose();
+        foreach (var w in new[] { _inputNorm, _qkv, _output, _outputNorm }) w.Dispose();
         _cache.Dispose();
-        foreach (var t in new[] { _normed, _q, _attention, _sum }) t.Dispose();
+        foreach (var t in new[] { _normed, _qkvRows, _q, _attention, _sum }) t.Dispose();
     }
 }

@@ -10,12 +10,14 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 ///   launch: explicit, one group per row (grid = rows, group = G). Thread t scans columns t, t + G,
 ///           ... keeping the first maximum (strict >); a shared-memory tree merges (value, index)
 ///           pairs preferring the larger value, then the lower index; then a sum reduction.
+///           Both results go to one buffer (result[2r] = id, result[2r + 1] = bits of p), so the host
+///           reads them back in one transfer.
 ///   bytes:  rows * cols * 4 read twice (second pass cached) + rows * 8 written.
 /// </summary>
 internal static class ArgMaxKernel
 {
     [IlgpuKernel(KernelGrouping.Explicit)]
-    public static void ArgMax(ArrayView<float> logits, int cols, ArrayView<int> ids, ArrayView<float> probabilities)
+    public static void ArgMax(ArrayView<float> logits, int cols, ArrayView<int> result)
     {
         var bestValues = SharedMemory.Allocate<float>(KernelLimits.MaxGroupSize);
         var bestIndices = SharedMemory.Allocate<int>(KernelLimits.MaxGroupSize);
@@ -40,8 +42,8 @@ internal static class ArgMaxKernel
         var sum = GroupReduce.Sum(bestValues, localSum);
         if (t == 0)
         {
-            ids[row] = argMax;
-            probabilities[row] = 1f / sum;
+            result[2 * row] = argMax;
+            result[2 * row + 1] = (int)Interop.FloatAsInt(1f / sum);
         }
     }
 }

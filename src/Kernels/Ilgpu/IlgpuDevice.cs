@@ -30,17 +30,16 @@ public sealed partial class IlgpuDevice : ComputeDevice
 
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>? _rope;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? _attention;
-    private Action<Index1D, ArrayView<float>, ArrayView<float>>? _swiGlu;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>? _splitQkv;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, int>? _swiGlu;
     private Action<Index1D, ArrayView<float>, ArrayView<float>>? _add;
     private Action<KernelConfig, ArrayView<float>, int, float>? _softmax;
-    private Action<KernelConfig, ArrayView<float>, int, ArrayView<int>, ArrayView<float>>? _argMax;
+    private Action<KernelConfig, ArrayView<float>, int, ArrayView<int>>? _argMax;
 
     // Small per-call transfers use preallocated buffers that only grow.
     private MemoryBuffer1D<int, Stride1D.Dense> _tokens;
-    private MemoryBuffer1D<int, Stride1D.Dense> _argMaxIds;
-    private MemoryBuffer1D<float, Stride1D.Dense> _argMaxProbabilities;
-    private int[] _hostIds = new int[64];
-    private float[] _hostProbabilities = new float[64];
+    private MemoryBuffer1D<int, Stride1D.Dense> _argMaxResult;
+    private int[] _hostArgMax = new int[128];
 
     internal IlgpuDevice(string kind, Context context, Accelerator accelerator)
     {
@@ -56,8 +55,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _f16 = new WeightKernels<F16Weights>(this);
         _bf16 = new WeightKernels<BF16Weights>(this);
         _tokens = accelerator.Allocate1D<int>(64);
-        _argMaxIds = accelerator.Allocate1D<int>(64);
-        _argMaxProbabilities = accelerator.Allocate1D<float>(64);
+        _argMaxResult = accelerator.Allocate1D<int>(128);
     }
 
     public override string Kind { get; }
@@ -156,12 +154,30 @@ public sealed partial class IlgpuDevice : ComputeDevice
     private void Rotate(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table, float sinSign)
     {
         if (rows <= 0) return;
-        if (startPos < 0 || startPos + rows > table.Positions)
-            throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + rows - 1} are outside the rotary table of {table.Positions} positions");
+        CheckPositions(startPos, rows, table);
         var headDim = table.HeadDim;
         var pairs = rows * heads * (headDim / 2);
         _rope ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>>(RopeKernel.Rope));
         _rope(pairs, View(x, rows * heads * headDim, nameof(x)), View(table.Cos), View(table.Sin), heads, headDim, startPos, sinSign);
+    }
+
+    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values,
+        int rows, int heads, int kvHeads, int startPos, RotaryTable table)
+    {
+        if (rows <= 0) return;
+        CheckPositions(startPos, rows, table);
+        var headDim = table.HeadDim;
+        var (dim, kvDim) = (heads * headDim, kvHeads * headDim);
+        _splitQkv ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>>(RopeKernel.SplitQkv));
+        _splitQkv(rows * ((heads + kvHeads) * (headDim / 2) + kvDim), View(qkv, rows * (dim + 2 * kvDim), nameof(qkv)),
+            View(query, rows * dim, nameof(query)), View(keys, rows * kvDim, nameof(keys)), View(values, rows * kvDim, nameof(values)),
+            View(table.Cos), View(table.Sin), heads, kvHeads, headDim, startPos);
+    }
+
+    private static void CheckPositions(int startPos, int rows, RotaryTable table)
+    {
+        if (startPos < 0 || startPos + rows > table.Positions)
+            throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + rows - 1} are outside the rotary table of {table.Positions} positions");
     }
 
     public override void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output,
@@ -179,11 +195,11 @@ public sealed partial class IlgpuDevice : ComputeDevice
             View(output, rows * heads * headDim, nameof(output)), startPos, heads, kvHeads, headDim, 1f / MathF.Sqrt(headDim));
     }
 
-    public override void SwiGlu(DeviceTensor gate, DeviceTensor up, int length)
+    public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim)
     {
-        if (length <= 0) return;
-        _swiGlu ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>>>(SwiGluKernel.SwiGlu));
-        _swiGlu(length, View(gate, length, nameof(gate)), View(up, length, nameof(up)));
+        if (rows <= 0) return;
+        _swiGlu ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, int>>(SwiGluKernel.SwiGlu));
+        _swiGlu(rows * hiddenDim, View(gateUp, 2L * rows * hiddenDim, nameof(gateUp)), View(output, (long)rows * hiddenDim, nameof(output)), hiddenDim);
     }
 
     public override void Add(DeviceTensor target, DeviceTensor addend, int length)
@@ -204,21 +220,14 @@ public sealed partial class IlgpuDevice : ComputeDevice
     {
         if (rows <= 0) return;
         ArgumentOutOfRangeException.ThrowIfLessThan(result.Length, rows, nameof(result));
-        EnsureCapacity(ref _argMaxIds, rows);
-        EnsureCapacity(ref _argMaxProbabilities, rows);
-        if (_hostIds.Length < rows)
-        {
-            _hostIds = new int[_argMaxIds.Length];
-            _hostProbabilities = new float[_argMaxIds.Length];
-        }
-        _argMax ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, int, ArrayView<int>, ArrayView<float>>>(ArgMaxKernel.ArgMax));
-        var ids = _argMaxIds.View.BaseView.SubView(0, rows);
-        var probabilities = _argMaxProbabilities.View.BaseView.SubView(0, rows);
-        _argMax(new KernelConfig(rows, _groupSize), View(logits, rows * cols, nameof(logits)), cols, ids, probabilities);
-        ids.CopyToCPU(_hostIds.AsSpan(0, rows));
-        probabilities.CopyToCPU(_hostProbabilities.AsSpan(0, rows));
+        EnsureCapacity(ref _argMaxResult, 2 * rows);
+        if (_hostArgMax.Length < 2 * rows) _hostArgMax = new int[_argMaxResult.Length];
+        _argMax ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, int, ArrayView<int>>>(ArgMaxKernel.ArgMax));
+        var packed = _argMaxResult.View.BaseView.SubView(0, 2 * rows);
+        _argMax(new KernelConfig(rows, _groupSize), View(logits, rows * cols, nameof(logits)), cols, packed);
+        packed.CopyToCPU(_hostArgMax.AsSpan(0, 2 * rows)); // one transfer: (id, probability bits) per row
         _accelerator.Synchronize();
-        for (var r = 0; r < rows; r++) result[r] = new TopToken(_hostIds[r], _hostProbabilities[r]);
+        for (var r = 0; r < rows; r++) result[r] = new TopToken(_hostArgMax[2 * r], BitConverter.Int32BitsToSingle(_hostArgMax[2 * r + 1]));
     }
 
     public override void Synchronize() => _accelerator.Synchronize();
@@ -227,8 +236,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
     {
         DisposeTraining();
         _tokens.Dispose();
-        _argMaxIds.Dispose();
-        _argMaxProbabilities.Dispose();
+        _argMaxResult.Dispose();
         _accelerator.Dispose();
         _context.Dispose();
     }

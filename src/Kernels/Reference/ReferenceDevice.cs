@@ -129,23 +129,44 @@ public sealed class ReferenceDevice : ComputeDevice
     private static void Rotate(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table, float sinSign)
     {
         var v = Span(x);
-        var cos = Span(table.Cos);
-        var sin = Span(table.Sin);
+        var width = heads * table.HeadDim;
+        for (var r = 0; r < rows; r++) RotateHeads(v.Slice(r * width, width), startPos + r, table, sinSign);
+    }
+
+    /// <summary>Rotates every head of one row, in place, at position <paramref name="pos"/>.</summary>
+    private static void RotateHeads(Span<float> row, int pos, RotaryTable table, float sinSign)
+    {
         var headDim = table.HeadDim;
         var half = headDim / 2;
+        var cos = Span(table.Cos).Slice(pos * half, half);
+        var sin = Span(table.Sin).Slice(pos * half, half);
+        for (var first = 0; first < row.Length; first += headDim)
+        {
+            var head = row.Slice(first, headDim);
+            for (var i = 0; i < half; i++)
+            {
+                float x0 = head[i], x1 = head[i + half], c = cos[i], s = sinSign * sin[i];
+                head[i] = x0 * c - x1 * s;
+                head[i + half] = x0 * s + x1 * c;
+            }
+        }
+    }
+
+    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values,
+        int rows, int heads, int kvHeads, int startPos, RotaryTable table)
+    {
+        var (dim, kvDim) = (heads * table.HeadDim, kvHeads * table.HeadDim);
+        var source = Span(qkv);
         for (var r = 0; r < rows; r++)
         {
-            var angles = (startPos + r) * half;
-            for (var h = 0; h < heads; h++)
-            {
-                var head = v.Slice((r * heads + h) * headDim, headDim);
-                for (var i = 0; i < half; i++)
-                {
-                    float x0 = head[i], x1 = head[i + half], c = cos[angles + i], s = sinSign * sin[angles + i];
-                    head[i] = x0 * c - x1 * s;
-                    head[i + half] = x0 * s + x1 * c;
-                }
-            }
+            var row = source.Slice(r * (dim + 2 * kvDim), dim + 2 * kvDim);
+            var qr = Span(query).Slice(r * dim, dim);
+            var kr = Span(keys).Slice(r * kvDim, kvDim);
+            row[..dim].CopyTo(qr);
+            row.Slice(dim, kvDim).CopyTo(kr);
+            row.Slice(dim + kvDim, kvDim).CopyTo(Span(values).Slice(r * kvDim, kvDim));
+            RotateHeads(qr, startPos + r, table, 1f);
+            RotateHeads(kr, startPos + r, table, 1f);
         }
     }
 
@@ -178,11 +199,17 @@ public sealed class ReferenceDevice : ComputeDevice
         }
     }
 
-    public override void SwiGlu(DeviceTensor gate, DeviceTensor up, int length)
+    public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim)
     {
-        var g = Span(gate)[..length];
-        var u = Span(up)[..length];
-        for (var i = 0; i < length; i++) g[i] = g[i] / (1f + MathF.Exp(-g[i])) * u[i];
+        var source = Span(gateUp);
+        var y = Span(output);
+        for (var r = 0; r < rows; r++)
+        {
+            var gate = source.Slice(2 * r * hiddenDim, hiddenDim);
+            var up = source.Slice((2 * r + 1) * hiddenDim, hiddenDim);
+            var o = y.Slice(r * hiddenDim, hiddenDim);
+            for (var i = 0; i < hiddenDim; i++) o[i] = gate[i] / (1f + MathF.Exp(-gate[i])) * up[i];
+        }
     }
 
     public override void Add(DeviceTensor target, DeviceTensor addend, int length) =>

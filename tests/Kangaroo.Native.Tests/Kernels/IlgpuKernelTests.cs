@@ -155,6 +155,42 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         AssertClose(On(_reference), On(device), rtol: 0f, atol: 3 * 2 * 2 * U, "Rope");
     }
 
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void SplitQkv_equals_copies_then_Rope_and_matches_reference(string kind)
+    {
+        var device = devices.Get(kind);
+        // heads, kvHeads, headDim, rows, startPos: MHA, GQA 2 and 4, one row, odd head counts.
+        foreach (var (heads, kvHeads, headDim, rows, startPos) in new[] { (3, 3, 6, 1, 0), (4, 2, 10, 3, 5), (8, 2, 4, 2, 9), (5, 1, 12, 4, 11) })
+        {
+            var (dim, kvDim) = (heads * headDim, kvHeads * headDim);
+            var qkv = Random(rows * (dim + 2 * kvDim), seed: 30 + heads, scale: 2f);
+            float[] Fused(ComputeDevice d)
+            {
+                using var table = new RotaryTable(d, headDim, positions: 16, theta: 10000f);
+                using var input = Tensor(d, qkv);
+                using var q = d.Allocate(rows * dim);
+                using var k = d.Allocate(rows * kvDim);
+                using var v = d.Allocate(rows * kvDim);
+                d.SplitQkv(input, q, k, v, rows, heads, kvHeads, startPos, table);
+                return [.. Read(d, q), .. Read(d, k), .. Read(d, v)];
+            }
+            float[] Separate(ComputeDevice d)
+            {
+                float[] Part(int offset, int width) => Enumerable.Range(0, rows).SelectMany(r => qkv.Skip(r * (dim + 2 * kvDim) + offset).Take(width)).ToArray();
+                using var table = new RotaryTable(d, headDim, positions: 16, theta: 10000f);
+                using var q = Tensor(d, Part(0, dim));
+                using var k = Tensor(d, Part(dim, kvDim));
+                d.Rope(q, rows, heads, startPos, table);
+                d.Rope(k, rows, kvHeads, startPos, table);
+                return [.. Read(d, q), .. Read(d, k), .. Part(dim + kvDim, kvDim)];
+            }
+            var what = $"SplitQkv heads={heads} kvHeads={kvHeads} headDim={headDim} rows={rows} startPos={startPos}";
+            var fused = Fused(device);
+            AssertIdentical(Separate(device), fused, what + " vs copies + Rope on " + kind); // the same rotation, so the same bits
+            AssertClose(Fused(_reference), fused, rtol: 0f, atol: 3 * 2 * 2 * U, what); // as Rope_matches_reference
+        }
+    }
+
     public static TheoryData<int, int, int, int, int> AttentionShapes => new()
     {
         // heads, kvHeads, headDim, rows, startPos
@@ -210,14 +246,14 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
     public void SwiGlu_matches_reference(string kind)
     {
         var device = devices.Get(kind);
-        var gate = Random(40, seed: 14, scale: 6f);
-        var up = Random(40, seed: 15, scale: 2f);
+        const int rows = 3, hidden = 13;
+        var gateUp = Random(2 * rows * hidden, seed: 14, scale: 6f);
         float[] On(ComputeDevice d)
         {
-            using var g = Tensor(d, gate);
-            using var u = Tensor(d, up);
-            d.SwiGlu(g, u, 37); // the last 3 elements must stay untouched
-            return Read(d, g);
+            using var input = Tensor(d, gateUp);
+            using var output = Tensor(d, Random(rows * hidden + 3, seed: 15)); // the last 3 elements must stay untouched
+            d.SwiGlu(input, output, rows, hidden);
+            return Read(d, output);
         }
         // exp, then +, /, *: no cancellation, so a relative bound. On CUDA exp(x) is ex2.approx(x log2 e):
         // ~2 ulp plus |x log2 e| u ln 2 (<= 6e-7 for |x| <= 6), about 10 u in all; bound 32 u.
