@@ -2,9 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Kernels;
-using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Perf;
 
@@ -15,22 +13,13 @@ public static class DecodeProfile
 {
     public static readonly string[] Prompts = ["Once upon a time", "One day, a little girl named Lily", "Tom and his dog", "The sun was shining and"];
 
-    public static Decoder CreateDecoder(LlamaModel model, string name, int exitLayer, int draftSteps, float threshold) => name switch
+    public static void Run(string modelPath, string deviceName, string decoderName, string? adapterPath, int tokens, int? exitLayer, int draftSteps, float threshold, int promptCount)
     {
-        "autoregressive" => new AutoregressiveDecoder(model),
-        "early-exit" => new SelfSpeculativeDecoder(model, new ExitNormHead(model), new SpeculationOptions(exitLayer, draftSteps, threshold)),
-        _ => throw new ArgumentException($"profile supports autoregressive and early-exit, not '{name}'"),
-    };
-
-    public static void Run(string modelPath, string deviceName, string decoderName, int tokens, int exitLayer, int draftSteps, float threshold, int promptCount)
-    {
-        using var checkpoint = ModelCheckpoint.Open(modelPath);
-        var tokenizer = checkpoint.TokenizerPath is { } t ? TextTokenizer.Load(t) : null;
-        var prompts = Prompts.Take(promptCount).Select(p => tokenizer?.Encode(p, addBos: true) ?? [checkpoint.Config.BosId]).ToList();
         var inner = Devices.Create(deviceName);
-        using var timing = new TimingDevice(inner, synchronize: deviceName != "cpu");
-        using var model = new LlamaModel(checkpoint, timing);
-        var decoder = CreateDecoder(model, decoderName, exitLayer, draftSteps, threshold);
+        var timing = new TimingDevice(inner, synchronize: deviceName != "cpu");
+        using var session = InferenceSession.Open(modelPath, () => timing);
+        var prompts = Prompts.Take(promptCount).Select(p => session.Tokenizer?.Encode(p, addBos: true) ?? [session.Model.Config.BosId]).ToList();
+        var decoder = session.CreateDecoder(decoderName, adapterPath, exitLayer, draftSteps, threshold);
         var greedy = new SamplingOptions();
         _ = decoder.Generate(prompts[0], Math.Min(tokens, 8), greedy).ToList(); // warm-up, kernel compilation
         timing.Enabled = false;
@@ -71,9 +60,7 @@ public static class GoldenCheck
 {
     public static bool Run(string modelPath, string goldenPath, string deviceName, int maxTokens, Action<string> log)
     {
-        using var checkpoint = ModelCheckpoint.Open(modelPath);
-        using var device = Devices.Create(deviceName);
-        using var model = new LlamaModel(checkpoint, device);
+        using var session = InferenceSession.Open(modelPath, deviceName);
         var ok = true;
         foreach (var line in File.ReadLines(goldenPath).Where(l => l.Trim().Length > 0))
         {
@@ -82,7 +69,7 @@ public static class GoldenCheck
             var golden = doc.RootElement.GetProperty("generated_ids").EnumerateArray().Select(e => e.GetInt32()).Take(maxTokens).ToArray();
             foreach (var name in new[] { "autoregressive", "early-exit" })
             {
-                var decoder = DecodeProfile.CreateDecoder(model, name, Math.Max(1, model.Layers / 2), 4, 0.3f);
+                var decoder = session.CreateDecoder(name, exitLayer: Math.Max(1, session.Model.Layers / 2), draftSteps: 4, threshold: 0.3f);
                 var ids = decoder.Generate(prompt, golden.Length, new SamplingOptions()).ToArray();
                 var same = ids.SequenceEqual(golden);
                 ok &= same;

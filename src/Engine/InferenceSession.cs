@@ -24,7 +24,12 @@ public sealed class InferenceSession : IDisposable
 
     /// <summary>Opens a model (Hugging Face directory or llama2.c .bin) on a device; the tokenizer is
     /// <paramref name="tokenizerPath"/> or the one found beside the model.</summary>
-    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null)
+    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null) =>
+        Open(modelPath, () => Devices.Create(deviceName), tokenizerPath);
+
+    /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the
+    /// session owns and disposes it, also when opening fails.</summary>
+    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null)
     {
         using var checkpoint = ModelCheckpoint.Open(modelPath);
         var path = tokenizerPath ?? checkpoint.TokenizerPath;
@@ -33,7 +38,7 @@ public sealed class InferenceSession : IDisposable
         var tokenizer = path is null ? null : TextTokenizer.Load(path);
         if (tokenizer is not null && tokenizer.VocabSize != checkpoint.Config.VocabSize)
             throw new ModelFormatException($"{path}: tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {checkpoint.Config.VocabSize}");
-        var device = Devices.Create(deviceName);
+        var device = createDevice();
         try
         {
             return new InferenceSession(modelPath, device, new LlamaModel(checkpoint, device), tokenizer);
