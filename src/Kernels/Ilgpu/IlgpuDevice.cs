@@ -17,13 +17,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
 {
     private readonly Context _context;
     private readonly Accelerator _accelerator;
-    private readonly int _groupSize;
-
-    /// <summary>Threads per MatMul group: the group size, except on CPU OpenCL runtimes (PoCL), which run a
-    /// group's work-items as loops between barriers: there 16 threads were measured 2x (2048 columns)
-    /// to 13x (64 columns) faster than 256 (perf/README.md). The other kernels keep the wide group,
-    /// so the OpenCL tier still exercises multi-level reductions.</summary>
-    private readonly int _matMulGroupSize;
+    private readonly GroupWidths _groups;
     private readonly WeightKernels<F32Weights> _f32;
     private readonly WeightKernels<F16Weights> _f16;
     private readonly WeightKernels<BF16Weights> _bf16;
@@ -42,16 +36,14 @@ public sealed partial class IlgpuDevice : ComputeDevice
     private int[] _hostIds = new int[64];
     private float[] _hostProbabilities = new float[64];
 
-    internal IlgpuDevice(string kind, Context context, Accelerator accelerator)
+    /// <param name="groupWidth">Threads per group for every explicitly grouped kernel instead of the
+    /// accelerator's widths (<see cref="GroupWidths.For"/>); tests use it to cover wide groups on OpenCL.</param>
+    internal IlgpuDevice(string kind, Context context, Accelerator accelerator, int? groupWidth = null)
     {
         Kind = kind;
         _context = context;
         _accelerator = accelerator;
-        _groupSize = (int)Math.Min(KernelLimits.MaxGroupSize, (uint)accelerator.MaxNumThreadsPerGroup);
-        _groupSize = 1 << (31 - System.Numerics.BitOperations.LeadingZeroCount((uint)_groupSize)); // power of two for the tree reductions
-        _matMulGroupSize = accelerator is ILGPU.Runtime.OpenCL.CLAccelerator { DeviceType: ILGPU.Runtime.OpenCL.CLDeviceType.CL_DEVICE_TYPE_CPU }
-            ? Math.Min(16, _groupSize)
-            : _groupSize;
+        _groups = GroupWidths.For(accelerator, groupWidth);
         _f32 = new WeightKernels<F32Weights>(this);
         _f16 = new WeightKernels<F16Weights>(this);
         _bf16 = new WeightKernels<BF16Weights>(this);
@@ -62,10 +54,10 @@ public sealed partial class IlgpuDevice : ComputeDevice
 
     public override string Kind { get; }
 
-    public override string Name => $"{_accelerator.Name} ({_accelerator.AcceleratorType}, group size {_groupSize})";
+    public override string Name => $"{_accelerator.Name} ({_accelerator.AcceleratorType}, group size {_groups})";
 
-    /// <summary>Threads per group of the explicitly grouped kernels (reductions run over this many partials).</summary>
-    public int GroupSize => _groupSize;
+    /// <summary>Threads per group of the explicitly grouped kernels, per family (reductions run over this many partials).</summary>
+    internal GroupWidths Groups => _groups;
 
     public override DeviceTensor Allocate(int length)
     {
@@ -125,7 +117,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         if (rows <= 0) return;
         var x = View(input, rows * dim, nameof(input));
         var y = View(output, rows * dim, nameof(output));
-        var config = new KernelConfig(rows, _groupSize);
+        var config = new KernelConfig(rows, _groups.Rows);
         switch (w.Type)
         {
             case WeightType.F32: _f32.RmsNorm(config, x, new F32Weights(w.Floats), y, dim, eps); break;
@@ -140,7 +132,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         if (rows <= 0) return;
         var x = View(input, rows * w.Cols, nameof(input));
         var y = View(output, rows * w.Rows, nameof(output));
-        var config = new KernelConfig(w.Rows, _matMulGroupSize);
+        var config = new KernelConfig(w.Rows, _groups.MatMul);
         var add = accumulate ? 1 : 0;
         switch (w.Type)
         {
@@ -174,7 +166,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
             throw new ArgumentException($"{heads} query heads are not a multiple of {kvHeads} key/value heads", nameof(kvHeads));
         var cache = (startPos + rows) * kvHeads * headDim;
         _attention ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>>(AttentionKernel.Attention));
-        _attention(new KernelConfig(rows * heads, _groupSize),
+        _attention(new KernelConfig(rows * heads, _groups.Attention),
             View(q, rows * heads * headDim, nameof(q)), View(keys, cache, nameof(keys)), View(values, cache, nameof(values)),
             View(output, rows * heads * headDim, nameof(output)), startPos, heads, kvHeads, headDim, 1f / MathF.Sqrt(headDim));
     }
@@ -197,7 +189,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
     {
         if (rows <= 0) return;
         _softmax ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, int, float>>(SoftmaxKernel.Softmax));
-        _softmax(new KernelConfig(rows, _groupSize), View(logits, rows * cols, nameof(logits)), cols, temperature);
+        _softmax(new KernelConfig(rows, _groups.Rows), View(logits, rows * cols, nameof(logits)), cols, temperature);
     }
 
     public override void ArgMax(DeviceTensor logits, int rows, int cols, Span<TopToken> result)
@@ -214,7 +206,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _argMax ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, int, ArrayView<int>, ArrayView<float>>>(ArgMaxKernel.ArgMax));
         var ids = _argMaxIds.View.BaseView.SubView(0, rows);
         var probabilities = _argMaxProbabilities.View.BaseView.SubView(0, rows);
-        _argMax(new KernelConfig(rows, _groupSize), View(logits, rows * cols, nameof(logits)), cols, ids, probabilities);
+        _argMax(new KernelConfig(rows, _groups.Rows), View(logits, rows * cols, nameof(logits)), cols, ids, probabilities);
         ids.CopyToCPU(_hostIds.AsSpan(0, rows));
         probabilities.CopyToCPU(_hostProbabilities.AsSpan(0, rows));
         _accelerator.Synchronize();
