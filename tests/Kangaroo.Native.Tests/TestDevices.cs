@@ -1,5 +1,6 @@
 using System.Reflection;
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Kernels.Ilgpu;
 using Xunit.Sdk;
 
 namespace Kangaroo.Native.Tests;
@@ -10,13 +11,19 @@ namespace Kangaroo.Native.Tests;
 /// Absent devices make their test cases skip visibly, with the reason, except that
 /// <c>KANGAROO_REQUIRE_OPENCL=1</c> (set by CI after installing PoCL) makes OpenCL cases run, so a
 /// missing OpenCL runtime fails them instead of silently skipping.
+/// <c>opencl-wide</c> is the OpenCL device with every explicitly grouped kernel at 256 threads per group:
+/// CPU runtimes (PoCL) launch narrow groups in the product, so this tier keeps wide groups and
+/// multi-level tree reductions covered on a real OpenCL compiler (it runs and skips with <c>opencl</c>).
 /// </summary>
 public static class TestDevices
 {
     public const string RequireOpenClVariable = "KANGAROO_REQUIRE_OPENCL";
 
     /// <summary>The ILGPU device tiers, cheapest first.</summary>
-    public static readonly IReadOnlyList<string> IlgpuKinds = ["ilgpu-cpu", "opencl", "cuda"];
+    public static readonly IReadOnlyList<string> IlgpuKinds = ["ilgpu-cpu", "opencl", "opencl-wide", "cuda"];
+
+    /// <summary>Threads per group of every explicitly grouped kernel on the <c>opencl-wide</c> tier.</summary>
+    public const int WideGroup = 256;
 
     private static readonly Lazy<IReadOnlyList<AcceleratorDescription>> Seen = new(Devices.Describe);
 
@@ -24,16 +31,17 @@ public static class TestDevices
     public static IReadOnlyList<AcceleratorDescription> Accelerators => Seen.Value;
 
     public static bool IsAvailable(string kind) =>
-        kind is "cpu" or "ilgpu-cpu" || Seen.Value.Any(d => d.Kind == kind && d.Usable);
+        kind is "cpu" or "ilgpu-cpu" || Seen.Value.Any(d => d.Kind == Backend(kind) && d.Usable);
 
     /// <summary>True when tests for <paramref name="kind"/> must run even if the device is absent.</summary>
     public static bool IsRequired(string kind) =>
-        kind == "opencl" && Environment.GetEnvironmentVariable(RequireOpenClVariable) == "1";
+        Backend(kind) == "opencl" && Environment.GetEnvironmentVariable(RequireOpenClVariable) == "1";
 
     /// <summary>Why tests on <paramref name="kind"/> are skipped, or null when they run.</summary>
     public static string? SkipReason(string kind)
     {
         if (IsAvailable(kind) || IsRequired(kind)) return null;
+        kind = Backend(kind);
         var rejected = Seen.Value.Where(d => d.Kind == kind).Select(d => $"{d.Name}: {d.Note}").ToList();
         var hint = kind == "opencl" ? $"; install PoCL 4+ (scripts/install-opencl.sh), and set {RequireOpenClVariable}=1 to make this a failure" : "";
         return rejected.Count == 0
@@ -42,12 +50,17 @@ public static class TestDevices
     }
 
     /// <summary>Opens a device of <paramref name="kind"/>; throws (failing the test) when it is absent.</summary>
-    public static ComputeDevice Create(string kind) => Devices.Create(kind);
+    public static ComputeDevice Create(string kind) =>
+        kind == "opencl-wide" ? IlgpuAccelerators.CreateOpenCl(groupWidth: WideGroup) : Devices.Create(kind);
+
+    /// <summary>The device kind <see cref="Devices.Create"/> knows for a test tier.</summary>
+    private static string Backend(string kind) => kind == "opencl-wide" ? "opencl" : kind;
 }
 
 /// <summary>
 /// Theory data: one case, the device kind, skipped with a reason when the device is absent.
-/// Stack one per tier: <c>[Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]</c>.
+/// Stack one per tier: <c>[Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]</c>
+/// (kernel tests add <c>DeviceData("opencl-wide")</c>).
 /// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = true)]
 public sealed class DeviceDataAttribute : DataAttribute

@@ -7,7 +7,7 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 /// Greedy pick: arg max of each row of logits and its softmax probability.
 ///   math:   id_r = min { c : x[r, c] = max_c x[r, c] }  (lowest index on ties)
 ///           p_r = 1 / sum_c e^(x[r, c] - x[r, id_r])
-///   launch: explicit, one group per row (grid = rows, group = G). Thread t scans columns t, t + G,
+///   launch: explicit, one group per row (grid = rows, group = G = GroupWidths.Rows). Thread t scans columns t, t + G,
 ///           ... keeping the first maximum (strict >); a shared-memory tree merges (value, index)
 ///           pairs preferring the larger value, then the lower index; then a sum reduction.
 ///           Both results go to one buffer (result[2r] = id, result[2r + 1] = bits of p), so the host

@@ -12,7 +12,7 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 ///           computed tile by tile (G positions per tile) with a running max m and sum l:
 ///             m' = max(m, max_tile s);  l = l * e^(m - m') + sum_tile e^(s - m');
 ///             acc = acc * e^(m - m') + sum_tile e^(s - m') * V;  out = acc / l.
-///   launch: explicit, one group per (row, head) (grid = rows * heads, group = G). Within a tile,
+///   launch: explicit, one group per (row, head) (grid = rows * heads, group = G = GroupWidths.Attention). Within a tile,
 ///           thread t scores position tile + t (a dot over headDim), then threads own output
 ///           dimensions d, d + G, ... and accumulate V rows (coalesced along d). q and acc live in
 ///           shared memory (headDim <= 256). The work for a (row, head) depends only on its own

@@ -15,7 +15,7 @@ internal static class IlgpuAccelerators
     /// Every emulated thread is an OS thread and every barrier a cross-thread rendezvous, so the
     /// smallest group that still splits loops and reductions across threads keeps the emulator usable
     /// (measured on 2 cores: 8-thread groups 0.5 tokens/s, 4 threads 0.9, 2 threads 2.3 on stories260K).
-    /// Wide groups and multi-level reductions are exercised on OpenCL (groups of 256).</summary>
+    /// Wide groups and multi-level reductions are exercised on OpenCL (the tests' <c>opencl-wide</c> tier, groups of 256).</summary>
     private static CPUDevice EmulatorShape => new(numThreadsPerWarp: 2, numWarpsPerMultiprocessor: 1, numMultiprocessors: 2);
 
     private const string OpenClHint = "install PoCL 4+ (scripts/install-opencl.sh)";
@@ -40,8 +40,9 @@ internal static class IlgpuAccelerators
     }
 
     /// <summary>The best OpenCL device ILGPU accepts; with <paramref name="gpuOnly"/>, only a GPU (a CPU
-    /// runtime such as PoCL is slower than the managed <c>cpu</c> device, so <c>auto</c> skips it).</summary>
-    public static IlgpuDevice? TryCreateOpenCl(bool gpuOnly = false)
+    /// runtime such as PoCL is slower than the managed <c>cpu</c> device, so <c>auto</c> skips it).
+    /// <paramref name="groupWidth"/> overrides the group widths (tests: <see cref="GroupWidths.For"/>).</summary>
+    public static IlgpuDevice? TryCreateOpenCl(bool gpuOnly = false, int? groupWidth = null)
     {
         var context = Context.Create(builder => builder.OpenCL().EnableAlgorithms());
         var devices = context.Devices.OfType<CLDevice>().Where(d => !gpuOnly || d.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU).ToList();
@@ -55,15 +56,15 @@ internal static class IlgpuAccelerators
             .OrderByDescending(d => d.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU)
             .ThenByDescending(d => d.MemorySize)
             .First();
-        return Open("opencl", context, device);
+        return Open("opencl", context, device, groupWidth);
     }
 
     public static IlgpuDevice CreateCuda() =>
         TryCreateCuda() ?? throw new InvalidOperationException(
             "no CUDA device: ILGPU found no NVIDIA GPU with a usable driver (libcuda) and a supported PTX instruction set" + Found("cuda"));
 
-    public static IlgpuDevice CreateOpenCl() =>
-        TryCreateOpenCl() ?? throw new InvalidOperationException(
+    public static IlgpuDevice CreateOpenCl(int? groupWidth = null) =>
+        TryCreateOpenCl(groupWidth: groupWidth) ?? throw new InvalidOperationException(
             $"no OpenCL device with generic address space support (OpenCL C 2.0+); {OpenClHint}" + Found("opencl"));
 
     /// <summary>Every accelerator ILGPU can see, including the CUDA and OpenCL devices it would reject, and why.</summary>
@@ -105,11 +106,11 @@ internal static class IlgpuAccelerators
         return result;
     }
 
-    private static IlgpuDevice Open(string kind, Context context, Device device)
+    private static IlgpuDevice Open(string kind, Context context, Device device, int? groupWidth = null)
     {
         try
         {
-            return new IlgpuDevice(kind, context, device.CreateAccelerator(context));
+            return new IlgpuDevice(kind, context, device.CreateAccelerator(context), groupWidth);
         }
         catch
         {

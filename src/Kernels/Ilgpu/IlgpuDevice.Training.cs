@@ -54,7 +54,7 @@ public sealed partial class IlgpuDevice
         var dx = dInput is null ? dy : View(dInput, rows * dim, nameof(dInput)); // unused when dInput is null
         var dw = View(dWeight, dim, nameof(dWeight));
         var scales = Scratch(ref _rowScales, rows);
-        var config = new KernelConfig(rows, _groupSize);
+        var config = new KernelConfig(rows, _groups.Rows);
         int write = dInput is null ? 0 : 1, add = accumulate ? 1 : 0;
         switch (w.Type)
         {
@@ -123,7 +123,7 @@ public sealed partial class IlgpuDevice
         if (rows <= 0) return;
         _softCrossEntropy ??= _accelerator.LoadStreamKernel(
             Checked<Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float>>(SoftCrossEntropyKernel.SoftCrossEntropy));
-        _softCrossEntropy(new KernelConfig(rows, _groupSize), View(logits, rows * cols, nameof(logits)), View(targets, rows * cols, nameof(targets)),
+        _softCrossEntropy(new KernelConfig(rows, _groups.Rows), View(logits, rows * cols, nameof(logits)), View(targets, rows * cols, nameof(targets)),
             View(rowStats, rows * 3, nameof(rowStats)), cols, gradScale);
     }
 

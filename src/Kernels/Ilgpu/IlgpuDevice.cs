@@ -17,13 +17,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
 {
     private readonly Context _context;
     private readonly Accelerator _accelerator;
-    private readonly int _groupSize;
-
-    /// <summary>Threads per MatMul group: the group size, except on CPU OpenCL runtimes (PoCL), which run a
-    /// group's work-items as loops between barriers: there 16 threads were measured 2x (2048 columns)
-    /// to 13x (64 columns) faster than 256 (perf/README.md). The other kernels keep the wide group,
-    /// so the OpenCL tier still exercises multi-level reductions.</summary>
-    private readonly int _matMulGroupSize;
+    private readonly GroupWidths _groups;
     private readonly WeightKernels<F32Weights> _f32;
     private readonly WeightKernels<F16Weights> _f16;
     private readonly WeightKernels<BF16Weights> _bf16;
@@ -41,16 +35,14 @@ public sealed partial class IlgpuDevice : ComputeDevice
     private MemoryBuffer1D<int, Stride1D.Dense> _argMaxResult;
     private int[] _hostArgMax = new int[128];
 
-    internal IlgpuDevice(string kind, Context context, Accelerator accelerator)
+    /// <param name="groupWidth">Threads per group for every explicitly grouped kernel instead of the
+    /// accelerator's widths (<see cref="GroupWidths.For"/>); tests use it to cover wide groups on OpenCL.</param>
+    internal IlgpuDevice(string kind, Context context, Accelerator accelerator, int? groupWidth = null)
     {
         Kind = kind;
         _context = context;
         _accelerator = accelerator;
-        _groupSize = (int)Math.Min(KernelLimits.MaxGroupSize, (uint)accelerator.MaxNumThreadsPerGroup);
-        _groupSize = 1 << (31 - System.Numerics.BitOperations.LeadingZeroCount((uint)_groupSize)); // power of two for the tree reductions
-        _matMulGroupSize = accelerator is ILGPU.Runtime.OpenCL.CLAccelerator { DeviceType: ILGPU.Runtime.OpenCL.CLDeviceType.CL_DEVICE_TYPE_CPU }
-            ? Math.Min(16, _groupSize)
-            : _groupSize;
+        _groups = GroupWidths.For(accelerator, groupWidth);
         _f32 = new WeightKernels<F32Weights>(this);
         _f16 = new WeightKernels<F16Weights>(this);
         _bf16 = new WeightKernels<BF16Weights>(this);
@@ -60,10 +52,10 @@ public sealed partial class IlgpuDevice : ComputeDevice
 
     public override string Kind { get; }
 
-    public override string Name => $"{_accelerator.Name} ({_accelerator.AcceleratorType}, group size {_groupSize})";
+    public override string Name => $"{_accelerator.Name} ({_accelerator.AcceleratorType}, group size {_groups})";
 
-    /// <summary>Threads per group of the explicitly grouped kernels (reductions run over this many partials).</summary>
-    public int GroupSize => _groupSize;
+    /// <summary>Threads per group of the explicitly grouped kernels, per family (reductions run over this many partials).</summary>
+    internal GroupWidths Groups => _groups;
 
     public override DeviceTensor Allocate(int length)
     {
@@ -123,7 +115,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         if (rows <= 0) return;
         var x = View(input, rows * dim, nameof(input));
         var y = View(output, rows * dim, nameof(output));
-        var config = new KernelConfig(rows, _groupSize);
+        var config = new KernelConfig(rows, _groups.Rows);
         switch (w.Type)
         {
             case WeightType.F32: _f32.RmsNorm(config, x, new F32Weights(w.Floats), y, dim, eps); break;
@@ -138,7 +130,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         if (rows <= 0) return;
         var x = View(input, rows * w.Cols, nameof(input));
         var y = View(output, rows * w.Rows, nameof(output));
-        var config = new KernelConfig(w.Rows, _matMulGroupSize);
+        var config = new KernelConfig(w.Rows, _groups.MatMul);
         var add = accumulate ? 1 : 0;
         switch (w.Type)
         {
@@ -190,7 +182,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
             throw new ArgumentException($"{heads} query heads are not a multiple of {kvHeads} key/value heads", nameof(kvHeads));
         var cache = (startPos + rows) * kvHeads * headDim;
         _attention ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>>(AttentionKernel.Attention));
-        _attention(new KernelConfig(rows * heads, _groupSize),
+        _attention(new KernelConfig(rows * heads, _groups.Attention),
             View(q, rows * heads * headDim, nameof(q)), View(keys, cache, nameof(keys)), View(values, cache, nameof(values)),
             View(output, rows * heads * headDim, nameof(output)), startPos, heads, kvHeads, headDim, 1f / MathF.Sqrt(headDim));
     }
@@ -213,7 +205,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
     {
         if (rows <= 0) return;
         _softmax ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, int, float>>(SoftmaxKernel.Softmax));
-        _softmax(new KernelConfig(rows, _groupSize), View(logits, rows * cols, nameof(logits)), cols, temperature);
+        _softmax(new KernelConfig(rows, _groups.Rows), View(logits, rows * cols, nameof(logits)), cols, temperature);
     }
 
     public override void ArgMax(DeviceTensor logits, int rows, int cols, Span<TopToken> result)
@@ -224,7 +216,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         if (_hostArgMax.Length < 2 * rows) _hostArgMax = new int[_argMaxResult.Length];
         _argMax ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, int, ArrayView<int>>>(ArgMaxKernel.ArgMax));
         var packed = _argMaxResult.View.BaseView.SubView(0, 2 * rows);
-        _argMax(new KernelConfig(rows, _groupSize), View(logits, rows * cols, nameof(logits)), cols, packed);
+        _argMax(new KernelConfig(rows, _groups.Rows), View(logits, rows * cols, nameof(logits)), cols, packed);
         packed.CopyToCPU(_hostArgMax.AsSpan(0, 2 * rows)); // one transfer: (id, probability bits) per row
         _accelerator.Synchronize();
         for (var r = 0; r < rows; r++) result[r] = new TopToken(_hostArgMax[2 * r], BitConverter.Int32BitsToSingle(_hostArgMax[2 * r + 1]));

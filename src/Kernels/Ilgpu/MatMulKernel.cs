@@ -7,7 +7,7 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 /// Matrix product with a Linear weight [out, in]: GEMV for one row (decode) and a small GEMM for a
 /// block of rows (verification of ~9 drafted tokens, prefill of 64+).
 ///   math:   output[r, o] (+)= sum_i input[r, i] * widen(weight[o, i])
-///   launch: explicit, one group per output feature o (grid = out, group = G, a power of two).
+///   launch: explicit, one group per output feature o (grid = out, group = G = GroupWidths.MatMul).
 ///           Rows are taken in passes of R = 8: thread t walks columns t, t + G, ... (coalesced
 ///           weight reads), reads each weight element once per pass and keeps R partial sums in
 ///           registers; a shared-memory tree over the G threads then reduces the R rows together.

@@ -9,7 +9,7 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 ///           c_r = sum_i w[i] * dy[r, i] * x[r, i]
 ///           dx[r, i] (+)= s_r * (w[i] * dy[r, i]) - (s_r^3 * c_r / dim) * x[r, i]
 ///           dw[i] += sum_r (dy[r, i] * x[r, i]) * s_r               (rows in ascending order)
-///   launch: InputGradient: explicit, one group per row (grid = rows, group = G, a power of two);
+///   launch: InputGradient: explicit, one group per row (grid = rows, group = G = GroupWidths.Rows);
 ///           the two row sums are strided partials combined by shared-memory trees (GroupReduce), so
 ///           a row's result does not depend on the other rows; it also stores s_r for the next kernel.
 ///           WeightGradient: implicit, one thread per column i, looping over the rows in order and

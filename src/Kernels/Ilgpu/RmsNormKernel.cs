@@ -6,7 +6,7 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 /// <summary>
 /// RMS normalisation.
 ///   math:   output[r, i] = (input[r, i] * s_r) * weight[i],  s_r = 1 / sqrt(sum_i input[r, i]^2 / dim + eps)
-///   launch: explicit, one group per row (grid = rows, group = G, a power of two). Thread t sums the
+///   launch: explicit, one group per row (grid = rows, group = G = GroupWidths.Rows, a power of two). Thread t sums the
 ///           squares of columns t, t + G, ... in order; a shared-memory tree (GroupReduce.Sum)
 ///           combines the G partials, so a row's result does not depend on the other rows.
 ///   bytes:  rows * dim * 4 read twice (second read mostly cached) + rows * dim * 4 written

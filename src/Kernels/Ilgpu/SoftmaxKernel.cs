@@ -6,7 +6,7 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 /// <summary>
 /// Row softmax with temperature, in place.
 ///   math:   y = x / T;  logits[r, c] = e^(y_c - max y) / sum_c e^(y_c - max y)
-///   launch: explicit, one group per row (grid = rows, group = G): a max reduction, a sum
+///   launch: explicit, one group per row (grid = rows, group = G = GroupWidths.Rows): a max reduction, a sum
 ///           reduction (both shared-memory trees), then the normalising write.
 ///   bytes:  rows * cols * 4 read three times (cached after the first) + rows * cols * 4 written.
 /// </summary>

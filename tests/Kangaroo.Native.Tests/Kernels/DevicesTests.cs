@@ -1,4 +1,5 @@
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Kernels.Ilgpu;
 using Xunit.Abstractions;
 
 namespace Kangaroo.Native.Tests.Kernels;
@@ -47,11 +48,30 @@ public sealed class DevicesTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void The_cpu_emulator_opens_with_a_power_of_two_group()
+    public void The_cpu_emulator_opens_with_power_of_two_groups()
     {
         using var device = Devices.Create("ilgpu-cpu");
-        var ilgpu = Assert.IsType<Kangaroo.Native.Kernels.Ilgpu.IlgpuDevice>(device);
+        var ilgpu = Assert.IsType<IlgpuDevice>(device);
         Assert.Equal("ilgpu-cpu", device.Kind);
-        Assert.True(ilgpu.GroupSize >= 2 && (ilgpu.GroupSize & (ilgpu.GroupSize - 1)) == 0, device.Name);
+        AssertPowersOfTwo(ilgpu.Groups, device.Name);
+    }
+
+    [Theory, DeviceData("opencl")]
+    public void OpenCl_cpu_runtimes_launch_narrow_groups_and_tests_can_ask_for_wide_ones(string kind)
+    {
+        using var device = Assert.IsType<IlgpuDevice>(Devices.Create(kind));
+        using var wide = Assert.IsType<IlgpuDevice>(TestDevices.Create("opencl-wide"));
+        output.WriteLine($"{device.Name}; wide: {wide.Name}");
+        AssertPowersOfTwo(device.Groups, device.Name);
+        Assert.Equal(GroupWidths.Uniform(TestDevices.WideGroup), wide.Groups);
+        if (TestDevices.Accelerators.Any(d => d is { Kind: "opencl", Usable: true } && d.Note.Contains("GPU"))) return;
+        Assert.True(device.Groups.Rows < TestDevices.WideGroup && device.Groups.MatMul < TestDevices.WideGroup
+            && device.Groups.Attention < TestDevices.WideGroup, device.Name);
+    }
+
+    private static void AssertPowersOfTwo(GroupWidths groups, string what)
+    {
+        foreach (var width in new[] { groups.Rows, groups.MatMul, groups.Attention })
+            Assert.True(width >= 1 && (width & (width - 1)) == 0, $"{what}: {width}");
     }
 }

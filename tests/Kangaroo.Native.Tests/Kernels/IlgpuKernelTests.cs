@@ -7,7 +7,8 @@ namespace Kangaroo.Native.Tests.Kernels;
 
 /// <summary>
 /// Every ILGPU kernel against the managed reference at awkward shapes: sizes that are not multiples
-/// of the group size (8 on the CPU emulator), one and several rows, positions past one attention
+/// of the group size (2 on the CPU emulator, narrow on OpenCL CPU runtimes, 256 on the opencl-wide
+/// tier and GPUs), one and several rows, positions past one attention
 /// tile, GQA ratios 1, 2 and 4, and F32/F16/BF16 weights for every kernel that reads weights; plus
 /// bit-identity of batched and one-row MatMul and Attention (speculative verification relies on it).
 /// Shapes are tiny because the CPU emulator runs each GPU thread as an OS thread.
@@ -22,7 +23,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
     private static readonly WeightType[] WeightTypes = [WeightType.F32, WeightType.F16, WeightType.BF16];
     private readonly ReferenceDevice _reference = new();
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void Embed_matches_reference_for_every_weight_type(string kind)
     {
         var device = devices.Get(kind);
@@ -41,7 +42,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         }
     }
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void Embed_widens_16_bit_special_values_exactly(string kind)
     {
         var device = devices.Get(kind);
@@ -62,7 +63,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         }
     }
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void RmsNorm_matches_reference(string kind)
     {
         var device = devices.Get(kind);
@@ -85,7 +86,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         }
     }
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void MatMul_matches_reference(string kind)
     {
         var device = devices.Get(kind);
@@ -117,7 +118,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         }
     }
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void MatMul_block_is_bit_identical_to_one_row_calls(string kind)
     {
         var device = devices.Get(kind);
@@ -138,7 +139,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         }
     }
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void Rope_matches_reference(string kind)
     {
         var device = devices.Get(kind);
@@ -199,9 +200,10 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         { 4, 2, 10, 3, 5 },  // GQA 2, headDim > group size
         { 8, 2, 4, 2, 9 },   // GQA 4
         { 4, 1, 12, 1, 20 }, // GQA 4, single kv head, three tiles
+        { 2, 1, 20, 2, 3 },  // headDim > the narrow OpenCL group
     };
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void Attention_matches_reference(string kind)
     {
         var device = devices.Get(kind);
@@ -216,7 +218,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         }
     }
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void Attention_handles_long_contexts(string kind)
     {
         var device = devices.Get(kind);
@@ -224,7 +226,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         AssertClose(Attend(_reference, 2, 1, 8, 2, 2500), Attend(device, 2, 1, 8, 2, 2500), rtol: 1e-4f, atol: 2e-5f, "Attention at position 2500");
     }
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void Attention_block_is_bit_identical_to_one_row_calls(string kind)
     {
         var device = devices.Get(kind);
@@ -242,7 +244,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         AssertIdentical(Read(device, single), Read(device, batched), "Attention block vs rows");
     }
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void SwiGlu_matches_reference(string kind)
     {
         var device = devices.Get(kind);
@@ -260,7 +262,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         AssertClose(On(_reference), On(device), rtol: 32 * U, atol: 1e-30f, "SwiGlu");
     }
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void Add_matches_reference_exactly(string kind)
     {
         var device = devices.Get(kind);
@@ -276,7 +278,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         AssertIdentical(On(_reference), On(device), "Add"); // one correctly rounded addition each
     }
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void Softmax_matches_reference(string kind)
     {
         var device = devices.Get(kind);
@@ -295,7 +297,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         }
     }
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void ArgMax_picks_the_lowest_index_on_ties_and_its_probability(string kind)
     {
         var device = devices.Get(kind);
@@ -320,7 +322,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
             rtol: 2 * (cols + 8) * U, atol: 0f, "ArgMax probability");
     }
 
-    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void Buffers_upload_download_copy_slice_and_count_bytes(string kind)
     {
         var device = devices.Get(kind);

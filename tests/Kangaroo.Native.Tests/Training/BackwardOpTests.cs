@@ -24,7 +24,7 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
 
     private static double Dot(double[] c, double[] y) => c.Zip(y, (a, b) => a * b).Sum();
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void RmsNormBackward_matches_finite_differences(string kind)
     {
         foreach (var (rows, dim) in new[] { (1, 13), (5, 13), (3, 37) }) RmsNormBackwardMatchesFiniteDifferences(kind, rows, dim);
@@ -225,7 +225,7 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
         Assert.Equal(Read(d, dv), Read(d, dv1));
     }
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void SoftCrossEntropy_gradient_and_statistics(string kind)
     {
         foreach (var (rows, cols) in new[] { (1, 17), (4, 23) }) SoftCrossEntropyGradientAndStatistics(kind, rows, cols);
