@@ -9,7 +9,8 @@
 #                                      CUDA self-check (every kernel against the managed reference, and
 #                                      greedy generation of the golden prompts, autoregressive and
 #                                      early-exit, against llama2.c's ids), kernel benchmarks cpu vs cuda,
-#                                      decode tokens/s of stories260K and of a random TinyLlama-shape model,
+#                                      stories260K decode (autoregressive, early-exit, Kangaroo) and profiles,
+#                                      decode tokens/s of a random TinyLlama-shape model,
 #                                      written to REPORT_DIR/gpu-report.md. Exit status 1 if a check failed.
 #
 # The xunit tests themselves need `dotnet test` (the SDK); the self-check covers what the CUDA tier
@@ -80,8 +81,11 @@ run)
         run_step "golden generations on $device" "$perf" golden --golden "$golden" --model "$model" --device "$device"
     fi
     run_step "host memory bandwidth" "$perf" membw
-    run_step "decode stories260K on cpu" "$kangaroo" bench --model "$model" --device cpu --decoders early-exit --exit-layer 2 --draft-steps 3 --threshold 0.3
-    run_step "decode stories260K on $device" "$kangaroo" bench --model "$model" --device "$device" --decoders early-exit --exit-layer 2 --draft-steps 3 --threshold 0.3
+    # Issue 3's table: autoregressive, early-exit and Kangaroo (the shipped adapter) side by side per device.
+    run_step "decode stories260K on cpu" "$kangaroo" bench --model "$model" --device cpu
+    run_step "decode stories260K on $device" "$kangaroo" bench --model "$model" --device "$device"
+    run_step "where Kangaroo's time goes on $device (synchronised per call)" "$perf" profile --model "$model" --device "$device" --decoder kangaroo
+    run_step "where autoregressive time goes on $device (synchronised per call)" "$perf" profile --model "$model" --device "$device" --decoder autoregressive
     tiny="${TMPDIR:-/tmp}/kangaroo-tinyllama-f16"
     [ -f "$tiny/model.safetensors" ] || "$perf" make-model --out "$tiny" --shape tinyllama --dtype f16 >/dev/null
     run_step "decode TinyLlama-shape (random f16 weights, 2.2 GB) on $device" "$kangaroo" bench --model "$tiny" --device "$device" --decoders autoregressive --prompts 2 --max-new-tokens 64
