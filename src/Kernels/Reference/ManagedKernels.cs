@@ -109,52 +109,67 @@ internal static class ManagedKernels
         for (var i = vy.Length * Width; i < n; i++) y[i] = MathF.FusedMultiplyAdd(x[i], a, y[i]);
     }
 
-    /// <summary>IEEE binary16 bit patterns to float32, exactly (subnormals, infinities and NaN payloads included).</summary>
-    public static void WidenF16(ReadOnlySpan<ushort> source, Span<float> destination)
+    /// <summary>16-bit weight patterns to float32, exactly, with <typeparamref name="TWidening"/>
+    /// (<see cref="F16Widening"/> or <see cref="BF16Widening"/>).</summary>
+    public static void Widen<TWidening>(ReadOnlySpan<ushort> source, Span<float> destination) where TWidening : IHalfWidening
     {
         var vs = MemoryMarshal.Cast<ushort, Vector<ushort>>(source);
         var vd = MemoryMarshal.Cast<float, Vector<float>>(destination[..source.Length]);
-        for (var i = 0; i < vs.Length; i++)
-        {
-            Vector.Widen(vs[i], out var low, out var high);
-            vd[2 * i] = F16(low);
-            vd[2 * i + 1] = F16(high);
-        }
-        for (var i = vs.Length * Vector<ushort>.Count; i < source.Length; i++)
-            destination[i] = (float)BitConverter.UInt16BitsToHalf(source[i]);
+        for (var i = 0; i < vs.Length; i++) TWidening.Widen(vs[i], out vd[2 * i], out vd[2 * i + 1]);
+        for (var i = vs.Length * Vector<ushort>.Count; i < source.Length; i++) destination[i] = TWidening.Widen(source[i]);
     }
 
-    /// <summary>bfloat16 bit patterns to float32: the upper 16 bits of a float32.</summary>
-    public static void WidenBF16(ReadOnlySpan<ushort> source, Span<float> destination)
+    /// <summary><see cref="Dot4x1"/> over four consecutive rows of 16-bit weights (w holds 4 * x.Length
+    /// patterns), widened in registers: the same products summed in the same order as widening the
+    /// rows first, without writing and re-reading a widened copy (decode's GEMV on f16/bf16 models).</summary>
+    public static void Dot4x1<TWidening>(ReadOnlySpan<ushort> w, ReadOnlySpan<float> x, Span<float> result) where TWidening : IHalfWidening
     {
-        var vs = MemoryMarshal.Cast<ushort, Vector<ushort>>(source);
-        var vd = MemoryMarshal.Cast<float, Vector<uint>>(destination[..source.Length]);
-        for (var i = 0; i < vs.Length; i++)
+        var n = x.Length;
+        var vx = MemoryMarshal.Cast<float, Vector<float>>(x);
+        var h0 = MemoryMarshal.Cast<ushort, Vector<ushort>>(w[..n]);
+        var h1 = MemoryMarshal.Cast<ushort, Vector<ushort>>(w.Slice(n, n));
+        var h2 = MemoryMarshal.Cast<ushort, Vector<ushort>>(w.Slice(2 * n, n));
+        var h3 = MemoryMarshal.Cast<ushort, Vector<ushort>>(w.Slice(3 * n, n));
+        Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (var k = 0; k < h0.Length; k++) // one 16-bit vector covers two float vectors, in column order
         {
-            Vector.Widen(vs[i], out var low, out var high);
-            vd[2 * i] = low << 16;
-            vd[2 * i + 1] = high << 16;
+            var (xl, xh) = (vx[2 * k], vx[2 * k + 1]);
+            TWidening.Widen(h0[k], out var l, out var h);
+            a0 = Vector.FusedMultiplyAdd(h, xh, Vector.FusedMultiplyAdd(l, xl, a0));
+            TWidening.Widen(h1[k], out l, out h);
+            a1 = Vector.FusedMultiplyAdd(h, xh, Vector.FusedMultiplyAdd(l, xl, a1));
+            TWidening.Widen(h2[k], out l, out h);
+            a2 = Vector.FusedMultiplyAdd(h, xh, Vector.FusedMultiplyAdd(l, xl, a2));
+            TWidening.Widen(h3[k], out l, out h);
+            a3 = Vector.FusedMultiplyAdd(h, xh, Vector.FusedMultiplyAdd(l, xl, a3));
         }
-        for (var i = vs.Length * Vector<ushort>.Count; i < source.Length; i++)
-            destination[i] = BitConverter.Int32BitsToSingle(source[i] << 16);
+        if (vx.Length > 2 * h0.Length) // an odd float vector left: widen it lane by lane
+        {
+            var first = (vx.Length - 1) * Width;
+            Span<float> lanes = stackalloc float[Width];
+            a0 = Vector.FusedMultiplyAdd(WidenLanes<TWidening>(w.Slice(first, Width), lanes), vx[^1], a0);
+            a1 = Vector.FusedMultiplyAdd(WidenLanes<TWidening>(w.Slice(n + first, Width), lanes), vx[^1], a1);
+            a2 = Vector.FusedMultiplyAdd(WidenLanes<TWidening>(w.Slice(2 * n + first, Width), lanes), vx[^1], a2);
+            a3 = Vector.FusedMultiplyAdd(WidenLanes<TWidening>(w.Slice(3 * n + first, Width), lanes), vx[^1], a3);
+        }
+        float s0 = Vector.Sum(a0), s1 = Vector.Sum(a1), s2 = Vector.Sum(a2), s3 = Vector.Sum(a3);
+        for (var i = vx.Length * Width; i < n; i++)
+        {
+            s0 = MathF.FusedMultiplyAdd(TWidening.Widen(w[i]), x[i], s0);
+            s1 = MathF.FusedMultiplyAdd(TWidening.Widen(w[n + i]), x[i], s1);
+            s2 = MathF.FusedMultiplyAdd(TWidening.Widen(w[2 * n + i]), x[i], s2);
+            s3 = MathF.FusedMultiplyAdd(TWidening.Widen(w[3 * n + i]), x[i], s3);
+        }
+        result[0] = s0;
+        result[1] = s1;
+        result[2] = s2;
+        result[3] = s3;
     }
 
-    /// <summary>Half to float on 32-bit lanes holding the 16-bit pattern. Finite values: exponent and
-    /// mantissa shifted into a float's place and multiplied by 2^112 (rebiasing the exponent from 15 to
-    /// 127; a half subnormal becomes a float subnormal that the product renormalises exactly). Lanes
-    /// with exponent 31 (infinity, NaN) take the float maximum exponent instead; they are rare, so
-    /// that select runs only when a vector holds one.</summary>
-    private static Vector<float> F16(Vector<uint> h)
+    private static Vector<float> WidenLanes<TWidening>(ReadOnlySpan<ushort> bits, Span<float> lanes) where TWidening : IHalfWidening
     {
-        var magnitude = h & new Vector<uint>(0x7FFF);
-        var value = Vector.AsVectorSingle(magnitude << 13) * new Vector<float>(5.192296858534828e+33f); // 2^112
-        var sign = Vector.AsVectorSingle((h & new Vector<uint>(0x8000)) << 16);
-        if (Vector.GreaterThanOrEqualAny(magnitude, new Vector<uint>(0x7C00)))
-        {
-            var special = Vector.AsVectorSingle((magnitude << 13) | new Vector<uint>(0x7F800000));
-            value = Vector.ConditionalSelect(Vector.AsVectorInt32(Vector.GreaterThanOrEqual(magnitude, new Vector<uint>(0x7C00))), special, value);
-        }
-        return value | sign;
+        for (var i = 0; i < lanes.Length; i++) lanes[i] = TWidening.Widen(bits[i]);
+        return new Vector<float>(lanes);
     }
 
     /// <summary>scores[j] = dot(q, keys[offset + (t + j) * stride ..][..q.Length]) for j in 0..3, each in the canonical order of <see cref="Dot"/>.</summary>
@@ -210,4 +225,56 @@ internal static class ManagedKernels
             output[d] = sum;
         }
     }
+}
+
+/// <summary>An exact widening of 16-bit weight patterns to float32, whole vectors or one value.</summary>
+internal interface IHalfWidening
+{
+    /// <summary>The 16 lanes of <paramref name="bits"/> as two float vectors, low lanes first.</summary>
+    static abstract void Widen(Vector<ushort> bits, out Vector<float> low, out Vector<float> high);
+
+    static abstract float Widen(ushort bits);
+}
+
+/// <summary>IEEE binary16 (subnormals, infinities and NaN payloads included).</summary>
+internal readonly struct F16Widening : IHalfWidening
+{
+    public static void Widen(Vector<ushort> bits, out Vector<float> low, out Vector<float> high)
+    {
+        Vector.Widen(bits, out var l, out var h);
+        (low, high) = (Widen(l), Widen(h));
+    }
+
+    public static float Widen(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
+
+        /// <summary>Half to float on 32-bit lanes holding the 16-bit pattern. Finite values: exponent and
+        /// mantissa shifted into a float's place and multiplied by 2^112 (rebiasing the exponent from 15 to
+        /// 127; a half subnormal becomes a float subnormal that the product renormalises exactly). Lanes
+        /// with exponent 31 (infinity, NaN) take the float maximum exponent instead; they are rare, so
+        /// that select runs only when a vector holds one.</summary>
+        private static Vector<float> Widen(Vector<uint> h)
+        {
+            // magnitude <= 0x7FFF, so signed compares apply (AVX2 has no unsigned compare).
+            var magnitude = Vector.AsVectorInt32(h & new Vector<uint>(0x7FFF));
+            var value = Vector.AsVectorSingle(magnitude << 13) * new Vector<float>(5.192296858534828e+33f); // 2^112
+            var sign = Vector.AsVectorSingle((h & new Vector<uint>(0x8000)) << 16);
+            if (Vector.GreaterThanAny(magnitude, new Vector<int>(0x7BFF)))
+            {
+                var special = Vector.AsVectorSingle((magnitude << 13) | new Vector<int>(0x7F800000));
+                value = Vector.ConditionalSelect(Vector.GreaterThan(magnitude, new Vector<int>(0x7BFF)), special, value);
+            }
+            return value | sign;
+        }
+}
+
+/// <summary>bfloat16: the upper 16 bits of a float32.</summary>
+internal readonly struct BF16Widening : IHalfWidening
+{
+    public static void Widen(Vector<ushort> bits, out Vector<float> low, out Vector<float> high)
+    {
+        Vector.Widen(bits, out var l, out var h);
+        (low, high) = (Vector.AsVectorSingle(l << 16), Vector.AsVectorSingle(h << 16));
+    }
+
+    public static float Widen(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
 }

@@ -104,7 +104,7 @@ public sealed class ReferenceDevice : ComputeDevice
             var row = x[..cols];
             for (; o + 4 <= end; o += 4)
             {
-                ManagedKernels.Dot4x1(weight.RowBlock(o, 4), row, dots);
+                weight.Dot4x1(o, row, dots);
                 for (var k = 0; k < 4; k++) Store(ref y[o + k], dots[k], accumulate);
             }
         }
@@ -476,6 +476,14 @@ public sealed class ReferenceDevice : ComputeDevice
             return scratch;
         }
 
+        /// <summary>Dots of rows [first, first + 4) with x; 16-bit rows are widened in registers.</summary>
+        public void Dot4x1(int first, ReadOnlySpan<float> x, Span<float> result)
+        {
+            if (_f32 is not null) ManagedKernels.Dot4x1(_f32.AsSpan(first * Cols, 4 * Cols), x, result);
+            else if (Type == WeightType.F16) ManagedKernels.Dot4x1<F16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result);
+            else ManagedKernels.Dot4x1<BF16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result);
+        }
+
         public void Row(int index, Span<float> destination)
         {
             if (_f32 is not null) _f32.AsSpan(index * Cols, Cols).CopyTo(destination);
@@ -484,8 +492,8 @@ public sealed class ReferenceDevice : ComputeDevice
 
         private void Widen(ReadOnlySpan<ushort> source, Span<float> destination)
         {
-            if (Type == WeightType.F16) ManagedKernels.WidenF16(source, destination);
-            else ManagedKernels.WidenBF16(source, destination);
+            if (Type == WeightType.F16) ManagedKernels.Widen<F16Widening>(source, destination);
+            else ManagedKernels.Widen<BF16Widening>(source, destination);
         }
 
         public override void Dispose()
