@@ -37,6 +37,27 @@ public sealed class DeviceGenerationTests(SharedDevices devices) : IClassFixture
         AssertGolden(kind, new SelfSpeculativeDecoder(model, new ExitNormHead(model), new SpeculationOptions(4, 4, 0f)));
     }
 
+    /// <summary>Prompts longer than <see cref="LlamaModel.MaxBlockRows"/> are prefilled in blocks of 64
+    /// rows (every block op at full width, later blocks attending to earlier ones): teacher-force a golden
+    /// continuation to a 150-token prompt, and the next tokens must still be llama2.c's.</summary>
+    [Theory, DeviceData("cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void LongPromptsPrefilledInBlocksContinueLikeLlama2c(string kind)
+    {
+        const int promptLength = 150, check = 16;
+        using var model = TestModels.Stories(devices.Get(kind));
+        using var head = new AdapterHead(model, AdapterWeights.Random(model.Config.Dim, 2, 3));
+        Decoder[] decoders = [new AutoregressiveDecoder(model), new SelfSpeculativeDecoder(model, head, new SpeculationOptions(2, 6, 0.3f))];
+        var cases = GoldenCase.All.Where(g => g.PromptIds.Length + g.GeneratedIds.Length >= promptLength + check).ToList();
+        Assert.NotEmpty(cases);
+        foreach (var golden in cases)
+        {
+            var forced = golden.GeneratedIds.Length - (golden.PromptIds.Length + golden.GeneratedIds.Length - promptLength);
+            int[] prompt = [.. golden.PromptIds, .. golden.GeneratedIds.Take(forced)];
+            foreach (var decoder in decoders)
+                Assert.Equal(golden.GeneratedIds.Skip(forced).Take(check), decoder.Generate(prompt, check, new SamplingOptions()));
+        }
+    }
+
     private static void AssertGolden(string kind, Decoder decoder)
     {
         foreach (var golden in GoldenCase.All)
