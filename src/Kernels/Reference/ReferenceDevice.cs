@@ -111,13 +111,13 @@ public sealed class ReferenceDevice : ComputeDevice
         for (; o < end; o++)
         {
             var w = weight.RowBlock(o, 1);
-            var r = 0;
-            for (; r + 4 <= rows; r += 4)
+            for (var r = 0; r < rows; r += 4)
             {
-                ManagedKernels.Dot1x4(w, x.Slice(r * cols, 4 * cols), dots);
-                for (var k = 0; k < 4; k++) Store(ref y[(r + k) * outDim + o], dots[k], accumulate);
+                var last = Math.Min(4, rows - r) - 1; // a short tile repeats its last row
+                ManagedKernels.Dot1x4(w, x.Slice(r * cols, cols), x.Slice((r + Math.Min(1, last)) * cols, cols),
+                    x.Slice((r + Math.Min(2, last)) * cols, cols), x.Slice((r + last) * cols, cols), dots);
+                for (var k = 0; k <= last; k++) Store(ref y[(r + k) * outDim + o], dots[k], accumulate);
             }
-            for (; r < rows; r++) Store(ref y[r * outDim + o], ManagedKernels.Dot(w, x.Slice(r * cols, cols)), accumulate);
         }
     }
 
