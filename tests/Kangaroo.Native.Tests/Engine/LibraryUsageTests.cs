@@ -1,0 +1,25 @@
+using Kangaroo.Native.Engine;
+
+namespace Kangaroo.Native.Tests.Engine;
+
+/// <summary>README's "Use it from .NET" example, run as written (the model path aside): the
+/// session API a program embeds, and Kangaroo through it giving the autoregressive text.</summary>
+public sealed class LibraryUsageTests
+{
+    [Fact]
+    public void ReadmeExampleGeneratesWhatAutoregressiveDecodingGenerates()
+    {
+        // --- as in README.md ---
+        using var session = InferenceSession.Open(SharedData.EmbeddedModel, "cpu");
+        var decoder = session.CreateDecoder("auto");          // Kangaroo: the adapter lies beside the model
+        var prompt = session.EncodePrompt("Once upon a time");
+        var ids = decoder.Generate(prompt, maxNewTokens: 64, new SamplingOptions()).ToList();
+        var text = session.Tokenizer!.Decode(ids);
+        // --- end ---
+        var reference = session.CreateDecoder("autoregressive").Generate(prompt, 64, new SamplingOptions()).ToList();
+        Assert.Equal("kangaroo", decoder.Name);
+        Assert.Equal(reference, ids);
+        Assert.Equal(session.Tokenizer.Decode(reference), text);
+        Assert.True(decoder.Stats.CompressionRate > 1.5, $"compression rate {decoder.Stats.CompressionRate}");
+    }
+}
