@@ -12,65 +12,23 @@ namespace Kangaroo.Native.Kernels.Reference;
 /// Every dot product has ONE summation order, whichever tile computes it: a single vector
 /// accumulator over the full vectors in column order (fused multiply-add), then
 /// <see cref="Vector.Sum{T}(Vector{T})"/>, then the leftover columns in order (fused). The tiles
-/// (4 weight rows x 1 input row for decode, 1 weight row x 4 input rows for blocks) only decide
-/// which dot products run side by side, for instruction-level parallelism and so that a weight
-/// vector loaded once serves four input rows. So a block of rows gives bit-identical results to
-/// one-row calls.
+/// (<see cref="Dot4"/>: 4 weight rows x 1 input row for decode, 1 weight row x 4 input rows for
+/// blocks, 1 query x 4 keys for attention) only decide which dot products run side by side, for
+/// instruction-level parallelism and so that a vector loaded once serves four. So a block of rows
+/// gives bit-identical results to one-row calls.
 /// </summary>
 internal static class ManagedKernels
 {
     private static int Width => Vector<float>.Count;
 
-    /// <summary>sum_i a[i] * b[i] in the canonical order.</summary>
-    public static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    /// <summary>Dots of one vector <paramref name="shared"/> with four others, each in the canonical order:
+    /// one weight row against four input rows (blocks), or, since a * b and fma(a, b, c) are exact
+    /// whichever operand comes first, one input row against four weight rows (decode). A block of
+    /// fewer than four rows passes its last row again for the missing ones and ignores those results:
+    /// four independent accumulators still run faster than one dependent chain per row.</summary>
+    public static void Dot4(ReadOnlySpan<float> shared, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, Span<float> result)
     {
-        var n = a.Length;
-        var va = MemoryMarshal.Cast<float, Vector<float>>(a);
-        var vb = MemoryMarshal.Cast<float, Vector<float>>(b[..n]);
-        var acc = Vector<float>.Zero;
-        for (var i = 0; i < va.Length; i++) acc = Vector.FusedMultiplyAdd(va[i], vb[i], acc);
-        var sum = Vector.Sum(acc);
-        for (var i = va.Length * Width; i < n; i++) sum = MathF.FusedMultiplyAdd(a[i], b[i], sum);
-        return sum;
-    }
-
-    /// <summary>Dots of four consecutive weight rows (w holds 4 * x.Length values) with one input row x.</summary>
-    public static void Dot4x1(ReadOnlySpan<float> w, ReadOnlySpan<float> x, Span<float> result)
-    {
-        var n = x.Length;
-        var vx = MemoryMarshal.Cast<float, Vector<float>>(x);
-        var v0 = MemoryMarshal.Cast<float, Vector<float>>(w[..n]);
-        var v1 = MemoryMarshal.Cast<float, Vector<float>>(w.Slice(n, n));
-        var v2 = MemoryMarshal.Cast<float, Vector<float>>(w.Slice(2 * n, n));
-        var v3 = MemoryMarshal.Cast<float, Vector<float>>(w.Slice(3 * n, n));
-        Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (var i = 0; i < vx.Length; i++)
-        {
-            var xi = vx[i];
-            a0 = Vector.FusedMultiplyAdd(v0[i], xi, a0);
-            a1 = Vector.FusedMultiplyAdd(v1[i], xi, a1);
-            a2 = Vector.FusedMultiplyAdd(v2[i], xi, a2);
-            a3 = Vector.FusedMultiplyAdd(v3[i], xi, a3);
-        }
-        float s0 = Vector.Sum(a0), s1 = Vector.Sum(a1), s2 = Vector.Sum(a2), s3 = Vector.Sum(a3);
-        for (var i = vx.Length * Width; i < n; i++)
-        {
-            s0 = MathF.FusedMultiplyAdd(w[i], x[i], s0);
-            s1 = MathF.FusedMultiplyAdd(w[n + i], x[i], s1);
-            s2 = MathF.FusedMultiplyAdd(w[2 * n + i], x[i], s2);
-            s3 = MathF.FusedMultiplyAdd(w[3 * n + i], x[i], s3);
-        }
-        result[0] = s0;
-        result[1] = s1;
-        result[2] = s2;
-        result[3] = s3;
-    }
-
-    /// <summary>Dots of one weight row w with four input rows. A block of fewer than four rows passes its
-    /// last row again for the missing ones and ignores those results: four independent accumulators
-    /// still run faster than one dependent chain per row.</summary>
-    public static void Dot1x4(ReadOnlySpan<float> w, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, Span<float> result)
-    {
+        var w = shared;
         var n = w.Length;
         var vw = MemoryMarshal.Cast<float, Vector<float>>(w);
         var v0 = MemoryMarshal.Cast<float, Vector<float>>(x0[..n]);
@@ -121,7 +79,7 @@ internal static class ManagedKernels
         for (var i = vs.Length * Vector<ushort>.Count; i < source.Length; i++) destination[i] = TWidening.Widen(source[i]);
     }
 
-    /// <summary><see cref="Dot4x1"/> over four consecutive rows of 16-bit weights (w holds 4 * x.Length
+    /// <summary><see cref="Dot4"/> of one input row x with four consecutive rows of 16-bit weights (w holds 4 * x.Length
     /// patterns), widened in registers: the same products summed in the same order as widening the
     /// rows first, without writing and re-reading a widened copy (decode's GEMV on f16/bf16 models).</summary>
     public static void Dot4x1<TWidening>(ReadOnlySpan<ushort> w, ReadOnlySpan<float> x, Span<float> result) where TWidening : IHalfWidening
@@ -172,38 +130,6 @@ internal static class ManagedKernels
     {
         for (var i = 0; i < lanes.Length; i++) lanes[i] = TWidening.Widen(bits[i]);
         return new Vector<float>(lanes);
-    }
-
-    /// <summary>scores[j] = dot(q, keys[offset + (t + j) * stride ..][..q.Length]) for j in 0..3, each in the canonical order of <see cref="Dot"/>.</summary>
-    public static void Dot1x4Strided(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, int offset, int stride, Span<float> result)
-    {
-        var n = q.Length;
-        var vq = MemoryMarshal.Cast<float, Vector<float>>(q);
-        var k0 = MemoryMarshal.Cast<float, Vector<float>>(keys.Slice(offset, n));
-        var k1 = MemoryMarshal.Cast<float, Vector<float>>(keys.Slice(offset + stride, n));
-        var k2 = MemoryMarshal.Cast<float, Vector<float>>(keys.Slice(offset + 2 * stride, n));
-        var k3 = MemoryMarshal.Cast<float, Vector<float>>(keys.Slice(offset + 3 * stride, n));
-        Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (var i = 0; i < vq.Length; i++)
-        {
-            var qi = vq[i];
-            a0 = Vector.FusedMultiplyAdd(qi, k0[i], a0);
-            a1 = Vector.FusedMultiplyAdd(qi, k1[i], a1);
-            a2 = Vector.FusedMultiplyAdd(qi, k2[i], a2);
-            a3 = Vector.FusedMultiplyAdd(qi, k3[i], a3);
-        }
-        float s0 = Vector.Sum(a0), s1 = Vector.Sum(a1), s2 = Vector.Sum(a2), s3 = Vector.Sum(a3);
-        for (var i = vq.Length * Width; i < n; i++)
-        {
-            s0 = MathF.FusedMultiplyAdd(q[i], keys[offset + i], s0);
-            s1 = MathF.FusedMultiplyAdd(q[i], keys[offset + stride + i], s1);
-            s2 = MathF.FusedMultiplyAdd(q[i], keys[offset + 2 * stride + i], s2);
-            s3 = MathF.FusedMultiplyAdd(q[i], keys[offset + 3 * stride + i], s3);
-        }
-        result[0] = s0;
-        result[1] = s1;
-        result[2] = s2;
-        result[3] = s3;
     }
 
     /// <summary>output[d] = sum_t weights[t] * values[offset + t * stride + d], t ascending (one fused

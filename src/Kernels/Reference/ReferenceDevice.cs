@@ -114,7 +114,7 @@ public sealed class ReferenceDevice : ComputeDevice
             for (var r = 0; r < rows; r += 4)
             {
                 var last = Math.Min(4, rows - r) - 1; // a short tile repeats its last row
-                ManagedKernels.Dot1x4(w, x.Slice(r * cols, cols), x.Slice((r + Math.Min(1, last)) * cols, cols),
+                ManagedKernels.Dot4(w, x.Slice(r * cols, cols), x.Slice((r + Math.Min(1, last)) * cols, cols),
                     x.Slice((r + Math.Min(2, last)) * cols, cols), x.Slice((r + last) * cols, cols), dots);
                 for (var k = 0; k <= last; k++) Store(ref y[(r + k) * outDim + o], dots[k], accumulate);
             }
@@ -189,14 +189,28 @@ public sealed class ReferenceDevice : ComputeDevice
             {
                 var qh = query.Slice((r * heads + h) * headDim, headDim);
                 var kvOffset = h / group * headDim;
-                var t = 0;
-                for (; t + 4 <= length; t += 4) ManagedKernels.Dot1x4Strided(qh, k, t * kvDim + kvOffset, kvDim, scores.Slice(t, 4));
-                for (; t < length; t++) scores[t] = ManagedKernels.Dot(qh, k.Slice(t * kvDim + kvOffset, headDim));
-                TensorPrimitives.Multiply(scores, scale, scores);
-                StableSoftmax(scores);
+                AttentionWeights(qh, k, kvOffset, kvDim, scale, scores);
                 ManagedKernels.WeightedSum(scores, v, kvOffset, kvDim, o.Slice((r * heads + h) * headDim, headDim));
             }
         }
+    }
+
+    /// <summary>p = softmax(scale * q . k_t) over the positions t of p (the keys of one kv head at
+    /// kvOffset in rows of kvDim): four keys per Dot4 call, a short tile repeating its last key. The
+    /// forward and the backward both compute the weights here, so they agree bit for bit.</summary>
+    private static void AttentionWeights(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, int kvOffset, int kvDim, float scale, Span<float> p)
+    {
+        Span<float> dots = stackalloc float[4];
+        var headDim = q.Length;
+        for (var t = 0; t < p.Length; t += 4)
+        {
+            var last = Math.Min(4, p.Length - t) - 1;
+            ManagedKernels.Dot4(q, keys.Slice(t * kvDim + kvOffset, headDim), keys.Slice((t + Math.Min(1, last)) * kvDim + kvOffset, headDim),
+                keys.Slice((t + Math.Min(2, last)) * kvDim + kvOffset, headDim), keys.Slice((t + last) * kvDim + kvOffset, headDim), dots);
+            dots[..(last + 1)].CopyTo(p[t..]);
+        }
+        TensorPrimitives.Multiply(p, scale, p);
+        StableSoftmax(p);
     }
 
     public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim)
@@ -346,9 +360,7 @@ public sealed class ReferenceDevice : ComputeDevice
                 var qh = query.Slice((r * heads + h) * headDim, headDim);
                 var doh = dO.Slice((r * heads + h) * headDim, headDim);
                 var kvOffset = h / group * headDim;
-                for (var t = 0; t < length; t++)
-                    p[t] = TensorPrimitives.Dot(qh, k.Slice(t * kvDim + kvOffset, headDim)) * scale;
-                TensorPrimitives.SoftMax(p, p);
+                AttentionWeights(qh, k, kvOffset, kvDim, scale, p);
                 var weightedSum = 0f;
                 for (var t = 0; t < length; t++)
                 {
@@ -479,7 +491,7 @@ public sealed class ReferenceDevice : ComputeDevice
         /// <summary>Dots of rows [first, first + 4) with x; 16-bit rows are widened in registers.</summary>
         public void Dot4x1(int first, ReadOnlySpan<float> x, Span<float> result)
         {
-            if (_f32 is not null) ManagedKernels.Dot4x1(_f32.AsSpan(first * Cols, 4 * Cols), x, result);
+            if (_f32 is not null) ManagedKernels.Dot4(x, _f32.AsSpan(first * Cols, Cols), _f32.AsSpan((first + 1) * Cols, Cols), _f32.AsSpan((first + 2) * Cols, Cols), _f32.AsSpan((first + 3) * Cols, Cols), result);
             else if (Type == WeightType.F16) ManagedKernels.Dot4x1<F16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result);
             else ManagedKernels.Dot4x1<BF16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result);
         }
