@@ -175,23 +175,20 @@ internal readonly struct F16Widening : IHalfWidening
 
     public static float Widen(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
 
-        /// <summary>Half to float on 32-bit lanes holding the 16-bit pattern. Finite values: exponent and
-        /// mantissa shifted into a float's place and multiplied by 2^112 (rebiasing the exponent from 15 to
-        /// 127; a half subnormal becomes a float subnormal that the product renormalises exactly). Lanes
-        /// with exponent 31 (infinity, NaN) take the float maximum exponent instead; they are rare, so
-        /// that select runs only when a vector holds one.</summary>
+        /// <summary>Half to float on 32-bit lanes holding the 16-bit pattern. (h << 16) >> 3, arithmetic,
+        /// puts sign, exponent and mantissa in a float's places (the sign also lands in bits 30..28, which
+        /// the mask clears); multiplying by 2^112 rebiases the exponent from 15 to 127, and a half
+        /// subnormal becomes a float subnormal that the product renormalises exactly. Exponent 31
+        /// (infinity, NaN) is the only case whose product reaches 2^16; those lanes take the float
+        /// maximum exponent instead, a select that runs only when a vector holds one.</summary>
         private static Vector<float> Widen(Vector<uint> h)
         {
-            // magnitude <= 0x7FFF, so signed compares apply (AVX2 has no unsigned compare).
-            var magnitude = Vector.AsVectorInt32(h & new Vector<uint>(0x7FFF));
-            var value = Vector.AsVectorSingle(magnitude << 13) * new Vector<float>(5.192296858534828e+33f); // 2^112
-            var sign = Vector.AsVectorSingle((h & new Vector<uint>(0x8000)) << 16);
-            if (Vector.GreaterThanAny(magnitude, new Vector<int>(0x7BFF)))
-            {
-                var special = Vector.AsVectorSingle((magnitude << 13) | new Vector<int>(0x7F800000));
-                value = Vector.ConditionalSelect(Vector.GreaterThan(magnitude, new Vector<int>(0x7BFF)), special, value);
-            }
-            return value | sign;
+            var bits = (Vector.AsVectorInt32(h << 16) >> 3) & new Vector<int>(unchecked((int)0x8FFFE000));
+            var value = Vector.AsVectorSingle(bits) * new Vector<float>(5.192296858534828e+33f); // 2^112
+            var special = Vector.GreaterThanOrEqual(Vector.Abs(value), new Vector<float>(65536f));
+            if (special != Vector<int>.Zero)
+                value = Vector.ConditionalSelect(special, Vector.AsVectorSingle(bits | new Vector<int>(0x7F800000)), value);
+            return value;
         }
 }
 
