@@ -102,7 +102,7 @@ public static class KernelBench
     public const string Header = "| op | shape | weights | rows | device | time | GB/s | GFLOP/s | time vs cpu | max rel. error |\n|---|---|---|---|---|---|---|---|---|---|";
 
     public static string Format(Row r) =>
-        $"| {r.Case.Op} | {r.Case.Shape} | {r.Case.Type} | {r.Case.Rows} | {r.Device} | {Measure.Time(r.Seconds)} | {r.GBps:F2} | {r.GFlops:F2} | {r.VsCpu:F2}x | {r.MaxError:E1} |";
+        $"| {r.Case.Op} | {r.Case.Shape} | {r.Case.Type} | {r.Case.Rows} | {r.Device} | {Measure.Time(r.Seconds)} | {r.GBps:F2} | {r.GFlops:F2} | {(double.IsFinite(r.VsCpu) ? $"{r.VsCpu:F2}x" : "-")} | {r.MaxError:E1} |";
 
     /// <summary>Largest absolute difference relative to the largest reference magnitude.</summary>
     private static double MaxError(float[] reference, float[] result)
