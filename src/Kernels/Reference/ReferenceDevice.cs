@@ -108,15 +108,32 @@ public sealed class ReferenceDevice : ComputeDevice
                 for (var k = 0; k < 4; k++) Store(ref y[o + k], dots[k], accumulate);
             }
         }
-        for (; o < end; o++)
+        Span<float> pairDots = stackalloc float[8];
+        for (; o < end; o += 2)
         {
-            var w = weight.RowBlock(o, 1);
+            var pair = o + 1 < end; // two weight rows (read, and widened, once) against each tile of 4 input rows
+            var w = weight.RowBlock(o, pair ? 2 : 1);
             for (var r = 0; r < rows; r += 4)
             {
                 var last = Math.Min(4, rows - r) - 1; // a short tile repeats its last row
-                ManagedKernels.Dot4(w, x.Slice(r * cols, cols), x.Slice((r + Math.Min(1, last)) * cols, cols),
-                    x.Slice((r + Math.Min(2, last)) * cols, cols), x.Slice((r + last) * cols, cols), dots);
-                for (var k = 0; k <= last; k++) Store(ref y[(r + k) * outDim + o], dots[k], accumulate);
+                var x0 = x.Slice(r * cols, cols);
+                var x1 = x.Slice((r + Math.Min(1, last)) * cols, cols);
+                var x2 = x.Slice((r + Math.Min(2, last)) * cols, cols);
+                var x3 = x.Slice((r + last) * cols, cols);
+                if (pair)
+                {
+                    ManagedKernels.Dot2x4(w[..cols], w.Slice(cols, cols), x0, x1, x2, x3, pairDots);
+                    for (var k = 0; k <= last; k++)
+                    {
+                        Store(ref y[(r + k) * outDim + o], pairDots[k], accumulate);
+                        Store(ref y[(r + k) * outDim + o + 1], pairDots[4 + k], accumulate);
+                    }
+                }
+                else
+                {
+                    ManagedKernels.Dot4(w, x0, x1, x2, x3, dots);
+                    for (var k = 0; k <= last; k++) Store(ref y[(r + k) * outDim + o], dots[k], accumulate);
+                }
             }
         }
     }
