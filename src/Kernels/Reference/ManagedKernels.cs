@@ -12,9 +12,10 @@ namespace Kangaroo.Native.Kernels.Reference;
 /// Every dot product has ONE summation order, whichever tile computes it: a single vector
 /// accumulator over the full vectors in column order (fused multiply-add), then
 /// <see cref="Vector.Sum{T}(Vector{T})"/>, then the leftover columns in order (fused). The tiles
-/// (<see cref="Dot4"/>: 4 weight rows x 1 input row for decode, 1 weight row x 4 input rows for
-/// blocks, 1 query x 4 keys for attention) only decide which dot products run side by side, for
-/// instruction-level parallelism and so that a vector loaded once serves four. So a block of rows
+/// (<see cref="Dot4"/>: 4 weight rows x 1 input row for decode, 1 query x 4 keys for attention;
+/// <see cref="Dot2x4"/>: 2 weight rows x 4 input rows for blocks; <see cref="Dot4x1{TWidening}"/>:
+/// the decode tile over 16-bit rows) only decide which dot products run side by side, for
+/// instruction-level parallelism and so that a vector loaded once serves several. So a block of rows
 /// gives bit-identical results to one-row calls.
 /// </summary>
 internal static class ManagedKernels

@@ -90,8 +90,9 @@ public sealed class ReferenceDevice : ComputeDevice
     }
 
     /// <summary>Output features [first, end): for one input row, tiles of 4 weight rows (4 independent
-    /// accumulators); for a block, each weight row (read, and widened, once) against tiles of 4 input
-    /// rows. The summation order of each element is the same in every tile (see <see cref="ManagedKernels"/>).</summary>
+    /// accumulators, 16-bit rows widened in registers); for a block, pairs of weight rows (read, and
+    /// widened, once) against tiles of 4 input rows (8 accumulators). The summation order of each
+    /// element is the same in every tile (see <see cref="ManagedKernels"/>).</summary>
     private static void MatMulRows(ManagedTensor input, ManagedWeight weight, ManagedTensor output, int rows, bool accumulate, int first, int end)
     {
         var cols = weight.Cols;
