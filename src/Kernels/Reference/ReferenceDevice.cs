@@ -274,12 +274,19 @@ public sealed class ReferenceDevice : ComputeDevice
         {
             var row = x.Slice(r * cols, cols);
             var best = TensorPrimitives.IndexOfMax(row);
-            if (_exponentials.Length < cols) _exponentials = new float[cols];
-            var shifted = _exponentials.AsSpan(0, cols);
-            TensorPrimitives.Subtract(row, row[best], shifted); // vectorised exp: a scalar loop was most of a 32k-vocab pick
-            TensorPrimitives.Exp(shifted, shifted);
-            result[r] = new TopToken(best, 1f / TensorPrimitives.Sum(shifted));
+            result[r] = new TopToken(best, 1f / SumOfExponentials(row, row[best]));
         }
+    }
+
+    /// <summary>sum_c e^(row[c] - max), vectorised through a scratch row that only grows (a scalar exp
+    /// loop was most of a 32k-vocabulary arg max).</summary>
+    private float SumOfExponentials(ReadOnlySpan<float> row, float max)
+    {
+        if (_exponentials.Length < row.Length) _exponentials = new float[row.Length];
+        var shifted = _exponentials.AsSpan(0, row.Length);
+        TensorPrimitives.Subtract(row, max, shifted);
+        TensorPrimitives.Exp(shifted, shifted);
+        return TensorPrimitives.Sum(shifted);
     }
 
     public override void Fill(DeviceTensor tensor, float value) => Span(tensor).Fill(value);
@@ -412,9 +419,7 @@ public sealed class ReferenceDevice : ComputeDevice
             var row = z.Slice(r * cols, cols);
             var target = p.Slice(r * cols, cols);
             var max = TensorPrimitives.Max(row);
-            var sum = 0f;
-            foreach (var value in row) sum += MathF.Exp(value - max);
-            var logSum = max + MathF.Log(sum);
+            var logSum = max + MathF.Log(SumOfExponentials(row, max));
             float loss = 0f, overlap = 0f;
             for (var v = 0; v < cols; v++)
             {
