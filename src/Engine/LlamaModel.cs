@@ -140,14 +140,8 @@ public sealed class LlamaModel : IDisposable
     /// <summary>A logits buffer for up to <paramref name="rows"/> positions.</summary>
     public DeviceTensor AllocateLogits(int rows) => Device.Allocate(rows * Config.VocabSize);
 
-    /// <summary>residual[r, :] = embedding of tokens[r].</summary>
-    public void Embed(ReadOnlySpan<int> tokens, DeviceTensor residual)
-    {
-        foreach (var token in tokens)
-            if ((uint)token >= (uint)Config.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {token} is outside the vocabulary of {Config.VocabSize}");
-        Device.Embed(tokens, _embedding, residual);
-    }
+    /// <summary>residual[r, :] = embedding of tokens[r]; the device refuses ids outside the vocabulary.</summary>
+    public void Embed(ReadOnlySpan<int> tokens, DeviceTensor residual) => Device.Embed(tokens, _embedding, residual);
 
     /// <summary>Runs tokens[0..count) through the whole stack at positions 0..count-1, in chunks of
     /// <see cref="MaxBlockRows"/> using <paramref name="residual"/> (at least that many rows) as scratch.</summary>

@@ -70,7 +70,8 @@ public abstract class ComputeDevice : IDisposable
     /// <summary>destination[0..source.Length) = source.</summary>
     public abstract void Copy(DeviceTensor source, DeviceTensor destination);
 
-    /// <summary>output[r, :] = table[tokens[r], :] widened to float.</summary>
+    /// <summary>output[r, :] = table[tokens[r], :] widened to float; an id outside the table throws
+    /// <see cref="ArgumentOutOfRangeException"/> before any work is queued.</summary>
     public abstract void Embed(ReadOnlySpan<int> tokens, DeviceWeight table, DeviceTensor output);
 
     /// <summary>output[r, i] = input[r, i] / sqrt(mean_i(input[r, :]^2) + eps) * weight[i]; dim = weight.Cols.</summary>
