@@ -144,8 +144,10 @@ public sealed class LlamaModel : IDisposable
     public void Embed(ReadOnlySpan<int> tokens, DeviceTensor residual) => Device.Embed(tokens, _embedding, residual);
 
     /// <summary>Runs tokens[0..count) through the whole stack at positions 0..count-1, in chunks of
-    /// <see cref="MaxBlockRows"/> using <paramref name="residual"/> (at least that many rows) as scratch.</summary>
-    public void Prefill(IReadOnlyList<int> tokens, int count, DeviceTensor residual)
+    /// <see cref="MaxBlockRows"/> using <paramref name="residual"/> (at least that many rows) as scratch.
+    /// <paramref name="atExit"/>, when given, sees each chunk's residual stream after block
+    /// <paramref name="exitLayer"/> as (states, rows, first position): how a draft head fills its cache.</summary>
+    public void Prefill(IReadOnlyList<int> tokens, int count, DeviceTensor residual, int exitLayer = 0, Action<DeviceTensor, int, int>? atExit = null)
     {
         var chunk = new int[MaxBlockRows];
         for (var start = 0; start < count; start += MaxBlockRows)
@@ -153,7 +155,9 @@ public sealed class LlamaModel : IDisposable
             var n = Math.Min(MaxBlockRows, count - start);
             for (var i = 0; i < n; i++) chunk[i] = tokens[start + i];
             Embed(chunk.AsSpan(0, n), residual);
-            RunBlocks(0, Layers, residual, n, start);
+            RunBlocks(0, exitLayer, residual, n, start);
+            atExit?.Invoke(residual, n, start);
+            RunBlocks(exitLayer, Layers, residual, n, start);
         }
     }
 

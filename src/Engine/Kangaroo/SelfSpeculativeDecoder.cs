@@ -69,17 +69,7 @@ public sealed class SelfSpeculativeDecoder : Decoder
     {
         _head.Truncate(0);
         _carried = false;
-        var count = tokens.Count - 1;
-        var chunk = new int[LlamaModel.MaxBlockRows];
-        for (var start = 0; start < count; start += LlamaModel.MaxBlockRows)
-        {
-            var n = Math.Min(LlamaModel.MaxBlockRows, count - start);
-            for (var i = 0; i < n; i++) chunk[i] = tokens[start + i];
-            Model.Embed(chunk.AsSpan(0, n), _states);
-            Model.RunBlocks(0, _exit, _states, n, start);
-            _head.Run(_states, n, start, logits: null);
-            Model.RunBlocks(_exit, Model.Layers, _states, n, start);
-        }
+        Model.Prefill(tokens, tokens.Count - 1, _states, _exit, (states, rows, start) => _head.Run(states, rows, start, logits: null));
     }
 
     protected override void Step(List<int> tokens, int budget, TokenSampler sampler, List<int> committed)
