@@ -29,6 +29,6 @@ public sealed class AutoregressiveDecoder : Decoder
         Model.RunBlocks(0, Model.Layers, _residual, 1, position);
         Model.Logits(_residual, 1, _logits);
         Stats.TargetForwardPasses++;
-        committed.Add(Choose(_logits, 0, sampler, _distribution));
+        committed.Add(Choose(_logits, 0, sampler, _distribution).Id);
     }
 }

@@ -114,8 +114,10 @@ public abstract class Decoder(LlamaModel model)
     /// <summary>Time elapsed since generation started.</summary>
     protected TimeSpan Elapsed => _clock.Elapsed;
 
-    /// <summary>Chooses a token from one row of logits: arg max when greedy, else a draw from the sampling distribution.</summary>
-    protected int Choose(DeviceTensor logits, int row, TokenSampler sampler, float[] scratch)
+    /// <summary>Chooses a token from one row of logits: the arg max with its probability when greedy,
+    /// else a draw (with its probability) from the sampling distribution, which is left in
+    /// <paramref name="distribution"/>.</summary>
+    protected TopToken Choose(DeviceTensor logits, int row, TokenSampler sampler, float[] distribution)
     {
         var vocab = Model.Config.VocabSize;
         var rowLogits = logits.Slice(row * vocab, vocab);
@@ -123,10 +125,11 @@ public abstract class Decoder(LlamaModel model)
         {
             Span<TopToken> top = stackalloc TopToken[1];
             Model.Device.ArgMax(rowLogits, 1, vocab, top);
-            return top[0].Id;
+            return top[0];
         }
-        Model.Device.Download(rowLogits, scratch);
-        sampler.ToDistribution(scratch);
-        return sampler.Draw(scratch);
+        Model.Device.Download(rowLogits, distribution);
+        sampler.ToDistribution(distribution);
+        var token = sampler.Draw(distribution);
+        return new TopToken(token, distribution[token]);
     }
 }

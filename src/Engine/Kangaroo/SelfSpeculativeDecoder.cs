@@ -115,21 +115,14 @@ public sealed class SelfSpeculativeDecoder : Decoder
     }
 
     /// <summary>The draft token from the head's logits: its arg max (greedy) or a draw from its
-    /// sampling distribution q, which is kept for verification. Sets the confidence for eta.</summary>
+    /// sampling distribution q, which is kept for verification. Sets the confidence for eta: the
+    /// head's top-1 probability.</summary>
     private int DraftToken(TokenSampler sampler, int step)
     {
-        var vocab = Model.Config.VocabSize;
-        if (sampler.Options.Greedy)
-        {
-            Model.Device.ArgMax(_draftLogits, 1, vocab, _top.AsSpan(0, 1));
-            return _top[0].Id;
-        }
         var q = _draftDistributions[step];
-        Model.Device.Download(_draftLogits, q);
-        sampler.ToDistribution(q);
-        var token = sampler.Draw(q);
-        _top[0] = new TopToken(token, q.Max());
-        return token;
+        var draft = Choose(_draftLogits, 0, sampler, q);
+        _top[0] = sampler.Options.Greedy ? draft : draft with { Probability = q.Max() };
+        return draft.Id;
     }
 
     private int AcceptGreedy(List<int> drafts, List<int> committed)
