@@ -23,8 +23,7 @@ public static class BenchCommand
 
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "model directory or llama2.c .bin (default: the embedded stories260K)" };
-        var device = new Option<string>("--device") { Description = "auto|cuda|opencl|cpu|ilgpu-cpu", DefaultValueFactory = _ => "auto" };
+        var modelArguments = new ModelArguments(withTokenizer: false);
         var decoders = new Option<string>("--decoders") { Description = "comma-separated decoders to compare with autoregressive", DefaultValueFactory = _ => "early-exit,kangaroo" };
         var promptFile = new Option<string>("--prompt-file") { Description = "prompts: a text file (one per line) or JSONL with \"text\" or \"turns\" (default: built-in story openings)" };
         var prompts = new Option<int>("--prompts") { Description = "number of prompts to use", DefaultValueFactory = _ => 8 };
@@ -33,12 +32,13 @@ public static class BenchCommand
         var speculation = new SpeculationArguments();
         var command = new Command("bench", "Measure prefill and decode speed of autoregressive and speculative decoding side by side")
         {
-            model, device, decoders, promptFile, prompts, maxNew, json,
+            decoders, promptFile, prompts, maxNew, json,
         };
+        modelArguments.AddTo(command);
         speculation.AddTo(command);
         command.SetAction(result => CliRunner.Guard(() =>
         {
-            using var session = InferenceSession.Open(result.GetValue(model) ?? CliRunner.DefaultModel, result.GetValue(device)!);
+            using var session = modelArguments.Open(result);
             var texts = LoadPrompts(result.GetValue(promptFile)).Take(result.GetValue(prompts)).ToList();
             var ids = texts.Select(session.EncodePrompt).ToList();
             var names = new[] { "autoregressive" }.Concat(result.GetValue(decoders)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)

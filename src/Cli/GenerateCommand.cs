@@ -10,8 +10,7 @@ public static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Hugging Face model directory or llama2.c .bin (default: the embedded stories260K)" };
-        var tokenizer = new Option<string>("--tokenizer") { Description = "tokenizer.model or llama2.c tokenizer .bin (default: the one beside the model)" };
+        var modelArguments = new ModelArguments(withTokenizer: true);
         var prompt = new Option<string>("--prompt") { Description = "prompt text (BOS is added)" };
         var promptIds = new Option<string>("--prompt-ids") { Description = "prompt as comma-separated token ids, BOS included" };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "tokens to generate at most; clamped so that prompt + generated tokens fit the context", DefaultValueFactory = _ => 256 };
@@ -19,12 +18,12 @@ public static class GenerateCommand
         var topK = new Option<int>("--top-k") { Description = "sample among the k most likely tokens (0 = all)" };
         var topP = new Option<float>("--top-p") { Description = "nucleus sampling threshold", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "random seed for sampling", DefaultValueFactory = _ => 42UL };
-        var device = new Option<string>("--device") { Description = "auto|cuda|opencl|cpu|ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var decoder = new Option<string>("--decoder") { Description = "autoregressive|kangaroo|early-exit|auto", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of streaming text" };
         var speculation = new SpeculationArguments();
 
-        var command = new Command("generate", "Generate text from a prompt") { model, tokenizer, prompt, promptIds, maxNew, temperature, topK, topP, seed, device, decoder, json };
+        var command = new Command("generate", "Generate text from a prompt") { prompt, promptIds, maxNew, temperature, topK, topP, seed, decoder, json };
+        modelArguments.AddTo(command);
         speculation.AddTo(command);
         command.SetAction(result => CliRunner.Guard(() =>
         {
@@ -33,7 +32,7 @@ public static class GenerateCommand
             if (result.GetValue(maxNew) < 0) throw new ArgumentException($"--max-new-tokens {result.GetValue(maxNew)} must be >= 0");
             var sampling = new SamplingOptions(result.GetValue(temperature), result.GetValue(topK), result.GetValue(topP), result.GetValue(seed)).Validate();
 
-            using var session = InferenceSession.Open(result.GetValue(model) ?? CliRunner.DefaultModel, result.GetValue(device)!, result.GetValue(tokenizer));
+            using var session = modelArguments.Open(result);
             var ids = result.GetValue(promptIds) is { } list ? ParseIds(list) : session.EncodePrompt(result.GetValue(prompt)!);
             var run = speculation.CreateDecoder(session, result.GetValue(decoder)!, result);
             var requested = result.GetValue(maxNew);

@@ -12,8 +12,7 @@ public static class TrainAdapterCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Hugging Face model directory or llama2.c .bin (default: the embedded stories260K)" };
-        var tokenizer = new Option<string>("--tokenizer") { Description = "tokenizer for --data and --prompt (default: the one beside the model)" };
+        var modelArguments = new ModelArguments(withTokenizer: true);
         var exitLayer = new Option<int>("--exit-layer") { Description = "exit layer l: the adapter reads the residual stream after block l (1..layers-1)", Required = true };
         var data = new Option<string>("--data") { Description = "training text: a .txt file (documents separated by blank lines) or .jsonl with \"text\" or \"turns\"" };
         var selfGenerate = new Option<int>("--self-generate") { Description = "also sample N sequences from the model itself (temperature 1, from BOS and from each --prompt)" };
@@ -27,12 +26,12 @@ public static class TrainAdapterCommand
         var clip = new Option<float>("--clip") { Description = "gradient value clipping (0 = none)", DefaultValueFactory = _ => 0.5f };
         var warmup = new Option<float>("--warmup") { Description = "fraction of steps of linear warm-up before linear decay", DefaultValueFactory = _ => 0.05f };
         var output = new Option<string>("--out") { Description = "adapter file to write (safetensors)", Required = true };
-        var device = new Option<string>("--device") { Description = "auto|cuda|opencl|cpu|ilgpu-cpu", DefaultValueFactory = _ => "auto" };
 
         var command = new Command("train-adapter", "Train a Kangaroo adapter for a model (self-distillation from the frozen model)")
         {
-            model, tokenizer, exitLayer, data, selfGenerate, prompts, seqLen, epochs, lr, batch, seed, weightDecay, clip, warmup, output, device,
+            exitLayer, data, selfGenerate, prompts, seqLen, epochs, lr, batch, seed, weightDecay, clip, warmup, output,
         };
+        modelArguments.AddTo(command);
         command.SetAction(result => CliRunner.Guard(() =>
         {
             var dataPath = result.GetValue(data);
@@ -44,7 +43,7 @@ public static class TrainAdapterCommand
             var outPath = result.GetValue(output)!;
             CheckWritable(outPath);
 
-            using var session = InferenceSession.Open(result.GetValue(model) ?? CliRunner.DefaultModel, result.GetValue(device)!, result.GetValue(tokenizer));
+            using var session = modelArguments.Open(result);
             var config = session.Model.Config;
             var options = new TrainingOptions(result.GetValue(exitLayer), result.GetValue(seqLen), result.GetValue(epochs), result.GetValue(lr),
                 result.GetValue(batch), result.GetValue(seed), result.GetValue(weightDecay), result.GetValue(clip), result.GetValue(warmup))

@@ -1,0 +1,23 @@
+using System.CommandLine;
+using Kangaroo.Native.Engine;
+
+namespace Kangaroo.Native.Cli;
+
+/// <summary>The options that choose a model and the device it runs on, shared by generate, bench and
+/// train-adapter; <c>--tokenizer</c> only where a command encodes text the user chooses.</summary>
+public sealed class ModelArguments(bool withTokenizer)
+{
+    public Option<string> Model { get; } = new("--model") { Description = "Hugging Face model directory or llama2.c .bin (default: the embedded stories260K)" };
+    public Option<string> Tokenizer { get; } = new("--tokenizer") { Description = "tokenizer.model or llama2.c tokenizer .bin (default: the one beside the model)" };
+    public Option<string> Device { get; } = new("--device") { Description = "auto|cuda|opencl|cpu|ilgpu-cpu", DefaultValueFactory = _ => "auto" };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Model);
+        if (withTokenizer) command.Options.Add(Tokenizer);
+        command.Options.Add(Device);
+    }
+
+    public InferenceSession Open(ParseResult result) =>
+        InferenceSession.Open(result.GetValue(Model) ?? CliRunner.DefaultModel, result.GetValue(Device)!, withTokenizer ? result.GetValue(Tokenizer) : null);
+}
