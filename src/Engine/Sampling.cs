@@ -25,6 +25,8 @@ public sealed class TokenSampler(SamplingOptions options)
 {
     private ulong _state = options.Seed == 0 ? 0x9E3779B97F4A7C15UL : options.Seed;
     private int[] _order = [];
+    private float[] _probabilities = [];
+    private Comparison<int>? _byProbability;
 
     public SamplingOptions Options { get; } = options.Validate();
 
@@ -51,10 +53,12 @@ public sealed class TokenSampler(SamplingOptions options)
         for (var i = 0; i < values.Length; i++) values[i] = (float)(values[i] / sum);
         if (Options.TopK == 0 && Options.TopP >= 1f) return;
 
-        if (_order.Length != values.Length) _order = new int[values.Length];
+        if (_order.Length != values.Length) (_order, _probabilities) = (new int[values.Length], new float[values.Length]);
         for (var i = 0; i < _order.Length; i++) _order[i] = i;
-        var probabilities = values.ToArray();
-        Array.Sort(_order, (a, b) => probabilities[b] != probabilities[a] ? probabilities[b].CompareTo(probabilities[a]) : a.CompareTo(b));
+        var probabilities = _probabilities; // buffers and comparer are kept: this runs for every sampled token
+        values.CopyTo(probabilities);
+        _byProbability ??= (a, b) => _probabilities[b] != _probabilities[a] ? _probabilities[b].CompareTo(_probabilities[a]) : a.CompareTo(b);
+        Array.Sort(_order, _byProbability);
         var keep = Options.TopK > 0 ? Math.Min(Options.TopK, values.Length) : values.Length;
         var cumulative = 0.0;
         for (var i = 0; i < keep; i++)
