@@ -99,8 +99,7 @@ public sealed partial class IlgpuDevice
         DeviceTensor dQ, DeviceTensor dKeys, DeviceTensor dValues, int rows, int startPos, int heads, int kvHeads, int headDim)
     {
         if (rows <= 0) return;
-        if (kvHeads <= 0 || heads % kvHeads != 0)
-            throw new ArgumentException($"{heads} query heads are not a multiple of {kvHeads} key/value heads", nameof(kvHeads));
+        CheckHeadGroups(heads, kvHeads);
         var queries = rows * heads * headDim;
         var cache = (startPos + rows) * kvHeads * headDim;
         var scale = 1f / MathF.Sqrt(headDim);

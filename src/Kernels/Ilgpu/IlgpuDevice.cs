@@ -166,6 +166,12 @@ public sealed partial class IlgpuDevice : ComputeDevice
             View(table.Cos), View(table.Sin), heads, kvHeads, headDim, startPos);
     }
 
+    private static void CheckHeadGroups(int heads, int kvHeads)
+    {
+        if (kvHeads <= 0 || heads % kvHeads != 0)
+            throw new ArgumentException($"{heads} query heads are not a multiple of {kvHeads} key/value heads", nameof(kvHeads));
+    }
+
     private static void CheckPositions(int startPos, int rows, RotaryTable table)
     {
         if (startPos < 0 || startPos + rows > table.Positions)
@@ -178,8 +184,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         if (rows <= 0) return;
         if (headDim > KernelLimits.MaxHeadDim)
             throw new ArgumentOutOfRangeException(nameof(headDim), $"head dimension {headDim} exceeds the attention kernel's limit of {KernelLimits.MaxHeadDim}");
-        if (kvHeads <= 0 || heads % kvHeads != 0)
-            throw new ArgumentException($"{heads} query heads are not a multiple of {kvHeads} key/value heads", nameof(kvHeads));
+        CheckHeadGroups(heads, kvHeads);
         var cache = (startPos + rows) * kvHeads * headDim;
         _attention ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>>(AttentionKernel.Attention));
         _attention(new KernelConfig(rows * heads, _groups.Attention),
