@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
+using Kangaroo.Native.Engine.Kangaroo;
 
 namespace Kangaroo.Native.Cli;
 
@@ -91,6 +92,13 @@ public static class GenerateCommand
         writer.WriteStartObject("ctar");
         for (var w = 1; w <= 6; w++) writer.WriteNumber(w.ToString(), Math.Round(stats.Ctar(w), 4));
         writer.WriteEndObject();
+        if (run is SelfSpeculativeDecoder { Controller: { } controller })
+        {
+            writer.WritePropertyName("plan");
+            JsonSerializer.Serialize(writer, controller.Plan);
+            writer.WriteString("choice", controller.Plan.Describe());
+            writer.WriteNumber("fallbacks", controller.Fallbacks);
+        }
         writer.WriteEndObject();
         writer.Flush();
         Console.WriteLine();

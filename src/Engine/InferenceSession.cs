@@ -68,9 +68,15 @@ public sealed class InferenceSession : IDisposable
 
     public const string AdapterFileName = "kangaroo-adapter.safetensors";
 
-    /// <summary>Creates a decoder: <c>autoregressive</c>, <c>kangaroo</c> (adapter from
-    /// <paramref name="adapterPath"/> or beside the model), <c>early-exit</c>, or <c>auto</c>
-    /// (Kangaroo when the model has an adapter, else autoregressive).</summary>
+    /// <summary>Where the <c>auto</c> decoder keeps measured costs between runs (null: measure every time).</summary>
+    public SpeculationCostCache? CostCache { get; set; } = SpeculationCostCache.UserDefault();
+
+    /// <summary>Creates a decoder: <c>autoregressive</c>; <c>kangaroo</c> (adapter from
+    /// <paramref name="adapterPath"/> or beside the model) with gamma <paramref name="draftSteps"/> and
+    /// eta <paramref name="threshold"/>; <c>early-exit</c> (the model's own head at the exit layer); or
+    /// <c>auto</c>: with an adapter, a Kangaroo decoder that measures its costs (or reads them from
+    /// <see cref="CostCache"/>) and speculates only where that is expected to pay, choosing gamma (at
+    /// most <paramref name="draftSteps"/>) and eta itself; without one, autoregressive.</summary>
     public Decoder CreateDecoder(string name, string? adapterPath = null, int? exitLayer = null, int draftSteps = 6, float threshold = 0.6f)
     {
         adapterPath ??= DefaultAdapterPath;
@@ -85,10 +91,16 @@ public sealed class InferenceSession : IDisposable
                 if (adapterPath is null)
                     throw new ArgumentException($"--decoder kangaroo needs an adapter: pass --adapter, or train one with 'kangaroo train-adapter' ({ModelPath} has no {AdapterFileName})");
                 var weights = AdapterWeights.Load(adapterPath, exitLayer).CheckFits(Model.Config, Model.Fingerprint, adapterPath);
-                return new SelfSpeculativeDecoder(Model, new AdapterHead(Model, weights), new SpeculationOptions(weights.ExitLayer, draftSteps, threshold));
+                var options = new SpeculationOptions(weights.ExitLayer, draftSteps, threshold).Validate(Model.Layers);
+                var head = new AdapterHead(Model, weights);
+                var acceptance = weights.Acceptance?.Clone(AcceptanceStatistics.RunningMemory);
+                if (name == "kangaroo") return new SelfSpeculativeDecoder(Model, head, options, acceptance);
+                var costs = SpeculationCosts.ForDecoder(Model, head, weights.ExitLayer, draftSteps, CostCache);
+                return new SelfSpeculativeDecoder(Model, head, options, acceptance, new SpeculationController(costs, draftSteps), "auto");
             case "early-exit":
-                var layer = exitLayer ?? (adapterPath is null ? Math.Max(1, Model.Layers / 4) : AdapterWeights.Load(adapterPath).ExitLayer);
-                return new SelfSpeculativeDecoder(Model, new ExitNormHead(Model), new SpeculationOptions(layer, draftSteps, threshold));
+                var adapter = adapterPath is null ? null : AdapterWeights.Load(adapterPath);
+                var layer = exitLayer ?? adapter?.ExitLayer ?? Math.Max(1, Model.Layers / 4);
+                return new SelfSpeculativeDecoder(Model, new ExitNormHead(Model, adapter?.DraftVocabulary), new SpeculationOptions(layer, draftSteps, threshold));
             default:
                 throw new ArgumentException($"unknown decoder '{name}' (expected autoregressive, kangaroo, early-exit or auto)");
         }

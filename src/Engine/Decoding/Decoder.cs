@@ -114,12 +114,12 @@ public abstract class Decoder(LlamaModel model)
     /// <summary>Time elapsed since generation started.</summary>
     protected TimeSpan Elapsed => _clock.Elapsed;
 
-    /// <summary>Chooses a token from one row of logits: the arg max with its probability when greedy,
-    /// else a draw (with its probability) from the sampling distribution, which is left in
-    /// <paramref name="distribution"/>.</summary>
+    /// <summary>Chooses a token from one row of logits, as long as <paramref name="distribution"/>: the
+    /// arg max with its probability when greedy, else a draw (with its probability) from the sampling
+    /// distribution, which is left in <paramref name="distribution"/>.</summary>
     protected TopToken Choose(DeviceTensor logits, int row, TokenSampler sampler, float[] distribution)
     {
-        var vocab = Model.Config.VocabSize;
+        var vocab = distribution.Length;
         var rowLogits = logits.Slice(row * vocab, vocab);
         if (sampler.Options.Greedy)
         {
