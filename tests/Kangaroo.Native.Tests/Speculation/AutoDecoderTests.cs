@@ -87,7 +87,7 @@ public sealed class AutoDecoderTests(SharedDevices devices) : IClassFixture<Shar
 
     private static void AssertGolden(string kind, Decoder decoder)
     {
-        foreach (var golden in GoldenCase.All)
+        foreach (var golden in GoldenCase.All.Take(kind == "ilgpu-cpu" ? 3 : GoldenCase.All.Count)) // the emulator is slow
         {
             var count = kind == "ilgpu-cpu" ? 16 : golden.MaxNewTokens;
             Assert.Equal(golden.GeneratedIds.Take(count), decoder.Generate(golden.PromptIds, count, new SamplingOptions()));

@@ -74,7 +74,7 @@ public sealed class DraftVocabularyTests(SharedDevices devices, ConvertedModels 
         };
         foreach (var decoder in decoders)
         {
-            foreach (var golden in GoldenCase.All)
+            foreach (var golden in GoldenCase.All.Take(kind == "ilgpu-cpu" ? 3 : GoldenCase.All.Count)) // the emulator is slow
             {
                 var count = kind == "ilgpu-cpu" ? 16 : golden.MaxNewTokens;
                 Assert.Equal(golden.GeneratedIds.Take(count), decoder.Generate(golden.PromptIds, count, new SamplingOptions()));
