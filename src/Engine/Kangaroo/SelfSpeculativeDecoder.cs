@@ -45,7 +45,7 @@ public sealed class SelfSpeculativeDecoder : Decoder
         options.Validate(model.Layers);
         _head = head;
         (_exit, _gamma, _eta) = (options.ExitLayer, options.DraftSteps, options.Threshold);
-        if (_gamma + 1 > LlamaModel.MaxBlockRows) throw new ArgumentException($"--draft-steps {_gamma} must be below {LlamaModel.MaxBlockRows}");
+        if (_gamma >= LlamaModel.MaxBlockRows) throw new ArgumentException($"--draft-steps {_gamma} must be below {LlamaModel.MaxBlockRows}");
         _states = model.AllocateResidual(Math.Max(LlamaModel.MaxBlockRows, _gamma + 2));
         _draftLogits = model.AllocateLogits(1);
         _verifyLogits = model.AllocateLogits(_gamma + 1);
@@ -129,6 +129,7 @@ public sealed class SelfSpeculativeDecoder : Decoder
     {
         var rows = drafts.Count + 1;
         Model.Device.ArgMax(_verifyLogits, rows, Model.Config.VocabSize, _top.AsSpan(0, rows));
+        for (var i = 0; i < rows; i++) TokenSampler.RequireFinite(_top[i]);
         var accepted = 0;
         while (accepted < drafts.Count && drafts[accepted] == _top[accepted].Id) accepted++;
         committed.AddRange(drafts.Take(accepted));
