@@ -156,7 +156,7 @@ public static class TrainAdapterCommand
         if (!Directory.Exists(directory)) throw new IOException($"--out {path}: directory {directory} does not exist");
         try
         {
-            using (new FileStream(target + ".tmp", FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose))
+            using (new FileStream(SafeTensorsWriter.TemporaryBeside(target), FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose))
             {
             }
         }

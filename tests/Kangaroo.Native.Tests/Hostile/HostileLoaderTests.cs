@@ -99,6 +99,16 @@ public sealed class HostileLoaderTests : IDisposable
     }
 
     [Fact]
+    public void WritingNeverTouchesAFileOfTheUsersBesideTheOutput()
+    {
+        var path = _temp.File("a.safetensors");
+        File.WriteAllText(path + ".tmp", "the user's own file");
+        SafeTensorsWriter.Write(path, [new SafeTensorOutput("a", DType.F32, [1], new byte[4])]);
+        Assert.Equal("the user's own file", File.ReadAllText(path + ".tmp"));
+        Assert.Single(Directory.GetFiles(_temp.Path, "*.tmp"));
+    }
+
+    [Fact]
     public void SafeTensorsGapBetweenTensorsIsRefused()
     {
         var path = _temp.File("gap.safetensors");
