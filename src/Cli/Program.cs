@@ -9,4 +9,4 @@ var root = new RootCommand("Kangaroo.Native: Llama inference with ILGPU kernels 
     ConvertCommand.Create(),
     TrainAdapterCommand.Create(),
 };
-return CliRunner.Invoke(root, args);
+return CliRunner.Run(root, args);

@@ -4,6 +4,7 @@ using System.Globalization;
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Engine.Training;
+using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Cli;
 
@@ -40,12 +41,15 @@ public static class TrainAdapterCommand
             var generateCount = result.GetValue(selfGenerate);
             var promptTexts = result.GetValue(prompts) ?? [];
             if (dataPath is null && generateCount == 0) throw new ArgumentException("give --data FILE, --self-generate N, or both");
-            if (generateCount < 0) throw new ArgumentException($"--self-generate {generateCount} must be >= 0");
+            if (generateCount is < 0 or > TrainingData.MaxSelfGenerated)
+                throw new ArgumentException($"--self-generate {generateCount} must be in 0..{TrainingData.MaxSelfGenerated}");
             if (promptTexts.Length > 0 && generateCount == 0) throw new ArgumentException("--prompt only applies to --self-generate");
-            var outPath = result.GetValue(output)!;
-            CheckWritable(outPath);
+            var outPath = OutputPath(result.GetValue(output)!);
 
             using var session = modelArguments.Open(result);
+            foreach (var input in session.Files.Append(dataPath).OfType<string>())
+                if (SameFile(input, outPath))
+                    throw new ArgumentException($"--out {result.GetValue(output)}: is the input {input}; write the adapter to a new file");
             var config = session.Model.Config;
             if (result.GetValue(draftVocab) is { } k && (k < 1 || k > config.VocabSize))
                 throw new ArgumentException($"--draft-vocab {k} must be in 1..{config.VocabSize}");
@@ -144,15 +148,28 @@ public static class TrainAdapterCommand
         return command;
     }
 
-    /// <summary>Fails early, before any training, when the adapter cannot be written where asked.</summary>
-    private static void CheckWritable(string path)
+    /// <summary>The file the adapter is written to: <paramref name="path"/>, or the file a symbolic link
+    /// there finally points to (the link stays a link). Fails early, before any training, when the
+    /// adapter cannot be written there, or when the path exists and is not a regular file: a FIFO or a
+    /// device node must not be replaced by a regular file.</summary>
+    private static string OutputPath(string path)
     {
-        if (Directory.Exists(path)) throw new IOException($"--out {path}: is a directory; give a file name such as {Path.Combine(path, "kangaroo-adapter.safetensors")}");
-        var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        if (string.IsNullOrWhiteSpace(path)) throw new ArgumentException($"--out '{path}' is not a file name");
+        var full = Path.GetFullPath(path);
+        var info = new FileInfo(full);
+        var target = info.LinkTarget is null ? full : info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
+        switch (InputFile.KindOf(target))
+        {
+            case FileKind.Directory:
+                throw new IOException($"--out {path}: is a directory; give a file name such as {Path.Combine(path, InferenceSession.AdapterFileName)}");
+            case FileKind.Other:
+                throw new IOException($"--out {path}: exists and is not a regular file (a FIFO, socket or device); it will not be replaced");
+        }
+        var directory = Path.GetDirectoryName(target)!;
         if (!Directory.Exists(directory)) throw new IOException($"--out {path}: directory {directory} does not exist");
         try
         {
-            using (new FileStream(Path.GetFullPath(path) + ".tmp", FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose))
+            using (new FileStream(SafeTensorsWriter.TemporaryBeside(target), FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose))
             {
             }
         }
@@ -160,6 +177,18 @@ public static class TrainAdapterCommand
         {
             throw new IOException($"--out {path}: not writable ({e.Message})");
         }
+        return target;
+    }
+
+    /// <summary>True when two paths name the same file, symbolic links followed.</summary>
+    private static bool SameFile(string a, string b)
+    {
+        static string Resolve(string path)
+        {
+            var info = new FileInfo(Path.GetFullPath(path));
+            return info.LinkTarget is null ? info.FullName : info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? info.FullName;
+        }
+        return string.Equals(Resolve(a), Resolve(b), OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
     }
 
     /// <summary>A one-line progress bar on stderr, redrawn in place at most ten times a second; when

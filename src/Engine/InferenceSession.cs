@@ -14,9 +14,13 @@ public sealed class InferenceSession : IDisposable
     public TextTokenizer? Tokenizer { get; }
     public string ModelPath { get; }
 
-    private InferenceSession(string modelPath, ComputeDevice device, LlamaModel model, TextTokenizer? tokenizer)
+    /// <summary>Every file the session was opened from: the model's files and the tokenizer.</summary>
+    public IReadOnlyList<string> Files { get; }
+
+    private InferenceSession(string modelPath, IReadOnlyList<string> files, ComputeDevice device, LlamaModel model, TextTokenizer? tokenizer)
     {
         ModelPath = modelPath;
+        Files = files;
         Device = device;
         Model = model;
         Tokenizer = tokenizer;
@@ -24,13 +28,19 @@ public sealed class InferenceSession : IDisposable
 
     /// <summary>Opens a model (Hugging Face directory or llama2.c .bin) on a device; the tokenizer is
     /// <paramref name="tokenizerPath"/> or the one found beside the model.</summary>
-    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null) =>
-        Open(modelPath, () => Devices.Create(deviceName), tokenizerPath);
+    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(deviceName);
+        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath);
+    }
 
     /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the
     /// session owns and disposes it, also when opening fails.</summary>
     public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null)
     {
+        ArgumentException.ThrowIfNullOrEmpty(modelPath);
+        ArgumentNullException.ThrowIfNull(createDevice);
+        if (tokenizerPath is { Length: 0 }) throw new ArgumentException("the tokenizer path is empty", nameof(tokenizerPath));
         using var checkpoint = ModelCheckpoint.Open(modelPath);
         var path = tokenizerPath ?? checkpoint.TokenizerPath;
         if (tokenizerPath is not null && !File.Exists(tokenizerPath))
@@ -41,7 +51,7 @@ public sealed class InferenceSession : IDisposable
         var device = createDevice();
         try
         {
-            return new InferenceSession(modelPath, device, new LlamaModel(checkpoint, device), tokenizer);
+            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device), tokenizer);
         }
         catch
         {
@@ -51,9 +61,13 @@ public sealed class InferenceSession : IDisposable
     }
 
     /// <summary>Token ids of a prompt: BOS, then the encoded text.</summary>
-    public int[] EncodePrompt(string text) =>
-        (Tokenizer ?? throw new InvalidOperationException($"{ModelPath}: no tokenizer found beside the model; pass --tokenizer or --prompt-ids"))
-        .Encode(text, addBos: true);
+    public int[] EncodePrompt(string text)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(text);
+        return (Tokenizer ?? throw new InvalidOperationException($"{ModelPath}: no tokenizer found beside the model; pass --tokenizer or --prompt-ids"))
+            .Encode(text, addBos: true);
+    }
 
     /// <summary>The adapter shipped beside the model, if any.</summary>
     public string? DefaultAdapterPath
@@ -106,8 +120,13 @@ public sealed class InferenceSession : IDisposable
         }
     }
 
+    private bool _disposed;
+
+    /// <summary>Frees the model and the device; decoders of the session refuse to generate afterwards.</summary>
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         Model.Dispose();
         Device.Dispose();
     }

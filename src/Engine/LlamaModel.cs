@@ -136,10 +136,44 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>A residual-stream buffer for up to <paramref name="rows"/> positions.</summary>
-    public DeviceTensor AllocateResidual(int rows) => Device.Allocate(rows * Config.Dim);
+    public DeviceTensor AllocateResidual(int rows)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return Device.Allocate(checked(rows * Config.Dim));
+    }
 
     /// <summary>A logits buffer for up to <paramref name="rows"/> positions.</summary>
-    public DeviceTensor AllocateLogits(int rows) => Device.Allocate(rows * Config.VocabSize);
+    public DeviceTensor AllocateLogits(int rows)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return Device.Allocate(checked(rows * Config.VocabSize));
+    }
+
+    /// <summary>Claims the model (its KV cache) for one generation until the result is disposed. A second
+    /// claim before that, from another thread or an unfinished enumeration, is refused: two generations
+    /// would overwrite each other's cache.</summary>
+    public IDisposable BeginGeneration()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Interlocked.Exchange(ref _generating, 1) != 0)
+            throw new InvalidOperationException(
+                "the model is already generating (a decoder of it is in use on another thread, or an earlier Generate is still being enumerated); " +
+                "a model runs one generation at a time: finish or dispose the other enumeration, or open another session");
+        return new Generation(this);
+    }
+
+    private int _generating;
+    private bool _disposed;
+
+    private sealed class Generation(LlamaModel model) : IDisposable
+    {
+        private int _ended;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _ended, 1) == 0) Volatile.Write(ref model._generating, 0);
+        }
+    }
 
     /// <summary>residual[r, :] = embedding of tokens[r]; the device refuses ids outside the vocabulary.</summary>
     public void Embed(ReadOnlySpan<int> tokens, DeviceTensor residual) => Device.Embed(tokens, _embedding, residual);
@@ -241,6 +275,8 @@ public sealed class LlamaModel : IDisposable
 
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         foreach (var weight in _weights) weight.Dispose();
         Cache.Dispose();
         Rotary.Dispose();

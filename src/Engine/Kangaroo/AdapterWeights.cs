@@ -122,7 +122,10 @@ public sealed class AdapterWeights
             var info = file.Info(name);
             if (!info.Shape.SequenceEqual(shape))
                 throw new ModelFormatException($"{path}: tensor '{name}' has shape {TensorData.FormatShape(info.Shape)}, expected {TensorData.FormatShape(shape)}");
-            return file.Read(name).ToFloats();
+            var tensor = file.Read(name);
+            if (tensor.CountNonFinite() is var nonFinite and > 0)
+                throw new ModelFormatException($"{path}: tensor '{name}' has {nonFinite} non-finite values (NaN or infinity)");
+            return tensor.ToFloats();
         }
         int layer;
         if (file.Metadata.TryGetValue(ExitLayerMeta, out var stored))

@@ -60,7 +60,7 @@ public sealed class SelfSpeculativeDecoder : Decoder
         _name = name ?? head.Name;
         _controller = controller;
         (_exit, _maxDrafts, _gamma, _eta) = (options.ExitLayer, options.DraftSteps, options.DraftSteps, options.Threshold);
-        if (_maxDrafts + 1 > LlamaModel.MaxBlockRows) throw new ArgumentException($"--draft-steps {_maxDrafts} must be below {LlamaModel.MaxBlockRows}");
+        if (_maxDrafts >= LlamaModel.MaxBlockRows) throw new ArgumentException($"--draft-steps {_maxDrafts} must be below {LlamaModel.MaxBlockRows}");
         Acceptance = acceptance ?? new AcceptanceStatistics(AcceptanceStatistics.RunningMemory);
         _states = model.AllocateResidual(Math.Max(LlamaModel.MaxBlockRows, _maxDrafts + 2));
         _draftLogits = model.Device.Allocate(head.Vocabulary);
@@ -213,6 +213,7 @@ public sealed class SelfSpeculativeDecoder : Decoder
     {
         var rows = drafts.Count + 1;
         Model.Device.ArgMax(_verifyLogits, rows, Model.Config.VocabSize, _top.AsSpan(0, rows));
+        for (var i = 0; i < rows; i++) TokenSampler.RequireFinite(_top[i]);
         var accepted = 0;
         while (accepted < drafts.Count && drafts[accepted] == _top[accepted].Id) accepted++;
         committed.AddRange(drafts.Take(accepted));

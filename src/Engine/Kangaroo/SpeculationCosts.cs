@@ -44,10 +44,11 @@ public sealed record SpeculationCosts(
     /// </summary>
     public static SpeculationCosts Measure(LlamaModel model, DraftHead head, int exitLayer, int maxDrafts)
     {
+        using var generation = model.BeginGeneration(); // the caches are ours until the end
         var c = model.Config;
         var device = model.Device;
         var rows = maxDrafts + 1;
-        if (rows > LlamaModel.MaxBlockRows) throw new ArgumentException($"--draft-steps {maxDrafts} must be below {LlamaModel.MaxBlockRows}");
+        if (maxDrafts >= LlamaModel.MaxBlockRows) throw new ArgumentException($"--draft-steps {maxDrafts} must be below {LlamaModel.MaxBlockRows}");
         var position = Math.Min(32, c.MaxSeqLen - rows);
         if (position < 1) throw new ArgumentException($"the model's context of {c.MaxSeqLen} positions is too short to time rounds of {maxDrafts} drafts");
         var tokens = Enumerable.Range(0, position + rows).Select(i => i == 0 ? c.BosId : (i * 7919 + 3) % c.VocabSize).ToArray();
