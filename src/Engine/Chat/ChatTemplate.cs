@@ -80,13 +80,23 @@ public sealed class ChatTemplate
     public string Render(IEnumerable<object?> messages, bool addGenerationPrompt = false, IEnumerable<object?>? tools = null,
         string? bosToken = null, string? eosToken = null)
     {
+        var variables = new Dictionary<string, object?>
+        {
+            ["messages"] = messages.ToList(),
+            ["add_generation_prompt"] = addGenerationPrompt,
+            ["bos_token"] = bosToken ?? BosToken,
+            ["eos_token"] = eosToken ?? EosToken,
+        };
+        if (tools is not null) variables["tools"] = tools.ToList();
+        return Render(variables);
+    }
+
+    /// <summary>Renders with any variables (.NET values as <see cref="TemplateValues.FromClr"/> converts them).</summary>
+    internal string Render(IReadOnlyDictionary<string, object?> variables)
+    {
         var globals = new Scope(null);
         foreach (var function in TemplateMethods.Globals()) globals.Set(function.Name, function);
-        globals.Set("messages", TemplateValues.FromClr(messages.ToList()));
-        globals.Set("add_generation_prompt", addGenerationPrompt);
-        globals.Set("bos_token", bosToken ?? BosToken);
-        globals.Set("eos_token", eosToken ?? EosToken);
-        if (tools is not null) globals.Set("tools", TemplateValues.FromClr(tools.ToList()));
+        foreach (var (name, value) in variables) globals.Set(name, TemplateValues.FromClr(value));
         return TemplateRenderer.Render(_nodes, globals);
     }
 }

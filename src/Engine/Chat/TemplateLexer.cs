@@ -159,6 +159,13 @@ internal sealed class TemplateLexer
                 _pos++;
                 while (_pos < _source.Length && char.IsAsciiDigit(_source[_pos])) _pos++;
             }
+            var sign = At(_pos + 1, '+') || At(_pos + 1, '-') ? 1 : 0;
+            if ((At(_pos, 'e') || At(_pos, 'E')) && _pos + 1 + sign < _source.Length && char.IsAsciiDigit(_source[_pos + 1 + sign]))
+            {
+                isFloat = true;
+                _pos += 1 + sign;
+                while (_pos < _source.Length && char.IsAsciiDigit(_source[_pos])) _pos++;
+            }
             return new Token(isFloat ? TokenKind.Float : TokenKind.Integer, _source[start.._pos].Replace("_", ""), line);
         }
         if (c is '\'' or '"') return new Token(TokenKind.String, LexString(c), line);
