@@ -39,8 +39,9 @@ public sealed class ChatTemplate
         {
             config = JsonDocument.Parse(text);
         }
-        catch (JsonException)
+        catch (JsonException e)
         {
+            if (Path.GetExtension(path).Equals(".json", StringComparison.OrdinalIgnoreCase)) throw new FormatException($"{path} is not valid JSON: {e.Message}");
             return Parse(text);
         }
         using (config)

@@ -99,4 +99,55 @@ public sealed class JinjaInterpreterTests
         Assert.Equal("False -", template.Render([]));
         Assert.Equal("True [{\"name\": \"f\"}]", template.Render([], tools: [new Dictionary<string, object?> { ["name"] = "f" }]));
     }
+
+    /// <summary>A whole template mixing the constructs (namespace accumulation in a loop, items() of a tool, a macro with
+    /// a default, a filtered loop with loop.length, slicing, select/map chains, title, replace, ** and //) over a
+    /// conversation with a tool call; the expected text is jinja2's.</summary>
+    [Fact]
+    public void AWholeTemplateRendersAsJinja2()
+    {
+        const string template = """
+        {# exercise odd corners #}
+        {%- set ns = namespace(items=[], total=0) -%}
+        {% for m in messages %}
+          {%- set ns.items = ns.items + [m.role | upper] -%}
+          {%- set ns.total = ns.total + (m.content | default('') | length) -%}
+        {% endfor %}
+        Roles: {{ ns.items | join(', ') }} total={{ ns.total }}
+        {% for k, v in (tools[0] if tools else {'none': 1}).items() -%}
+          {{ k }}: {{ v | tojson }}
+        {% endfor -%}
+        {%- macro row(m, sep=' | ') -%}
+        {{ m.role }}{{ sep }}{{ (m.content or '')[:10] ~ ('...' if (m.content or '') | length > 10 else '') }}
+        {%- endmacro %}
+        {% for m in messages if m.content is string %}
+            {{ loop.index }}/{{ loop.length }} {{ row(m) }}{% if not loop.last %},{% endif %}
+
+        {% endfor %}
+        {{ messages | map(attribute='role') | select('equalto', 'user') | list | length }} {{ (messages | last).content | trim | title }}
+        {{ "%d items" | replace("%d", messages | length | string) }} {{ messages[1:3] | map(attribute='role') | join('+') }} {{ 10 // 3 }} {{ 2 ** 3 ** 2 }}
+        """;
+        const string messages = """
+        [{"role": "system", "content": "You are helpful.\n"}, {"role": "user", "content": "Weather in Zürich?"}, {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Zürich", "days": 2}}}]}, {"role": "tool", "content": "{\"temp\": 21}"}, {"role": "assistant", "content": "It is 21 °C."}, {"role": "user", "content": "Thanks"}]
+        """;
+        const string tools = """
+        [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city, «today»", "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer", "default": 3}, "ratio": {"type": "number", "default": 0.5}}, "required": ["city"]}}}]
+        """;
+        const string expected = """
+        Roles: SYSTEM, USER, ASSISTANT, TOOL, ASSISTANT, USER total=65
+        type: "function"
+        function: {"name": "get_weather", "description": "Weather in a city, «today»", "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer", "default": 3}, "ratio": {"type": "number", "default": 0.5}}, "required": ["city"]}}
+            1/5 system | You are he...,
+            2/5 user | Weather in...,
+            3/5 tool | {"temp": 2...,
+            4/5 assistant | It is 21 °...,
+            5/5 user | Thanks
+        2 Thanks
+        6 items user+assistant 3 64
+        """;
+        var rendered = ChatTemplate.Parse(template + "\n").Render(
+            JsonDocument.Parse(messages).RootElement.EnumerateArray().Cast<object?>(), addGenerationPrompt: true,
+            JsonDocument.Parse(tools).RootElement.EnumerateArray().Cast<object?>());
+        Assert.Equal(expected, rendered);
+    }
 }
