@@ -17,7 +17,7 @@ public class ChatTemplateException : FormatException
     /// <summary>The message without the location prefix.</summary>
     public string Detail { get; }
 
-    internal virtual ChatTemplateException AtLine(int line) => Line is null ? new ChatTemplateException(Detail, line) : this;
+    internal ChatTemplateException AtLine(int line) => new(Detail, line);
 }
 
 /// <summary>The template's own <c>raise_exception(message)</c>: the message is exactly the template's.</summary>
@@ -29,6 +29,4 @@ public sealed class ChatTemplateRaisedException : ChatTemplateException
     public string RaisedMessage { get; }
 
     public override string Message => RaisedMessage;
-
-    internal override ChatTemplateException AtLine(int line) => this;
 }

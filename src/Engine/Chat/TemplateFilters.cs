@@ -90,12 +90,11 @@ internal static class TemplateFilters
         };
     }
 
-    /// <summary><c>target.name</c>: a mapping's item or a namespace's attribute; undefined where there is none.</summary>
+    /// <summary><c>target.name</c>: a mapping's item or a namespace's attribute; undefined where there is none (as Jinja, also on none).</summary>
     public static object? GetAttribute(object? target, string name) => target switch
     {
         OrderedDictionary<string, object?> map => map.TryGetValue(name, out var value) ? value : new Undefined(name),
         Namespace ns => ns.Attributes.TryGetValue(name, out var value) ? value : new Undefined(name),
-        null => throw new ChatTemplateException($"none has no attribute '{name}'"),
         _ => new Undefined(name),
     };
 
@@ -104,11 +103,10 @@ internal static class TemplateFilters
     {
         switch (target, index)
         {
-            case (OrderedDictionary<string, object?> or Namespace, string key): return GetAttribute(target, key);
+            case (OrderedDictionary<string, object?> or Namespace, _): return index is string key ? GetAttribute(target, key) : new Undefined($"[{TemplateValues.ToText(index)}]");
             case (List<object?> list, long i): return i < list.Count && i >= -list.Count ? list[(int)(i < 0 ? i + list.Count : i)] : new Undefined($"[{i}]");
             case (string s, long i): return i < s.Length && i >= -s.Length ? s[(int)(i < 0 ? i + s.Length : i)].ToString() : new Undefined($"[{i}]");
-            case (Undefined, _): return new Undefined($"[{TemplateValues.ToText(index)}]");
-            case (null, _): throw new ChatTemplateException($"none is not subscriptable");
+            case (Undefined or null, _): return new Undefined($"[{TemplateValues.ToText(index)}]");
             default: throw new ChatTemplateException($"cannot index {TemplateValues.TypeName(target)} with {TemplateValues.TypeName(index)}");
         }
     }

@@ -30,6 +30,7 @@ internal sealed class TemplateLexer
     private readonly string _source;
     private readonly List<Token> _tokens = [];
     private int _pos;
+    private int _linePos, _lineNumber = 1;
 
     private TemplateLexer(string source) => _source = source.EndsWith('\n') ? source[..^1] : source;
 
@@ -39,8 +40,6 @@ internal sealed class TemplateLexer
         lexer.Run();
         return lexer._tokens;
     }
-
-    private int _linePos, _lineNumber = 1;
 
     /// <summary>The line of the current position (positions only move forward, so counting is incremental).</summary>
     private int Line

@@ -211,7 +211,8 @@ internal sealed class TemplateRenderer
         {
             var target = Evaluate(method.Target, scope);
             if (TemplateMethods.TryCall(target, method.Name, args, out var result)) return result;
-            return Invoke(TemplateFilters.GetAttribute(target, method.Name), args, method.Name);
+            return TemplateFilters.GetAttribute(target, method.Name) is FunctionValue function ? function.Invoke(args)
+                : throw new ChatTemplateException($"{TemplateValues.TypeName(target)} has no method '{method.Name}()'");
         }
         var callee = Evaluate(call.Callee, scope);
         return Invoke(callee, args, call.Callee is NameExpr name ? name.Name : "expression");

@@ -213,9 +213,15 @@ internal static class TemplateValues
         float or decimal => Convert.ToDouble(value, CultureInfo.InvariantCulture),
         JsonElement json => FromJson(json),
         IEnumerable<KeyValuePair<string, object?>> map => ToMap(map.Select(e => (e.Key, FromClr(e.Value)))),
+        IDictionary map => ToMap(Entries(map)),
         IEnumerable items => items.Cast<object?>().Select(FromClr).ToList(),
         _ => throw new ArgumentException($"a chat template cannot use a value of type {value.GetType().Name}"),
     };
+
+    private static IEnumerable<(string, object?)> Entries(IDictionary map)
+    {
+        foreach (DictionaryEntry entry in map) yield return (entry.Key.ToString() ?? "", FromClr(entry.Value));
+    }
 
     public static OrderedDictionary<string, object?> ToMap(IEnumerable<(string Key, object? Value)> entries)
     {

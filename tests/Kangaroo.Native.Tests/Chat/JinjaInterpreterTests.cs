@@ -10,6 +10,7 @@ public sealed class JinjaInterpreterTests
 {
     public static TheoryData<string, string, string, string> Constructs => new()
     {
+        { "none_and_missing_keys", "{{ none.foo }}|{{ {'a': 1}[0] }}|{{ none['x'] is defined }}", "{}", "||False" },
         { "ws_dash_both", "a  {%- if true -%}  b  {%- endif -%}  c", "{}", "abc" },
         { "ws_expr_dash", "x \n {{- 'y' -}} \n z", "{}", "xyz" },
         { "trim_blocks", "{% if true %}\nyes\n{% endif %}\nend", "{}", "yes\nend" },
@@ -81,6 +82,7 @@ public sealed class JinjaInterpreterTests
     [InlineData("{{ 'x' | wordwrap }}", "chat template line 1: unsupported filter 'wordwrap'")]
     [InlineData("\n\n{% if x is prime %}{% endif %}", "chat template line 3: unsupported test 'prime'")]
     [InlineData("{{ 'a'.zfill(3) }}", "chat template line 1: unsupported string method 'zfill()'")]
+    [InlineData("{{ none.strip() }}", "chat template line 1: none has no method 'strip()'")]
     [InlineData("{{ lipsum() }}", "chat template line 1: unsupported function 'lipsum' (it is not defined)")]
     [InlineData("{% for x in y recursive %}{% endfor %}", "chat template line 1: unsupported 'recursive' loop")]
     [InlineData("{% for x in y %}", "chat template line 1: missing '{% endfor %}' before the end of the template")]
@@ -90,6 +92,14 @@ public sealed class JinjaInterpreterTests
     {
         var error = Assert.ThrowsAny<ChatTemplateException>(() => ChatTemplate.Parse(template).Render([]));
         Assert.Equal(message, error.Message);
+    }
+
+    [Fact]
+    public void MessagesMayBeAnyDictionaries()
+    {
+        var template = ChatTemplate.Parse("{% for m in messages %}{{ m.role }}:{{ m['content'] }}{{ m.n is defined }};{% endfor %}");
+        object?[] messages = [new Dictionary<string, string> { ["role"] = "user", ["content"] = "hi" }, new Dictionary<string, object?> { ["role"] = "tool", ["content"] = null, ["n"] = 3 }];
+        Assert.Equal("user:hiFalse;tool:NoneTrue;", template.Render(messages));
     }
 
     [Fact]
