@@ -8,5 +8,6 @@ var root = new RootCommand("Kangaroo.Native: Llama inference with ILGPU kernels 
     DevicesCommand.Create(),
     ConvertCommand.Create(),
     TrainAdapterCommand.Create(),
+    TemplateCommand.Create(),
 };
 return CliRunner.Run(root, args);

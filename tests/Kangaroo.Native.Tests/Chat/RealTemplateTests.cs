@@ -1,0 +1,33 @@
+using System.Text.Json;
+using Kangaroo.Native.Engine.Chat;
+
+namespace Kangaroo.Native.Tests.Chat;
+
+/// <summary>Templates of real models beyond the golden set (tool definitions, tool calls and results, recursive
+/// macros with call blocks), in Chat/real-templates.jsonl with the text Python's jinja2 3.1.6 renders when
+/// configured as transformers configures it (sandboxed, trim_blocks, lstrip_blocks, loop controls, its tojson).</summary>
+public sealed class RealTemplateTests
+{
+    private static readonly Lazy<JsonElement[]> Records = new(() =>
+        File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Chat", "real-templates.jsonl"))
+            .Select(line => JsonDocument.Parse(line).RootElement)
+            .ToArray());
+
+    public static TheoryData<int, string> Cases()
+    {
+        var data = new TheoryData<int, string>();
+        for (var i = 0; i < Records.Value.Length; i++) data.Add(i, Records.Value[i].GetProperty("model").GetString()!);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void RendersAsJinja2(int index, string model)
+    {
+        var record = Records.Value[index];
+        var variables = record.GetProperty("variables").EnumerateObject().ToDictionary(p => p.Name, p => (object?)p.Value.Clone());
+        var rendered = ChatTemplate.Parse(record.GetProperty("template").GetString()!).Render(variables);
+        Assert.Equal(record.GetProperty("rendered").GetString(), rendered);
+        Assert.NotEmpty(model);
+    }
+}
