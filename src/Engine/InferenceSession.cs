@@ -11,10 +11,10 @@ public sealed class InferenceSession : IDisposable
 {
     public ComputeDevice Device { get; }
     public LlamaModel Model { get; }
-    public TextTokenizer? Tokenizer { get; }
+    public ModelTokenizer? Tokenizer { get; }
     public string ModelPath { get; }
 
-    private InferenceSession(string modelPath, ComputeDevice device, LlamaModel model, TextTokenizer? tokenizer)
+    private InferenceSession(string modelPath, ComputeDevice device, LlamaModel model, ModelTokenizer? tokenizer)
     {
         ModelPath = modelPath;
         Device = device;
@@ -35,8 +35,9 @@ public sealed class InferenceSession : IDisposable
         var path = tokenizerPath ?? checkpoint.TokenizerPath;
         if (tokenizerPath is not null && !File.Exists(tokenizerPath))
             throw new ModelFormatException($"{tokenizerPath}: tokenizer file not found");
-        var tokenizer = path is null ? null : TextTokenizer.Load(path);
-        if (tokenizer is not null && tokenizer.VocabSize != checkpoint.Config.VocabSize)
+        var tokenizer = path is null ? null : ModelTokenizer.Open(path);
+        // A tokenizer.json may cover fewer ids than the embedding (rows padded to a round number), never more.
+        if (tokenizer is not null && (tokenizer is TextTokenizer ? tokenizer.VocabSize != checkpoint.Config.VocabSize : tokenizer.VocabSize > checkpoint.Config.VocabSize))
             throw new ModelFormatException($"{path}: tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {checkpoint.Config.VocabSize}");
         var device = createDevice();
         try
@@ -50,10 +51,10 @@ public sealed class InferenceSession : IDisposable
         }
     }
 
-    /// <summary>Token ids of a prompt: BOS, then the encoded text.</summary>
+    /// <summary>Token ids of a prompt: the encoded text with the model's special tokens (BOS).</summary>
     public int[] EncodePrompt(string text) =>
         (Tokenizer ?? throw new InvalidOperationException($"{ModelPath}: no tokenizer found beside the model; pass --tokenizer or --prompt-ids"))
-        .Encode(text, addBos: true);
+        .EncodePrompt(text);
 
     /// <summary>The adapter shipped beside the model, if any.</summary>
     public string? DefaultAdapterPath

@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace Kangaroo.Native.Loader;
 
 /// <summary>A Hugging Face Llama model directory: config.json, model.safetensors or shards listed in
-/// model.safetensors.index.json, and tokenizer.model.</summary>
+/// model.safetensors.index.json, and tokenizer.model or tokenizer.json.</summary>
 public sealed class HfModelDirectory : ModelCheckpoint
 {
     private readonly Dictionary<string, SafeTensorsFile> _fileOfTensor = new();
@@ -19,8 +19,7 @@ public sealed class HfModelDirectory : ModelCheckpoint
         var configPath = Path.Combine(directory, "config.json");
         if (!File.Exists(configPath)) throw new ModelFormatException($"{configPath}: file not found (a Hugging Face model directory needs config.json)");
         Config = LlamaConfig.FromJsonFile(configPath);
-        var tokenizer = Path.Combine(directory, "tokenizer.model");
-        TokenizerPath = File.Exists(tokenizer) ? tokenizer : null;
+        TokenizerPath = new[] { "tokenizer.model", "tokenizer.json" }.Select(name => Path.Combine(directory, name)).FirstOrDefault(File.Exists);
 
         var single = Path.Combine(directory, "model.safetensors");
         var index = Path.Combine(directory, "model.safetensors.index.json");
