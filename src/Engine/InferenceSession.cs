@@ -23,13 +23,15 @@ public sealed class InferenceSession : IDisposable
     }
 
     /// <summary>Opens a model (Hugging Face directory or llama2.c .bin) on a device; the tokenizer is
-    /// <paramref name="tokenizerPath"/> or the one found beside the model.</summary>
-    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null) =>
-        Open(modelPath, () => Devices.Create(deviceName), tokenizerPath);
+    /// <paramref name="tokenizerPath"/> or the one found beside the model. <paramref name="context"/>
+    /// is the positions of the KV cache (the longest prompt plus generation), by default
+    /// <see cref="LlamaModel.DefaultContext"/>.</summary>
+    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null) =>
+        Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context);
 
     /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the
     /// session owns and disposes it, also when opening fails.</summary>
-    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null)
+    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null)
     {
         using var checkpoint = ModelCheckpoint.Open(modelPath);
         var path = tokenizerPath ?? checkpoint.TokenizerPath;
@@ -42,7 +44,7 @@ public sealed class InferenceSession : IDisposable
         var device = createDevice();
         try
         {
-            return new InferenceSession(modelPath, device, new LlamaModel(checkpoint, device), tokenizer);
+            return new InferenceSession(modelPath, device, new LlamaModel(checkpoint, device, context), tokenizer);
         }
         catch
         {
