@@ -39,7 +39,7 @@ public sealed record LlamaConfig(
     private readonly int? _headDim;
 
     /// <summary>Size of one attention head: config.json's <c>head_dim</c>, else hidden size / heads.</summary>
-    public int HeadDim { get => _headDim ?? Dim / Heads; init => _headDim = value; }
+    public int HeadDim { get => _headDim ?? (Heads > 0 ? Dim / Heads : 0); init => _headDim = value; }
 
     /// <summary>Width of the query and attention output: heads * head size (the hidden size unless head_dim says otherwise).</summary>
     public int QueryDim => Heads * HeadDim;
@@ -73,11 +73,6 @@ public sealed record LlamaConfig(
         }
         Require(Dim > 0 && HiddenDim > 0 && Layers > 0 && Heads > 0 && KvHeads > 0 && VocabSize > 0 && MaxSeqLen > 0 && HeadDim > 0,
             $"dimensions must be positive (dim {Dim}, hidden {HiddenDim}, layers {Layers}, heads {Heads}, kv heads {KvHeads}, vocab {VocabSize}, context {MaxSeqLen})");
-        foreach (var (name, value) in new[] { ("hidden_size", Dim), ("intermediate_size", HiddenDim), ("num_hidden_layers", Layers), ("num_attention_heads", Heads),
-                     ("vocab_size", VocabSize), ("max_position_embeddings", MaxSeqLen), ("head_dim", HeadDim) })
-            Require(value <= MaxDimension, $"{name} {value} is absurdly large (at most {MaxDimension})");
-        Require((long)VocabSize * Dim <= int.MaxValue && (long)HiddenDim * Dim <= int.MaxValue && (long)QueryDim * Dim <= int.MaxValue,
-            $"a weight matrix (vocab {VocabSize}, hidden {Dim}, intermediate {HiddenDim}) has more than {int.MaxValue} elements");
         Require(_headDim is not null || Dim % Heads == 0, $"hidden size {Dim} is not a multiple of the {Heads} attention heads");
         Require(HeadDim % 2 == 0, $"head size {HeadDim} must be even for rotary embeddings");
         Require(Heads % KvHeads == 0, $"{Heads} attention heads are not a multiple of the {KvHeads} key/value heads");
@@ -87,6 +82,22 @@ public sealed record LlamaConfig(
         Require(EosIds.Count > 0, "eos_token_id is an empty list");
         foreach (var eos in EosIds)
             Require(eos >= 0 && eos < VocabSize, $"eos_token_id {eos} is outside the vocabulary of {VocabSize}");
+        return this;
+    }
+
+    /// <summary>Throws when a config.json number is absurd (a damaged or hostile file), before anything
+    /// is sized from it.</summary>
+    private LlamaConfig RequirePlausibleSizes(string source)
+    {
+        void Require(bool ok, string problem)
+        {
+            if (!ok) throw new ModelFormatException($"{source}: {problem}");
+        }
+        foreach (var (name, value) in new[] { ("hidden_size", Dim), ("intermediate_size", HiddenDim), ("num_hidden_layers", Layers), ("num_attention_heads", Heads),
+                     ("vocab_size", VocabSize), ("max_position_embeddings", MaxSeqLen), ("head_dim", HeadDim) })
+            Require(value <= MaxDimension, $"{name} {value} is absurdly large (at most {MaxDimension})");
+        Require((long)VocabSize * Dim <= int.MaxValue && (long)HiddenDim * Dim <= int.MaxValue && (long)QueryDim * Dim <= int.MaxValue,
+            $"a weight matrix (vocab {VocabSize}, hidden {Dim}, intermediate {HiddenDim}) has more than {int.MaxValue} elements");
         return this;
     }
 
@@ -177,7 +188,7 @@ public sealed record LlamaConfig(
             RopeScaling = ParseRopeScaling(json["rope_scaling"], path),
             SlidingWindow = slidingWindow,
         };
-        return (json["head_dim"] is null ? config : config with { HeadDim = Int("head_dim") }).Validate(path);
+        return (json["head_dim"] is null ? config : config with { HeadDim = Int("head_dim") }).RequirePlausibleSizes(path).Validate(path);
     }
 
     private static RopeScaling? ParseRopeScaling(JsonNode? node, string path)
@@ -229,7 +240,6 @@ public sealed record LlamaConfig(
             ["tie_word_embeddings"] = TiedEmbeddings,
             ["bos_token_id"] = BosId,
             ["eos_token_id"] = EosIds.Count == 1 ? EosIds[0] : new JsonArray(EosIds.Select(id => (JsonNode)id).ToArray()),
-            ["head_dim"] = HeadDim,
             ["attention_bias"] = AttentionBias,
             ["rope_scaling"] = RopeScaling is { } scaling
                 ? new JsonObject
@@ -239,6 +249,7 @@ public sealed record LlamaConfig(
                 }
                 : null,
         };
+        if (_headDim is { } headDim) json["head_dim"] = headDim;
         if (SlidingWindow is { } window) json["sliding_window"] = window;
         return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
