@@ -103,16 +103,21 @@ internal static class HfPreTokenizer
                 return (piece, _) =>
                 {
                     if (addPrefixSpace && !piece.StartsWith(' ')) piece = " " + piece;
-                    return (split is null ? [piece] : Isolate(piece, split)).Select(ByteLevelAlphabet.Encode);
+                    return (split is null ? [piece] : Isolate(piece, split, keepMatches: true, keepGaps: true)).Select(ByteLevelAlphabet.Encode);
                 };
             case "Split":
-                if (json["behavior"].String() != "Isolated" || json["invert"].Bool(false))
-                    throw json.Error($"behavior '{json["behavior"].String()}' (invert {json["invert"].Bool(false)}) is not supported (only Isolated, not inverted)");
+                // Isolated keeps matches and the stretches between them as pieces (inverted or not);
+                // Removed drops the delimiters: the stretches, or with invert the matches' complement.
+                var behavior = json["behavior"].String();
+                var invert = json["invert"].Bool(false);
+                if (behavior is not ("Isolated" or "Removed"))
+                    throw json["behavior"].Error($"'{behavior}' is not supported (supported: Isolated, Removed)");
                 var pattern = json["pattern"].Pattern();
-                return (piece, _) => Isolate(piece, pattern);
+                return behavior == "Isolated" ? (piece, _) => Isolate(piece, pattern, keepMatches: true, keepGaps: true)
+                    : (piece, _) => Isolate(piece, pattern, keepMatches: invert, keepGaps: !invert);
             case "Digits":
                 var digits = new Regex(json["individual_digits"].Bool(false) ? @"\p{N}" : @"\p{N}+", RegexOptions.CultureInvariant);
-                return (piece, _) => Isolate(piece, digits);
+                return (piece, _) => Isolate(piece, digits, keepMatches: true, keepGaps: true);
             case "Metaspace":
                 var replacement = json["replacement"].String();
                 var scheme = json["prepend_scheme"].StringOrNull() ?? (json["add_prefix_space"].Bool(true) ? "always" : "never");
@@ -130,19 +135,19 @@ internal static class HfPreTokenizer
         }
     }
 
-    /// <summary>Every match of <paramref name="pattern"/> and every stretch between matches, in order.</summary>
-    private static List<string> Isolate(string text, Regex pattern)
+    /// <summary>The matches of <paramref name="pattern"/> and the stretches between them, in order, each kept or dropped.</summary>
+    private static List<string> Isolate(string text, Regex pattern, bool keepMatches, bool keepGaps)
     {
         var pieces = new List<string>();
         var at = 0;
         for (var match = pattern.Match(text); match.Success; match = match.NextMatch())
         {
             if (match.Length == 0) continue;
-            if (match.Index > at) pieces.Add(text[at..match.Index]);
-            pieces.Add(match.Value);
+            if (match.Index > at && keepGaps) pieces.Add(text[at..match.Index]);
+            if (keepMatches) pieces.Add(match.Value);
             at = match.Index + match.Length;
         }
-        if (at < text.Length) pieces.Add(text[at..]);
+        if (at < text.Length && keepGaps) pieces.Add(text[at..]);
         return pieces;
     }
 

@@ -44,6 +44,8 @@ public sealed class HfTokenizerTests
 
     [Theory]
     [InlineData("gpt2")]
+    [InlineData("dolma2")]
+    [InlineData("gpt-neox")]
     public void ByteLevelMatchesHuggingFace(string name)
     {
         var tokenizer = Get(Path.Combine(Folder, $"{name}-tokenizer.json"));
@@ -62,6 +64,7 @@ public sealed class HfTokenizerTests
 
     [Theory]
     [InlineData("gpt2")]
+    [InlineData("dolma2")]
     public void StreamingNeverSplitsACharacter(string name)
     {
         var tokenizer = Get(Path.Combine(Folder, $"{name}-tokenizer.json"));
