@@ -26,6 +26,8 @@ internal sealed record JsonField(string File, string Name, JsonElement Value)
 
     public int Int() => Value.ValueKind == JsonValueKind.Number && Value.TryGetInt32(out var v) ? v : throw Error("is not an integer");
 
+    public double Number() => Value.ValueKind == JsonValueKind.Number ? Value.GetDouble() : throw Error("is not a number");
+
     public IEnumerable<JsonField> Items() => Value.ValueKind == JsonValueKind.Array
         ? Value.EnumerateArray().Select((item, i) => new JsonField(File, $"{Name}[{i}]", item))
         : throw Error("is not a list");

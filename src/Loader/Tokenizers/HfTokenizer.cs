@@ -46,8 +46,10 @@ public sealed class HfTokenizer : ModelTokenizer
     {
         Path = path;
         var model = root["model"];
-        if (model.Type != "BPE") throw model["type"].Error($"'{model.Type}' is not supported (only BPE models)");
-        if (!model["dropout"].IsNull && model["dropout"].Value.GetDouble() != 0) throw model["dropout"].Error("must be null: BPE dropout is for training");
+        // Files written by early versions of the library leave out the type of a BPE model.
+        var type = model["type"].StringOrNull() ?? (model["merges"].IsNull ? "(none)" : "BPE");
+        if (type != "BPE") throw model["type"].Error($"'{type}' is not supported (only BPE models)");
+        if (!model["dropout"].IsNull && model["dropout"].Number() != 0) throw model["dropout"].Error("must be null: BPE dropout is for training");
         foreach (var affix in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
             if (model[affix].StringOrNull() is { Length: > 0 } value) throw model[affix].Error($"'{value}' is not supported");
 
@@ -84,6 +86,8 @@ public sealed class HfTokenizer : ModelTokenizer
         var decoder = new HfDecoder(root["decoder"]);
         _leadingSpacesToStrip = decoder.LeadingSpacesToStrip;
         var size = Math.Max(_vocab.Values.DefaultIfEmpty(-1).Max(), added.Select(t => t.Id).DefaultIfEmpty(-1).Max()) + 1;
+        if (size > LlamaConfig.MaxDimension || added.Any(t => t.Id < 0))
+            throw root["added_tokens"].Error($"or model.vocab holds a token id outside [0, {LlamaConfig.MaxDimension})");
         _surface = new byte[size][];
         foreach (var (token, id) in _vocab) _surface[id] = decoder.Bytes(token);
         foreach (var token in added) _surface[token.Id] = token.Special ? [] : decoder.Bytes(token.Content);
