@@ -18,7 +18,7 @@ public static class DecodeProfile
         var inner = Devices.Create(deviceName);
         var timing = new TimingDevice(inner, synchronize: deviceName != "cpu");
         using var session = InferenceSession.Open(modelPath, () => timing);
-        var prompts = Prompts.Take(promptCount).Select(p => session.Tokenizer?.Encode(p, addBos: true) ?? [session.Model.Config.BosId]).ToList();
+        var prompts = Prompts.Take(promptCount).Select(p => session.Tokenizer?.Encode(p, addSpecialTokens: true) ?? [session.Model.Config.BosId]).ToList();
         var decoder = session.CreateDecoder(decoderName, adapterPath, exitLayer, draftSteps, threshold);
         var greedy = new SamplingOptions();
         _ = decoder.Generate(prompts[0], Math.Min(tokens, 8), greedy).ToList(); // warm-up, kernel compilation

@@ -12,6 +12,7 @@ public sealed class TimingDevice(ComputeDevice inner, bool synchronize) : Comput
 
     public override string Kind => inner.Kind;
     public override string Name => inner.Name;
+    public override long MemoryBytes => inner.MemoryBytes;
 
     public IReadOnlyDictionary<string, (int Calls, long Ticks)> Stats => _stats;
 
@@ -110,6 +111,13 @@ public sealed class TimingDevice(ComputeDevice inner, bool synchronize) : Comput
         var start = Start();
         inner.Add(target, addend, length);
         Stop("add", start);
+    }
+
+    public override void AddBias(DeviceTensor x, DeviceTensor bias, int rows)
+    {
+        var start = Start();
+        inner.AddBias(x, bias, rows);
+        Stop("add bias", start);
     }
 
     public override void Fill(DeviceTensor tensor, float value)

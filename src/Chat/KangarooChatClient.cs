@@ -20,7 +20,7 @@ public sealed class KangarooChatClient : IChatClient
     private readonly InferenceSession _session;
     private readonly bool _ownsSession;
     private readonly ChatTemplate _template;
-    private readonly TextTokenizer _tokenizer;
+    private readonly ModelTokenizer _tokenizer;
     private readonly Decoder _decoder;
     private readonly int _defaultMaxOutputTokens;
     private readonly ChatClientMetadata _metadata;
@@ -108,7 +108,7 @@ public sealed class KangarooChatClient : IChatClient
         var conversation = messages.Select(m => (object?)new Dictionary<string, object?> { ["role"] = m.Role.Value, ["content"] = m.Text }).ToList();
         var text = _template.Render(conversation, addGenerationPrompt: true);
         var bos = _template.BosToken;
-        return _tokenizer.Encode(bos.Length > 0 && text.StartsWith(bos, StringComparison.Ordinal) ? text[bos.Length..] : text, addBos: true);
+        return _tokenizer.Encode(bos.Length > 0 && text.StartsWith(bos, StringComparison.Ordinal) ? text[bos.Length..] : text, addSpecialTokens: true);
     }
 
     private static SamplingOptions Sampling(ChatOptions? options) =>

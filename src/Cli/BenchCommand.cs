@@ -95,7 +95,7 @@ public static class BenchCommand
     private static double MeasurePrefill(InferenceSession session)
     {
         var model = session.Model;
-        var count = Math.Min(256, model.Config.MaxSeqLen / 2);
+        var count = Math.Min(256, model.Context / 2);
         var tokens = Enumerable.Range(0, count).Select(i => (i * 7919 + 3) % model.Config.VocabSize).ToArray();
         using var residual = model.AllocateResidual(LlamaModel.MaxBlockRows);
         model.Cache.Truncate(0);

@@ -39,8 +39,8 @@ public static class GenerateCommand
             var run = speculation.CreateDecoder(session, result.GetValue(decoder)!, result);
             var requested = result.GetValue(maxNew);
             var budget = run.Budget(ids.Length, requested);
-            if (budget < requested && ids.Length <= session.Model.Config.MaxSeqLen)
-                Console.Error.WriteLine($"kangaroo: note: --max-new-tokens {requested} clamped to {budget}: the prompt takes {ids.Length} of the model's {session.Model.Config.MaxSeqLen} positions");
+            if (budget < requested && ids.Length <= session.Model.Context)
+                Console.Error.WriteLine($"kangaroo: note: --max-new-tokens {requested} clamped to {budget}: the prompt takes {ids.Length} of the context's {session.Model.Context} positions");
 
             var tokens = run.Generate(ids, requested, sampling); // validates the prompt before anything is printed
             var asJson = result.GetValue(json);

@@ -8,16 +8,18 @@ namespace Kangaroo.Native.Cli;
 public sealed class ModelArguments(bool withTokenizer)
 {
     public Option<string> Model { get; } = new("--model") { Description = "Hugging Face model directory or llama2.c .bin (default: the embedded stories260K)" };
-    public Option<string> Tokenizer { get; } = new("--tokenizer") { Description = "tokenizer.model or llama2.c tokenizer .bin (default: the one beside the model)" };
+    public Option<string> Tokenizer { get; } = new("--tokenizer") { Description = "tokenizer.json, tokenizer.model or llama2.c tokenizer .bin (default: the one beside the model)" };
     public Option<string> Device { get; } = new("--device") { Description = "auto|cuda|opencl|cpu|ilgpu-cpu", DefaultValueFactory = _ => "auto" };
+    public Option<int?> Context { get; } = new("--context") { Description = "positions of the KV cache: longest prompt + generated tokens (default: the model's max_position_embeddings, as far as device memory allows)" };
 
     public void AddTo(Command command)
     {
         command.Options.Add(Model);
         if (withTokenizer) command.Options.Add(Tokenizer);
         command.Options.Add(Device);
+        command.Options.Add(Context);
     }
 
     public InferenceSession Open(ParseResult result) =>
-        InferenceSession.Open(result.GetValue(Model) ?? CliRunner.DefaultModel, result.GetValue(Device)!, withTokenizer ? result.GetValue(Tokenizer) : null);
+        InferenceSession.Open(result.GetValue(Model) ?? CliRunner.DefaultModel, result.GetValue(Device)!, withTokenizer ? result.GetValue(Tokenizer) : null, result.GetValue(Context));
 }

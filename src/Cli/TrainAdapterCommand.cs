@@ -55,7 +55,7 @@ public static class TrainAdapterCommand
                 throw new ArgumentException($"--draft-vocab {k} must be in 1..{config.VocabSize}");
             var options = new TrainingOptions(result.GetValue(exitLayer), result.GetValue(seqLen), result.GetValue(epochs), result.GetValue(lr),
                 result.GetValue(batch), result.GetValue(seed), result.GetValue(weightDecay), result.GetValue(clip), result.GetValue(warmup))
-                .Validate(config.Layers, config.MaxSeqLen);
+                .Validate(config.Layers, session.Model.Context);
 
             using var cancel = new CancellationTokenSource();
             ConsoleCancelEventHandler onCancel = (_, e) =>

@@ -11,13 +11,13 @@ public sealed class InferenceSession : IDisposable
 {
     public ComputeDevice Device { get; }
     public LlamaModel Model { get; }
-    public TextTokenizer? Tokenizer { get; }
+    public ModelTokenizer? Tokenizer { get; }
     public string ModelPath { get; }
 
     /// <summary>Every file the session was opened from: the model's files and the tokenizer.</summary>
     public IReadOnlyList<string> Files { get; }
 
-    private InferenceSession(string modelPath, IReadOnlyList<string> files, ComputeDevice device, LlamaModel model, TextTokenizer? tokenizer)
+    private InferenceSession(string modelPath, IReadOnlyList<string> files, ComputeDevice device, LlamaModel model, ModelTokenizer? tokenizer)
     {
         ModelPath = modelPath;
         Files = files;
@@ -27,16 +27,18 @@ public sealed class InferenceSession : IDisposable
     }
 
     /// <summary>Opens a model (Hugging Face directory or llama2.c .bin) on a device; the tokenizer is
-    /// <paramref name="tokenizerPath"/> or the one found beside the model.</summary>
-    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null)
+    /// <paramref name="tokenizerPath"/> or the one found beside the model. <paramref name="context"/>
+    /// is the positions of the KV cache (the longest prompt plus generation), by default
+    /// <see cref="LlamaModel.DefaultContext"/>.</summary>
+    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(deviceName);
-        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath);
+        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context);
     }
 
     /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the
     /// session owns and disposes it, also when opening fails.</summary>
-    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null)
+    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(modelPath);
         ArgumentNullException.ThrowIfNull(createDevice);
@@ -45,13 +47,14 @@ public sealed class InferenceSession : IDisposable
         var path = tokenizerPath ?? checkpoint.TokenizerPath;
         if (tokenizerPath is not null && !File.Exists(tokenizerPath))
             throw new ModelFormatException($"{tokenizerPath}: tokenizer file not found");
-        var tokenizer = path is null ? null : TextTokenizer.Load(path);
-        if (tokenizer is not null && tokenizer.VocabSize != checkpoint.Config.VocabSize)
+        var tokenizer = path is null ? null : ModelTokenizer.Open(path);
+        // A tokenizer.json may cover fewer ids than the embedding (rows padded to a round number), never more.
+        if (tokenizer is not null && (tokenizer is TextTokenizer ? tokenizer.VocabSize != checkpoint.Config.VocabSize : tokenizer.VocabSize > checkpoint.Config.VocabSize))
             throw new ModelFormatException($"{path}: tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {checkpoint.Config.VocabSize}");
         var device = createDevice();
         try
         {
-            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device), tokenizer);
+            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context), tokenizer);
         }
         catch
         {
@@ -60,13 +63,13 @@ public sealed class InferenceSession : IDisposable
         }
     }
 
-    /// <summary>Token ids of a prompt: BOS, then the encoded text.</summary>
+    /// <summary>Token ids of a prompt: the encoded text with the model's special tokens (BOS).</summary>
     public int[] EncodePrompt(string text)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(text);
         return (Tokenizer ?? throw new InvalidOperationException($"{ModelPath}: no tokenizer found beside the model; pass --tokenizer or --prompt-ids"))
-            .Encode(text, addBos: true);
+            .EncodePrompt(text);
     }
 
     /// <summary>The adapter shipped beside the model, if any.</summary>

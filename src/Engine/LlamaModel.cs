@@ -17,10 +17,11 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Rows per pass through the stack; longer blocks (prefill) run in chunks of this size.</summary>
     public const int MaxBlockRows = 64;
 
-    /// <summary>A block's weights. The q, k and v projections are stacked into one [dim + 2 kvDim, dim]
-    /// matrix and gate and up into one [2 hiddenDim, dim], so each runs as one matmul launch.</summary>
+    /// <summary>A block's weights. The q, k and v projections are stacked into one [qDim + 2 kvDim, dim]
+    /// matrix (their biases, when the model has them, into one vector) and gate and up into one
+    /// [2 hiddenDim, dim], so each runs as one matmul launch.</summary>
     private sealed record Layer(
-        DeviceWeight AttentionNorm, DeviceWeight Qkv, DeviceWeight Output,
+        DeviceWeight AttentionNorm, DeviceWeight Qkv, DeviceTensor? QkvBias, DeviceWeight Output,
         DeviceWeight FeedForwardNorm, DeviceWeight GateUp, DeviceWeight Down);
 
     private readonly List<DeviceWeight> _weights = [];
@@ -43,11 +44,15 @@ public sealed class LlamaModel : IDisposable
 
     public int Layers => Config.Layers;
 
+    /// <summary>Positions the KV cache holds: the longest prompt plus generation this model can run.</summary>
+    public int Context => Cache.Positions;
+
     /// <summary>The LM head [vocab, dim] (the embedding when tied). Adapter training reads it, frozen,
     /// to send the loss gradient back to the adapter.</summary>
     public DeviceWeight LmHead => _lmHead;
 
-    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device)
+    /// <param name="context">Positions of the KV cache; by default <see cref="DefaultContext"/>.</param>
+    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null)
     {
         var c = Config = checkpoint.Config;
         Device = device;
@@ -72,25 +77,63 @@ public sealed class LlamaModel : IDisposable
             string Name(string suffix) => N.Layer(l, suffix);
             _layers[l] = new Layer(
                 Load(Name(N.AttentionNorm), c.Dim, 0),
-                Stack((Name(N.Query), c.Dim), (Name(N.Key), c.KvDim), (Name(N.Value), c.KvDim)),
-                Load(Name(N.Output), c.Dim, c.Dim),
+                Stack((Name(N.Query), c.QueryDim), (Name(N.Key), c.KvDim), (Name(N.Value), c.KvDim)),
+                c.AttentionBias ? UploadBias(checkpoint, device, (Name(N.QueryBias), c.QueryDim), (Name(N.KeyBias), c.KvDim), (Name(N.ValueBias), c.KvDim)) : null,
+                Load(Name(N.Output), c.Dim, c.QueryDim),
                 Load(Name(N.FeedForwardNorm), c.Dim, 0),
                 Stack((Name(N.Gate), c.HiddenDim), (Name(N.Up), c.HiddenDim)),
                 Load(Name(N.Down), c.Dim, c.HiddenDim));
         }
         _finalNorm = Load(N.FinalNorm, c.Dim, 0);
         _lmHead = c.TiedEmbeddings ? _embedding : Load(N.LmHead, c.VocabSize, c.Dim);
-        WeightBytes = _weights.Sum(w => w.Bytes);
+        WeightBytes = _weights.Sum(w => w.Bytes) + _layers.Sum(layer => 4L * (layer.QkvBias?.Length ?? 0));
         Fingerprint = ComputeFingerprint(checkpoint);
 
-        Cache = new KvCache(device, c.Layers, c.MaxSeqLen, c.KvDim);
-        Rotary = new RotaryTable(device, c.HeadDim, c.MaxSeqLen, c.RopeTheta);
+        var positions = CheckContext(c, device, WeightBytes, context);
+        Cache = new KvCache(device, c.Layers, positions, c.KvDim);
+        Rotary = new RotaryTable(device, positions, c.RopeFrequencies());
         _normed = device.Allocate(MaxBlockRows * c.Dim);
-        _qkv = device.Allocate(MaxBlockRows * (c.Dim + 2 * c.KvDim));
-        _query = device.Allocate(MaxBlockRows * c.Dim);
-        _attention = device.Allocate(MaxBlockRows * c.Dim);
+        _qkv = device.Allocate(MaxBlockRows * (c.QueryDim + 2 * c.KvDim));
+        _query = device.Allocate(MaxBlockRows * c.QueryDim);
+        _attention = device.Allocate(MaxBlockRows * c.QueryDim);
         _gateUp = device.Allocate(MaxBlockRows * 2 * c.HiddenDim);
         _hidden = device.Allocate(MaxBlockRows * c.HiddenDim);
+    }
+
+    /// <summary>KV cache and rotary bytes per position.</summary>
+    private static long BytesPerPosition(LlamaConfig c) => 4L * (2L * c.Layers * c.KvDim + c.HeadDim);
+
+    /// <summary>The context when the caller does not choose one: max_position_embeddings (at most
+    /// sliding_window), shortened until the KV cache fits in half of the device memory the weights leave.</summary>
+    public static int DefaultContext(LlamaConfig c, ComputeDevice device, long weightBytes)
+    {
+        var budget = Math.Max(0, (device.MemoryBytes - weightBytes) / 2);
+        var fits = budget / BytesPerPosition(c);
+        return (int)Math.Max(1, Math.Min(Math.Min(c.MaxSeqLen, c.SlidingWindow ?? int.MaxValue), Math.Min(fits, int.MaxValue / c.KvDim)));
+    }
+
+    /// <summary>The requested context, refused in one line when the model or the device cannot hold it.</summary>
+    private static int CheckContext(LlamaConfig c, ComputeDevice device, long weightBytes, int? requested)
+    {
+        if (requested is not { } context) return DefaultContext(c, device, weightBytes);
+        if (context < 1) throw new ArgumentOutOfRangeException(nameof(requested), $"context {context} must be at least 1");
+        if (context > c.MaxSeqLen)
+            throw new ArgumentOutOfRangeException(nameof(requested), $"context {context} exceeds the model's max_position_embeddings {c.MaxSeqLen}");
+        if (context > c.SlidingWindow)
+            throw new ArgumentOutOfRangeException(nameof(requested), $"context {context} exceeds the model's sliding_window {c.SlidingWindow}: attention over a sliding window is not supported, choose a context up to {c.SlidingWindow}");
+        var needed = context * BytesPerPosition(c);
+        if ((long)context * c.KvDim > int.MaxValue || needed > device.MemoryBytes - weightBytes)
+            throw new ArgumentOutOfRangeException(nameof(requested), $"context {context} needs {needed >> 20} MiB of KV cache; {device.Kind} has {Math.Max(0, device.MemoryBytes - weightBytes) >> 20} MiB left after the weights");
+        return context;
+    }
+
+    /// <summary>Biases [rows_i] one after another as one float vector, for <see cref="ComputeDevice.AddBias"/>.</summary>
+    private static DeviceTensor UploadBias(ModelCheckpoint checkpoint, ComputeDevice device, params (string Name, int Rows)[] parts)
+    {
+        var values = parts.SelectMany(p => checkpoint.Read(p.Name, p.Rows).ToFloats()).ToArray();
+        var bias = device.Allocate(values.Length);
+        device.Upload(values, bias);
+        return bias;
     }
 
     /// <summary>Uploads weights [rows_i, cols] one under another as one [sum rows_i, cols] matrix, so that
@@ -220,6 +263,7 @@ public sealed class LlamaModel : IDisposable
 
         d.RmsNorm(x, w.AttentionNorm, _normed, n, c.NormEps);
         d.MatMul(_normed, w.Qkv, _qkv, n);
+        if (w.QkvBias is not null) d.AddBias(_qkv, w.QkvBias, n);
         d.SplitQkv(_qkv, _query, keys, values, n, c.Heads, c.KvHeads, pos, Rotary);
         d.Attention(_query, Cache.Keys(l), Cache.Values(l), _attention, n, pos, c.Heads, c.KvHeads, c.HeadDim);
         d.MatMul(_attention, w.Output, x, n, accumulate: true);
@@ -278,6 +322,7 @@ public sealed class LlamaModel : IDisposable
         if (_disposed) return;
         _disposed = true;
         foreach (var weight in _weights) weight.Dispose();
+        foreach (var layer in _layers) layer.QkvBias?.Dispose();
         Cache.Dispose();
         Rotary.Dispose();
         foreach (var t in new[] { _normed, _qkv, _query, _attention, _gateUp, _hidden }) t.Dispose();

@@ -57,6 +57,10 @@ public abstract class ComputeDevice : IDisposable
     /// <summary>Bytes currently held in weights and buffers allocated through this device.</summary>
     public long AllocatedBytes { get; protected set; }
 
+    /// <summary>Bytes of memory the device has: its own memory, or for the managed device the memory
+    /// the process may use. Sizes the default context of a model.</summary>
+    public abstract long MemoryBytes { get; }
+
     /// <summary>A zero-filled float buffer.</summary>
     public abstract DeviceTensor Allocate(int length);
 
@@ -80,9 +84,12 @@ public abstract class ComputeDevice : IDisposable
     /// <summary>output[r, o] (+)= sum_i input[r, i] * weight[o, i]; in = weight.Cols, out = weight.Rows.</summary>
     public abstract void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false);
 
+    /// <summary>The bias of a Linear layer after its matmul: x[r, c] += bias[c] for r in [0, rows) and c in [0, bias.Length).</summary>
+    public abstract void AddBias(DeviceTensor x, DeviceTensor bias, int rows);
+
     /// <summary>Rotary embedding in the Hugging Face convention on x[r, heads * headDim] at position
-    /// startPos + r: each head's pair (i, i + headDim/2) is rotated by angle pos * theta^(-2i/headDim),
-    /// whose cosine and sine are read from <paramref name="table"/>.</summary>
+    /// startPos + r: each head's pair (i, i + headDim/2) is rotated by angle pos * frequency_i
+    /// (theta^(-2i/headDim), possibly scaled), whose cosine and sine are read from <paramref name="table"/>.</summary>
     public abstract void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table);
 
     /// <summary>The epilogue of a fused QKV projection: row r of <paramref name="qkv"/> is [q | k | v]

@@ -1,7 +1,8 @@
 namespace Kangaroo.Native.Kernels;
 
-/// <summary>cos and sin of pos * theta^(-2i/headDim) for every position and i in [0, headDim/2),
-/// computed once on the host in double precision, so every device rotates by identical angles.</summary>
+/// <summary>cos and sin of pos * frequency_i for every position and i in [0, headDim/2), computed once
+/// on the host in double precision, so every device rotates by identical angles. The frequencies are
+/// theta^(-2i/headDim), or those scaled as config.json's rope_scaling says (LlamaConfig.RopeFrequencies).</summary>
 public sealed class RotaryTable : IDisposable
 {
     public int HeadDim { get; }
@@ -9,17 +10,24 @@ public sealed class RotaryTable : IDisposable
     public DeviceTensor Cos { get; }
     public DeviceTensor Sin { get; }
 
+    /// <summary>The unscaled table: frequency_i = theta^(-2i/headDim).</summary>
     public RotaryTable(ComputeDevice device, int headDim, int positions, float theta)
+        : this(device, positions, Enumerable.Range(0, headDim / 2).Select(i => Math.Pow(theta, -2.0 * i / headDim)).ToArray())
     {
-        HeadDim = headDim;
+    }
+
+    /// <summary>A table for heads of 2 * frequencies.Count dimensions.</summary>
+    public RotaryTable(ComputeDevice device, int positions, IReadOnlyList<double> frequencies)
+    {
+        var half = frequencies.Count;
+        HeadDim = 2 * half;
         Positions = positions;
-        var half = headDim / 2;
         var cos = new float[positions * half];
         var sin = new float[positions * half];
         for (var pos = 0; pos < positions; pos++)
         for (var i = 0; i < half; i++)
         {
-            var angle = pos * Math.Pow(theta, -2.0 * i / headDim);
+            var angle = pos * frequencies[i];
             cos[pos * half + i] = (float)Math.Cos(angle);
             sin[pos * half + i] = (float)Math.Sin(angle);
         }

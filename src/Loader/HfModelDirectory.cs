@@ -3,11 +3,14 @@ using System.Text.Json;
 namespace Kangaroo.Native.Loader;
 
 /// <summary>A Hugging Face Llama model directory: config.json, model.safetensors or shards listed in
-/// model.safetensors.index.json, and tokenizer.model.</summary>
+/// model.safetensors.index.json, and tokenizer.model or tokenizer.json.</summary>
 public sealed class HfModelDirectory : ModelCheckpoint
 {
     private readonly Dictionary<string, SafeTensorsFile> _fileOfTensor = new();
     private readonly List<SafeTensorsFile> _files = new();
+
+    /// <summary>Names that read another tensor: tied weights stored once.</summary>
+    private readonly Dictionary<string, string> _aliases = new();
 
     public override LlamaConfig Config { get; }
     public override string Source { get; }
@@ -19,9 +22,9 @@ public sealed class HfModelDirectory : ModelCheckpoint
         var configPath = Path.Combine(directory, "config.json");
         if (!File.Exists(configPath)) throw new ModelFormatException($"{configPath}: file not found (a Hugging Face model directory needs config.json)");
         InputFile.Require(configPath, "model configuration");
-        Config = LlamaConfig.FromJsonFile(configPath);
-        var tokenizer = Path.Combine(directory, "tokenizer.model");
-        TokenizerPath = File.Exists(tokenizer) ? tokenizer : null;
+        var config = LlamaConfig.FromJsonFile(configPath);
+        Config = config with { EosIds = config.EosIds.Union(GenerationEosIds(Path.Combine(directory, "generation_config.json"), config.VocabSize)).ToArray() };
+        TokenizerPath = new[] { "tokenizer.model", "tokenizer.json" }.Select(name => Path.Combine(directory, name)).FirstOrDefault(File.Exists);
 
         var single = Path.Combine(directory, "model.safetensors");
         var index = Path.Combine(directory, "model.safetensors.index.json");
@@ -41,6 +44,8 @@ public sealed class HfModelDirectory : ModelCheckpoint
             {
                 throw new ModelFormatException($"{directory}: neither model.safetensors nor model.safetensors.index.json found");
             }
+            FindTiedWeights();
+            RefuseUnusedTensors();
         }
         catch
         {
@@ -107,15 +112,59 @@ public sealed class HfModelDirectory : ModelCheckpoint
     public override IReadOnlyList<string> Files =>
         [Path.Combine(Source, "config.json"), Path.Combine(Source, "model.safetensors.index.json"), .. _files.Select(f => f.Path), .. TokenizerPath is null ? [] : new[] { TokenizerPath }];
 
-    public override bool Contains(string name) => _fileOfTensor.ContainsKey(name);
+    /// <summary>Tied weights stored under one name: save_pretrained records the other name in the
+    /// safetensors __metadata__ ("model.embed_tokens.weight": "lm_head.weight"); with
+    /// tie_word_embeddings, either of the embedding and the LM head stands for both.</summary>
+    private void FindTiedWeights()
+    {
+        foreach (var file in _files)
+            foreach (var (name, target) in file.Metadata)
+                if (!_fileOfTensor.ContainsKey(name) && _fileOfTensor.ContainsKey(target)) _aliases[name] = target;
+        if (!Config.TiedEmbeddings) return;
+        if (!Contains(ModelCheckpoint.Names.Embedding) && Contains(ModelCheckpoint.Names.LmHead)) _aliases[ModelCheckpoint.Names.Embedding] = ModelCheckpoint.Names.LmHead;
+        if (!Contains(ModelCheckpoint.Names.LmHead) && Contains(ModelCheckpoint.Names.Embedding)) _aliases[ModelCheckpoint.Names.LmHead] = ModelCheckpoint.Names.Embedding;
+    }
+
+    /// <summary>A tensor the configuration does not use means the configuration describes another
+    /// model (fewer layers, no biases): refused rather than silently ignored. Rotary tables some
+    /// checkpoints store (rotary_emb.inv_freq) are recomputed, so they are skipped.</summary>
+    private void RefuseUnusedTensors()
+    {
+        var expected = ModelCheckpoint.Names.Expected(Config).Select(t => t.Name).Append(ModelCheckpoint.Names.LmHead).ToHashSet();
+        foreach (var (name, file) in _fileOfTensor)
+            if (!expected.Contains(name) && !name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal))
+                throw new ModelFormatException($"{file.Path}: tensor '{name}' is not used by the configuration in config.json (num_hidden_layers {Config.Layers}, attention_bias {Config.AttentionBias.ToString().ToLowerInvariant()})");
+    }
+
+    /// <summary>eos_token_id of generation_config.json (a number or a list), where there is one.</summary>
+    private static IEnumerable<int> GenerationEosIds(string path, int vocabSize)
+    {
+        if (!File.Exists(path)) return [];
+        try
+        {
+            using var json = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowDuplicateProperties = false });
+            if (json.RootElement.ValueKind != JsonValueKind.Object || !json.RootElement.TryGetProperty("eos_token_id", out var eos) || eos.ValueKind == JsonValueKind.Null)
+                return [];
+            var ids = (eos.ValueKind == JsonValueKind.Array ? eos.EnumerateArray().ToArray() : [eos])
+                .Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var id) && id >= 0 && id < vocabSize ? id
+                    : throw new ModelFormatException($"{path}: eos_token_id {e.GetRawText()} is not a token id of the {vocabSize}-token vocabulary"));
+            return ids.ToArray();
+        }
+        catch (JsonException e)
+        {
+            throw new ModelFormatException($"{path}: not valid JSON ({e.Message})");
+        }
+    }
+
+    public override bool Contains(string name) => _fileOfTensor.ContainsKey(_aliases.GetValueOrDefault(name, name));
 
     protected override TensorData ReadTensor(string name) =>
-        _fileOfTensor.TryGetValue(name, out var file)
-            ? file.Read(name)
+        _fileOfTensor.TryGetValue(_aliases.GetValueOrDefault(name, name), out var file)
+            ? file.Read(_aliases.GetValueOrDefault(name, name))
             : throw new ModelFormatException($"{FileOf(name)}: tensor '{name}' is missing");
 
     protected override string FileOf(string name) =>
-        _fileOfTensor.TryGetValue(name, out var file) ? file.Path
+        _fileOfTensor.TryGetValue(_aliases.GetValueOrDefault(name, name), out var file) ? file.Path
         : _files.Count == 1 ? _files[0].Path
         : Path.Combine(Source, "model.safetensors.index.json");
 

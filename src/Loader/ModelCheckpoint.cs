@@ -73,20 +73,30 @@ public abstract class ModelCheckpoint : IDisposable
         public const string Gate = "mlp.gate_proj.weight";
         public const string Up = "mlp.up_proj.weight";
         public const string Down = "mlp.down_proj.weight";
+        public const string QueryBias = "self_attn.q_proj.bias";
+        public const string KeyBias = "self_attn.k_proj.bias";
+        public const string ValueBias = "self_attn.v_proj.bias";
 
         /// <summary>Every weight a model with this configuration has, with the shape the configuration
-        /// implies, in the order llama2.c stores them (no lm_head.weight when embeddings are tied).</summary>
+        /// implies, in the order llama2.c stores them (no lm_head.weight when embeddings are tied; q, k
+        /// and v biases after the projections when the model has them).</summary>
         public static IReadOnlyList<(string Name, int[] Shape)> Expected(LlamaConfig config)
         {
-            var (dim, hidden, kvDim) = (config.Dim, config.HiddenDim, config.KvDim);
+            var (dim, hidden, qDim, kvDim) = (config.Dim, config.HiddenDim, config.QueryDim, config.KvDim);
             var result = new List<(string, int[])> { (Embedding, [config.VocabSize, dim]) };
             for (var l = 0; l < config.Layers; l++)
             {
                 result.Add((Layer(l, AttentionNorm), [dim]));
-                result.Add((Layer(l, Query), [dim, dim]));
+                result.Add((Layer(l, Query), [qDim, dim]));
                 result.Add((Layer(l, Key), [kvDim, dim]));
                 result.Add((Layer(l, Value), [kvDim, dim]));
-                result.Add((Layer(l, Output), [dim, dim]));
+                if (config.AttentionBias)
+                {
+                    result.Add((Layer(l, QueryBias), [qDim]));
+                    result.Add((Layer(l, KeyBias), [kvDim]));
+                    result.Add((Layer(l, ValueBias), [kvDim]));
+                }
+                result.Add((Layer(l, Output), [dim, qDim]));
                 result.Add((Layer(l, FeedForwardNorm), [dim]));
                 result.Add((Layer(l, Gate), [hidden, dim]));
                 result.Add((Layer(l, Down), [dim, hidden]));

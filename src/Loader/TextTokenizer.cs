@@ -8,19 +8,19 @@ namespace Kangaroo.Native.Loader;
 /// <c>tokenizer.model</c> or from llama2.c's <c>tokenizer.bin</c> (converted to the equivalent
 /// ModelProto in memory), encoded and decoded by Microsoft.ML.Tokenizers in both cases.
 /// </summary>
-public sealed class TextTokenizer
+public sealed class TextTokenizer : ModelTokenizer
 {
     private readonly SentencePieceTokenizer _tokenizer;
     private readonly byte[] _modelProto;
     private readonly byte[][] _surface;
 
     /// <summary>The file the tokenizer was read from.</summary>
-    public string Path { get; }
+    public override string Path { get; }
 
     /// <summary>The pieces, special ids and normalizer flags.</summary>
     public SentencePieceModel Model { get; }
 
-    public int VocabSize => Model.Pieces.Count;
+    public override int VocabSize => Model.Pieces.Count;
     public int BosId => Model.BosId;
     public int EosId => Model.EosId;
 
@@ -79,7 +79,7 @@ public sealed class TextTokenizer
 
     /// <summary>Encodes text as llama2.c's <c>run.c</c> does: BOS first when asked, a dummy-prefix space
     /// before non-empty text, BPE merges with byte fallback. The empty text gives just [BOS] (or []).</summary>
-    public int[] Encode(string text, bool addBos)
+    public override int[] Encode(string text, bool addBos)
     {
         ArgumentNullException.ThrowIfNull(text);
         if (text.Length == 0) return addBos ? [BosId] : [];
@@ -90,20 +90,10 @@ public sealed class TextTokenizer
     /// <summary>Decodes ids to text as SentencePiece does: control tokens vanish, byte pieces are
     /// reassembled into UTF-8 (invalid sequences become U+FFFD), and the dummy-prefix space of the first
     /// piece (at the start or after BOS) is removed.</summary>
-    public string Decode(IEnumerable<int> ids)
-    {
-        ArgumentNullException.ThrowIfNull(ids);
-        var stream = NewStream(stripLeadingSpace: true);
-        var text = new StringBuilder();
-        foreach (var id in ids) text.Append(stream.Append(id));
-        text.Append(stream.Flush());
-        return text.ToString();
-    }
+    public override string Decode(IEnumerable<int> ids) => Decode(ids, new Stream(this, stripAtStart: true));
 
     /// <summary>A streaming decoder that follows llama2.c: the leading space of a piece right after BOS is dropped.</summary>
-    public Stream NewStream() => new(this, stripLeadingSpace: false);
-
-    private Stream NewStream(bool stripLeadingSpace) => new(this, stripLeadingSpace);
+    public override TokenStream NewStream() => new Stream(this, stripAtStart: false);
 
     /// <summary>The text bytes a piece contributes: nothing for control/unused pieces, one raw byte for
     /// byte pieces, SentencePiece's " ⁇ " for unknown, the piece with '▁' as space otherwise.</summary>
@@ -115,65 +105,23 @@ public sealed class TextTokenizer
         _ => Encoding.UTF8.GetBytes(piece.Piece.Replace('\u2581', ' ')),
     };
 
-    /// <summary>
-    /// Turns a sequence of token ids into text as they arrive. <see cref="Append"/> returns the text the
-    /// token completes: bytes of a multi-byte UTF-8 character split over byte-fallback pieces are held
-    /// back until the character is complete.
-    /// </summary>
-    public sealed class Stream
+    private sealed class Stream(TextTokenizer owner, bool stripAtStart) : TokenStream
     {
-        private readonly TextTokenizer _owner;
-        private readonly bool _stripAtStart;
-        private readonly List<byte> _pending = new();
         private int _previous = -1;
         private bool _sawText;
 
-        internal Stream(TextTokenizer owner, bool stripLeadingSpace)
+        public override string Append(int id)
         {
-            _owner = owner;
-            _stripAtStart = stripLeadingSpace;
-        }
-
-        /// <summary>Adds one token; returns the text it completes (possibly empty).</summary>
-        public string Append(int id)
-        {
-            if ((uint)id >= (uint)_owner.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(id), id, $"token id outside the {_owner.VocabSize}-token vocabulary of {_owner.Path}");
-            var piece = _owner.Model.Pieces[id];
-            ReadOnlySpan<byte> bytes = _owner._surface[id];
-            var afterBos = _previous == _owner.BosId || (_stripAtStart && !_sawText);
+            if ((uint)id >= (uint)owner.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(id), id, $"token id outside the {owner.VocabSize}-token vocabulary of {owner.Path}");
+            var piece = owner.Model.Pieces[id];
+            ReadOnlySpan<byte> bytes = owner._surface[id];
+            var afterBos = _previous == owner.BosId || (stripAtStart && !_sawText);
             if (afterBos && piece.Type is PieceType.Normal or PieceType.UserDefined && bytes.Length > 0 && bytes[0] == (byte)' ')
                 bytes = bytes[1..];
             _previous = id;
-            if (_owner._surface[id].Length > 0) _sawText = true;
-            foreach (var b in bytes) _pending.Add(b);
-            var complete = CompleteLength(_pending);
-            if (complete == 0) return "";
-            var text = Encoding.UTF8.GetString(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_pending)[..complete]);
-            _pending.RemoveRange(0, complete);
-            return text;
-        }
-
-        /// <summary>Returns what is still held back (an unfinished character, as U+FFFD) and clears it.</summary>
-        public string Flush()
-        {
-            var text = Encoding.UTF8.GetString(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_pending));
-            _pending.Clear();
-            return text;
-        }
-
-        /// <summary>The length of the prefix that does not end inside a UTF-8 sequence which could still be completed.</summary>
-        private static int CompleteLength(List<byte> bytes)
-        {
-            // Look back at most 3 bytes for the lead byte of the last sequence.
-            for (var back = 1; back <= Math.Min(3, bytes.Count); back++)
-            {
-                var b = bytes[^back];
-                if ((b & 0xC0) == 0x80) continue; // continuation byte: keep looking for its lead
-                var needed = (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 1;
-                return needed > back ? bytes.Count - back : bytes.Count;
-            }
-            return bytes.Count;
+            if (owner._surface[id].Length > 0) _sawText = true;
+            return Emit(bytes);
         }
     }
 }

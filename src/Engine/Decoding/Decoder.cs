@@ -51,7 +51,7 @@ public abstract class Decoder(LlamaModel model)
     /// <summary>The number of tokens a generation may add: at most <paramref name="maxNewTokens"/>,
     /// clamped so that every token that is fed back fits the context (the last generated token never
     /// is: prompt + generated tokens may reach context + 1, as in llama2.c).</summary>
-    public int Budget(int promptLength, int maxNewTokens) => Math.Max(0, Math.Min(maxNewTokens, Model.Config.MaxSeqLen + 1 - promptLength));
+    public int Budget(int promptLength, int maxNewTokens) => Math.Max(0, Math.Min(maxNewTokens, Model.Context + 1 - promptLength));
 
     /// <summary>Validates the arguments now; generates as the result is enumerated. One generation runs
     /// on a model at a time: enumerating while another generation on the same model is unfinished
@@ -61,10 +61,10 @@ public abstract class Decoder(LlamaModel model)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(sampling);
-        var context = Model.Config.MaxSeqLen;
+        var context = Model.Context;
         if (prompt.Count == 0) throw new ArgumentException("the prompt is empty (it needs at least the BOS token)");
         if (prompt.Count > context)
-            throw new ArgumentException($"the prompt is {prompt.Count} tokens but the model's context is {context} positions");
+            throw new ArgumentException($"the prompt is {prompt.Count} tokens but the context is {context} positions (--context chooses up to the model's max_position_embeddings {Model.Config.MaxSeqLen})");
         ArgumentOutOfRangeException.ThrowIfNegative(maxNewTokens);
         foreach (var id in prompt)
             if ((uint)id >= (uint)Model.Config.VocabSize)

@@ -116,7 +116,7 @@ public sealed class AdapterHead : DraftHead
         _qkv = Upload([.. weights.Query, .. weights.Key, .. weights.Value], 3 * dim, dim); // one matmul, as in LlamaModel
         _output = Upload(weights.Output, dim, dim);
         _outputNorm = Upload(weights.OutputNorm, 1, dim);
-        _cache = new KvCache(device, 1, model.Config.MaxSeqLen, dim);
+        _cache = new KvCache(device, 1, model.Context, dim);
         _normed = device.Allocate(LlamaModel.MaxBlockRows * dim);
         _qkvRows = device.Allocate(LlamaModel.MaxBlockRows * 3 * dim);
         _q = device.Allocate(LlamaModel.MaxBlockRows * dim);

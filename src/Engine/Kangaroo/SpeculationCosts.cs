@@ -49,8 +49,8 @@ public sealed record SpeculationCosts(
         var device = model.Device;
         var rows = maxDrafts + 1;
         if (maxDrafts >= LlamaModel.MaxBlockRows) throw new ArgumentException($"--draft-steps {maxDrafts} must be below {LlamaModel.MaxBlockRows}");
-        var position = Math.Min(32, c.MaxSeqLen - rows);
-        if (position < 1) throw new ArgumentException($"the model's context of {c.MaxSeqLen} positions is too short to time rounds of {maxDrafts} drafts");
+        var position = Math.Min(32, model.Context - rows);
+        if (position < 1) throw new ArgumentException($"the context of {model.Context} positions is too short to time rounds of {maxDrafts} drafts");
         var tokens = Enumerable.Range(0, position + rows).Select(i => i == 0 ? c.BosId : (i * 7919 + 3) % c.VocabSize).ToArray();
         using var states = model.AllocateResidual(LlamaModel.MaxBlockRows);
         using var logits = model.AllocateLogits(rows);

@@ -66,7 +66,7 @@ public sealed class AdapterTrainer : IDisposable
     public AdapterTrainer(LlamaModel model, TrainingOptions options, AdapterWeights? initial = null)
     {
         _model = model;
-        _options = options.Validate(model.Layers, model.Config.MaxSeqLen);
+        _options = options.Validate(model.Layers, model.Context);
         var c = model.Config;
         initial ??= AdapterWeights.Random(c.Dim, options.ExitLayer, options.Seed);
         initial.CheckFits(c, model.Fingerprint, "initial adapter");

@@ -72,21 +72,22 @@ public static class TrainingData
         throw new ArgumentException($"{path}:{number}: expected an object with a string field \"text\" or a \"turns\" array of strings");
     }
 
-    /// <summary>Encodes each text with BOS and cuts it into sequences of at most <paramref name="seqLen"/>
-    /// tokens; every continuation chunk starts with BOS again, so positions always begin at a BOS as
-    /// they do when decoding. Chunks shorter than two tokens carry no training signal and are dropped.</summary>
-    public static List<int[]> Tokenize(IEnumerable<string> texts, TextTokenizer tokenizer, int seqLen)
+    /// <summary>Encodes each text and cuts it into sequences of at most <paramref name="seqLen"/> tokens,
+    /// each starting with what a prompt starts with (BOS): continuation chunks too, so positions always
+    /// begin at a BOS as they do when decoding. Chunks shorter than two tokens carry no training signal and are dropped.</summary>
+    public static List<int[]> Tokenize(IEnumerable<string> texts, ModelTokenizer tokenizer, int seqLen)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(seqLen, 2);
         var sequences = new List<int[]>();
+        var start = tokenizer.EncodePrompt("");
         foreach (var text in texts)
         {
-            var ids = tokenizer.Encode(text, addBos: false);
-            for (var start = 0; start < ids.Length; start += seqLen - 1)
+            var ids = tokenizer.Encode(text, addSpecialTokens: false);
+            for (var at = 0; at < ids.Length; at += seqLen - start.Length)
             {
-                var take = Math.Min(seqLen - 1, ids.Length - start);
+                var take = Math.Min(seqLen - start.Length, ids.Length - at);
                 if (take < 1) break;
-                sequences.Add([tokenizer.BosId, .. ids.AsSpan(start, take)]);
+                sequences.Add([.. start, .. ids.AsSpan(at, take)]);
             }
         }
         return sequences;

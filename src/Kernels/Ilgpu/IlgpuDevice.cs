@@ -27,6 +27,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>? _splitQkv;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, int>? _swiGlu;
     private Action<Index1D, ArrayView<float>, ArrayView<float>>? _add;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, int>? _addBias;
     private Action<KernelConfig, ArrayView<float>, int, float>? _softmax;
     private Action<KernelConfig, ArrayView<float>, int, ArrayView<int>>? _argMax;
 
@@ -56,6 +57,9 @@ public sealed partial class IlgpuDevice : ComputeDevice
 
     /// <summary>Threads per group of the explicitly grouped kernels, per family (reductions run over this many partials).</summary>
     internal GroupWidths Groups => _groups;
+
+    /// <summary>The accelerator's memory; the CPU emulator's is the host memory the process may use.</summary>
+    public override long MemoryBytes => Math.Min(_accelerator.MemorySize, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
 
     public override DeviceTensor Allocate(int length)
     {
@@ -138,6 +142,14 @@ public sealed partial class IlgpuDevice : ComputeDevice
             case WeightType.F16: _f16.MatMul(config, x, new F16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
             default: _bf16.MatMul(config, x, new BF16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
         }
+    }
+
+    public override void AddBias(DeviceTensor x, DeviceTensor bias, int rows)
+    {
+        if (rows <= 0) return;
+        var width = bias.Length;
+        _addBias ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, int>>(BiasKernel.AddBias));
+        _addBias(rows * width, View(x, (long)rows * width, nameof(x)), View(bias), width);
     }
 
     public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table) => Rotate(x, rows, heads, startPos, table, 1f);

@@ -20,6 +20,8 @@ public sealed class ReferenceDevice : ComputeDevice
     public override string Kind => "cpu";
     public override string Name => $"managed reference (System.Numerics.Tensors, {Environment.ProcessorCount} cores)";
 
+    public override long MemoryBytes => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+
     public override DeviceTensor Allocate(int length)
     {
         AllocatedBytes += 4L * length;
@@ -151,6 +153,13 @@ public sealed class ReferenceDevice : ComputeDevice
     }
 
     private static void Store(ref float target, float dot, bool accumulate) => target = accumulate ? target + dot : dot;
+
+    public override void AddBias(DeviceTensor x, DeviceTensor bias, int rows)
+    {
+        var b = Span(bias);
+        var v = Span(x);
+        for (var r = 0; r < rows; r++) TensorPrimitives.Add(v.Slice(r * b.Length, b.Length), b, v.Slice(r * b.Length, b.Length));
+    }
 
     public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table) => Rotate(x, rows, heads, startPos, table, 1f);
 

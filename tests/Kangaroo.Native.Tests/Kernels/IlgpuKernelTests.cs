@@ -156,6 +156,42 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         AssertClose(On(_reference), On(device), rtol: 0f, atol: 3 * 2 * 2 * U, "Rope");
     }
 
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
+    public void AddBias_matches_reference(string kind)
+    {
+        var device = devices.Get(kind);
+        const int rows = 5, width = 13;
+        var x = Random(rows * width, seed: 21);
+        var b = Random(width, seed: 22);
+        float[] On(ComputeDevice d)
+        {
+            using var tensor = Tensor(d, x);
+            using var bias = Tensor(d, b);
+            d.AddBias(tensor, bias, rows);
+            return Read(d, tensor);
+        }
+        // One rounded addition per element: identical on every device.
+        AssertIdentical(On(_reference), On(device), "AddBias");
+        Assert.Equal(x[2 * width + 7] + b[7], On(_reference)[2 * width + 7]);
+    }
+
+    [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
+    public void Rope_with_scaled_frequencies_matches_reference(string kind)
+    {
+        var device = devices.Get(kind);
+        const int rows = 3, heads = 2, startPos = 9;
+        double[] frequencies = [1.0, 0.125, 0.03, 1e-4, 2.5e-6];
+        var x = Random(rows * heads * 2 * frequencies.Length, seed: 23, scale: 2f);
+        float[] On(ComputeDevice d)
+        {
+            using var table = new RotaryTable(d, positions: 16, frequencies);
+            using var tensor = Tensor(d, x);
+            d.Rope(tensor, rows, heads, startPos, table);
+            return Read(d, tensor);
+        }
+        AssertClose(On(_reference), On(device), rtol: 0f, atol: 3 * 2 * 2 * U, "Rope (scaled frequencies)");
+    }
+
     [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void SplitQkv_equals_copies_then_Rope_and_matches_reference(string kind)
     {

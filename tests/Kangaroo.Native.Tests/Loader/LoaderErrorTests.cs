@@ -263,7 +263,7 @@ public sealed class LoaderErrorTests : IDisposable
     [InlineData("eos_token_id", "[2, \"x\"]", "field 'eos_token_id' is not an integer or a list of integers")]
     [InlineData("eos_token_id", "99", "eos_token_id 99 is outside the vocabulary of 6")]
     [InlineData("bos_token_id", "-1", "bos_token_id -1 is outside the vocabulary of 6")]
-    [InlineData("rope_scaling", "{\"type\": \"linear\"}", "rope_scaling is not supported")]
+    [InlineData("rope_scaling", "{\"type\": \"dynamic\", \"factor\": 2.0}", "rope_scaling type 'dynamic' is not supported")]
     public void BadConfigField(string field, string value, string problem)
     {
         var dir = TinyModel("bad-" + field, new JsonObject { [field] = JsonNode.Parse(value) });

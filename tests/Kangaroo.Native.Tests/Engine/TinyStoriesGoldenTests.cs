@@ -1,0 +1,76 @@
+using System.Text.Json;
+using Kangaroo.Native.Engine;
+using Kangaroo.Native.Engine.Decoding;
+using Kangaroo.Native.Engine.Kangaroo;
+using Kangaroo.Native.Loader;
+
+namespace Kangaroo.Native.Tests.Engine;
+
+/// <summary>
+/// TinyStories-656K as published (tied weights stored once as lm_head.weight, tokenizer.json only):
+/// prompts tokenised by the engine and generated greedily reproduce a float64 Hugging Face forward
+/// (../shared/golden/tinystories656K-greedy.jsonl), on every device; the CPU emulator checks the first
+/// 32 tokens of each record.
+/// </summary>
+public sealed class TinyStoriesGoldenTests(SharedDevices devices) : IClassFixture<SharedDevices>
+{
+    public static readonly string ModelPath = SharedData.Path("models", "TinyStories-656K");
+
+    private sealed record Golden(string Prompt, int[] PromptIds, int MaxNew, int[] GeneratedIds, string Stop);
+
+    private static readonly IReadOnlyList<Golden> Records = File.ReadLines(SharedData.Path("golden", "tinystories656K-greedy.jsonl"))
+        .Where(line => line.Trim().Length > 0)
+        .Select(line =>
+        {
+            var json = JsonDocument.Parse(line).RootElement;
+            int[] Ids(string name) => json.GetProperty(name).EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            return new Golden(json.GetProperty("prompt").GetString()!, Ids("prompt_ids"), json.GetProperty("max_new").GetInt32(), Ids("generated_ids"), json.GetProperty("stop").GetString()!);
+        })
+        .ToList();
+
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void GreedyMatchesHuggingFace(string kind)
+    {
+        using var checkpoint = ModelCheckpoint.Open(ModelPath);
+        using var model = new LlamaModel(checkpoint, devices.Get(kind));
+        var tokenizer = ModelTokenizer.Open(checkpoint.TokenizerPath!);
+        var decoder = new AutoregressiveDecoder(model);
+        Assert.True(Records.Count >= 8);
+        foreach (var golden in Records)
+        {
+            Assert.Equal(golden.PromptIds, tokenizer.EncodePrompt(golden.Prompt));
+            var count = kind == "ilgpu-cpu" ? Math.Min(32, golden.MaxNew) : golden.MaxNew;
+            var generated = decoder.Generate(golden.PromptIds, count, new SamplingOptions()).ToArray();
+            Assert.Equal(golden.GeneratedIds.Take(count), generated);
+            if (count == golden.MaxNew) Assert.Equal(golden.Stop == "stop_token" ? StopReason.StopToken : StopReason.Length, decoder.Stop);
+        }
+    }
+
+    /// <summary>Kangaroo (an untrained adapter at exit layer 1 of 2, and the early-exit head) commits
+    /// the same tokens: lossless on the new model too.</summary>
+    [Theory, DeviceData("cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void SpeculativeDecodersMatchHuggingFace(string kind)
+    {
+        using var checkpoint = ModelCheckpoint.Open(ModelPath);
+        using var model = new LlamaModel(checkpoint, devices.Get(kind));
+        using var head = new AdapterHead(model, AdapterWeights.Random(model.Config.Dim, 1, 7));
+        foreach (var decoder in new Decoder[]
+                 {
+                     new SelfSpeculativeDecoder(model, head, new SpeculationOptions(1, 6, 0.3f)),
+                     new SelfSpeculativeDecoder(model, new ExitNormHead(model), new SpeculationOptions(1, 4, 0f)),
+                 })
+            foreach (var golden in Records)
+                Assert.Equal(golden.GeneratedIds, decoder.Generate(golden.PromptIds, golden.MaxNew, new SamplingOptions()));
+    }
+
+    [Fact]
+    public void OpensAsPublished()
+    {
+        using var checkpoint = ModelCheckpoint.Open(ModelPath);
+        Assert.True(checkpoint.Config.TiedEmbeddings);
+        Assert.EndsWith("tokenizer.json", checkpoint.TokenizerPath);
+        // Only lm_head.weight is stored; the embedding reads the same tensor.
+        Assert.Equal(checkpoint.Read(ModelCheckpoint.Names.LmHead, 2048, 128).Bytes.ToArray(), checkpoint.Read(ModelCheckpoint.Names.Embedding, 2048, 128).Bytes.ToArray());
+        Assert.Equal([2], checkpoint.Config.EosIds);
+    }
+}

@@ -1,0 +1,78 @@
+using System.Text;
+using System.Text.Json;
+using Kangaroo.Native.Loader;
+
+namespace Kangaroo.Native.Tests.Loader;
+
+/// <summary>tokenizer.json encoding and decoding against Hugging Face's own library (goldens made with
+/// the tokenizers package; HfTokenizers/README.md says how).</summary>
+public sealed class HfTokenizerTests
+{
+    private static readonly string TinyStories = SharedData.Path("models", "TinyStories-656K", "tokenizer.json");
+    private static readonly string Folder = Path.Combine(SharedData.RepositoryRoot, "tests", "Kangaroo.Native.Tests", "Loader", "HfTokenizers");
+
+    private static readonly Dictionary<string, HfTokenizer> Cache = new();
+
+    private static HfTokenizer Get(string path)
+    {
+        lock (Cache)
+        {
+            if (!Cache.TryGetValue(path, out var tokenizer)) Cache[path] = tokenizer = HfTokenizer.Load(path);
+            return tokenizer;
+        }
+    }
+
+    private static IEnumerable<JsonElement> Records(string path) =>
+        File.ReadLines(path).Where(line => line.Trim().Length > 0).Select(line => JsonDocument.Parse(line).RootElement);
+
+    private static int[] Ids(JsonElement record, string name) => record.GetProperty(name).EnumerateArray().Select(e => e.GetInt32()).ToArray();
+
+    [Fact]
+    public void TinyStoriesMatchesHuggingFace()
+    {
+        var tokenizer = Get(TinyStories);
+        foreach (var record in Records(SharedData.Path("golden", "tinystories656K-tokenizer-ids.jsonl")))
+        {
+            var text = record.GetProperty("text").GetString()!;
+            Assert.True(Ids(record, "ids").SequenceEqual(tokenizer.Encode(text, addSpecialTokens: false)), $"ids of \"{text}\"");
+        }
+        // The post-processor (and add_bos_token) put <|start_story|> first; eos_token is <|end_story|>.
+        Assert.Equal([1, 80, 147, 201, 282, 57], tokenizer.EncodePrompt("Once upon a time"));
+        Assert.Equal([2], tokenizer.EosIds);
+        Assert.Equal("Once upon a time", tokenizer.Decode(tokenizer.EncodePrompt("Once upon a time")));
+    }
+
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("dolma2")]
+    [InlineData("gpt-neox")]
+    public void ByteLevelMatchesHuggingFace(string name)
+    {
+        var tokenizer = Get(Path.Combine(Folder, $"{name}-tokenizer.json"));
+        var count = 0;
+        foreach (var record in Records(Path.Combine(Folder, $"{name}-golden.jsonl")))
+        {
+            var text = record.GetProperty("text").GetString()!;
+            Assert.True(Ids(record, "ids").SequenceEqual(tokenizer.Encode(text, addSpecialTokens: false)),
+                $"ids of \"{text}\": expected {string.Join(',', Ids(record, "ids"))}, got {string.Join(',', tokenizer.Encode(text, false))}");
+            Assert.Equal(Ids(record, "ids_with_special"), tokenizer.Encode(text, addSpecialTokens: true));
+            Assert.Equal(record.GetProperty("decoded").GetString(), tokenizer.Decode(Ids(record, "ids")));
+            count++;
+        }
+        Assert.True(count >= 20);
+    }
+
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("dolma2")]
+    public void StreamingNeverSplitsACharacter(string name)
+    {
+        var tokenizer = Get(Path.Combine(Folder, $"{name}-tokenizer.json"));
+        const string text = "Emoji 😀🎉, 你好世界 and café";
+        var stream = tokenizer.NewStream();
+        var pieces = tokenizer.Encode(text, false).Select(stream.Append).ToList();
+        Assert.Equal(text, string.Concat(pieces) + stream.Flush());
+        Assert.All(pieces, piece => Assert.DoesNotContain('\uFFFD', piece));
+        Assert.All(pieces, piece => Assert.False(piece.Length > 0 && char.IsHighSurrogate(piece[^1]), "a piece ends inside a surrogate pair"));
+    }
+}
