@@ -109,7 +109,8 @@ public sealed class StandardStream(Stream inner, string name) : Stream
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ObjectDisposedException)
         {
-            throw new IOException($"cannot write to {name}: {e.Message}", e);
+            // The innermost message: a closed descriptor is "Bad file descriptor", not .NET's "Access to the path is denied."
+            throw new IOException($"cannot write to {name}: {e.GetBaseException().Message}", e);
         }
     }
 

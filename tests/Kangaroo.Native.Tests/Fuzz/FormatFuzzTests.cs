@@ -50,6 +50,7 @@ public sealed class FormatFuzzTests(ConvertedModel converted, Xunit.Abstractions
     {
         var bytes = File.ReadAllBytes(original);
         var (loaded, refused) = (0, 0);
+        var (largest, mostPerByte) = (0L, 0.0); // the latter over files at least half the original's size
         for (var i = 0; i < CasesPerFormat * Scale; i++)
         {
             var seed = format * 1_000_003 + i;
@@ -70,11 +71,14 @@ public sealed class FormatFuzzTests(ConvertedModel converted, Xunit.Abstractions
                 throw new XunitException($"case {i} (seed {seed}: {what}) of {Path.GetFileName(original)}: {e.GetType().Name}: {e.Message}\n{e.StackTrace}");
             }
             var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            largest = Math.Max(largest, allocated);
+            if (mutated.Length >= bytes.Length / 2) mostPerByte = Math.Max(mostPerByte, allocated / (double)mutated.Length);
             if (allocated > Budget(mutated.Length))
                 throw new XunitException($"case {i} (seed {seed}: {what}) of {Path.GetFileName(original)}: allocated {allocated} bytes for a {mutated.Length}-byte file");
         }
         Assert.True(refused > 0 && loaded + refused == CasesPerFormat * Scale);
-        output.WriteLine($"{Path.GetFileName(original)}: {loaded + refused} cases, {loaded} loaded, {refused} refused");
+        output.WriteLine($"{Path.GetFileName(original)}: {loaded + refused} cases, {loaded} loaded, {refused} refused; " +
+                         $"at most {largest / 1e6:F2} MB allocated, {mostPerByte:F2} bytes per byte of file");
     }
 
     /// <summary>Loads a model onto the reference device and checks the device memory it took.</summary>
