@@ -44,7 +44,7 @@ public sealed class InferenceSession : IDisposable
         var device = createDevice();
         try
         {
-            return new InferenceSession(modelPath, device, new LlamaModel(checkpoint, device, context), tokenizer);
+            return new InferenceSession(modelPath, device, new LlamaModel(checkpoint, device, context, (tokenizer as HfTokenizer)?.EosIds), tokenizer);
         }
         catch
         {

@@ -51,9 +51,11 @@ public sealed class LlamaModel : IDisposable
     public DeviceWeight LmHead => _lmHead;
 
     /// <param name="context">Positions of the KV cache; by default <see cref="DefaultContext"/>.</param>
-    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null)
+    /// <param name="stopIds">Token ids that end generation besides the configuration's eos_token_id
+    /// (the tokenizer's eos_token).</param>
+    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null)
     {
-        var c = Config = checkpoint.Config;
+        var c = Config = checkpoint.Config with { EosIds = checkpoint.Config.EosIds.Union(stopIds ?? []).ToArray() };
         Device = device;
         DeviceWeight Load(string name, int rows, int cols)
         {

@@ -154,6 +154,21 @@ public sealed class HfDirectoryTests : IDisposable
         AssertError(() => ModelCheckpoint.Open(dir).Dispose(), "generation_config.json", "eos_token_id 9");
     }
 
+    [Fact]
+    public void TokenizerEosTokenAlsoStops()
+    {
+        var dir = _temp.File("eos");
+        Directory.CreateDirectory(dir);
+        foreach (var file in Directory.GetFiles(SharedData.Path("models", "TinyStories-656K")))
+            File.WriteAllBytes(Path.Combine(dir, Path.GetFileName(file)), File.ReadAllBytes(file));
+        var configPath = Path.Combine(dir, "tokenizer_config.json");
+        var json = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        json["eos_token"] = "<unk>";
+        File.WriteAllText(configPath, json.ToJsonString());
+        using var session = InferenceSession.Open(dir, "cpu");
+        Assert.Equal([2, 0], session.Model.Config.EosIds);
+    }
+
     // ---- tokenizer.json ----
 
     private string Tokenizer(string name, Func<JsonObject, JsonObject> edit)
