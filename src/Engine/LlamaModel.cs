@@ -117,14 +117,14 @@ public sealed class LlamaModel : IDisposable
     private static int CheckContext(LlamaConfig c, ComputeDevice device, long weightBytes, int? requested)
     {
         if (requested is not { } context) return DefaultContext(c, device, weightBytes);
-        if (context < 1) throw new ArgumentOutOfRangeException(nameof(requested), $"context {context} must be at least 1");
+        if (context < 1) throw new ArgumentException($"context {context} must be at least 1");
         if (context > c.MaxSeqLen)
-            throw new ArgumentOutOfRangeException(nameof(requested), $"context {context} exceeds the model's max_position_embeddings {c.MaxSeqLen}");
+            throw new ArgumentException($"context {context} exceeds the model's max_position_embeddings {c.MaxSeqLen}");
         if (context > c.SlidingWindow)
-            throw new ArgumentOutOfRangeException(nameof(requested), $"context {context} exceeds the model's sliding_window {c.SlidingWindow}: attention over a sliding window is not supported, choose a context up to {c.SlidingWindow}");
+            throw new ArgumentException($"context {context} exceeds the model's sliding_window {c.SlidingWindow}: attention over a sliding window is not supported, choose a context up to {c.SlidingWindow}");
         var needed = context * BytesPerPosition(c);
         if ((long)context * c.KvDim > int.MaxValue || needed > device.MemoryBytes - weightBytes)
-            throw new ArgumentOutOfRangeException(nameof(requested), $"context {context} needs {needed >> 20} MiB of KV cache; {device.Kind} has {Math.Max(0, device.MemoryBytes - weightBytes) >> 20} MiB left after the weights");
+            throw new ArgumentException($"context {context} needs {needed >> 20} MiB of KV cache; {device.Kind} has {Math.Max(0, device.MemoryBytes - weightBytes) >> 20} MiB left after the weights");
         return context;
     }
 

@@ -115,7 +115,7 @@ public sealed class HfDirectoryTests : IDisposable
         using var checkpoint = ModelCheckpoint.Open(dir);
         Assert.Equal(8, checkpoint.Config.SlidingWindow);
         using (var model = new LlamaModel(checkpoint, new ReferenceDevice())) Assert.Equal(8, model.Context);
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new LlamaModel(checkpoint, new ReferenceDevice(), context: 12));
+        var e = Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, new ReferenceDevice(), context: 12));
         Assert.Contains("sliding_window 8", e.Message);
         // Qwen2's sliding_window applies only with use_sliding_window.
         using var qwen = ModelCheckpoint.Open(Model("qwen2", new JsonObject { ["model_type"] = "qwen2", ["sliding_window"] = 8 }, Tiny with { AttentionBias = true }));
@@ -139,9 +139,9 @@ public sealed class HfDirectoryTests : IDisposable
             Assert.Contains("--context", e.Message);
         }
         Assert.True(LlamaModel.DefaultContext(checkpoint.Config, device, 0) <= LlamaConfig.MaxDimension);
-        var tooLong = Assert.Throws<ArgumentOutOfRangeException>(() => new LlamaModel(checkpoint, device, context: LlamaConfig.MaxDimension + 1));
+        var tooLong = Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, device, context: LlamaConfig.MaxDimension + 1));
         Assert.Contains("exceeds the model's max_position_embeddings", tooLong.Message);
-        Assert.Throws<ArgumentOutOfRangeException>(() => new LlamaModel(checkpoint, device, context: 0));
+        Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, device, context: 0));
     }
 
     [Fact]
