@@ -62,6 +62,22 @@ public sealed class HfTokenizerTests
         Assert.True(count >= 20);
     }
 
+    /// <summary>Added tokens with lstrip, rstrip, single_word, matched in raw or in normalized text
+    /// (TinyStories-656K's tokenizer.json with four tokens added). Ids only: Hugging Face's decode keeps
+    /// special tokens that are also in the model's vocabulary, where we write none.</summary>
+    [Fact]
+    public void AddedTokensMatchHuggingFace()
+    {
+        var tokenizer = Get(Path.Combine(Folder, "added-tokens-tokenizer.json"));
+        foreach (var record in Records(Path.Combine(Folder, "added-tokens-golden.jsonl")))
+        {
+            var text = record.GetProperty("text").GetString()!;
+            Assert.True(Ids(record, "ids").SequenceEqual(tokenizer.Encode(text, addSpecialTokens: false)),
+                $"ids of \"{text}\": expected {string.Join(',', Ids(record, "ids"))}, got {string.Join(',', tokenizer.Encode(text, false))}");
+            Assert.Equal(Ids(record, "ids_with_special"), tokenizer.Encode(text, addSpecialTokens: true));
+        }
+    }
+
     [Theory]
     [InlineData("gpt2")]
     [InlineData("dolma2")]
