@@ -78,6 +78,29 @@ public sealed class HfTokenizerTests
         }
     }
 
+    /// <summary>Byte fallback as Llama 2's tokenizer.json does it: TinyStories-656K's file with the 256
+    /// byte pieces &lt;0x00&gt;..&lt;0xFF&gt; added to its vocabulary (ids 2048..2303), so characters
+    /// outside the vocabulary become their UTF-8 bytes instead of &lt;unk&gt;, and decode back.</summary>
+    [Fact]
+    public void ByteFallbackMatchesHuggingFace()
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(TinyStories))!.AsObject();
+        var vocab = json["model"]!["vocab"]!.AsObject();
+        for (var b = 0; b < 256; b++) vocab[$"<0x{b:X2}>"] = 2048 + b;
+        using var temp = new TempDirectory();
+        File.WriteAllText(temp.File("tokenizer.json"), json.ToJsonString());
+        var tokenizer = HfTokenizer.Load(temp.File("tokenizer.json"));
+        foreach (var record in Records(Path.Combine(Folder, "byte-fallback-golden.jsonl")))
+        {
+            var text = record.GetProperty("text").GetString()!;
+            var ids = Ids(record, "ids");
+            Assert.True(ids.SequenceEqual(tokenizer.Encode(text, addSpecialTokens: false)),
+                $"ids of \"{text}\": expected {string.Join(',', ids)}, got {string.Join(',', tokenizer.Encode(text, false))}");
+            Assert.Equal(Ids(record, "ids_with_special"), tokenizer.Encode(text, addSpecialTokens: true));
+            if (!ids.Any(id => id is 0 or 1 or 2)) Assert.Equal(record.GetProperty("decoded").GetString(), tokenizer.Decode(ids));
+        }
+    }
+
     /// <summary>Pipelines of models whose files are too large to keep here, on vocabularies we have:
     /// Mistral v0.3's Metaspace pre-tokenizer and decoder (prepend_scheme first, no split) on
     /// TinyStories-656K's vocabulary, and SmolLM2's Digits + ByteLevel pre-tokenizer on GPT-2's. The
