@@ -54,7 +54,7 @@ public sealed class InferenceSession : IDisposable
         var device = createDevice();
         try
         {
-            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context), tokenizer);
+            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context, (tokenizer as HfTokenizer)?.EosIds), tokenizer);
         }
         catch
         {

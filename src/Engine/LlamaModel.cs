@@ -52,9 +52,11 @@ public sealed class LlamaModel : IDisposable
     public DeviceWeight LmHead => _lmHead;
 
     /// <param name="context">Positions of the KV cache; by default <see cref="DefaultContext"/>.</param>
-    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null)
+    /// <param name="stopIds">Token ids that end generation besides the configuration's eos_token_id
+    /// (the tokenizer's eos_token).</param>
+    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null)
     {
-        var c = Config = checkpoint.Config;
+        var c = Config = checkpoint.Config with { EosIds = checkpoint.Config.EosIds.Union(stopIds ?? []).ToArray() };
         Device = device;
         DeviceWeight Load(string name, int rows, int cols)
         {
@@ -116,14 +118,14 @@ public sealed class LlamaModel : IDisposable
     private static int CheckContext(LlamaConfig c, ComputeDevice device, long weightBytes, int? requested)
     {
         if (requested is not { } context) return DefaultContext(c, device, weightBytes);
-        if (context < 1) throw new ArgumentOutOfRangeException(nameof(requested), $"context {context} must be at least 1");
+        if (context < 1) throw new ArgumentException($"context {context} must be at least 1");
         if (context > c.MaxSeqLen)
-            throw new ArgumentOutOfRangeException(nameof(requested), $"context {context} exceeds the model's max_position_embeddings {c.MaxSeqLen}");
+            throw new ArgumentException($"context {context} exceeds the model's max_position_embeddings {c.MaxSeqLen}");
         if (context > c.SlidingWindow)
-            throw new ArgumentOutOfRangeException(nameof(requested), $"context {context} exceeds the model's sliding_window {c.SlidingWindow}: attention over a sliding window is not supported, choose a context up to {c.SlidingWindow}");
+            throw new ArgumentException($"context {context} exceeds the model's sliding_window {c.SlidingWindow}: attention over a sliding window is not supported, choose a context up to {c.SlidingWindow}");
         var needed = context * BytesPerPosition(c);
         if ((long)context * c.KvDim > int.MaxValue || needed > device.MemoryBytes - weightBytes)
-            throw new ArgumentOutOfRangeException(nameof(requested), $"context {context} needs {needed >> 20} MiB of KV cache; {device.Kind} has {Math.Max(0, device.MemoryBytes - weightBytes) >> 20} MiB left after the weights");
+            throw new ArgumentException($"context {context} needs {needed >> 20} MiB of KV cache; {device.Kind} has {Math.Max(0, device.MemoryBytes - weightBytes) >> 20} MiB left after the weights");
         return context;
     }
 

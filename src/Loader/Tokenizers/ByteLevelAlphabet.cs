@@ -32,16 +32,13 @@ internal static class ByteLevelAlphabet
         });
     }
 
-    /// <summary>The bytes a byte-level token stands for; a character outside the alphabet (in an added
-    /// token) stands for its own UTF-8 encoding.</summary>
+    /// <summary>The bytes a byte-level token stands for; as in Hugging Face's decoder, a token with a
+    /// character outside the alphabet (an added token) stands for its own UTF-8 encoding.</summary>
     public static byte[] Decode(string token)
     {
-        var bytes = new List<byte>(token.Length);
-        foreach (var rune in token.EnumerateRunes())
-        {
-            if (rune.IsBmp && ByteOfChar.TryGetValue((char)rune.Value, out var b)) bytes.Add(b);
-            else bytes.AddRange(System.Text.Encoding.UTF8.GetBytes(rune.ToString()));
-        }
-        return bytes.ToArray();
+        var bytes = new byte[token.Length];
+        for (var i = 0; i < token.Length; i++)
+            if (!ByteOfChar.TryGetValue(token[i], out bytes[i])) return System.Text.Encoding.UTF8.GetBytes(token);
+        return bytes;
     }
 }

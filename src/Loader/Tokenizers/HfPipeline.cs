@@ -51,7 +51,10 @@ internal sealed record JsonField(string File, string Name, JsonElement Value)
     }
 }
 
-/// <summary>The tokenizer.json normalizers we run: Sequence, Prepend, Replace and the Unicode forms.</summary>
+/// <summary>The tokenizer.json normalizers we run: Sequence, Prepend, Replace and the Unicode forms.
+/// The Unicode forms are .NET's <see cref="string.Normalize(NormalizationForm)"/>, which under this
+/// project's InvariantGlobalization leaves non-ASCII text as it is: text already in NFC (nearly all
+/// text) tokenises as in Hugging Face, decomposed input (e + U+0301) can tokenise differently.</summary>
 internal static class HfNormalizer
 {
     public static Func<string, string>? Parse(JsonField json)

@@ -46,16 +46,20 @@ public sealed class TinyStoriesGoldenTests(SharedDevices devices) : IClassFixtur
         }
     }
 
-    /// <summary>Kangaroo (an untrained adapter at exit layer 1 of 2, and the early-exit head) commits
-    /// the same tokens: lossless on the new model too.</summary>
+    /// <summary>Kangaroo (the adapter trained for this model in perf/adapters, an untrained one, and the
+    /// early-exit head, all at exit layer 1 of 2) commits the same tokens: lossless on the new model too.</summary>
     [Theory, DeviceData("cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void SpeculativeDecodersMatchHuggingFace(string kind)
     {
         using var checkpoint = ModelCheckpoint.Open(ModelPath);
         using var model = new LlamaModel(checkpoint, devices.Get(kind));
         using var head = new AdapterHead(model, AdapterWeights.Random(model.Config.Dim, 1, 7));
+        var trained = AdapterWeights.Load(Path.Combine(SharedData.RepositoryRoot, "perf", "adapters", "tinystories656K-l1.safetensors"))
+            .CheckFits(model.Config, model.Fingerprint, "tinystories656K-l1.safetensors");
+        using var trainedHead = new AdapterHead(model, trained);
         foreach (var decoder in new Decoder[]
                  {
+                     new SelfSpeculativeDecoder(model, trainedHead, new SpeculationOptions(1, 6, 0.6f)),
                      new SelfSpeculativeDecoder(model, head, new SpeculationOptions(1, 6, 0.3f)),
                      new SelfSpeculativeDecoder(model, new ExitNormHead(model), new SpeculationOptions(1, 4, 0f)),
                  })

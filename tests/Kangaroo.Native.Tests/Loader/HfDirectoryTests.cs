@@ -115,7 +115,7 @@ public sealed class HfDirectoryTests : IDisposable
         using var checkpoint = ModelCheckpoint.Open(dir);
         Assert.Equal(8, checkpoint.Config.SlidingWindow);
         using (var model = new LlamaModel(checkpoint, new ReferenceDevice())) Assert.Equal(8, model.Context);
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new LlamaModel(checkpoint, new ReferenceDevice(), context: 12));
+        var e = Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, new ReferenceDevice(), context: 12));
         Assert.Contains("sliding_window 8", e.Message);
         // Qwen2's sliding_window applies only with use_sliding_window.
         using var qwen = ModelCheckpoint.Open(Model("qwen2", new JsonObject { ["model_type"] = "qwen2", ["sliding_window"] = 8 }, Tiny with { AttentionBias = true }));
@@ -139,9 +139,9 @@ public sealed class HfDirectoryTests : IDisposable
             Assert.Contains("--context", e.Message);
         }
         Assert.True(LlamaModel.DefaultContext(checkpoint.Config, device, 0) <= LlamaConfig.MaxDimension);
-        var tooLong = Assert.Throws<ArgumentOutOfRangeException>(() => new LlamaModel(checkpoint, device, context: LlamaConfig.MaxDimension + 1));
+        var tooLong = Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, device, context: LlamaConfig.MaxDimension + 1));
         Assert.Contains("exceeds the model's max_position_embeddings", tooLong.Message);
-        Assert.Throws<ArgumentOutOfRangeException>(() => new LlamaModel(checkpoint, device, context: 0));
+        Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, device, context: 0));
     }
 
     [Fact]
@@ -152,6 +152,21 @@ public sealed class HfDirectoryTests : IDisposable
         using (var checkpoint = ModelCheckpoint.Open(dir)) Assert.Equal([2, 3, 5], checkpoint.Config.EosIds);
         File.WriteAllText(Path.Combine(dir, "generation_config.json"), "{\"eos_token_id\": 9}");
         AssertError(() => ModelCheckpoint.Open(dir).Dispose(), "generation_config.json", "eos_token_id 9");
+    }
+
+    [Fact]
+    public void TokenizerEosTokenAlsoStops()
+    {
+        var dir = _temp.File("eos");
+        Directory.CreateDirectory(dir);
+        foreach (var file in Directory.GetFiles(SharedData.Path("models", "TinyStories-656K")))
+            File.WriteAllBytes(Path.Combine(dir, Path.GetFileName(file)), File.ReadAllBytes(file));
+        var configPath = Path.Combine(dir, "tokenizer_config.json");
+        var json = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        json["eos_token"] = "<unk>";
+        File.WriteAllText(configPath, json.ToJsonString());
+        using var session = InferenceSession.Open(dir, "cpu");
+        Assert.Equal([2, 0], session.Model.Config.EosIds);
     }
 
     // ---- tokenizer.json ----

@@ -62,6 +62,82 @@ public sealed class HfTokenizerTests
         Assert.True(count >= 20);
     }
 
+    /// <summary>Added tokens with lstrip, rstrip, single_word, matched in raw or in normalized text
+    /// (TinyStories-656K's tokenizer.json with four tokens added). Ids only: Hugging Face's decode keeps
+    /// special tokens that are also in the model's vocabulary, where we write none.</summary>
+    [Fact]
+    public void AddedTokensMatchHuggingFace()
+    {
+        var tokenizer = Get(Path.Combine(Folder, "added-tokens-tokenizer.json"));
+        foreach (var record in Records(Path.Combine(Folder, "added-tokens-golden.jsonl")))
+        {
+            var text = record.GetProperty("text").GetString()!;
+            Assert.True(Ids(record, "ids").SequenceEqual(tokenizer.Encode(text, addSpecialTokens: false)),
+                $"ids of \"{text}\": expected {string.Join(',', Ids(record, "ids"))}, got {string.Join(',', tokenizer.Encode(text, false))}");
+            Assert.Equal(Ids(record, "ids_with_special"), tokenizer.Encode(text, addSpecialTokens: true));
+        }
+    }
+
+    /// <summary>Byte fallback as Llama 2's tokenizer.json does it: TinyStories-656K's file with the 256
+    /// byte pieces &lt;0x00&gt;..&lt;0xFF&gt; added to its vocabulary (ids 2048..2303), so characters
+    /// outside the vocabulary become their UTF-8 bytes instead of &lt;unk&gt;, and decode back.</summary>
+    [Fact]
+    public void ByteFallbackMatchesHuggingFace()
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(TinyStories))!.AsObject();
+        var vocab = json["model"]!["vocab"]!.AsObject();
+        for (var b = 0; b < 256; b++) vocab[$"<0x{b:X2}>"] = 2048 + b;
+        using var temp = new TempDirectory();
+        File.WriteAllText(temp.File("tokenizer.json"), json.ToJsonString());
+        var tokenizer = HfTokenizer.Load(temp.File("tokenizer.json"));
+        foreach (var record in Records(Path.Combine(Folder, "byte-fallback-golden.jsonl")))
+        {
+            var text = record.GetProperty("text").GetString()!;
+            var ids = Ids(record, "ids");
+            Assert.True(ids.SequenceEqual(tokenizer.Encode(text, addSpecialTokens: false)),
+                $"ids of \"{text}\": expected {string.Join(',', ids)}, got {string.Join(',', tokenizer.Encode(text, false))}");
+            Assert.Equal(Ids(record, "ids_with_special"), tokenizer.Encode(text, addSpecialTokens: true));
+            if (!ids.Any(id => id is 0 or 1 or 2)) Assert.Equal(record.GetProperty("decoded").GetString(), tokenizer.Decode(ids));
+        }
+    }
+
+    /// <summary>Pipelines of models whose files are too large to keep here, on vocabularies we have:
+    /// Mistral v0.3's Metaspace pre-tokenizer and decoder (prepend_scheme first, no split) on
+    /// TinyStories-656K's vocabulary, and SmolLM2's Digits + ByteLevel pre-tokenizer on GPT-2's. The
+    /// goldens were made from the files these edits produce.</summary>
+    [Theory]
+    [InlineData("metaspace")]
+    [InlineData("digits")]
+    public void OtherPipelinesMatchHuggingFace(string name)
+    {
+        var (source, preTokenizer, decoder) = name == "metaspace"
+            ? (TinyStories, "{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"first\",\"split\":false}",
+                "{\"type\":\"Metaspace\",\"replacement\":\"\u2581\",\"prepend_scheme\":\"first\",\"split\":false}")
+            : (Path.Combine(Folder, "gpt2-tokenizer.json"),
+                "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Digits\",\"individual_digits\":true},{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true}]}",
+                (string?)null);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(source))!.AsObject();
+        json["pre_tokenizer"] = System.Text.Json.Nodes.JsonNode.Parse(preTokenizer);
+        if (decoder is not null)
+        {
+            json["normalizer"] = null;
+            json["decoder"] = System.Text.Json.Nodes.JsonNode.Parse(decoder);
+        }
+        using var temp = new TempDirectory();
+        File.WriteAllText(temp.File("tokenizer.json"), json.ToJsonString());
+        var tokenizer = HfTokenizer.Load(temp.File("tokenizer.json"));
+        foreach (var record in Records(Path.Combine(Folder, $"{name}-golden.jsonl")))
+        {
+            var text = record.GetProperty("text").GetString()!;
+            var ids = Ids(record, "ids");
+            Assert.True(ids.SequenceEqual(tokenizer.Encode(text, addSpecialTokens: false)),
+                $"ids of \"{text}\": expected {string.Join(',', ids)}, got {string.Join(',', tokenizer.Encode(text, false))}");
+            Assert.Equal(Ids(record, "ids_with_special"), tokenizer.Encode(text, addSpecialTokens: true));
+            if (name == "digits" || !ids.Any(id => id is 0 or 1 or 2)) // HF's decode keeps TinyStories' specials (in its vocabulary)
+                Assert.Equal(record.GetProperty("decoded").GetString(), tokenizer.Decode(ids));
+        }
+    }
+
     [Theory]
     [InlineData("gpt2")]
     [InlineData("dolma2")]
