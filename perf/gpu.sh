@@ -10,7 +10,9 @@
 #                                      greedy generation of the golden prompts, autoregressive and
 #                                      early-exit, against llama2.c's ids), kernel benchmarks cpu vs cuda,
 #                                      stories260K decode (autoregressive, early-exit, Kangaroo) and profiles,
-#                                      decode tokens/s of a random TinyLlama-shape model,
+#                                      decode tokens/s of a random TinyLlama-shape model, the cost
+#                                      table of a speculative round (stories260K, TinyLlama f16/bf16,
+#                                      stories110M f32) and auto against autoregressive,
 #                                      written to REPORT_DIR/gpu-report.md. Exit status 1 if a check failed.
 #
 # The xunit tests themselves need `dotnet test` (the SDK); the self-check covers what the CUDA tier
@@ -89,11 +91,21 @@ run)
     tiny="${TMPDIR:-/tmp}/kangaroo-tinyllama-f16"
     [ -f "$tiny/model.safetensors" ] || "$perf" make-model --out "$tiny" --shape tinyllama --dtype f16 >/dev/null
     run_step "decode TinyLlama-shape (random f16 weights, 2.2 GB) on $device" "$kangaroo" bench --model "$tiny" --device "$device" --decoders autoregressive --prompts 2 --max-new-tokens 64
+    # Issue 9's cost table: what a round's parts cost where speculation should pay (memory- and launch-bound shapes).
+    run_step "round costs, stories260K with the shipped adapter, on $device" "$kangaroo" bench --costs --model "$model" --device "$device"
+    run_step "round costs, TinyLlama-shape f16, exit layer 2, on $device" "$kangaroo" bench --costs --model "$tiny" --device "$device" --exit-layer 2 --draft-vocab 4096
+    tiny_bf16="${TMPDIR:-/tmp}/kangaroo-tinyllama-bf16"
+    [ -f "$tiny_bf16/model.safetensors" ] || "$perf" make-model --out "$tiny_bf16" --shape tinyllama --dtype bf16 >/dev/null
+    run_step "round costs, TinyLlama-shape bf16, exit layer 2, on $device" "$kangaroo" bench --costs --model "$tiny_bf16" --device "$device" --exit-layer 2 --draft-vocab 4096
+    s110="${TMPDIR:-/tmp}/kangaroo-stories110m-f32"
+    [ -f "$s110/model.safetensors" ] || "$perf" make-model --out "$s110" --shape stories110m --dtype f32 >/dev/null
+    run_step "round costs, stories110M-shape f32, exit layer 2, on $device" "$kangaroo" bench --costs --model "$s110" --device "$device" --exit-layer 2 --draft-vocab 4096
+    run_step "auto vs autoregressive, stories260K, on $device" "$kangaroo" bench --model "$model" --device "$device" --decoders auto
     echo "report: $report"
     exit $status
     ;;
 *)
-    sed -n '2,17p' "${BASH_SOURCE[0]}"
+    sed -n '2,19p' "${BASH_SOURCE[0]}"
     exit 2
     ;;
 esac

@@ -22,6 +22,9 @@ public static class KernelBench
     private static readonly (int Out, int In)[] LlamaShapes = [(2048, 2048), (5632, 2048), (2048, 5632), (32000, 2048)];
     private static readonly (int Out, int In)[] TinyShapes = [(64, 64), (172, 64), (512, 64)];
 
+    /// <summary>stories110M's q|k|v, gate|up, down and LM head: verification blocks of 1-4 rows on a memory-bound shape.</summary>
+    private static readonly (int Out, int In)[] VerifyShapes = [(2304, 768), (4096, 768), (768, 2048), (32000, 768)];
+
     public static List<Case> Cases(bool quick)
     {
         var cases = new List<Case> { Copy(quick ? 16 << 20 : 64 << 20) };
@@ -34,6 +37,9 @@ public static class KernelBench
             foreach (var (o, i) in quick ? LlamaShapes[..1] : LlamaShapes[..3])
                 cases.Add(MatMul(o, i, WeightType.F16, rows));
         if (!quick) cases.Add(MatMul(2048, 2048, WeightType.F32, 8));
+        foreach (var rows in new[] { 1, 2, 4 })
+            foreach (var (o, i) in quick ? VerifyShapes[..1] : VerifyShapes)
+                cases.Add(MatMul(o, i, WeightType.F32, rows));
         foreach (var context in new[] { 128, 1024 })
             foreach (var rows in new[] { 1, 8 })
                 cases.Add(Attention(context, rows, 32, 4, 64));

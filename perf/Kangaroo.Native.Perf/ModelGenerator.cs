@@ -16,6 +16,9 @@ public static class ModelGenerator
     {
         ["tinyllama"] = new(Dim: 2048, HiddenDim: 5632, Layers: 22, Heads: 32, KvHeads: 4, VocabSize: 32000, MaxSeqLen: 2048,
             NormEps: 1e-5f, RopeTheta: 10000f, TiedEmbeddings: false, BosId: 1, EosIds: [2]),
+        // llama2.c's stories110M: where the LM head is 22 % of the weights (a draft vocabulary's case).
+        ["stories110m"] = new(Dim: 768, HiddenDim: 2048, Layers: 12, Heads: 12, KvHeads: 12, VocabSize: 32000, MaxSeqLen: 1024,
+            NormEps: 1e-5f, RopeTheta: 10000f, TiedEmbeddings: false, BosId: 1, EosIds: [2]),
         // A small model of the same proportions, for quick checks of the generator and of GQA paths.
         ["tiny-gqa"] = new(Dim: 256, HiddenDim: 704, Layers: 4, Heads: 8, KvHeads: 2, VocabSize: 4096, MaxSeqLen: 512,
             NormEps: 1e-5f, RopeTheta: 10000f, TiedEmbeddings: false, BosId: 1, EosIds: [2]),

@@ -51,7 +51,7 @@ try
             Console.WriteLine("""
                 kangaroo-perf membw [--mb 256]
                 kangaroo-perf kernels [--devices cpu,opencl,cuda] [--quick] [--filter TEXT] [--max-error 1e-3 (fail above)]
-                kangaroo-perf make-model --out DIR [--shape tinyllama|tiny-gqa] [--dtype f16|bf16|f32]
+                kangaroo-perf make-model --out DIR [--shape tinyllama|stories110m|tiny-gqa] [--dtype f16|bf16|f32]
                 kangaroo-perf profile [--model PATH] [--device cpu] [--decoder autoregressive|early-exit|kangaroo|auto] [--adapter PATH (default: beside the model)] [--tokens 256] [--prompts 4] [--exit-layer L --draft-steps 3 --threshold 0]
                 kangaroo-perf golden --golden stories260K-greedy.jsonl [--model PATH] [--device cuda] [--tokens N]
                 """);

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
+using Kangaroo.Native.Engine.Kangaroo;
 using Spectre.Console;
 
 namespace Kangaroo.Native.Cli;
@@ -24,35 +25,49 @@ public static class BenchCommand
     public static Command Create()
     {
         var modelArguments = new ModelArguments(withTokenizer: false);
-        var decoders = new Option<string>("--decoders") { Description = "comma-separated decoders to compare with autoregressive", DefaultValueFactory = _ => "early-exit,kangaroo" };
+        var decoders = new Option<string>("--decoders") { Description = "comma-separated decoders to compare with autoregressive", DefaultValueFactory = _ => "auto,kangaroo,early-exit" };
         var promptFile = new Option<string>("--prompt-file") { Description = "prompts: a text file (one per line) or JSONL with \"text\" or \"turns\" (default: built-in story openings)" };
         var prompts = new Option<int>("--prompts") { Description = "number of prompts to use", DefaultValueFactory = _ => 8 };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "tokens per prompt", DefaultValueFactory = _ => 256 };
         var json = new Option<bool>("--json") { Description = "print the results as JSON" };
+        var costs = new Option<bool>("--costs") { Description = "time the parts of a speculative round (autoregressive step, draft step, verification of 1..gamma+1 rows) instead" };
+        var draftVocab = new Option<int?>("--draft-vocab") { Description = "with --costs: time a draft head over K tokens of the vocabulary" };
         var speculation = new SpeculationArguments();
         var command = new Command("bench", "Measure prefill and decode speed of autoregressive and speculative decoding side by side")
         {
-            decoders, promptFile, prompts, maxNew, json,
+            decoders, promptFile, prompts, maxNew, json, costs, draftVocab,
         };
         modelArguments.AddTo(command);
         speculation.AddTo(command);
         command.SetAction(result => CliRunner.Guard(() =>
         {
             using var session = modelArguments.Open(result);
+            if (result.GetValue(costs))
+            {
+                CostsCommand.Run(session, result.GetValue(speculation.Adapter), result.GetValue(speculation.ExitLayer), result.GetValue(speculation.DraftSteps),
+                    result.GetValue(draftVocab), result.GetValue(json));
+                return 0;
+            }
+            if (result.GetValue(draftVocab) is not null) throw new ArgumentException("--draft-vocab applies to --costs only (a trained adapter carries its own draft vocabulary)");
             var texts = LoadPrompts(result.GetValue(promptFile)).Take(result.GetValue(prompts)).ToList();
             var ids = texts.Select(session.EncodePrompt).ToList();
             var names = new[] { "autoregressive" }.Concat(result.GetValue(decoders)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Where(n => n != "autoregressive")).ToList();
             var prefill = MeasurePrefill(session);
-            var results = Compare(session, names.Select(n => speculation.CreateDecoder(session, n, result)).ToList(), ids, result.GetValue(maxNew));
+            var created = names.Select(n => speculation.CreateDecoder(session, n, result)).ToList();
+            var results = Compare(session, created, ids, result.GetValue(maxNew));
+            var controllers = created.OfType<SelfSpeculativeDecoder>().Where(d => d.Controller is not null).ToList();
             if (result.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(new { device = session.Device.Kind, device_name = session.Device.Name, weight_bytes = session.Model.WeightBytes,
-                    device_bytes = session.Device.AllocatedBytes, prefill_tokens_per_second = prefill, results }));
+                    device_bytes = session.Device.AllocatedBytes, prefill_tokens_per_second = prefill, results,
+                    auto = controllers.Select(d => new { plan = d.Controller!.Plan, costs = d.Controller.Costs, fallbacks = d.Controller.Fallbacks }).FirstOrDefault() }));
             }
             else
             {
                 Print(session, prefill, results, ids.Count);
+                foreach (var d in controllers)
+                    AnsiConsole.MarkupLine(Markup.Escape($"{d.Name}: {d.Controller!.Plan.Describe()}; fell back to autoregressive {d.Controller.Fallbacks} times during generation"));
             }
             return 0;
         }));

@@ -1,7 +1,9 @@
 using System.CommandLine;
+using System.Globalization;
 using System.Text.Json;
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
+using Kangaroo.Native.Engine.Kangaroo;
 
 namespace Kangaroo.Native.Cli;
 
@@ -58,22 +60,22 @@ public static class GenerateCommand
         return command;
     }
 
+    /// <summary>"1, 2,3" to token ids; an empty entry ("1,,2", a trailing comma) is refused, not skipped.</summary>
     public static int[] ParseIds(string list)
     {
-        try
-        {
-            return list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
-        }
-        catch (Exception e) when (e is FormatException or OverflowException)
-        {
-            throw new ArgumentException($"--prompt-ids '{list}' is not a comma-separated list of token ids");
-        }
+        var ids = list.Split(',', StringSplitOptions.TrimEntries);
+        var result = new int[ids.Length];
+        for (var i = 0; i < ids.Length; i++)
+            if (!int.TryParse(ids[i], NumberStyles.None, CultureInfo.InvariantCulture, out result[i]))
+                throw new ArgumentException($"--prompt-ids '{list}' is not a comma-separated list of token ids (entry {i + 1} is '{ids[i]}')");
+        return result;
     }
 
     private static void WriteJson(InferenceSession session, Decoder run, int[] promptIds, List<int> generated)
     {
         var stats = run.Stats;
-        using var writer = new Utf8JsonWriter(Console.OpenStandardOutput(), new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        var buffer = new MemoryStream();
+        using var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         writer.WriteStartObject();
         writer.WritePropertyName("prompt_ids");
         JsonSerializer.Serialize(writer, promptIds);
@@ -91,8 +93,15 @@ public static class GenerateCommand
         writer.WriteStartObject("ctar");
         for (var w = 1; w <= 6; w++) writer.WriteNumber(w.ToString(), Math.Round(stats.Ctar(w), 4));
         writer.WriteEndObject();
+        if (run is SelfSpeculativeDecoder { Controller: { } controller })
+        {
+            writer.WritePropertyName("plan");
+            JsonSerializer.Serialize(writer, controller.Plan);
+            writer.WriteString("choice", controller.Plan.Describe());
+            writer.WriteNumber("fallbacks", controller.Fallbacks);
+        }
         writer.WriteEndObject();
         writer.Flush();
-        Console.WriteLine();
+        Console.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray())); // through Console.Out, whose failures say "stdout"
     }
 }

@@ -10,4 +10,4 @@ var root = new RootCommand("Kangaroo.Native: Llama inference with ILGPU kernels 
     TrainAdapterCommand.Create(),
     TemplateCommand.Create(),
 };
-return CliRunner.Invoke(root, args);
+return CliRunner.Run(root, args);

@@ -2,7 +2,9 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using Kangaroo.Native.Engine;
+using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Engine.Training;
+using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Cli;
 
@@ -26,10 +28,11 @@ public static class TrainAdapterCommand
         var clip = new Option<float>("--clip") { Description = "gradient value clipping (0 = none)", DefaultValueFactory = _ => 0.5f };
         var warmup = new Option<float>("--warmup") { Description = "fraction of steps of linear warm-up before linear decay", DefaultValueFactory = _ => 0.05f };
         var output = new Option<string>("--out") { Description = "adapter file to write (safetensors)", Required = true };
+        var draftVocab = new Option<int?>("--draft-vocab") { Description = "draft over the K most frequent tokens of the training data only (stored in the adapter; verification keeps the full vocabulary)" };
 
         var command = new Command("train-adapter", "Train a Kangaroo adapter for a model (self-distillation from the frozen model)")
         {
-            exitLayer, data, selfGenerate, prompts, seqLen, epochs, lr, batch, seed, weightDecay, clip, warmup, output,
+            exitLayer, data, selfGenerate, prompts, seqLen, epochs, lr, batch, seed, weightDecay, clip, warmup, output, draftVocab,
         };
         modelArguments.AddTo(command);
         command.SetAction(result => CliRunner.Guard(() =>
@@ -38,13 +41,18 @@ public static class TrainAdapterCommand
             var generateCount = result.GetValue(selfGenerate);
             var promptTexts = result.GetValue(prompts) ?? [];
             if (dataPath is null && generateCount == 0) throw new ArgumentException("give --data FILE, --self-generate N, or both");
-            if (generateCount < 0) throw new ArgumentException($"--self-generate {generateCount} must be >= 0");
+            if (generateCount is < 0 or > TrainingData.MaxSelfGenerated)
+                throw new ArgumentException($"--self-generate {generateCount} must be in 0..{TrainingData.MaxSelfGenerated}");
             if (promptTexts.Length > 0 && generateCount == 0) throw new ArgumentException("--prompt only applies to --self-generate");
-            var outPath = result.GetValue(output)!;
-            CheckWritable(outPath);
+            var outPath = OutputPath(result.GetValue(output)!);
 
             using var session = modelArguments.Open(result);
+            foreach (var input in session.Files.Append(dataPath).OfType<string>())
+                if (SameFile(input, outPath))
+                    throw new ArgumentException($"--out {result.GetValue(output)}: is the input {input}; write the adapter to a new file");
             var config = session.Model.Config;
+            if (result.GetValue(draftVocab) is { } k && (k < 1 || k > config.VocabSize))
+                throw new ArgumentException($"--draft-vocab {k} must be in 1..{config.VocabSize}");
             var options = new TrainingOptions(result.GetValue(exitLayer), result.GetValue(seqLen), result.GetValue(epochs), result.GetValue(lr),
                 result.GetValue(batch), result.GetValue(seed), result.GetValue(weightDecay), result.GetValue(clip), result.GetValue(warmup))
                 .Validate(config.Layers, config.MaxSeqLen);
@@ -84,6 +92,7 @@ public static class TrainAdapterCommand
 
                 using var trainer = new AdapterTrainer(session.Model, options);
                 var (train, held) = trainer.Split(sequences);
+                var vocabulary = result.GetValue(draftVocab) is { } size ? AdapterWeights.MostFrequentTokens(train, config.VocabSize, size) : null;
                 Console.Error.WriteLine($"kangaroo: training an exit-layer-{options.ExitLayer} adapter on {session.Device.Kind}: {train.Count} sequences ({train.Sum(s => s.Length)} tokens), {held.Count} held out");
                 var progressBar = new ProgressLine();
                 var saved = 0;
@@ -96,6 +105,7 @@ public static class TrainAdapterCommand
                         weights.Metadata["kangaroo.train.data"] = string.Join("; ", sources);
                         weights.Metadata["kangaroo.train.command"] = commandLine;
                         weights.Metadata["kangaroo.train.device"] = session.Device.Kind;
+                        weights.DraftVocabulary = vocabulary;
                         weights.Save(outPath, session.Model.Fingerprint);
                         saved = report.Epoch;
                         progressBar.Finish($"epoch {report.Epoch}/{options.Epochs}: train loss {report.Train.MeanLoss:F4}, held-out loss {report.HeldOut.MeanLoss:F4}, " +
@@ -113,9 +123,16 @@ public static class TrainAdapterCommand
                         : "kangaroo: interrupted before the first epoch ended; nothing written");
                     return 130;
                 }
+                var adapter = outcome.Weights;
+                adapter.DraftVocabulary = vocabulary;
+                using (var head = new AdapterHead(session.Model, adapter))
+                    adapter.Acceptance = AcceptanceStatistics.Measure(session.Model, head, options.ExitLayer, held);
+                adapter.Save(outPath, session.Model.Fingerprint);
+                var forecast = adapter.Acceptance.Forecast(6, 0.6f);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{outPath}: exit layer {options.ExitLayer}, held-out loss {first.MeanLoss:F4} -> {last.HeldOut.MeanLoss:F4}, top-1 agreement {last.HeldOut.MeanAgreement:P1}, " +
-                    $"overlap {last.HeldOut.MeanOverlap:F3}; {last.Elapsed.TotalSeconds:F1} s, {last.TokensPerSecond:F0} tokens/s"));
+                    $"overlap {last.HeldOut.MeanOverlap:F3}; held-out greedy decoding: {forecast.TokensPerRound:F2} tokens per round expected at gamma 6, eta 0.6; " +
+                    $"{last.Elapsed.TotalSeconds:F1} s, {last.TokensPerSecond:F0} tokens/s"));
                 return 0;
             }
             catch (OperationCanceledException)
@@ -131,15 +148,28 @@ public static class TrainAdapterCommand
         return command;
     }
 
-    /// <summary>Fails early, before any training, when the adapter cannot be written where asked.</summary>
-    private static void CheckWritable(string path)
+    /// <summary>The file the adapter is written to: <paramref name="path"/>, or the file a symbolic link
+    /// there finally points to (the link stays a link). Fails early, before any training, when the
+    /// adapter cannot be written there, or when the path exists and is not a regular file: a FIFO or a
+    /// device node must not be replaced by a regular file.</summary>
+    private static string OutputPath(string path)
     {
-        if (Directory.Exists(path)) throw new IOException($"--out {path}: is a directory; give a file name such as {Path.Combine(path, "kangaroo-adapter.safetensors")}");
-        var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        if (string.IsNullOrWhiteSpace(path)) throw new ArgumentException($"--out '{path}' is not a file name");
+        var full = Path.GetFullPath(path);
+        var info = new FileInfo(full);
+        var target = info.LinkTarget is null ? full : info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
+        switch (InputFile.KindOf(target))
+        {
+            case FileKind.Directory:
+                throw new IOException($"--out {path}: is a directory; give a file name such as {Path.Combine(path, InferenceSession.AdapterFileName)}");
+            case FileKind.Other:
+                throw new IOException($"--out {path}: exists and is not a regular file (a FIFO, socket or device); it will not be replaced");
+        }
+        var directory = Path.GetDirectoryName(target)!;
         if (!Directory.Exists(directory)) throw new IOException($"--out {path}: directory {directory} does not exist");
         try
         {
-            using (new FileStream(Path.GetFullPath(path) + ".tmp", FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose))
+            using (new FileStream(SafeTensorsWriter.TemporaryBeside(target), FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose))
             {
             }
         }
@@ -147,6 +177,18 @@ public static class TrainAdapterCommand
         {
             throw new IOException($"--out {path}: not writable ({e.Message})");
         }
+        return target;
+    }
+
+    /// <summary>True when two paths name the same file, symbolic links followed.</summary>
+    private static bool SameFile(string a, string b)
+    {
+        static string Resolve(string path)
+        {
+            var info = new FileInfo(Path.GetFullPath(path));
+            return info.LinkTarget is null ? info.FullName : info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? info.FullName;
+        }
+        return string.Equals(Resolve(a), Resolve(b), OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
     }
 
     /// <summary>A one-line progress bar on stderr, redrawn in place at most ten times a second; when

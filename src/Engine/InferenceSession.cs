@@ -14,9 +14,13 @@ public sealed class InferenceSession : IDisposable
     public TextTokenizer? Tokenizer { get; }
     public string ModelPath { get; }
 
-    private InferenceSession(string modelPath, ComputeDevice device, LlamaModel model, TextTokenizer? tokenizer)
+    /// <summary>Every file the session was opened from: the model's files and the tokenizer.</summary>
+    public IReadOnlyList<string> Files { get; }
+
+    private InferenceSession(string modelPath, IReadOnlyList<string> files, ComputeDevice device, LlamaModel model, TextTokenizer? tokenizer)
     {
         ModelPath = modelPath;
+        Files = files;
         Device = device;
         Model = model;
         Tokenizer = tokenizer;
@@ -24,13 +28,19 @@ public sealed class InferenceSession : IDisposable
 
     /// <summary>Opens a model (Hugging Face directory or llama2.c .bin) on a device; the tokenizer is
     /// <paramref name="tokenizerPath"/> or the one found beside the model.</summary>
-    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null) =>
-        Open(modelPath, () => Devices.Create(deviceName), tokenizerPath);
+    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(deviceName);
+        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath);
+    }
 
     /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the
     /// session owns and disposes it, also when opening fails.</summary>
     public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null)
     {
+        ArgumentException.ThrowIfNullOrEmpty(modelPath);
+        ArgumentNullException.ThrowIfNull(createDevice);
+        if (tokenizerPath is { Length: 0 }) throw new ArgumentException("the tokenizer path is empty", nameof(tokenizerPath));
         using var checkpoint = ModelCheckpoint.Open(modelPath);
         var path = tokenizerPath ?? checkpoint.TokenizerPath;
         if (tokenizerPath is not null && !File.Exists(tokenizerPath))
@@ -41,7 +51,7 @@ public sealed class InferenceSession : IDisposable
         var device = createDevice();
         try
         {
-            return new InferenceSession(modelPath, device, new LlamaModel(checkpoint, device), tokenizer);
+            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device), tokenizer);
         }
         catch
         {
@@ -51,9 +61,13 @@ public sealed class InferenceSession : IDisposable
     }
 
     /// <summary>Token ids of a prompt: BOS, then the encoded text.</summary>
-    public int[] EncodePrompt(string text) =>
-        (Tokenizer ?? throw new InvalidOperationException($"{ModelPath}: no tokenizer found beside the model; pass --tokenizer or --prompt-ids"))
-        .Encode(text, addBos: true);
+    public int[] EncodePrompt(string text)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(text);
+        return (Tokenizer ?? throw new InvalidOperationException($"{ModelPath}: no tokenizer found beside the model; pass --tokenizer or --prompt-ids"))
+            .Encode(text, addBos: true);
+    }
 
     /// <summary>The adapter shipped beside the model, if any.</summary>
     public string? DefaultAdapterPath
@@ -68,9 +82,15 @@ public sealed class InferenceSession : IDisposable
 
     public const string AdapterFileName = "kangaroo-adapter.safetensors";
 
-    /// <summary>Creates a decoder: <c>autoregressive</c>, <c>kangaroo</c> (adapter from
-    /// <paramref name="adapterPath"/> or beside the model), <c>early-exit</c>, or <c>auto</c>
-    /// (Kangaroo when the model has an adapter, else autoregressive).</summary>
+    /// <summary>Where the <c>auto</c> decoder keeps measured costs between runs (null: measure every time).</summary>
+    public SpeculationCostCache? CostCache { get; set; } = SpeculationCostCache.UserDefault();
+
+    /// <summary>Creates a decoder: <c>autoregressive</c>; <c>kangaroo</c> (adapter from
+    /// <paramref name="adapterPath"/> or beside the model) with gamma <paramref name="draftSteps"/> and
+    /// eta <paramref name="threshold"/>; <c>early-exit</c> (the model's own head at the exit layer); or
+    /// <c>auto</c>: with an adapter, a Kangaroo decoder that measures its costs (or reads them from
+    /// <see cref="CostCache"/>) and speculates only where that is expected to pay, choosing gamma (at
+    /// most <paramref name="draftSteps"/>) and eta itself; without one, autoregressive.</summary>
     public Decoder CreateDecoder(string name, string? adapterPath = null, int? exitLayer = null, int draftSteps = 6, float threshold = 0.6f)
     {
         adapterPath ??= DefaultAdapterPath;
@@ -85,17 +105,28 @@ public sealed class InferenceSession : IDisposable
                 if (adapterPath is null)
                     throw new ArgumentException($"--decoder kangaroo needs an adapter: pass --adapter, or train one with 'kangaroo train-adapter' ({ModelPath} has no {AdapterFileName})");
                 var weights = AdapterWeights.Load(adapterPath, exitLayer).CheckFits(Model.Config, Model.Fingerprint, adapterPath);
-                return new SelfSpeculativeDecoder(Model, new AdapterHead(Model, weights), new SpeculationOptions(weights.ExitLayer, draftSteps, threshold));
+                var options = new SpeculationOptions(weights.ExitLayer, draftSteps, threshold).Validate(Model.Layers);
+                var head = new AdapterHead(Model, weights);
+                var acceptance = weights.Acceptance?.Clone(AcceptanceStatistics.RunningMemory);
+                if (name == "kangaroo") return new SelfSpeculativeDecoder(Model, head, options, acceptance);
+                var costs = SpeculationCosts.ForDecoder(Model, head, weights.ExitLayer, draftSteps, CostCache);
+                return new SelfSpeculativeDecoder(Model, head, options, acceptance, new SpeculationController(costs, draftSteps), "auto");
             case "early-exit":
-                var layer = exitLayer ?? (adapterPath is null ? Math.Max(1, Model.Layers / 4) : AdapterWeights.Load(adapterPath).ExitLayer);
-                return new SelfSpeculativeDecoder(Model, new ExitNormHead(Model), new SpeculationOptions(layer, draftSteps, threshold));
+                var adapter = adapterPath is null ? null : AdapterWeights.Load(adapterPath);
+                var layer = exitLayer ?? adapter?.ExitLayer ?? Math.Max(1, Model.Layers / 4);
+                return new SelfSpeculativeDecoder(Model, new ExitNormHead(Model, adapter?.DraftVocabulary), new SpeculationOptions(layer, draftSteps, threshold));
             default:
                 throw new ArgumentException($"unknown decoder '{name}' (expected autoregressive, kangaroo, early-exit or auto)");
         }
     }
 
+    private bool _disposed;
+
+    /// <summary>Frees the model and the device; decoders of the session refuse to generate afterwards.</summary>
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         Model.Dispose();
         Device.Dispose();
     }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
 using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
@@ -107,7 +108,7 @@ public sealed class LlamaModel : IDisposable
             var tensor = checkpoint.Read(name, partRows, cols);
             var target = stacked.AsSpan(offset, partRows * cols * type.Size());
             if (tensor.Type == type) tensor.Bytes.CopyTo(target);
-            else TensorData.Widen(tensor.Type, tensor.Bytes, System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(target));
+            else TensorData.Widen(tensor.Type, tensor.Bytes, MemoryMarshal.Cast<byte, float>(target));
             offset += target.Length;
         }
         return device.UploadWeight(ToWeightType(type), stacked, rows, cols);
@@ -135,10 +136,44 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>A residual-stream buffer for up to <paramref name="rows"/> positions.</summary>
-    public DeviceTensor AllocateResidual(int rows) => Device.Allocate(rows * Config.Dim);
+    public DeviceTensor AllocateResidual(int rows)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return Device.Allocate(checked(rows * Config.Dim));
+    }
 
     /// <summary>A logits buffer for up to <paramref name="rows"/> positions.</summary>
-    public DeviceTensor AllocateLogits(int rows) => Device.Allocate(rows * Config.VocabSize);
+    public DeviceTensor AllocateLogits(int rows)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return Device.Allocate(checked(rows * Config.VocabSize));
+    }
+
+    /// <summary>Claims the model (its KV cache) for one generation until the result is disposed. A second
+    /// claim before that, from another thread or an unfinished enumeration, is refused: two generations
+    /// would overwrite each other's cache.</summary>
+    public IDisposable BeginGeneration()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Interlocked.Exchange(ref _generating, 1) != 0)
+            throw new InvalidOperationException(
+                "the model is already generating (a decoder of it is in use on another thread, or an earlier Generate is still being enumerated); " +
+                "a model runs one generation at a time: finish or dispose the other enumeration, or open another session");
+        return new Generation(this);
+    }
+
+    private int _generating;
+    private bool _disposed;
+
+    private sealed class Generation(LlamaModel model) : IDisposable
+    {
+        private int _ended;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _ended, 1) == 0) Volatile.Write(ref model._generating, 0);
+        }
+    }
 
     /// <summary>residual[r, :] = embedding of tokens[r]; the device refuses ids outside the vocabulary.</summary>
     public void Embed(ReadOnlySpan<int> tokens, DeviceTensor residual) => Device.Embed(tokens, _embedding, residual);
@@ -201,16 +236,47 @@ public sealed class LlamaModel : IDisposable
         for (var done = 0; done < rows; done += MaxBlockRows)
         {
             var n = Math.Min(MaxBlockRows, rows - done);
-            Device.RmsNorm(residual.Slice(done * Config.Dim, n * Config.Dim), _finalNorm, _normed, n, Config.NormEps);
+            FinalNorm(residual.Slice(done * Config.Dim, n * Config.Dim), n, _normed);
             HeadLogits(_normed, n, logits.Slice(done * Config.VocabSize, n * Config.VocabSize));
         }
     }
 
+    /// <summary>output[r, :] = FinalNorm(residual[r, :]) for r in [0, rows).</summary>
+    public void FinalNorm(DeviceTensor residual, int rows, DeviceTensor output) => Device.RmsNorm(residual, _finalNorm, output, rows, Config.NormEps);
+
     /// <summary>logits = LMHead(hidden) without the final norm: the draft path of an adapter.</summary>
     public void HeadLogits(DeviceTensor hidden, int rows, DeviceTensor logits) => Device.MatMul(hidden, _lmHead, logits, rows);
 
+    /// <summary>Bytes of the weights blocks [from, to) read in a pass.</summary>
+    public long BlockBytes(int from, int to) => _layers[from..to].Sum(l => l.AttentionNorm.Bytes + l.Qkv.Bytes + l.Output.Bytes + l.FeedForwardNorm.Bytes + l.GateUp.Bytes + l.Down.Bytes);
+
+    /// <summary>Bytes of the final norm and LM head read for one row of logits.</summary>
+    public long HeadBytes => _finalNorm.Bytes + _lmHead.Bytes;
+
+    /// <summary>Rows <paramref name="ids"/> of the LM head as a new [ids.Count, dim] weight in the head's
+    /// own element type (a draft vocabulary's head); the device refuses ids outside the vocabulary.</summary>
+    public DeviceWeight GatherHeadRows(int[] ids)
+    {
+        var dim = Config.Dim;
+        var values = new float[ids.Length * dim];
+        using (var rows = Device.Allocate(ids.Length * dim))
+        {
+            Device.Embed(ids, _lmHead, rows);
+            Device.Download(rows, values);
+        }
+        var bytes = _lmHead.Type switch // exact: the values were widened from this type
+        {
+            WeightType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
+            WeightType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
+            _ => MemoryMarshal.AsBytes(values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray().AsSpan()).ToArray(),
+        };
+        return Device.UploadWeight(_lmHead.Type, bytes, ids.Length, dim);
+    }
+
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         foreach (var weight in _weights) weight.Dispose();
         Cache.Dispose();
         Rotary.Dispose();

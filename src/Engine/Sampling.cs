@@ -1,3 +1,5 @@
+using Kangaroo.Native.Kernels;
+
 namespace Kangaroo.Native.Engine;
 
 /// <summary>How the next token is chosen. Temperature 0 is greedy; otherwise the distribution is
@@ -39,11 +41,19 @@ public sealed class TokenSampler(SamplingOptions options)
         return (uint)((_state * 0x2545F4914F6CDD1DUL) >> 32 >> 8) / 16777216f;
     }
 
+    /// <summary>The error for logits that are NaN or infinite, which no token can be chosen from.</summary>
+    public static InvalidOperationException NonFiniteLogits() =>
+        new("the model produced non-finite logits (NaN or infinity): its weights are corrupt or its activations overflow; generation stopped");
+
+    /// <summary>An arg max of finite logits, or the error: non-finite logits give a non-finite probability.</summary>
+    public static TopToken RequireFinite(TopToken top) => float.IsFinite(top.Probability) ? top : throw NonFiniteLogits();
+
     /// <summary>In place: logits become the sampling distribution (temperature, top-k, top-p, renormalised).</summary>
     public void ToDistribution(Span<float> values)
     {
         var max = float.NegativeInfinity;
         foreach (var v in values) max = Math.Max(max, v);
+        if (!float.IsFinite(max)) throw NonFiniteLogits(); // Math.Max propagates NaN
         var sum = 0.0;
         for (var i = 0; i < values.Length; i++)
         {

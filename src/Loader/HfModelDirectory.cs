@@ -18,6 +18,7 @@ public sealed class HfModelDirectory : ModelCheckpoint
         Source = directory;
         var configPath = Path.Combine(directory, "config.json");
         if (!File.Exists(configPath)) throw new ModelFormatException($"{configPath}: file not found (a Hugging Face model directory needs config.json)");
+        InputFile.Require(configPath, "model configuration");
         Config = LlamaConfig.FromJsonFile(configPath);
         var tokenizer = Path.Combine(directory, "tokenizer.model");
         TokenizerPath = File.Exists(tokenizer) ? tokenizer : null;
@@ -65,6 +66,7 @@ public sealed class HfModelDirectory : ModelCheckpoint
         Dictionary<string, string> weightMap;
         try
         {
+            InputFile.Require(index, "shard index");
             using var json = JsonDocument.Parse(File.ReadAllBytes(index));
             if (!json.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                 throw new ModelFormatException($"{index}: missing weight_map");
@@ -101,6 +103,9 @@ public sealed class HfModelDirectory : ModelCheckpoint
             _fileOfTensor[tensor] = file;
         }
     }
+
+    public override IReadOnlyList<string> Files =>
+        [Path.Combine(Source, "config.json"), Path.Combine(Source, "model.safetensors.index.json"), .. _files.Select(f => f.Path), .. TokenizerPath is null ? [] : new[] { TokenizerPath }];
 
     public override bool Contains(string name) => _fileOfTensor.ContainsKey(name);
 

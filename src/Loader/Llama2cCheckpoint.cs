@@ -23,6 +23,7 @@ public sealed class Llama2cCheckpoint : ModelCheckpoint
     private Llama2cCheckpoint(string path)
     {
         Source = path;
+        InputFile.Require(path, "model file");
         using var stream = File.OpenRead(path);
         if (stream.Length < HeaderBytes)
             throw new ModelFormatException($"{path}: {stream.Length} bytes, too short for a llama2.c header (is it a llama2.c checkpoint?)");

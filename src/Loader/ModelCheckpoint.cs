@@ -15,6 +15,9 @@ public abstract class ModelCheckpoint : IDisposable
     /// <summary>The tokenizer file that belongs to the model, if one was found beside it.</summary>
     public abstract string? TokenizerPath { get; }
 
+    /// <summary>Every file the model was read from, its tokenizer included (what must never be written to).</summary>
+    public virtual IReadOnlyList<string> Files => TokenizerPath is null ? [Source] : [Source, TokenizerPath];
+
     public abstract bool Contains(string name);
 
     /// <summary>Reads a tensor; throws naming the file when it is missing.</summary>
@@ -23,13 +26,19 @@ public abstract class ModelCheckpoint : IDisposable
     /// <summary>The file that holds (or would hold) a tensor, for error messages.</summary>
     protected abstract string FileOf(string name);
 
-    /// <summary>Reads a tensor and checks its shape against what the configuration implies.</summary>
+    /// <summary>Reads a tensor and checks its shape against what the configuration implies and its
+    /// values: a NaN or infinity anywhere, or an embedding, final norm or LM head of zeros, would make
+    /// every generated token garbage.</summary>
     public TensorData Read(string name, params int[] expectedShape)
     {
         var tensor = ReadTensor(name);
         if (!tensor.Shape.SequenceEqual(expectedShape))
             throw new ModelFormatException(
                 $"{FileOf(name)}: tensor '{name}' has shape {TensorData.FormatShape(tensor.Shape)} but the configuration implies {TensorData.FormatShape(expectedShape)}");
+        if (tensor.CountNonFinite() is var nonFinite and > 0)
+            throw new ModelFormatException($"{FileOf(name)}: tensor '{name}' has {nonFinite} non-finite values (NaN or infinity)");
+        if (name is Names.Embedding or Names.FinalNorm or Names.LmHead && tensor.IsAllZero)
+            throw new ModelFormatException($"{FileOf(name)}: tensor '{name}' is all zeros (every logit would be the same)");
         return tensor;
     }
 

@@ -31,7 +31,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     private SafeTensorsFile(string path)
     {
         Path = path;
-        if (!File.Exists(path)) throw Error("file not found");
+        InputFile.Require(path, "safetensors file");
         var fileLength = new FileInfo(path).Length;
         if (fileLength < 8) throw Error($"file is {fileLength} bytes, shorter than the 8-byte header length");
 
@@ -121,7 +121,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                 if (tensors.ContainsKey(property.Name)) throw Error($"tensor '{property.Name}' is listed more than once in the header");
                 tensors[property.Name] = ParseEntry(property.Name, property.Value, dataLength);
             }
-            CheckOverlaps(tensors.Values);
+            CheckLayout(tensors.Values, dataLength);
             return (tensors, metadata);
         }
     }
@@ -159,15 +159,24 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         return info;
     }
 
-    private void CheckOverlaps(IEnumerable<SafeTensorInfo> tensors)
+    /// <summary>The tensors must tile the data section exactly, as the safetensors specification
+    /// requires: no overlaps, no gaps, and the last tensor ends where the file ends. A header length
+    /// that is off by a byte, or bytes appended to the file, would otherwise shift every tensor.</summary>
+    private void CheckLayout(IEnumerable<SafeTensorInfo> tensors, long dataLength)
     {
         SafeTensorInfo? previous = null;
-        foreach (var info in tensors.Where(t => t.End > t.Begin).OrderBy(t => t.Begin))
+        long end = 0;
+        foreach (var info in tensors.OrderBy(t => t.Begin).ThenBy(t => t.End))
         {
-            if (previous is not null && info.Begin < previous.End)
-                throw Error($"tensors '{previous.Name}' and '{info.Name}' overlap (data_offsets [{previous.Begin}, {previous.End}] and [{info.Begin}, {info.End}])");
-            previous = info;
+            if (info.Begin < end)
+                throw Error($"tensors '{previous!.Name}' and '{info.Name}' overlap (data_offsets [{previous.Begin}, {previous.End}] and [{info.Begin}, {info.End}])");
+            if (info.Begin > end)
+                throw Error($"bytes [{end}, {info.Begin}) of the data section belong to no tensor (before tensor '{info.Name}')");
+            if (info.End > info.Begin) previous = info;
+            end = info.End;
         }
+        if (end != dataLength)
+            throw Error($"the data section is {dataLength} bytes but the tensors end at byte {end} (wrong header length, or bytes appended to the file?)");
     }
 
     public void Dispose()

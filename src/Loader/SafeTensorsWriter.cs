@@ -15,6 +15,10 @@ public sealed record SafeTensorSpec(string Name, DType Type, int[] Shape)
 /// name and renamed into place, so an interrupted write never leaves a half-written file.</summary>
 public static class SafeTensorsWriter
 {
+    /// <summary>A fresh name beside <paramref name="path"/> for writing before the rename: unique, so
+    /// that no file of the user's (a "model.safetensors.tmp" of their own) is ever overwritten.</summary>
+    public static string TemporaryBeside(string path) => $"{path}.{Guid.NewGuid():N}.tmp";
+
     public static void Write(string path, IEnumerable<SafeTensorOutput> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = tensors.ToList();
@@ -53,10 +57,10 @@ public static class SafeTensorsWriter
         var json = JsonSerializer.SerializeToUtf8Bytes(header);
         var padding = (8 - json.Length % 8) % 8; // align the data section to 8 bytes
         var full = Path.GetFullPath(path);
-        var temporary = full + ".tmp";
+        var temporary = TemporaryBeside(full);
         try
         {
-            using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write))
+            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write))
             {
                 stream.Write(BitConverter.GetBytes((long)(json.Length + padding)));
                 stream.Write(json);

@@ -87,11 +87,20 @@ public sealed class SentencePieceModel
         foreach (var (name, id) in new[] { ("unk_id", unk), ("bos_id", bos), ("eos_id", eos) })
             if (id < 0 || id >= pieces.Count)
                 throw new ModelFormatException($"{source}: {name} {id} is outside the {pieces.Count}-piece vocabulary");
-        return new SentencePieceModel
+        return RequireText(source, new SentencePieceModel
         {
             Pieces = pieces, ModelType = modelType, ByteFallback = byteFallback, UnknownId = unk, BosId = bos, EosId = eos, PadId = pad,
             AddDummyPrefix = dummyPrefix, RemoveExtraWhitespaces = removeSpaces, EscapeWhitespaces = escapeSpaces,
-        };
+        });
+    }
+
+    /// <summary>Refuses a vocabulary in which no piece stands for any text (every piece control,
+    /// unknown or unused): every generated token would decode to nothing or to " ⁇ ".</summary>
+    private static SentencePieceModel RequireText(string source, SentencePieceModel model)
+    {
+        if (!model.Pieces.Any(p => p.Type is PieceType.Normal or PieceType.UserDefined or PieceType.Byte))
+            throw new ModelFormatException($"{source}: no piece stands for text (all {model.Pieces.Count} pieces are control, unknown or unused)");
+        return model;
     }
 
     private static SentencePiece ParsePiece(ReadOnlySpan<byte> bytes, string source, int index)
@@ -114,7 +123,10 @@ public sealed class SentencePieceModel
                 default: reader.Skip(wire); break;
             }
         }
-        return new SentencePiece(piece ?? throw new ModelFormatException($"{source}: piece {index} has no text"), score, type);
+        if (piece is null) throw new ModelFormatException($"{source}: piece {index} has no text");
+        if (type == PieceType.Byte && !IsBytePiece(piece))
+            throw new ModelFormatException($"{source}: piece {index} '{piece}' has type BYTE but is not of the form <0xHH>");
+        return new SentencePiece(piece, score, type);
     }
 
     /// <summary>Serializes the model as a SentencePiece ModelProto (the bytes of a <c>tokenizer.model</c>).</summary>
@@ -202,7 +214,7 @@ public sealed class SentencePieceModel
             return fallback;
         }
         var byteCount = pieces.Count(p => p.Type == PieceType.Byte);
-        return new SentencePieceModel
+        return RequireText(source, new SentencePieceModel
         {
             Pieces = pieces,
             ModelType = ModelTypeBpe,
@@ -213,7 +225,7 @@ public sealed class SentencePieceModel
             AddDummyPrefix = true,
             RemoveExtraWhitespaces = false,
             EscapeWhitespaces = true,
-        };
+        });
     }
 
     private static SentencePiece ToPiece(string text, float score)
@@ -224,14 +236,17 @@ public sealed class SentencePieceModel
             case "\n<s>\n" or "<s>": return new SentencePiece("<s>", score, PieceType.Control);
             case "\n</s>\n" or "</s>": return new SentencePiece("</s>", score, PieceType.Control);
         }
-        if (text.Length == 6 && text.StartsWith("<0x", StringComparison.Ordinal) && text[5] == '>' && IsUpperHex(text[3]) && IsUpperHex(text[4]))
-            return new SentencePiece(text, score, PieceType.Byte);
+        if (IsBytePiece(text)) return new SentencePiece(text, score, PieceType.Byte);
         return new SentencePiece(text.Replace(' ', '\u2581'), score, PieceType.Normal);
     }
 
     private static bool IsUpperHex(char c) => c is (>= '0' and <= '9') or (>= 'A' and <= 'F');
 
-    /// <summary>The byte a BYTE piece ("&lt;0xE2&gt;") stands for.</summary>
+    /// <summary>True for the text of a BYTE piece: "&lt;0x" two upper-case hex digits "&gt;", as SentencePiece writes them.</summary>
+    private static bool IsBytePiece(string text) =>
+        text.Length == 6 && text.StartsWith("<0x", StringComparison.Ordinal) && text[5] == '>' && IsUpperHex(text[3]) && IsUpperHex(text[4]);
+
+    /// <summary>The byte a BYTE piece ("&lt;0xE2&gt;") stands for; pieces are checked when read.</summary>
     public static byte ByteOf(string piece) => Convert.ToByte(piece.Substring(3, 2), 16);
 
     private ref struct ProtoReader(ReadOnlySpan<byte> data, string source)

@@ -40,5 +40,32 @@ public readonly ref struct TensorData(DType type, int[] shape, ReadOnlySpan<byte
         }
     }
 
+    /// <summary>How many values are NaN or infinite (their exponent bits all set), counted without widening.</summary>
+    public long CountNonFinite() => Type switch
+    {
+        DType.F32 => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(Bytes), 0x7F800000u),
+        DType.F16 => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(Bytes), (ushort)0x7C00),
+        _ => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(Bytes), (ushort)0x7F80),
+    };
+
+    /// <summary>True when every byte is zero (an empty tensor included).</summary>
+    public bool IsAllZero => !Bytes.ContainsAnyExcept((byte)0);
+
+    /// <summary>Values whose bits under <paramref name="mask"/> are all set; vectorised, since every
+    /// weight of a model is checked when it is loaded.</summary>
+    private static long CountAllOnes<T>(ReadOnlySpan<T> values, T mask) where T : unmanaged, System.Numerics.IBinaryInteger<T>
+    {
+        long count = 0;
+        var i = 0;
+        var vectorMask = new System.Numerics.Vector<T>(mask);
+        for (; i <= values.Length - System.Numerics.Vector<T>.Count; i += System.Numerics.Vector<T>.Count)
+        {
+            if (!System.Numerics.Vector.EqualsAny(new System.Numerics.Vector<T>(values[i..]) & vectorMask, vectorMask)) continue;
+            for (var j = i; j < i + System.Numerics.Vector<T>.Count; j++) if ((values[j] & mask) == mask) count++;
+        }
+        for (; i < values.Length; i++) if ((values[i] & mask) == mask) count++;
+        return count;
+    }
+
     public static string FormatShape(IReadOnlyList<int> shape) => "[" + string.Join(", ", shape) + "]";
 }

@@ -37,6 +37,7 @@ public sealed class TextTokenizer
     public static TextTokenizer Load(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        InputFile.Require(path, "tokenizer file");
         byte[] bytes;
         try
         {

@@ -53,8 +53,14 @@ public abstract class Decoder(LlamaModel model)
     /// is: prompt + generated tokens may reach context + 1, as in llama2.c).</summary>
     public int Budget(int promptLength, int maxNewTokens) => Math.Max(0, Math.Min(maxNewTokens, Model.Config.MaxSeqLen + 1 - promptLength));
 
-    public IEnumerable<int> Generate(IReadOnlyList<int> prompt, int maxNewTokens, SamplingOptions sampling)
+    /// <summary>Validates the arguments now; generates as the result is enumerated. One generation runs
+    /// on a model at a time: enumerating while another generation on the same model is unfinished
+    /// (on another thread, or an enumeration neither finished nor disposed) throws.
+    /// <paramref name="cancellationToken"/> is checked before each round.</summary>
+    public IEnumerable<int> Generate(IReadOnlyList<int> prompt, int maxNewTokens, SamplingOptions sampling, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(sampling);
         var context = Model.Config.MaxSeqLen;
         if (prompt.Count == 0) throw new ArgumentException("the prompt is empty (it needs at least the BOS token)");
         if (prompt.Count > context)
@@ -63,11 +69,12 @@ public abstract class Decoder(LlamaModel model)
         foreach (var id in prompt)
             if ((uint)id >= (uint)Model.Config.VocabSize)
                 throw new ArgumentException($"prompt token id {id} is outside the model's vocabulary of {Model.Config.VocabSize}");
-        return Run(prompt, Budget(prompt.Count, maxNewTokens), new TokenSampler(sampling));
+        return Run(prompt, Budget(prompt.Count, maxNewTokens), new TokenSampler(sampling), cancellationToken);
     }
 
-    private IEnumerable<int> Run(IReadOnlyList<int> prompt, int budget, TokenSampler sampler)
+    private IEnumerable<int> Run(IReadOnlyList<int> prompt, int budget, TokenSampler sampler, CancellationToken cancellationToken)
     {
+        using var generation = Model.BeginGeneration();
         Stats = new DecoderStats();
         Stop = StopReason.Length;
         _clock.Restart();
@@ -80,6 +87,7 @@ public abstract class Decoder(LlamaModel model)
         var round = new List<int>();
         while (produced < budget)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             round.Clear();
             Step(tokens, budget - produced, sampler, round);
             var stop = round.FindIndex(Model.Config.EosIds.Contains);
@@ -114,18 +122,18 @@ public abstract class Decoder(LlamaModel model)
     /// <summary>Time elapsed since generation started.</summary>
     protected TimeSpan Elapsed => _clock.Elapsed;
 
-    /// <summary>Chooses a token from one row of logits: the arg max with its probability when greedy,
-    /// else a draw (with its probability) from the sampling distribution, which is left in
-    /// <paramref name="distribution"/>.</summary>
+    /// <summary>Chooses a token from one row of logits, as long as <paramref name="distribution"/>: the
+    /// arg max with its probability when greedy, else a draw (with its probability) from the sampling
+    /// distribution, which is left in <paramref name="distribution"/>.</summary>
     protected TopToken Choose(DeviceTensor logits, int row, TokenSampler sampler, float[] distribution)
     {
-        var vocab = Model.Config.VocabSize;
+        var vocab = distribution.Length;
         var rowLogits = logits.Slice(row * vocab, vocab);
         if (sampler.Options.Greedy)
         {
             Span<TopToken> top = stackalloc TopToken[1];
             Model.Device.ArgMax(rowLogits, 1, vocab, top);
-            return top[0];
+            return TokenSampler.RequireFinite(top[0]);
         }
         Model.Device.Download(rowLogits, distribution);
         sampler.ToDistribution(distribution);

@@ -22,6 +22,7 @@ public sealed class AdapterWeights
 
     public const string ExitLayerMeta = "kangaroo.exit_layer";
     public const string TargetMeta = "kangaroo.target";
+    public const string DraftVocabularyMeta = "kangaroo.draft_vocab";
 
     public int Dim { get; }
     public int ExitLayer { get; }
@@ -34,6 +35,12 @@ public sealed class AdapterWeights
 
     /// <summary>Free-form metadata written with the file (training settings, metrics).</summary>
     public Dictionary<string, string> Metadata { get; } = new();
+
+    /// <summary>The token ids the draft head scores (ascending), or null for the whole vocabulary.</summary>
+    public int[]? DraftVocabulary { get; set; }
+
+    /// <summary>How often drafts were accepted on held-out text, if measured.</summary>
+    public AcceptanceStatistics? Acceptance { get; set; }
 
     public AdapterWeights(int dim, int exitLayer, float[] inputNorm, float[] query, float[] key, float[] value, float[] output, float[] outputNorm)
     {
@@ -50,6 +57,8 @@ public sealed class AdapterWeights
         var copy = new AdapterWeights(Dim, ExitLayer, (float[])InputNorm.Clone(), (float[])Query.Clone(), (float[])Key.Clone(),
             (float[])Value.Clone(), (float[])Output.Clone(), (float[])OutputNorm.Clone());
         foreach (var (k, v) in Metadata) copy.Metadata[k] = v;
+        copy.DraftVocabulary = DraftVocabulary;
+        copy.Acceptance = Acceptance?.Clone();
         return copy;
     }
 
@@ -72,6 +81,8 @@ public sealed class AdapterWeights
             throw new ModelFormatException($"{source}: exit layer {ExitLayer} is outside 1..{target.Layers - 1} for a {target.Layers}-layer model");
         if (Metadata.TryGetValue(TargetMeta, out var made) && made != targetIdentity)
             throw new ModelFormatException($"{source}: adapter was made for model '{made}', not for this model '{targetIdentity}'");
+        if (DraftVocabulary?.FirstOrDefault(id => id >= target.VocabSize) is { } outside && outside >= target.VocabSize)
+            throw new ModelFormatException($"{source}: draft vocabulary id {outside} is outside the model's vocabulary of {target.VocabSize}");
         return this;
     }
 
@@ -82,6 +93,8 @@ public sealed class AdapterWeights
             [ExitLayerMeta] = ExitLayer.ToString(CultureInfo.InvariantCulture),
             [TargetMeta] = targetIdentity,
         };
+        if (DraftVocabulary is not null) metadata[DraftVocabularyMeta] = string.Join(',', DraftVocabulary);
+        if (Acceptance is not null) metadata[AcceptanceStatistics.MetadataKey] = Acceptance.ToJson();
         SafeTensorOutput Tensor(string name, float[] values, params int[] shape) =>
             new(name, DType.F32, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
         SafeTensorsWriter.Write(path,
@@ -109,7 +122,10 @@ public sealed class AdapterWeights
             var info = file.Info(name);
             if (!info.Shape.SequenceEqual(shape))
                 throw new ModelFormatException($"{path}: tensor '{name}' has shape {TensorData.FormatShape(info.Shape)}, expected {TensorData.FormatShape(shape)}");
-            return file.Read(name).ToFloats();
+            var tensor = file.Read(name);
+            if (tensor.CountNonFinite() is var nonFinite and > 0)
+                throw new ModelFormatException($"{path}: tensor '{name}' has {nonFinite} non-finite values (NaN or infinity)");
+            return tensor.ToFloats();
         }
         int layer;
         if (file.Metadata.TryGetValue(ExitLayerMeta, out var stored))
@@ -125,7 +141,35 @@ public sealed class AdapterWeights
         }
         var weights = new AdapterWeights(dim, layer, Read(InputNormKey, dim), Read(QueryKey, dim, dim), Read(KeyKey, dim, dim),
             Read(ValueKey, dim, dim), Read(OutputKey, dim, dim), Read(OutputNormKey, dim));
-        foreach (var (k, v) in file.Metadata) weights.Metadata[k] = v;
+        foreach (var (k, v) in file.Metadata.Where(m => m.Key is not (DraftVocabularyMeta or AcceptanceStatistics.MetadataKey))) weights.Metadata[k] = v;
+        if (file.Metadata.TryGetValue(DraftVocabularyMeta, out var vocabulary)) weights.DraftVocabulary = ParseDraftVocabulary(vocabulary, path);
+        if (file.Metadata.TryGetValue(AcceptanceStatistics.MetadataKey, out var acceptance)) weights.Acceptance = AcceptanceStatistics.FromJson(acceptance, path);
         return weights;
+    }
+
+    /// <summary>Distinct non-negative ids, ascending, as the draft vocabulary metadata holds them.</summary>
+    private static int[] ParseDraftVocabulary(string text, string path)
+    {
+        var parts = text.Split(',');
+        var ids = new int[parts.Length];
+        for (var i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out ids[i]))
+                throw new ModelFormatException($"{path}: {DraftVocabularyMeta} entry {i} '{parts[i]}' is not a token id");
+            if (i > 0 && ids[i] <= ids[i - 1])
+                throw new ModelFormatException($"{path}: {DraftVocabularyMeta} must list distinct ids in ascending order (entry {i} is {ids[i]} after {ids[i - 1]})");
+        }
+        return ids;
+    }
+
+    /// <summary>The <paramref name="size"/> most frequent next-token targets of <paramref name="sequences"/>
+    /// (ties to the smaller id), ascending: a draft vocabulary for a head trained on them.</summary>
+    public static int[] MostFrequentTokens(IEnumerable<int[]> sequences, int vocabSize, int size)
+    {
+        if (size < 1 || size > vocabSize) throw new ArgumentException($"--draft-vocab {size} must be in 1..{vocabSize}");
+        var counts = new long[vocabSize];
+        foreach (var sequence in sequences)
+            foreach (var id in sequence.Skip(1)) counts[id]++;
+        return Enumerable.Range(0, vocabSize).OrderByDescending(id => counts[id]).ThenBy(id => id).Take(size).Order().ToArray();
     }
 }

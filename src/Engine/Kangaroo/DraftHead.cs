@@ -3,14 +3,26 @@ using Kangaroo.Native.Kernels;
 namespace Kangaroo.Native.Engine.Kangaroo;
 
 /// <summary>
-/// Turns residual-stream states at the exit layer into draft logits. <see cref="CachedPositions"/> is
-/// how many positions the head has seen (its own KV cache); a head without state reports
-/// <see cref="int.MaxValue"/>.
+/// Turns residual-stream states at the exit layer into draft logits over <see cref="Vocabulary"/>
+/// entries: the whole vocabulary, or a draft vocabulary whose entry i is token <see cref="TokenId"/>(i).
+/// <see cref="CachedPositions"/> is how many positions the head has seen (its own KV cache); a head
+/// without state reports <see cref="int.MaxValue"/>.
 /// </summary>
-public abstract class DraftHead : IDisposable
+public abstract class DraftHead(DraftLmHead lmHead) : IDisposable
 {
+    protected DraftLmHead LmHead { get; } = lmHead;
+
     public abstract string Name { get; }
     public abstract int CachedPositions { get; }
+
+    /// <summary>Entries of a row of draft logits.</summary>
+    public int Vocabulary => LmHead.Size;
+
+    /// <summary>The token of draft-logit entry <paramref name="index"/>.</summary>
+    public int TokenId(int index) => LmHead.TokenId(index);
+
+    /// <summary>Weight bytes one draft row reads (the head's own weights and its LM-head rows).</summary>
+    public abstract long WeightBytes { get; }
 
     /// <summary>Runs the head over states [rows, dim] at positions startPos..startPos+rows-1; when
     /// <paramref name="logits"/> is given, writes the last row's draft logits into it.</summary>
@@ -19,19 +31,54 @@ public abstract class DraftHead : IDisposable
     /// <summary>Forgets positions at or after <paramref name="length"/>.</summary>
     public abstract void Truncate(int length);
 
-    public abstract void Dispose();
+    public virtual void Dispose() => LmHead.Dispose();
+}
+
+/// <summary>The LM-head rows a draft head scores: the target's whole LM head, or only the rows of a
+/// draft vocabulary (the most frequent tokens), stacked once at load. Verification always uses the
+/// full head, so a draft vocabulary changes speed, never output.</summary>
+public sealed class DraftLmHead : IDisposable
+{
+    private readonly LlamaModel _model;
+    private readonly int[]? _ids;
+    private readonly DeviceWeight? _rows;
+
+    public DraftLmHead(LlamaModel model, int[]? draftVocabulary)
+    {
+        _model = model;
+        _ids = draftVocabulary;
+        if (_ids is not null) _rows = model.GatherHeadRows(_ids);
+    }
+
+    public int Size => _ids?.Length ?? _model.Config.VocabSize;
+    public int TokenId(int index) => _ids?[index] ?? index;
+    public long Bytes => _rows?.Bytes ?? _model.LmHead.Bytes;
+
+    /// <summary>logits[r, :] over the draft vocabulary for hidden rows that are already normed.</summary>
+    public void Logits(DeviceTensor hidden, int rows, DeviceTensor logits)
+    {
+        if (_rows is null) _model.HeadLogits(hidden, rows, logits);
+        else _model.Device.MatMul(hidden, _rows, logits, rows);
+    }
+
+    public void Dispose() => _rows?.Dispose();
 }
 
 /// <summary>The early-exit baseline (LayerSkip-style, no training): the target's own final norm and
 /// LM head applied to the exit layer's residual stream.</summary>
-public sealed class ExitNormHead(LlamaModel model) : DraftHead
+public sealed class ExitNormHead(LlamaModel model, int[]? draftVocabulary = null) : DraftHead(new DraftLmHead(model, draftVocabulary))
 {
+    private readonly DeviceTensor _normed = model.AllocateResidual(1);
+
     public override string Name => "early-exit";
     public override int CachedPositions => int.MaxValue;
+    public override long WeightBytes => model.HeadBytes - model.LmHead.Bytes + LmHead.Bytes;
 
     public override void Run(DeviceTensor states, int rows, int startPos, DeviceTensor? logits)
     {
-        if (logits is not null) model.Logits(states.Slice((rows - 1) * model.Config.Dim, model.Config.Dim), 1, logits);
+        if (logits is null) return;
+        model.FinalNorm(states.Slice((rows - 1) * model.Config.Dim, model.Config.Dim), 1, _normed);
+        LmHead.Logits(_normed, 1, logits);
     }
 
     public override void Truncate(int length)
@@ -40,11 +87,14 @@ public sealed class ExitNormHead(LlamaModel model) : DraftHead
 
     public override void Dispose()
     {
+        _normed.Dispose();
+        base.Dispose();
     }
 }
 
 /// <summary>The Kangaroo adapter on a device: <c>a = RMSNorm_out(s + Attention(RMSNorm_in(s)))</c>,
-/// then the target's LM head (not its final norm). It keeps its own one-layer KV cache.</summary>
+/// then the target's LM head (not its final norm), or its draft-vocabulary rows. It keeps its own
+/// one-layer KV cache.</summary>
 public sealed class AdapterHead : DraftHead
 {
     private readonly LlamaModel _model;
@@ -54,10 +104,10 @@ public sealed class AdapterHead : DraftHead
 
     public AdapterWeights Weights { get; }
 
-    public AdapterHead(LlamaModel model, AdapterWeights weights)
+    public AdapterHead(LlamaModel model, AdapterWeights weights) : base(new DraftLmHead(model, weights.CheckFits(model.Config, model.Fingerprint, "adapter").DraftVocabulary))
     {
         _model = model;
-        Weights = weights.CheckFits(model.Config, model.Fingerprint, "adapter");
+        Weights = weights;
         var device = model.Device;
         var dim = weights.Dim;
         DeviceWeight Upload(float[] values, int rows, int cols) =>
@@ -76,6 +126,7 @@ public sealed class AdapterHead : DraftHead
 
     public override string Name => "kangaroo";
     public override int CachedPositions => _cache.Length(0);
+    public override long WeightBytes => _inputNorm.Bytes + _qkv.Bytes + _output.Bytes + _outputNorm.Bytes + LmHead.Bytes;
 
     public override void Run(DeviceTensor states, int rows, int startPos, DeviceTensor? logits)
     {
@@ -98,7 +149,7 @@ public sealed class AdapterHead : DraftHead
             {
                 var last = _sum.Slice((n - 1) * dim, dim);
                 d.RmsNorm(last, _outputNorm, _normed, 1, c.NormEps);
-                _model.HeadLogits(_normed, 1, logits);
+                LmHead.Logits(_normed, 1, logits);
             }
         }
     }
@@ -110,5 +161,6 @@ public sealed class AdapterHead : DraftHead
         foreach (var w in new[] { _inputNorm, _qkv, _output, _outputNorm }) w.Dispose();
         _cache.Dispose();
         foreach (var t in new[] { _normed, _qkvRows, _q, _attention, _sum }) t.Dispose();
+        base.Dispose();
     }
 }

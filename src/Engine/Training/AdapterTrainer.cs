@@ -125,19 +125,28 @@ public sealed class AdapterTrainer : IDisposable
                     batchSums += _graph.Accumulate(_states, _targets, sequence.Length, 1f / positions, backward: true);
                 }
                 step++;
+                RequireFinite(batchSums, $"step {step} (epoch {epoch})");
                 var lr = LearningRate(step, totalSteps, warmup);
                 _graph.Step(new AdamWStep(lr, o.Beta1, o.Beta2, o.Epsilon, o.WeightDecay, step), o.Clip);
                 epochSums += batchSums;
                 trainedPositions += positions;
                 progress?.Invoke(new TrainingProgress(epoch, o.Epochs, step, totalSteps, batchSums, trainedPositions / clock.Elapsed.TotalSeconds, lr));
             }
-            var report = new EpochReport(epoch, step, epochSums, Evaluate(heldOut), clock.Elapsed, trainedPositions / clock.Elapsed.TotalSeconds);
+            var report = new EpochReport(epoch, step, epochSums, RequireFinite(Evaluate(heldOut), $"the held-out evaluation of epoch {epoch}"),
+                clock.Elapsed, trainedPositions / clock.Elapsed.TotalSeconds);
             reports.Add(report);
             weights = Finish(_graph.Export(), reports, step, train.Count, heldOut.Count);
             epochEnd?.Invoke(report, weights);
         }
         return new TrainingResult(weights, reports, Cancelled: false);
     }
+
+    /// <summary>Stops training when the loss is NaN or infinite: the adapter has diverged, and nothing
+    /// after this point (no checkpoint) may be saved.</summary>
+    private LossSums RequireFinite(LossSums sums, string where) =>
+        double.IsFinite(sums.Loss) ? sums
+        : throw new InvalidOperationException(
+            $"training diverged: the loss is {sums.MeanLoss} at {where}; try a lower --lr than {_options.LearningRate.ToString(CultureInfo.InvariantCulture)}");
 
     /// <summary>Linear warm-up to the peak rate over <paramref name="warmup"/> steps (1-based), then
     /// linear decay from the peak at step warmup + 1 to peak / (decay steps) at the last step.</summary>

@@ -19,6 +19,7 @@ public static class TrainingData
     public static List<string> ReadTexts(string path)
     {
         if (!File.Exists(path)) throw new ArgumentException($"{path}: data file not found");
+        InputFile.Require(path, "data file");
         var texts = new List<string>();
         if (path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
         {
@@ -97,6 +98,9 @@ public static class TrainingData
     /// sampled until a stop token (not kept) or <paramref name="seqLen"/> tokens. Sequence i uses
     /// sampling seed f(seed, i), so the result depends only on the arguments.
     /// </summary>
+    /// <summary>The most sequences <see cref="SelfGenerate"/> samples in one call.</summary>
+    public const int MaxSelfGenerated = 1_000_000;
+
     public static List<int[]> SelfGenerate(LlamaModel model, int count, int seqLen, IReadOnlyList<int[]> prompts, int seed,
         Action<int, long>? progress = null, CancellationToken cancel = default)
     {
@@ -104,7 +108,9 @@ public static class TrainingData
         foreach (var prompt in prompts)
             if (prompt.Length >= seqLen) throw new ArgumentException($"a prompt of {prompt.Length} tokens leaves no room in --seq-len {seqLen}");
         var decoder = new AutoregressiveDecoder(model);
-        var sequences = new List<int[]>(count);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, MaxSelfGenerated);
+        var sequences = new List<int[]>();
         long tokens = 0;
         for (var i = 0; i < count; i++)
         {

@@ -13,7 +13,8 @@ namespace Kangaroo.Native.Kernels.Reference;
 /// accumulator over the full vectors in column order (fused multiply-add), then
 /// <see cref="Vector.Sum{T}(Vector{T})"/>, then the leftover columns in order (fused). The tiles
 /// (<see cref="Dot4"/>: 4 weight rows x 1 input row for decode, 1 query x 4 keys for attention;
-/// <see cref="Dot2x4"/>: 2 weight rows x 4 input rows for blocks; <see cref="Dot4x1{TWidening}"/>:
+/// <see cref="Dot2x4"/>: 2 weight rows x 4 input rows for blocks, <see cref="Dot2x2"/> for their last
+/// one or two rows; <see cref="Dot4x1{TWidening}"/>:
 /// the decode tile over 16-bit rows) only decide which dot products run side by side, for
 /// instruction-level parallelism and so that a vector loaded once serves several. So a block of rows
 /// gives bit-identical results to one-row calls.
@@ -78,6 +79,38 @@ internal static class ManagedKernels
         var vd = MemoryMarshal.Cast<float, Vector<float>>(destination[..source.Length]);
         for (var i = 0; i < vs.Length; i++) TWidening.Widen(vs[i], out vd[2 * i], out vd[2 * i + 1]);
         for (var i = vs.Length * Vector<ushort>.Count; i < source.Length; i++) destination[i] = TWidening.Widen(source[i]);
+    }
+
+    /// <summary>Dots of two weight rows with two input rows (result[4 * j + k] = w_j . x_k for k &lt; 2),
+    /// each in the canonical order: the tile for the last one or two rows of a block, which would
+    /// otherwise pay for four.</summary>
+    public static void Dot2x2(ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, Span<float> result)
+    {
+        var n = w0.Length;
+        var vw0 = MemoryMarshal.Cast<float, Vector<float>>(w0);
+        var vw1 = MemoryMarshal.Cast<float, Vector<float>>(w1[..n]);
+        var v0 = MemoryMarshal.Cast<float, Vector<float>>(x0[..n]);
+        var v1 = MemoryMarshal.Cast<float, Vector<float>>(x1[..n]);
+        Vector<float> a0 = default, a1 = default, b0 = default, b1 = default;
+        for (var i = 0; i < vw0.Length; i++)
+        {
+            var (p, q) = (vw0[i], vw1[i]);
+            var x = v0[i];
+            a0 = Vector.FusedMultiplyAdd(p, x, a0);
+            b0 = Vector.FusedMultiplyAdd(q, x, b0);
+            x = v1[i];
+            a1 = Vector.FusedMultiplyAdd(p, x, a1);
+            b1 = Vector.FusedMultiplyAdd(q, x, b1);
+        }
+        float s0 = Vector.Sum(a0), s1 = Vector.Sum(a1), t0 = Vector.Sum(b0), t1 = Vector.Sum(b1);
+        for (var i = vw0.Length * Width; i < n; i++)
+        {
+            s0 = MathF.FusedMultiplyAdd(w0[i], x0[i], s0);
+            s1 = MathF.FusedMultiplyAdd(w0[i], x1[i], s1);
+            t0 = MathF.FusedMultiplyAdd(w1[i], x0[i], t0);
+            t1 = MathF.FusedMultiplyAdd(w1[i], x1[i], t1);
+        }
+        (result[0], result[1], result[4], result[5]) = (s0, s1, t0, t1);
     }
 
     /// <summary>Dots of two weight rows with four input rows (result[4 * j + k] = w_j . x_k), each in

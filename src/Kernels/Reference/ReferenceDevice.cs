@@ -12,6 +12,7 @@ namespace Kangaroo.Native.Kernels.Reference;
 /// </summary>
 public sealed class ReferenceDevice : ComputeDevice
 {
+    /// <summary>Multiply-adds (counting at most four rows) from which a matmul is split over the cores.</summary>
     private const long ParallelMatMulElements = 1 << 20;
     private float[] _scores = [];
     private float[] _exponentials = [];
@@ -75,7 +76,7 @@ public sealed class ReferenceDevice : ComputeDevice
         if (rows <= 0) return;
         ArgumentOutOfRangeException.ThrowIfLessThan(x.Length, rows * w.Cols, nameof(input));
         ArgumentOutOfRangeException.ThrowIfLessThan(y.Length, rows * w.Rows, nameof(output));
-        if ((long)w.Rows * w.Cols >= ParallelMatMulElements && Environment.ProcessorCount > 1)
+        if ((long)w.Rows * w.Cols * Math.Min(rows, 4) >= ParallelMatMulElements && Environment.ProcessorCount > 1)
         {
             // Chunks of whole 4-row tiles; several per core so that a core slowed by other work
             // does not hold up the rest.
@@ -122,7 +123,16 @@ public sealed class ReferenceDevice : ComputeDevice
                 var x1 = x.Slice((r + Math.Min(1, last)) * cols, cols);
                 var x2 = x.Slice((r + Math.Min(2, last)) * cols, cols);
                 var x3 = x.Slice((r + last) * cols, cols);
-                if (pair)
+                if (pair && last < 2)
+                {
+                    ManagedKernels.Dot2x2(w[..cols], w.Slice(cols, cols), x0, x1, pairDots);
+                    for (var k = 0; k <= last; k++)
+                    {
+                        Store(ref y[(r + k) * outDim + o], pairDots[k], accumulate);
+                        Store(ref y[(r + k) * outDim + o + 1], pairDots[4 + k], accumulate);
+                    }
+                }
+                else if (pair)
                 {
                     ManagedKernels.Dot2x4(w[..cols], w.Slice(cols, cols), x0, x1, x2, x3, pairDots);
                     for (var k = 0; k <= last; k++)

@@ -73,8 +73,56 @@ public sealed class CliTests
     [InlineData(new[] { "generate", "--prompt", "x", "--decoder", "fast" }, new[] { "unknown decoder 'fast'" })]
     [InlineData(new[] { "generate", "--prompt", "x", "--frobnicate" }, new[] { "--frobnicate" })]
     [InlineData(new[] { "convert", "--out", "/tmp/kangaroo-never", "--dtype", "f8" }, new[] { "unknown dtype 'f8'" })]
+    [InlineData(new[] { "bench", "--draft-vocab", "10" }, new[] { "--draft-vocab applies to --costs only" })]
+    [InlineData(new[] { "bench", "--costs", "--device", "cpu", "--draft-vocab", "0" }, new[] { "--draft-vocab 0 must be in 1..512" })]
+    [InlineData(new[] { "bench", "--costs", "--device", "cpu", "--exit-layer", "5" }, new[] { "--exit-layer 5" })]
     public void BadInputGivesOneLineError(string[] args, string[] fragments) =>
         KangarooProcess.AssertOneLineError(KangarooProcess.Run(args), fragments);
+
+    [Fact]
+    public void GenerateAutoSaysWhatItChoseAndWhy()
+    {
+        var result = KangarooProcess.Run("generate", "--prompt", OnceUponATime.Prompt, "--max-new-tokens", "64", "--device", "cpu", "--decoder", "auto", "--json");
+        Assert.Equal(0, result.ExitCode);
+        var json = JsonDocument.Parse(result.Stdout).RootElement;
+        Assert.Equal(OnceUponATime.GeneratedIds.Take(64), json.GetProperty("generated_ids").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal("auto", json.GetProperty("decoder").GetString());
+        var plan = json.GetProperty("plan");
+        Assert.Equal(6, plan.GetProperty("options").GetArrayLength());
+        Assert.True(plan.GetProperty("autoregressive_tokens_per_second").GetDouble() > 0);
+        var speculates = plan.GetProperty("chosen").ValueKind != JsonValueKind.Null;
+        Assert.StartsWith(speculates ? "speculate with gamma" : "autoregressive", json.GetProperty("choice").GetString());
+    }
+
+    [Fact]
+    public void BenchCostsJsonHasEveryPartOfARound()
+    {
+        var result = KangarooProcess.Run("bench", "--costs", "--device", "cpu", "--exit-layer", "2", "--draft-steps", "3", "--draft-vocab", "100", "--json");
+        Assert.Equal(0, result.ExitCode);
+        var json = JsonDocument.Parse(result.Stdout).RootElement;
+        Assert.Equal(2, json.GetProperty("exit_layer").GetInt32());
+        Assert.Equal(100, json.GetProperty("draft_vocab").GetInt32());
+        Assert.Equal("untrained adapter of the right shape", json.GetProperty("adapter").GetString());
+        var costs = json.GetProperty("costs");
+        var ar = costs.GetProperty("autoregressive_step_ms").GetDouble();
+        Assert.True(ar > 0);
+        Assert.Equal(costs.GetProperty("draft_step_ms").GetDouble() / ar, costs.GetProperty("draft_ratio").GetDouble(), 6);
+        Assert.Equal(4, costs.GetProperty("verify_ms").GetArrayLength());
+        Assert.Equal(4, costs.GetProperty("verify_ratio").GetArrayLength());
+        Assert.InRange(costs.GetProperty("draft_byte_ratio").GetDouble(), 0.1, 0.9);
+    }
+
+    [Fact]
+    public void BenchAutoIsIdenticalToAutoregressiveAndSaysWhy()
+    {
+        var result = KangarooProcess.Run("bench", "--device", "cpu", "--decoders", "auto", "--prompts", "2", "--max-new-tokens", "32", "--json");
+        Assert.Equal(0, result.ExitCode);
+        var json = JsonDocument.Parse(result.Stdout).RootElement;
+        var auto = json.GetProperty("results").EnumerateArray().Single(r => r.GetProperty("Decoder").GetString() == "auto");
+        Assert.True(auto.GetProperty("IdenticalToAutoregressive").GetBoolean());
+        Assert.Equal(6, json.GetProperty("auto").GetProperty("plan").GetProperty("options").GetArrayLength());
+        Assert.Equal(7, json.GetProperty("auto").GetProperty("costs").GetProperty("verify_ms").GetArrayLength());
+    }
 
     [Fact]
     public void PromptLongerThanTheContextIsRefused()

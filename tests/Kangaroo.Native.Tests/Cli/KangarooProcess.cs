@@ -7,10 +7,13 @@ public static class KangarooProcess
 {
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
 
+    private static readonly string CacheDirectory = Path.Combine(Path.GetTempPath(), "kangaroo-test-cache-" + Environment.ProcessId);
+
     public static Result Run(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "kangaroo.dll"));
+        start.Environment["KANGAROO_CACHE_DIR"] = CacheDirectory; // measured costs stay out of the user's cache
         foreach (var arg in args) start.ArgumentList.Add(arg);
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();

@@ -1,4 +1,5 @@
 using Kangaroo.Native.Engine;
+using Kangaroo.Native.Engine.Kangaroo;
 
 namespace Kangaroo.Native.Tests.Engine;
 
@@ -11,15 +12,16 @@ public sealed class LibraryUsageTests
     {
         // --- as in README.md ---
         using var session = InferenceSession.Open(SharedData.EmbeddedModel, "cpu");
-        var decoder = session.CreateDecoder("auto");          // Kangaroo: the adapter lies beside the model
+        var decoder = session.CreateDecoder("auto");  // Kangaroo where it pays on this device (the adapter lies beside the model)
         var prompt = session.EncodePrompt("Once upon a time");
         var ids = decoder.Generate(prompt, maxNewTokens: 64, new SamplingOptions()).ToList();
         var text = session.Tokenizer!.Decode(ids);
+        var why = decoder is SelfSpeculativeDecoder { Controller: { } auto } ? auto.Plan.Describe() : decoder.Name;
         // --- end ---
         var reference = session.CreateDecoder("autoregressive").Generate(prompt, 64, new SamplingOptions()).ToList();
-        Assert.Equal("kangaroo", decoder.Name);
+        Assert.Equal("auto", decoder.Name);
         Assert.Equal(reference, ids);
         Assert.Equal(session.Tokenizer.Decode(reference), text);
-        Assert.True(decoder.Stats.CompressionRate > 1.5, $"compression rate {decoder.Stats.CompressionRate}");
+        Assert.Matches("^(speculate with gamma|autoregressive)", why);
     }
 }

@@ -17,12 +17,15 @@ public sealed class SpeculativeSamplingTests
     private static readonly SamplingOptions Sampling = new(Temperature: 1f, TopK: 12);
     private static readonly int[] Prompt = GoldenCase.All[2].PromptIds;
 
-    [Fact]
-    public void KangarooSamplingMatchesAutoregressiveSampling()
+    [Theory]
+    [InlineData("kangaroo")]
+    [InlineData("kangaroo with a draft vocabulary")]
+    [InlineData("auto, switching")]
+    public void SpeculativeSamplingMatchesAutoregressiveSampling(string variant)
     {
         using var model = TestModels.Stories();
         var reference = Sample(new AutoregressiveDecoder(model), seedOffset: 0);
-        var speculative = Sample(Kangaroo(model, null), seedOffset: 1_000_000);
+        var speculative = Sample(Speculative(model, variant, rule: null), seedOffset: 1_000_000);
         for (var position = 0; position < Positions; position++)
         {
             var (statistic, critical) = ChiSquare(reference[position], speculative[position]);
@@ -30,12 +33,14 @@ public sealed class SpeculativeSamplingTests
         }
     }
 
-    [Fact]
-    public void TheTestRejectsAWrongAcceptanceRule()
+    [Theory]
+    [InlineData("kangaroo")]
+    [InlineData("kangaroo with a draft vocabulary")]
+    public void TheTestRejectsAWrongAcceptanceRule(string variant)
     {
         using var model = TestModels.Stories();
         var reference = Sample(new AutoregressiveDecoder(model), seedOffset: 0);
-        var wrong = Sample(Kangaroo(model, (_, _) => 1f), seedOffset: 1_000_000);
+        var wrong = Sample(Speculative(model, variant, (_, _) => 1f), seedOffset: 1_000_000);
         var rejected = Enumerable.Range(0, Positions).Count(position =>
         {
             var (statistic, critical) = ChiSquare(reference[position], wrong[position]);
@@ -44,14 +49,21 @@ public sealed class SpeculativeSamplingTests
         Assert.True(rejected >= 2, $"only {rejected} of {Positions} positions rejected the always-accept rule");
     }
 
-    private static SelfSpeculativeDecoder Kangaroo(LlamaModel model, Func<float, float, float>? rule)
+    /// <summary>Kangaroo with the trained adapter shipped with the model, which drafts tokens the target
+    /// often accepts, so every branch of the acceptance rule (accept, resample from the residual, bonus
+    /// token) is exercised; with a draft vocabulary of 160 of the 512 ids (q is 0 for the others); or as
+    /// <c>auto</c> made to fall back after every round and probe again after one or two plain steps.</summary>
+    private static SelfSpeculativeDecoder Speculative(LlamaModel model, string variant, Func<float, float, float>? rule)
     {
-        // The trained adapter shipped with the model drafts tokens the target often accepts, so every
-        // branch of the acceptance rule (accept, resample from the residual, bonus token) is exercised.
         var adapter = AdapterWeights.Load(Path.Combine(Path.GetDirectoryName(SharedData.EmbeddedModel)!, "kangaroo-adapter.safetensors"));
+        if (variant.Contains("draft vocabulary")) adapter.DraftVocabulary = Enumerable.Range(0, 512).Where(id => id % 16 < 5).ToArray();
         var options = new SpeculationOptions(adapter.ExitLayer, DraftSteps: 3, Threshold: 0f);
         var head = new AdapterHead(model, adapter);
-        return rule is null ? new SelfSpeculativeDecoder(model, head, options) : new SelfSpeculativeDecoder(model, head, options) { AcceptanceProbability = rule };
+        var controller = variant.StartsWith("auto")
+            ? new SpeculationController(new SpeculationCosts(1e-6, 1e-12, 1e-12, Enumerable.Repeat(1e-12, 4).ToArray(), 0.1), 3, window: 1, shortestFallback: 1)
+            : null;
+        var decoder = new SelfSpeculativeDecoder(model, head, options, controller: controller);
+        return rule is null ? decoder : new SelfSpeculativeDecoder(model, head, options) { AcceptanceProbability = rule };
     }
 
     private static Dictionary<int, int>[] Sample(Decoder decoder, int seedOffset)

@@ -43,11 +43,11 @@ public sealed class ReferenceDeviceTests
                 _ => MemoryMarshal.AsBytes(values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray().AsSpan()).ToArray(),
             };
             using var weight = device.UploadWeight(type, bytes, outDim, inDim);
-            const int rows = 9;
-            var input = Enumerable.Range(0, rows * inDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-            var initial = Enumerable.Range(0, rows * outDim).Select(_ => (float)random.NextDouble()).ToArray();
+            foreach (var rows in new[] { 2, 9, 10 }) // tiles of 4 rows, then a short tile of 1 or 2
             foreach (var accumulate in new[] { false, true })
             {
+                var input = Enumerable.Range(0, rows * inDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+                var initial = Enumerable.Range(0, rows * outDim).Select(_ => (float)random.NextDouble()).ToArray();
                 using var x = device.Allocate(rows * inDim);
                 using var block = device.Allocate(rows * outDim);
                 device.Upload(input, x);
@@ -64,7 +64,7 @@ public sealed class ReferenceDeviceTests
                     device.Download(single, one);
                     for (var o = 0; o < outDim; o++)
                         Assert.True(BitConverter.SingleToInt32Bits(one[o]) == BitConverter.SingleToInt32Bits(batched[r * outDim + o]),
-                            $"{type} [{outDim}x{inDim}] row {r} out {o} accumulate {accumulate}: {one[o]:R} alone, {batched[r * outDim + o]:R} in a block");
+                            $"{type} [{outDim}x{inDim}] rows {rows}: row {r} out {o} accumulate {accumulate}: {one[o]:R} alone, {batched[r * outDim + o]:R} in a block");
                 }
             }
         }

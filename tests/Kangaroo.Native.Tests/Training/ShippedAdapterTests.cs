@@ -16,7 +16,7 @@ public sealed class ShippedAdapterTests
         Assert.NotNull(session.DefaultAdapterPath);
         var adapter = AdapterWeights.Load(session.DefaultAdapterPath!);
         Assert.Contains("train-adapter", adapter.Metadata["kangaroo.train.command"]);
-        var decoder = session.CreateDecoder("auto", draftSteps: 6, threshold: 0.6f);
+        var decoder = session.CreateDecoder("kangaroo", draftSteps: 6, threshold: 0.6f);
         Assert.Equal("kangaroo", decoder.Name);
         var rounds = new List<int>();
         foreach (var golden in GoldenCase.All)

@@ -48,11 +48,11 @@ public sealed class TrainAdapterCommandTests : IDisposable
         File.WriteAllLines(data, ["{\"text\": \"Once upon a time, there was a little girl named Lily. She loved to play outside.\"}", "{\"turns\": [\"Tom had a red ball.\", \"He was happy.\"]}"]);
         var output = Path.Combine(_dir, "adapter.safetensors");
         var (code, stdout, stderr) = Run("--exit-layer", "2", "--data", data, "--self-generate", "4", "--prompt", "Once upon a time", "--seq-len", "48",
-            "--epochs", "2", "--batch", "2", "--lr", "0.01", "--seed", "5", "--out", output);
+            "--epochs", "2", "--batch", "2", "--lr", "0.01", "--seed", "5", "--draft-vocab", "64", "--out", output);
         Assert.True(code == 0, stderr);
         Assert.Contains($"{output}: exit layer 2, held-out loss", stdout);
         Assert.Contains("epoch 2/2", stderr);
-        Assert.False(File.Exists(output + ".tmp"));
+        Assert.Empty(Directory.GetFiles(_dir, "*.tmp"));
 
         var adapter = AdapterWeights.Load(output);
         Assert.Equal(2, adapter.ExitLayer);
@@ -63,11 +63,22 @@ public sealed class TrainAdapterCommandTests : IDisposable
         Assert.Contains("self-generated 4 sequences", adapter.Metadata["kangaroo.train.data"]);
         Assert.Contains("--exit-layer 2", adapter.Metadata["kangaroo.train.command"]);
         Assert.True(double.Parse(adapter.Metadata["kangaroo.train.heldout_loss"], System.Globalization.CultureInfo.InvariantCulture) > 0);
+        Assert.Equal(64, adapter.DraftVocabulary!.Length);
+        Assert.True(adapter.Acceptance!.Drafts(1) > 0, "held-out acceptance was measured");
+        Assert.Contains("tokens per round expected at gamma 6, eta 0.6", stdout);
 
         using var session = InferenceSession.Open(SharedData.EmbeddedModel, "cpu");
         var decoder = session.CreateDecoder("kangaroo", output);
         var golden = GoldenCase.All[1];
         Assert.Equal(golden.GeneratedIds, decoder.Generate(golden.PromptIds, golden.MaxNewTokens, new SamplingOptions()).ToArray());
+    }
+
+    [Fact]
+    public void DraftVocabularyLargerThanTheModels()
+    {
+        var (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--draft-vocab", "600", "--out", Path.Combine(_dir, "a.safetensors"));
+        Assert.Equal(1, code);
+        Assert.Equal("kangaroo: --draft-vocab 600 must be in 1..512", stderr.Trim());
     }
 
     [Fact]

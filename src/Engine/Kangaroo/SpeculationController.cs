@@ -1,0 +1,79 @@
+namespace Kangaroo.Native.Engine.Kangaroo;
+
+/// <summary>
+/// The <c>auto</c> decoder's judgement, round by round. At the start of a generation it plans from
+/// the measured costs and the acceptance statistics (<see cref="SpeculationPlan"/>): autoregressive
+/// decoding for the whole generation when no setting is expected to pay, else speculation with the
+/// best (gamma, eta). While speculating it compares, every <see cref="Window"/> rounds, the realised
+/// tokens per second with autoregressive decoding's and re-plans with the acceptance seen so far;
+/// when speculation stopped paying it falls back to autoregressive steps for a while and then probes
+/// again, waiting twice as long after each probe that did not pay (up to <see cref="LongestFallback"/>).
+/// </summary>
+public sealed class SpeculationController(SpeculationCosts costs, int maxDrafts, int window = SpeculationController.Window,
+    int shortestFallback = SpeculationController.ShortestFallback)
+{
+    public enum Mode { Autoregressive, Speculate, FallenBack }
+
+    /// <summary>Rounds between checks of the realised speed.</summary>
+    public const int Window = 16;
+
+    /// <summary>Autoregressive steps after the first fallback; doubled after each probe that did not pay.</summary>
+    public const int ShortestFallback = 32;
+
+    public const int LongestFallback = 256;
+
+    private double _autoregressiveMs = costs.AutoregressiveStepMs;
+    private int _fallback = Math.Clamp(shortestFallback, 1, LongestFallback);
+    private int _fallbackLeft;
+    private int _rounds;
+    private double _tokens, _milliseconds;
+
+    public SpeculationCosts Costs { get; } = costs;
+    public SpeculationPlan Plan { get; private set; } = SpeculationPlan.Make(costs, new AcceptanceStatistics(), maxDrafts);
+    public Mode Current { get; private set; }
+
+    /// <summary>Times speculation stopped paying within generations and gave way to autoregressive steps.</summary>
+    public int Fallbacks { get; private set; }
+
+    public int DraftSteps => Plan.Chosen?.DraftSteps ?? 1;
+    public float Threshold => Plan.Chosen?.Threshold ?? 0f;
+
+    public void Begin(AcceptanceStatistics acceptance)
+    {
+        Replan(acceptance);
+        Current = Plan.Speculates ? Mode.Speculate : Mode.Autoregressive;
+        (_rounds, _tokens, _milliseconds) = (0, 0, 0);
+    }
+
+    /// <summary>Records a round of the current mode: tokens committed and its wall time.</summary>
+    public void Observe(int tokens, double milliseconds, AcceptanceStatistics acceptance)
+    {
+        switch (Current)
+        {
+            case Mode.FallenBack:
+                _autoregressiveMs = 0.9 * _autoregressiveMs + 0.1 * milliseconds;
+                if (--_fallbackLeft == 0) (Current, _rounds, _tokens, _milliseconds) = (Mode.Speculate, 0, 0, 0);
+                return;
+            case Mode.Speculate:
+                (_rounds, _tokens, _milliseconds) = (_rounds + 1, _tokens + tokens, _milliseconds + milliseconds);
+                if (_rounds < window) return;
+                var pays = _tokens / _milliseconds > 1 / _autoregressiveMs;
+                var previous = Plan;
+                Replan(acceptance);
+                (_rounds, _tokens, _milliseconds) = (0, 0, 0);
+                if (pays)
+                {
+                    if (!Plan.Speculates) Plan = previous; // the forecast is pessimistic here: what was measured wins
+                    _fallback = Math.Clamp(shortestFallback, 1, LongestFallback);
+                    return;
+                }
+                Fallbacks++;
+                (Current, _fallbackLeft) = (Mode.FallenBack, _fallback);
+                _fallback = Math.Min(2 * _fallback, LongestFallback);
+                return;
+        }
+    }
+
+    private void Replan(AcceptanceStatistics acceptance) =>
+        Plan = SpeculationPlan.Make(Costs with { AutoregressiveStepMs = _autoregressiveMs }, acceptance, maxDrafts);
+}

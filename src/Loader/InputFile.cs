@@ -1,0 +1,61 @@
+using System.Runtime.InteropServices;
+
+namespace Kangaroo.Native.Loader;
+
+/// <summary>What a path names, following symbolic links.</summary>
+public enum FileKind { Missing, Regular, Directory, Other }
+
+/// <summary>
+/// The one check every file the engine reads goes through before it is opened: it must be a regular
+/// file. A FIFO would block the open forever and a device would never end; an output path that names
+/// one must not be replaced by a regular file either.
+/// </summary>
+public static partial class InputFile
+{
+    /// <summary>Throws a <see cref="ModelFormatException"/> naming <paramref name="path"/> and
+    /// <paramref name="what"/> ("tokenizer file", ...) unless it is a regular file.</summary>
+    public static void Require(string path, string what)
+    {
+        switch (KindOf(path))
+        {
+            case FileKind.Missing: throw new ModelFormatException($"{path}: {what} not found");
+            case FileKind.Directory: throw new ModelFormatException($"{path}: {what} is a directory, not a file");
+            case FileKind.Other: throw new ModelFormatException($"{path}: {what} is not a regular file (a FIFO, socket or device?)");
+        }
+    }
+
+    /// <summary>What <paramref name="path"/> is. The file type comes from stat(2) through the .NET
+    /// runtime's own native library (no public API exposes it); should that be unavailable, a file
+    /// that reports no size is taken as not regular, which devices and FIFOs do.</summary>
+    public static FileKind KindOf(string path)
+    {
+        if (string.IsNullOrEmpty(path) || path.Contains('\0')) return FileKind.Missing;
+        if (Directory.Exists(path)) return FileKind.Directory;
+        if (!File.Exists(path)) return FileKind.Missing;
+        if (OperatingSystem.IsWindows()) return FileKind.Regular;
+        try
+        {
+            if (Stat(path, out var status) == 0) return (status.Mode & TypeMask) == RegularType ? FileKind.Regular : FileKind.Other;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            // fall through to the size test
+        }
+        return new FileInfo(path).Length > 0 ? FileKind.Regular : FileKind.Other;
+    }
+
+    private const int TypeMask = 0xF000;   // S_IFMT
+    private const int RegularType = 0x8000; // S_IFREG
+
+    /// <summary>The start of the runtime's FileStatus (flags, then st_mode), padded well past its full size.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private unsafe struct FileStatus
+    {
+        public int Flags;
+        public int Mode;
+        private fixed byte _rest[256];
+    }
+
+    [LibraryImport("libSystem.Native", EntryPoint = "SystemNative_Stat", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Stat(string path, out FileStatus status);
+}
