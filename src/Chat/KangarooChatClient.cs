@@ -133,7 +133,7 @@ public sealed class KangarooChatClient : IChatClient
         var pending = new StringBuilder();
         var generated = 0;
         var finish = ChatFinishReason.Length;
-        foreach (var token in _decoder.Generate(prompt, maxOutputTokens, sampling))
+        foreach (var token in _decoder.Generate(prompt, maxOutputTokens, sampling, cancellationToken))
         {
             cancellationToken.ThrowIfCancellationRequested();
             generated++;

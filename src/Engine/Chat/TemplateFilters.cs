@@ -50,6 +50,21 @@ internal static class TemplateFilters
                 var attribute = TemplateValues.ToText(args.Get(0, "attribute"));
                 return Select(value, args, 1, item => GetAttributePath(item, attribute), keep: name == "selectattr");
             case "map": return Map(value, args);
+            case "sort":
+                return Sorted(TemplateValues.Iterate(value), item => SortKey(item, args.Get(2, "attribute"), args.Get(1, "case_sensitive")),
+                    TemplateValues.IsTrue(args.Get(0, "reverse", false)));
+            case "dictsort":
+                var byValue = TemplateValues.ToText(args.Get(1, "by", "key")) == "value";
+                return Sorted(TemplateValues.Iterate(Filter("items", value, Arguments.None)), entry => SortKey(((List<object?>)entry!)[byValue ? 1 : 0], null, args.Get(0, "case_sensitive")),
+                    TemplateValues.IsTrue(args.Get(2, "reverse", false)));
+            case "unique":
+                return TemplateValues.Iterate(value).DistinctBy(item => TemplateValues.Repr(SortKey(item, args.Get(1, "attribute"), args.Get(0, "case_sensitive")))).ToList();
+            case "sum":
+                var terms = TemplateValues.Iterate(value).Select(item => args.Get(0, "attribute") is { } sumAttribute ? GetAttributePath(item, sumAttribute) : item);
+                return terms.Aggregate(args.Get(1, "start", 0L), (total, term) => TemplateValues.Arithmetic("+", total, term));
+            case "min" or "max":
+                var extremes = Sorted(TemplateValues.Iterate(value), item => SortKey(item, args.Get(1, "attribute"), args.Get(0, "case_sensitive")), reverse: name == "max");
+                return extremes.Count > 0 ? extremes[0] : new Undefined(name);
             default: throw new ChatTemplateException($"unsupported filter '{name}'");
         }
     }
@@ -155,6 +170,19 @@ internal static class TemplateFilters
         Undefined => 0,
         _ => throw new ChatTemplateException($"{TemplateValues.TypeName(value)} has no length"),
     };
+
+    private static readonly Comparer<object?> Ordering = Comparer<object?>.Create(TemplateValues.Compare);
+
+    /// <summary>A stable sort, as Python's (equal items keep their order, also when reversed).</summary>
+    private static List<object?> Sorted(IEnumerable<object?> items, Func<object?, object?> key, bool reverse) =>
+        (reverse ? items.OrderByDescending(key, Ordering) : items.OrderBy(key, Ordering)).ToList();
+
+    /// <summary>What sort, unique, min and max compare: the item or its attribute, strings in lower case unless case sensitive.</summary>
+    private static object? SortKey(object? item, object? attribute, object? caseSensitive)
+    {
+        var key = attribute is null ? item : GetAttributePath(item, attribute);
+        return key is string s && !TemplateValues.IsTrue(caseSensitive) ? s.ToLowerInvariant() : key;
+    }
 
     /// <summary>An attribute, or a dotted path of them (<c>selectattr('function.name')</c>).</summary>
     private static object? GetAttributePath(object? item, object? path)

@@ -113,14 +113,15 @@ internal sealed class TemplateLexer
     private void LexTag(TokenKind open, TokenKind close, char closeMark)
     {
         var startLine = Line;
-        _tokens.Add(new Token(open, _source.Substring(_pos, 2), startLine));
+        var opener = _source.Substring(_pos, 2);
+        _tokens.Add(new Token(open, opener, startLine));
         _pos += 2;
         if (_pos < _source.Length && _source[_pos] is '-' or '+') _pos++;
         var depth = 0;
         while (true)
         {
             while (_pos < _source.Length && char.IsWhiteSpace(_source[_pos])) _pos++;
-            if (_pos >= _source.Length) throw new ChatTemplateException($"tag '{_tokens.Last(t => t.Kind == open).Value}' opened on line {startLine} is never closed", Line);
+            if (_pos >= _source.Length) throw new ChatTemplateException($"tag '{opener}' opened on line {startLine} is never closed", Line);
             var stripAfter = _source[_pos] == '-' && At(_pos + 1, closeMark) && At(_pos + 2, '}');
             if ((stripAfter || (_source[_pos] == closeMark && At(_pos + 1, '}'))) && (depth == 0 || closeMark == '%'))
             {

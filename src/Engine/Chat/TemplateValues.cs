@@ -6,10 +6,7 @@ using System.Text.Json;
 namespace Kangaroo.Native.Engine.Chat;
 
 /// <summary>A name or attribute that does not exist: empty when printed, false, iterates as nothing.</summary>
-internal sealed record Undefined(string Name)
-{
-    public override string ToString() => "";
-}
+internal sealed record Undefined(string Name);
 
 /// <summary>The object <c>namespace()</c> makes: attributes a loop body can assign with <c>{% set ns.x = ... %}</c>.</summary>
 internal sealed class Namespace

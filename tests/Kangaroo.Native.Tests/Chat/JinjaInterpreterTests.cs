@@ -10,6 +10,10 @@ public sealed class JinjaInterpreterTests
 {
     public static TheoryData<string, string, string, string> Constructs => new()
     {
+        { "sort", "{{ ['b', 'A', 'c'] | sort }}|{{ [3, 1, 2] | sort(reverse=true) }}|{{ ['b', 'A', 'c'] | sort(case_sensitive=true) }}|{{ items | sort(attribute='n') | map(attribute='k') | join(',') }}", "{\"items\": [{\"k\": \"x\", \"n\": 2}, {\"k\": \"y\", \"n\": 1}]}", "['A', 'b', 'c']|[3, 2, 1]|['A', 'b', 'c']|y,x" },
+        { "dictsort", "{% for k, v in {'b': 1, 'A': 2, 'c': 0} | dictsort %}{{ k }}{{ v }}{% endfor %}|{% for k, v in {'b': 1, 'a': 2} | dictsort(by='value') %}{{ k }}{% endfor %}", "{}", "A2b1c0|ba" },
+        { "unique_sum_min_max", "{{ ['a', 'A', 'b', 'a'] | unique | list }}|{{ [1, 2, 3] | sum }}|{{ items | sum(attribute='n') }}|{{ [3, 1, 2] | min }}{{ [3, 1, 2] | max }}|{{ ['b', 'A'] | min }}", "{\"items\": [{\"k\": \"x\", \"n\": 2}, {\"k\": \"y\", \"n\": 1}]}", "['a', 'b']|6|3|13|A" },
+        { "stable_ties", "{{ ['a', 'A'] | max }}{{ ['a', 'A'] | min }}|{{ [2, 1, 2.0] | sort(reverse=true) }}|{{ [] | max is defined }}", "{}", "aa|[2, 2.0, 1]|False" },
         { "none_and_missing_keys", "{{ none.foo }}|{{ {'a': 1}[0] }}|{{ none['x'] is defined }}", "{}", "||False" },
         { "ws_dash_both", "a  {%- if true -%}  b  {%- endif -%}  c", "{}", "abc" },
         { "ws_expr_dash", "x \n {{- 'y' -}} \n z", "{}", "xyz" },
