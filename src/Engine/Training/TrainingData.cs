@@ -103,7 +103,7 @@ public static class TrainingData
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(seqLen, 2);
         if (!(temperature > 0) || !float.IsFinite(temperature))
-            throw new ArgumentException($"--self-generate-temperature {temperature} must be positive (0 would give the same greedy sequence from every prompt)");
+            throw new ArgumentException($"--self-generate-temperature {temperature} must be positive (at 0 every sequence from one prompt would be the same)");
         foreach (var prompt in prompts)
             if (prompt.Length >= seqLen) throw new ArgumentException($"a prompt of {prompt.Length} tokens leaves no room in --seq-len {seqLen}");
         var decoder = new AutoregressiveDecoder(model);
