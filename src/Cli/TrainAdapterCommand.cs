@@ -17,8 +17,10 @@ public static class TrainAdapterCommand
         var modelArguments = new ModelArguments(withTokenizer: true);
         var exitLayer = new Option<int>("--exit-layer") { Description = "exit layer l: the adapter reads the residual stream after block l (1..layers-1)", Required = true };
         var data = new Option<string>("--data") { Description = "training text: a .txt file (documents separated by blank lines) or .jsonl with \"text\" or \"turns\"" };
-        var selfGenerate = new Option<int>("--self-generate") { Description = "also sample N sequences from the model itself (temperature 1, from BOS and from each --prompt)" };
+        var selfGenerate = new Option<int>("--self-generate") { Description = "also sample N sequences from the model itself (from BOS and from each prompt in turn)" };
+        var temperature = new Option<float>("--self-generate-temperature") { Description = "sampling temperature of --self-generate (> 0; below 1 is closer to greedy text)", DefaultValueFactory = _ => 1f };
         var prompts = new Option<string[]>("--prompt") { Description = "a prompt to start self-generated sequences from (repeatable)" };
+        var promptFile = new Option<string>("--prompt-file") { Description = "a text file of prompts for --self-generate, one per line (added to --prompt)" };
         var seqLen = new Option<int>("--seq-len") { Description = "tokens per training sequence (at most the model's context)", DefaultValueFactory = _ => 256 };
         var epochs = new Option<int>("--epochs") { Description = "passes over the training sequences", DefaultValueFactory = _ => 10 };
         var lr = new Option<float>("--lr") { Description = "peak learning rate (AdamW, betas 0.9/0.95)", DefaultValueFactory = _ => 3e-3f };
@@ -32,18 +34,20 @@ public static class TrainAdapterCommand
 
         var command = new Command("train-adapter", "Train a Kangaroo adapter for a model (self-distillation from the frozen model)")
         {
-            exitLayer, data, selfGenerate, prompts, seqLen, epochs, lr, batch, seed, weightDecay, clip, warmup, output, draftVocab,
+            exitLayer, data, selfGenerate, temperature, prompts, promptFile, seqLen, epochs, lr, batch, seed, weightDecay, clip, warmup, output, draftVocab,
         };
         modelArguments.AddTo(command);
         command.SetAction(result => CliRunner.Guard(() =>
         {
             var dataPath = result.GetValue(data);
             var generateCount = result.GetValue(selfGenerate);
-            var promptTexts = result.GetValue(prompts) ?? [];
+            var promptPath = result.GetValue(promptFile);
+            var promptTexts = (result.GetValue(prompts) ?? []).Concat(promptPath is null ? [] : ReadPrompts(promptPath)).ToList();
             if (dataPath is null && generateCount == 0) throw new ArgumentException("give --data FILE, --self-generate N, or both");
             if (generateCount is < 0 or > TrainingData.MaxSelfGenerated)
                 throw new ArgumentException($"--self-generate {generateCount} must be in 0..{TrainingData.MaxSelfGenerated}");
-            if (promptTexts.Length > 0 && generateCount == 0) throw new ArgumentException("--prompt only applies to --self-generate");
+            if (promptTexts.Count > 0 && generateCount == 0) throw new ArgumentException("--prompt and --prompt-file only apply to --self-generate");
+            var generateTemperature = result.GetValue(temperature);
             var outPath = OutputPath(result.GetValue(output)!);
 
             using var session = modelArguments.Open(result);
@@ -81,13 +85,14 @@ public static class TrainAdapterCommand
                     var promptIds = promptTexts.Select(session.EncodePrompt).ToList();
                     var bar = new ProgressLine();
                     var clock = Stopwatch.StartNew();
-                    var generated = TrainingData.SelfGenerate(session.Model, generateCount, options.SeqLen, promptIds, options.Seed,
+                    var generated = TrainingData.SelfGenerate(session.Model, generateCount, options.SeqLen, promptIds, options.Seed, generateTemperature,
                         (done, tokens) => bar.Show(done, generateCount, $"sampling {done}/{generateCount} sequences, {tokens / clock.Elapsed.TotalSeconds:F0} tok/s", done == generateCount),
                         cancel.Token);
                     sequences.AddRange(generated);
                     bar.Finish(string.Create(CultureInfo.InvariantCulture,
                         $"sampled {generated.Count} sequences ({generated.Sum(g => g.Length)} tokens) from the model in {clock.Elapsed.TotalSeconds:F1} s"));
-                    sources.Add($"self-generated {generated.Count} sequences (temperature 1, seed {options.Seed}, from BOS{(promptTexts.Length > 0 ? $" and {promptTexts.Length} prompts" : "")})");
+                    sources.Add(string.Create(CultureInfo.InvariantCulture,
+                        $"self-generated {generated.Count} sequences (temperature {generateTemperature}, seed {options.Seed}, from BOS{(promptTexts.Count > 0 ? $" and {promptTexts.Count} prompts" : "")})"));
                 }
 
                 using var trainer = new AdapterTrainer(session.Model, options);
@@ -146,6 +151,15 @@ public static class TrainAdapterCommand
             }
         }));
         return command;
+    }
+
+    /// <summary>The non-blank lines of a prompt file.</summary>
+    private static List<string> ReadPrompts(string path)
+    {
+        InputFile.Require(path, "--prompt-file");
+        var lines = File.ReadLines(path).Where(l => l.Trim().Length > 0).ToList();
+        if (lines.Count == 0) throw new ArgumentException($"--prompt-file {path}: no prompts in the file");
+        return lines;
     }
 
     /// <summary>The file the adapter is written to: <paramref name="path"/>, or the file a symbolic link

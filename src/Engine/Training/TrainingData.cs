@@ -94,18 +94,21 @@ public static class TrainingData
     }
 
     /// <summary>
-    /// Samples <paramref name="count"/> sequences from the target at temperature 1: sequence i starts
-    /// from BOS alone or, in turn, from one of <paramref name="prompts"/> (token ids with BOS), and is
-    /// sampled until a stop token (not kept) or <paramref name="seqLen"/> tokens. Sequence i uses
-    /// sampling seed f(seed, i), so the result depends only on the arguments.
+    /// Samples <paramref name="count"/> sequences from the target at <paramref name="temperature"/>:
+    /// sequence i starts from BOS alone or, in turn, from one of <paramref name="prompts"/> (token ids
+    /// with BOS), and is sampled until a stop token (not kept) or <paramref name="seqLen"/> tokens.
+    /// Sequence i uses sampling seed f(seed, i), so the result depends only on the arguments. A
+    /// temperature below 1 gives text closer to what greedy decoding produces.
     /// </summary>
     /// <summary>The most sequences <see cref="SelfGenerate"/> samples in one call.</summary>
     public const int MaxSelfGenerated = 1_000_000;
 
     public static List<int[]> SelfGenerate(LlamaModel model, int count, int seqLen, IReadOnlyList<int[]> prompts, int seed,
-        Action<int, long>? progress = null, CancellationToken cancel = default)
+        float temperature = 1f, Action<int, long>? progress = null, CancellationToken cancel = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(seqLen, 2);
+        if (!(temperature > 0) || !float.IsFinite(temperature))
+            throw new ArgumentException($"--self-generate-temperature {temperature} must be positive (at 0 every sequence from one prompt would be the same)");
         foreach (var prompt in prompts)
             if (prompt.Length >= seqLen) throw new ArgumentException($"a prompt of {prompt.Length} tokens leaves no room in --seq-len {seqLen}");
         var decoder = new AutoregressiveDecoder(model);
@@ -118,7 +121,7 @@ public static class TrainingData
             cancel.ThrowIfCancellationRequested();
             var turn = i % (prompts.Count + 1);
             int[] prompt = turn == 0 ? [model.Config.BosId] : prompts[turn - 1];
-            var sampling = new SamplingOptions(Temperature: 1f, Seed: (ulong)(uint)seed * 1_000_003UL + (ulong)i + 1);
+            var sampling = new SamplingOptions(Temperature: temperature, Seed: (ulong)(uint)seed * 1_000_003UL + (ulong)i + 1);
             var generated = decoder.Generate(prompt, seqLen - prompt.Length, sampling).ToList();
             if (decoder.Stop == StopReason.StopToken) generated.RemoveAt(generated.Count - 1);
             int[] sequence = [.. prompt, .. generated];

@@ -1,4 +1,5 @@
 using Kangaroo.Native.Engine;
+using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Engine.Training;
 using Kangaroo.Native.Kernels.Reference;
@@ -68,6 +69,32 @@ public sealed class AdapterTrainerTests
         Assert.All(a, s => Assert.InRange(s.Length, 2, 24));
         Assert.All(a, s => Assert.Equal(model.Config.BosId, s[0]));
         Assert.Equal([1, 403, 407, 261, 378], a[1][..5]); // every other sequence starts from the prompt
+    }
+
+    [Fact]
+    public void LowerSelfGenerationTemperatureFollowsGreedyLonger()
+    {
+        using var model = OpenModel();
+        int[] prompt = [model.Config.BosId, 403, 407, 261, 378];
+        const int seqLen = 64;
+        int[] greedy = [.. prompt, .. new AutoregressiveDecoder(model).Generate(prompt, seqLen - prompt.Length, new SamplingOptions())];
+        double MeanGreedyPrefix(float temperature) => TrainingData.SelfGenerate(model, 24, seqLen, [prompt], seed: 2, temperature)
+            .Where(s => s.AsSpan().StartsWith(prompt)) // the sequences from the prompt, not from BOS alone
+            .Average(s => s.Zip(greedy).TakeWhile(p => p.First == p.Second).Count() - prompt.Length);
+        var hot = MeanGreedyPrefix(1f);
+        var cool = MeanGreedyPrefix(0.3f);
+        Assert.True(cool > hot + 5, $"tokens agreeing with greedy before the first difference: {cool:F1} at temperature 0.3, {hot:F1} at 1");
+    }
+
+    [Theory]
+    [InlineData(0f)]
+    [InlineData(-1f)]
+    [InlineData(float.NaN)]
+    public void SelfGenerationTemperatureMustBePositive(float temperature)
+    {
+        using var model = OpenModel();
+        var e = Assert.Throws<ArgumentException>(() => TrainingData.SelfGenerate(model, 2, 16, [], seed: 1, temperature));
+        Assert.StartsWith($"--self-generate-temperature {temperature} must be positive", e.Message);
     }
 
     [Fact]

@@ -46,8 +46,11 @@ public sealed class TrainAdapterCommandTests : IDisposable
     {
         var data = Path.Combine(_dir, "stories.jsonl");
         File.WriteAllLines(data, ["{\"text\": \"Once upon a time, there was a little girl named Lily. She loved to play outside.\"}", "{\"turns\": [\"Tom had a red ball.\", \"He was happy.\"]}"]);
+        var prompts = Path.Combine(_dir, "prompts.txt");
+        File.WriteAllLines(prompts, ["The cat sat", "", "Tom had a kite"]);
         var output = Path.Combine(_dir, "adapter.safetensors");
-        var (code, stdout, stderr) = Run("--exit-layer", "2", "--data", data, "--self-generate", "4", "--prompt", "Once upon a time", "--seq-len", "48",
+        var (code, stdout, stderr) = Run("--exit-layer", "2", "--data", data, "--self-generate", "4", "--prompt", "Once upon a time", "--prompt-file", prompts,
+            "--self-generate-temperature", "0.5", "--seq-len", "48",
             "--epochs", "2", "--batch", "2", "--lr", "0.01", "--seed", "5", "--draft-vocab", "64", "--out", output);
         Assert.True(code == 0, stderr);
         Assert.Contains($"{output}: exit layer 2, held-out loss", stdout);
@@ -60,7 +63,7 @@ public sealed class TrainAdapterCommandTests : IDisposable
         Assert.Equal("48", adapter.Metadata["kangaroo.train.seq_len"]);
         Assert.Equal("5", adapter.Metadata["kangaroo.train.seed"]);
         Assert.Contains("stories.jsonl (2 texts, 2 sequences)", adapter.Metadata["kangaroo.train.data"]);
-        Assert.Contains("self-generated 4 sequences", adapter.Metadata["kangaroo.train.data"]);
+        Assert.Contains("self-generated 4 sequences (temperature 0.5, seed 5, from BOS and 3 prompts)", adapter.Metadata["kangaroo.train.data"]);
         Assert.Contains("--exit-layer 2", adapter.Metadata["kangaroo.train.command"]);
         Assert.True(double.Parse(adapter.Metadata["kangaroo.train.heldout_loss"], System.Globalization.CultureInfo.InvariantCulture) > 0);
         Assert.Equal(64, adapter.DraftVocabulary!.Length);
@@ -127,6 +130,31 @@ public sealed class TrainAdapterCommandTests : IDisposable
             Assert.Equal(1, code);
             Assert.StartsWith("kangaroo: --out /proc/kangaroo-adapter.safetensors: not writable", stderr.Trim());
         }
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-0.5")]
+    public void SelfGenerationTemperatureNotPositive(string temperature)
+    {
+        var (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--self-generate-temperature", temperature, "--out", Path.Combine(_dir, "a.safetensors"));
+        Assert.Equal(1, code);
+        Assert.StartsWith($"kangaroo: --self-generate-temperature {temperature} must be positive", stderr.Trim());
+    }
+
+    [Fact]
+    public void PromptFileMissingOrEmpty()
+    {
+        var missing = Path.Combine(_dir, "none.txt");
+        var (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--prompt-file", missing, "--out", Path.Combine(_dir, "a.safetensors"));
+        Assert.Equal(1, code);
+        Assert.Equal($"kangaroo: --prompt-file {missing}: file not found", stderr.Trim());
+
+        var blank = Path.Combine(_dir, "blank.txt");
+        File.WriteAllText(blank, "\n  \n");
+        (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--prompt-file", blank, "--out", Path.Combine(_dir, "a.safetensors"));
+        Assert.Equal(1, code);
+        Assert.Equal($"kangaroo: --prompt-file {blank}: no prompts in the file", stderr.Trim());
     }
 
     [Fact]
