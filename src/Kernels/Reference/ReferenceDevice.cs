@@ -117,7 +117,7 @@ public sealed class ReferenceDevice : ComputeDevice
         for (; o < end; o += 2)
         {
             var pair = o + 1 < end; // two weight rows (read, and widened, once) against each tile of 4 input rows
-            var w = weight.RowBlock(o, pair ? 2 : 1);
+            var w = weight.RowBlock(o, pair ? 2 : 1, out var ahead);
             for (var r = 0; r < rows; r += 4)
             {
                 var last = Math.Min(4, rows - r) - 1; // a short tile repeats its last row
@@ -127,7 +127,7 @@ public sealed class ReferenceDevice : ComputeDevice
                 var x3 = x.Slice((r + last) * cols, cols);
                 if (pair && last < 2)
                 {
-                    ManagedKernels.Dot2x2(w[..cols], w.Slice(cols, cols), x0, x1, pairDots);
+                    ManagedKernels.Dot2x2(w[..cols], w.Slice(cols, cols), x0, x1, pairDots, ahead);
                     for (var k = 0; k <= last; k++)
                     {
                         Store(ref y[(r + k) * outDim + o], pairDots[k], accumulate);
@@ -136,7 +136,7 @@ public sealed class ReferenceDevice : ComputeDevice
                 }
                 else if (pair)
                 {
-                    ManagedKernels.Dot2x4(w[..cols], w.Slice(cols, cols), x0, x1, x2, x3, pairDots);
+                    ManagedKernels.Dot2x4(w[..cols], w.Slice(cols, cols), x0, x1, x2, x3, pairDots, ahead);
                     for (var k = 0; k <= last; k++)
                     {
                         Store(ref y[(r + k) * outDim + o], pairDots[k], accumulate);
@@ -353,7 +353,7 @@ public sealed class ReferenceDevice : ComputeDevice
         if (!accumulate) dx.Clear();
         for (var o = 0; o < outDim; o++)
         {
-            var row = w.RowBlock(o, 1);
+            var row = w.RowBlock(o, 1, out _);
             for (var r = 0; r < rows; r++)
             {
                 var target = dx.Slice(r * inDim, inDim);
@@ -521,35 +521,43 @@ public sealed class ReferenceDevice : ComputeDevice
 
         /// <summary>Rows [first, first + count) as floats: the stored rows for F32, else widened into a
         /// per-thread scratch buffer (valid until the next call on this thread). 16-bit weights stay
-        /// 16-bit in memory; only the rows in use are widened, into cache-resident scratch.</summary>
-        public ReadOnlySpan<float> RowBlock(int first, int count)
+        /// 16-bit in memory; only the rows in use are widened, into cache-resident scratch.
+        /// <paramref name="ahead"/>: how far past each returned row the next block's rows lie, for the
+        /// tile to prefetch while it streams (0 for scratch, which the widening already prefetched for).</summary>
+        public ReadOnlySpan<float> RowBlock(int first, int count, out int ahead)
         {
             var length = count * Cols;
-            if (_f32 is not null) return _f32.AsSpan(first * Cols, length);
+            if (_f32 is not null)
+            {
+                ahead = length;
+                return _f32.AsSpan(first * Cols, length);
+            }
             if (t_widened is null || t_widened.Length < length) t_widened = new float[Math.Max(length, 4 * Cols)];
             var scratch = t_widened.AsSpan(0, length);
-            Widen(_u16.AsSpan(first * Cols, length), scratch);
+            Widen(_u16.AsSpan(first * Cols, length), scratch, length);
+            ahead = 0;
             return scratch;
         }
 
         /// <summary>Dots of rows [first, first + 4) with x; 16-bit rows are widened in registers.</summary>
         public void Dot4x1(int first, ReadOnlySpan<float> x, Span<float> result)
         {
-            if (_f32 is not null) ManagedKernels.Dot4(x, _f32.AsSpan(first * Cols, Cols), _f32.AsSpan((first + 1) * Cols, Cols), _f32.AsSpan((first + 2) * Cols, Cols), _f32.AsSpan((first + 3) * Cols, Cols), result);
-            else if (Type == WeightType.F16) ManagedKernels.Dot4x1<F16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result);
-            else ManagedKernels.Dot4x1<BF16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result);
+            var ahead = 4 * Cols; // the next 4 rows
+            if (_f32 is not null) ManagedKernels.Dot4(x, _f32.AsSpan(first * Cols, Cols), _f32.AsSpan((first + 1) * Cols, Cols), _f32.AsSpan((first + 2) * Cols, Cols), _f32.AsSpan((first + 3) * Cols, Cols), result, ahead);
+            else if (Type == WeightType.F16) ManagedKernels.Dot4x1<F16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result, ahead);
+            else ManagedKernels.Dot4x1<BF16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result, ahead);
         }
 
         public void Row(int index, Span<float> destination)
         {
             if (_f32 is not null) _f32.AsSpan(index * Cols, Cols).CopyTo(destination);
-            else Widen(_u16.AsSpan(index * Cols, Cols), destination);
+            else Widen(_u16.AsSpan(index * Cols, Cols), destination, 0);
         }
 
-        private void Widen(ReadOnlySpan<ushort> source, Span<float> destination)
+        private void Widen(ReadOnlySpan<ushort> source, Span<float> destination, int ahead)
         {
-            if (Type == WeightType.F16) ManagedKernels.Widen<F16Widening>(source, destination);
-            else ManagedKernels.Widen<BF16Widening>(source, destination);
+            if (Type == WeightType.F16) ManagedKernels.Widen<F16Widening>(source, destination, ahead);
+            else ManagedKernels.Widen<BF16Widening>(source, destination, ahead);
         }
 
         public override void Dispose()
