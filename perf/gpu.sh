@@ -91,15 +91,17 @@ run)
     tiny="${TMPDIR:-/tmp}/kangaroo-tinyllama-f16"
     [ -f "$tiny/model.safetensors" ] || "$perf" make-model --out "$tiny" --shape tinyllama --dtype f16 >/dev/null
     run_step "decode TinyLlama-shape (random f16 weights, 2.2 GB) on $device" "$kangaroo" bench --model "$tiny" --device "$device" --decoders autoregressive --prompts 2 --max-new-tokens 64
-    # Issue 9's cost table: what a round's parts cost where speculation should pay (memory- and launch-bound shapes).
+    # Issue 9's cost table: what a round's parts cost where speculation should pay (memory- and launch-bound shapes),
+    # projected at the shipped adapter's held-out acceptance (--acceptance-from) and at the paper's 2.5 tokens per round.
+    shipped="$(dirname "$model")/kangaroo-adapter.safetensors"
     run_step "round costs, stories260K with the shipped adapter, on $device" "$kangaroo" bench --costs --model "$model" --device "$device"
-    run_step "round costs, TinyLlama-shape f16, exit layer 2, on $device" "$kangaroo" bench --costs --model "$tiny" --device "$device" --exit-layer 2 --draft-vocab 4096
+    run_step "round costs, TinyLlama-shape f16, exit layer 2, on $device" "$kangaroo" bench --costs --model "$tiny" --device "$device" --exit-layer 2 --draft-vocab 4096 --acceptance-from "$shipped"
     tiny_bf16="${TMPDIR:-/tmp}/kangaroo-tinyllama-bf16"
     [ -f "$tiny_bf16/model.safetensors" ] || "$perf" make-model --out "$tiny_bf16" --shape tinyllama --dtype bf16 >/dev/null
-    run_step "round costs, TinyLlama-shape bf16, exit layer 2, on $device" "$kangaroo" bench --costs --model "$tiny_bf16" --device "$device" --exit-layer 2 --draft-vocab 4096
+    run_step "round costs, TinyLlama-shape bf16, exit layer 2, on $device" "$kangaroo" bench --costs --model "$tiny_bf16" --device "$device" --exit-layer 2 --draft-vocab 4096 --acceptance-from "$shipped"
     s110="${TMPDIR:-/tmp}/kangaroo-stories110m-f32"
     [ -f "$s110/model.safetensors" ] || "$perf" make-model --out "$s110" --shape stories110m --dtype f32 >/dev/null
-    run_step "round costs, stories110M-shape f32, exit layer 2, on $device" "$kangaroo" bench --costs --model "$s110" --device "$device" --exit-layer 2 --draft-vocab 4096
+    run_step "round costs, stories110M-shape f32, exit layer 2, on $device" "$kangaroo" bench --costs --model "$s110" --device "$device" --exit-layer 2 --draft-vocab 4096 --acceptance-from "$shipped"
     run_step "auto vs autoregressive, stories260K, on $device" "$kangaroo" bench --model "$model" --device "$device" --decoders auto
     echo "report: $report"
     exit $status

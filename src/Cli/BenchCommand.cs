@@ -32,10 +32,11 @@ public static class BenchCommand
         var json = new Option<bool>("--json") { Description = "print the results as JSON" };
         var costs = new Option<bool>("--costs") { Description = "time the parts of a speculative round (autoregressive step, draft step, verification of 1..gamma+1 rows) instead" };
         var draftVocab = new Option<int?>("--draft-vocab") { Description = "with --costs: time a draft head over K tokens of the vocabulary" };
+        var acceptanceFrom = new Option<string>("--acceptance-from") { Description = "with --costs: plan with the held-out acceptance of this adapter (of any model)" };
         var speculation = new SpeculationArguments();
         var command = new Command("bench", "Measure prefill and decode speed of autoregressive and speculative decoding side by side")
         {
-            decoders, promptFile, prompts, maxNew, json, costs, draftVocab,
+            decoders, promptFile, prompts, maxNew, json, costs, draftVocab, acceptanceFrom,
         };
         modelArguments.AddTo(command);
         speculation.AddTo(command);
@@ -45,10 +46,11 @@ public static class BenchCommand
             if (result.GetValue(costs))
             {
                 CostsCommand.Run(session, result.GetValue(speculation.Adapter), result.GetValue(speculation.ExitLayer), result.GetValue(speculation.DraftSteps),
-                    result.GetValue(draftVocab), result.GetValue(json));
+                    result.GetValue(draftVocab), result.GetValue(acceptanceFrom), result.GetValue(json));
                 return 0;
             }
             if (result.GetValue(draftVocab) is not null) throw new ArgumentException("--draft-vocab applies to --costs only (a trained adapter carries its own draft vocabulary)");
+            if (result.GetValue(acceptanceFrom) is not null) throw new ArgumentException("--acceptance-from applies to --costs only");
             var texts = LoadPrompts(result.GetValue(promptFile)).Take(result.GetValue(prompts)).ToList();
             var ids = texts.Select(session.EncodePrompt).ToList();
             var names = new[] { "autoregressive" }.Concat(result.GetValue(decoders)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)

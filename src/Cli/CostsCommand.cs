@@ -14,7 +14,10 @@ public static class CostsCommand
     private const double PaperTokensPerRound = 2.5;
     private const int PaperDraftsPerRound = 3;
 
-    public static void Run(InferenceSession session, string? adapterPath, int? exitLayer, int draftSteps, int? draftVocab, bool json)
+    /// <summary><paramref name="acceptancePath"/>: an adapter (of any model) whose held-out acceptance
+    /// statistics the plan uses instead of this model's adapter's, e.g. to project what the shipped
+    /// adapter's acceptance would make of a larger model's costs.</summary>
+    public static void Run(InferenceSession session, string? adapterPath, int? exitLayer, int draftSteps, int? draftVocab, string? acceptancePath, bool json)
     {
         var model = session.Model;
         adapterPath ??= session.DefaultAdapterPath;
@@ -30,7 +33,8 @@ public static class CostsCommand
         }
         using var head = new AdapterHead(model, weights);
         var costs = SpeculationCosts.Measure(model, head, layer, draftSteps);
-        var plan = adapter?.Acceptance is { } acceptance ? SpeculationPlan.Make(costs, acceptance, draftSteps) : null;
+        var (acceptance, acceptanceSource) = acceptancePath is null ? (adapter?.Acceptance, adapterPath) : (LoadAcceptance(acceptancePath), acceptancePath);
+        var plan = acceptance is null ? null : SpeculationPlan.Make(costs, acceptance, draftSteps);
         var paper = PaperTokensPerRound * costs.AutoregressiveStepMs / costs.RoundMs(Math.Min(PaperDraftsPerRound, costs.MaxDrafts));
         var source = adapter is null ? "untrained adapter of the right shape" : adapterPath!;
         if (json)
@@ -38,7 +42,8 @@ public static class CostsCommand
             Console.WriteLine(JsonSerializer.Serialize(new
             {
                 device = session.Device.Kind, device_name = session.Device.Name, model = session.ModelPath, weight_bytes = model.WeightBytes,
-                exit_layer = layer, draft_vocab = head.Vocabulary, adapter = source, costs, plan, projected_speedup_at_paper_acceptance = paper,
+                exit_layer = layer, draft_vocab = head.Vocabulary, adapter = source, acceptance = plan is null ? null : acceptanceSource, costs, plan,
+                projected_speedup_at_paper_acceptance = paper,
             }));
             return;
         }
@@ -52,7 +57,14 @@ public static class CostsCommand
         for (var i = 0; i < costs.VerifyMs.Length; i++)
             table.AddRow($"verify {i + 1} row{(i == 0 ? "" : "s")}", $"{costs.VerifyMs[i]:F4}", $"{costs.VerifyRatio[i]:F2}", "");
         AnsiConsole.Write(table);
-        if (plan is not null) AnsiConsole.MarkupLine(Markup.Escape($"at the adapter's held-out acceptance: {plan.Describe()}"));
+        if (plan is not null) AnsiConsole.MarkupLine(Markup.Escape($"at the held-out acceptance of {acceptanceSource}: {plan.Describe()}"));
         AnsiConsole.MarkupLine(Markup.Escape($"projected at the paper's {PaperTokensPerRound} tokens per round from {PaperDraftsPerRound} drafts: {paper:F2}x autoregressive"));
+    }
+
+    private static AcceptanceStatistics LoadAcceptance(string path)
+    {
+        Kangaroo.Native.Loader.InputFile.Require(path, "--acceptance-from adapter");
+        return AdapterWeights.Load(path).Acceptance
+            ?? throw new ArgumentException($"--acceptance-from {path}: the adapter carries no acceptance statistics (train-adapter stores them)");
     }
 }

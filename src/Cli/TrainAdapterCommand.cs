@@ -156,7 +156,11 @@ public static class TrainAdapterCommand
     /// <summary>The non-blank lines of a prompt file.</summary>
     private static List<string> ReadPrompts(string path)
     {
-        InputFile.Require(path, "--prompt-file");
+        switch (InputFile.KindOf(path))
+        {
+            case FileKind.Missing: throw new ArgumentException($"--prompt-file {path}: file not found");
+            case FileKind.Directory or FileKind.Other: throw new ArgumentException($"--prompt-file {path}: not a regular file");
+        }
         var lines = File.ReadLines(path).Where(l => l.Trim().Length > 0).ToList();
         if (lines.Count == 0) throw new ArgumentException($"--prompt-file {path}: no prompts in the file");
         return lines;

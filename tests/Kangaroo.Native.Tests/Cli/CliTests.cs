@@ -74,6 +74,8 @@ public sealed class CliTests
     [InlineData(new[] { "generate", "--prompt", "x", "--frobnicate" }, new[] { "--frobnicate" })]
     [InlineData(new[] { "convert", "--out", "/tmp/kangaroo-never", "--dtype", "f8" }, new[] { "unknown dtype 'f8'" })]
     [InlineData(new[] { "bench", "--draft-vocab", "10" }, new[] { "--draft-vocab applies to --costs only" })]
+    [InlineData(new[] { "bench", "--acceptance-from", "x.safetensors" }, new[] { "--acceptance-from applies to --costs only" })]
+    [InlineData(new[] { "bench", "--costs", "--device", "cpu", "--acceptance-from", "missing.safetensors" }, new[] { "missing.safetensors", "not found" })]
     [InlineData(new[] { "bench", "--costs", "--device", "cpu", "--draft-vocab", "0" }, new[] { "--draft-vocab 0 must be in 1..512" })]
     [InlineData(new[] { "bench", "--costs", "--device", "cpu", "--exit-layer", "5" }, new[] { "--exit-layer 5" })]
     public void BadInputGivesOneLineError(string[] args, string[] fragments) =>
@@ -97,12 +99,16 @@ public sealed class CliTests
     [Fact]
     public void BenchCostsJsonHasEveryPartOfARound()
     {
-        var result = KangarooProcess.Run("bench", "--costs", "--device", "cpu", "--exit-layer", "2", "--draft-steps", "3", "--draft-vocab", "100", "--json");
+        var shipped = Path.Combine(SharedData.RepositoryRoot, "models", "stories260K", "kangaroo-adapter.safetensors");
+        var result = KangarooProcess.Run("bench", "--costs", "--device", "cpu", "--exit-layer", "2", "--draft-steps", "3", "--draft-vocab", "100",
+            "--acceptance-from", shipped, "--json");
         Assert.Equal(0, result.ExitCode);
         var json = JsonDocument.Parse(result.Stdout).RootElement;
         Assert.Equal(2, json.GetProperty("exit_layer").GetInt32());
         Assert.Equal(100, json.GetProperty("draft_vocab").GetInt32());
         Assert.Equal("untrained adapter of the right shape", json.GetProperty("adapter").GetString());
+        Assert.Equal(shipped, json.GetProperty("acceptance").GetString());
+        Assert.Equal(3, json.GetProperty("plan").GetProperty("options").GetArrayLength()); // the best eta for each gamma in 1..3
         var costs = json.GetProperty("costs");
         var ar = costs.GetProperty("autoregressive_step_ms").GetDouble();
         Assert.True(ar > 0);
