@@ -43,7 +43,7 @@ public sealed class ReferenceDeviceTests
                 _ => MemoryMarshal.AsBytes(values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray().AsSpan()).ToArray(),
             };
             using var weight = device.UploadWeight(type, bytes, outDim, inDim);
-            foreach (var rows in new[] { 2, 9, 10 }) // tiles of 4 rows, then a short tile of 1 or 2
+            foreach (var rows in new[] { 2, 3, 7, 9, 10 }) // tiles of 4 rows, then a short tile of 1, 2 or 3
             foreach (var accumulate in new[] { false, true })
             {
                 var input = Enumerable.Range(0, rows * inDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
