@@ -102,15 +102,6 @@ public sealed class KangarooChatClient : IChatClient
         if (_ownsSession) _session.Dispose();
     }
 
-    /// <summary>Token ids of the rendered conversation, BOS first.</summary>
-    private int[] EncodeConversation(IEnumerable<ChatMessage> messages)
-    {
-        var conversation = messages.Select(m => (object?)new Dictionary<string, object?> { ["role"] = m.Role.Value, ["content"] = m.Text }).ToList();
-        var text = _template.Render(conversation, addGenerationPrompt: true);
-        var bos = _template.BosToken;
-        return _tokenizer.Encode(bos.Length > 0 && text.StartsWith(bos, StringComparison.Ordinal) ? text[bos.Length..] : text, addSpecialTokens: true);
-    }
-
     private static SamplingOptions Sampling(ChatOptions? options) =>
         new SamplingOptions(options?.Temperature ?? 0f, options?.TopK ?? 0, options?.TopP ?? 1f, (ulong)(options?.Seed ?? 42)).Validate();
 
@@ -120,7 +111,7 @@ public sealed class KangarooChatClient : IChatClient
     {
         cancellationToken.ThrowIfCancellationRequested();
         if (options?.Tools is { Count: > 0 }) throw new NotSupportedException("this chat client does not call tools");
-        var prompt = EncodeConversation(messages);
+        var prompt = _template.Encode(_tokenizer, messages.Select(m => (m.Role.Value, m.Text)));
         var sampling = Sampling(options);
         var maxOutputTokens = options?.MaxOutputTokens ?? _defaultMaxOutputTokens;
         var stops = options?.StopSequences?.Where(s => s.Length > 0).ToList() ?? [];
