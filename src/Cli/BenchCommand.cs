@@ -32,7 +32,7 @@ public static class BenchCommand
         var json = new Option<bool>("--json") { Description = "print the results as JSON" };
         var costs = new Option<bool>("--costs") { Description = "time the parts of a speculative round (autoregressive step, draft step, verification of 1..gamma+1 rows) instead" };
         var draftVocab = new Option<int?>("--draft-vocab") { Description = "with --costs: time a draft head over K tokens of the vocabulary" };
-        var speculation = new SpeculationArguments();
+        var speculation = new SpeculationArguments(withDecoder: false);
         var command = new Command("bench", "Measure prefill and decode speed of autoregressive and speculative decoding side by side")
         {
             decoders, promptFile, prompts, maxNew, json, costs, draftVocab,
@@ -141,7 +141,7 @@ public static class BenchCommand
                 all.Sum(s => s.GeneratedTokens) / decodeSeconds,
                 speeds[d].Zip(speeds[0], (mine, baseline) => mine / baseline).Average(),
                 accept.Average(),
-                Enumerable.Range(1, 6).Select(w => accept.Count(n => n > w) / (double)accept.Count).ToArray(),
+                Enumerable.Range(1, 6).Select(w => DecoderStats.CtarOf(accept, w)).ToArray(),
                 all.Sum(s => s.Draft.TotalSeconds) / decodeSeconds,
                 all.Sum(s => s.Verify.TotalSeconds) / decodeSeconds,
                 all.Sum(s => s.GeneratedTokens),
