@@ -60,6 +60,23 @@ public sealed class ChatCommandTests
     }
 
     [Fact]
+    public void TheModelsOwnTemplateIsTheDefault()
+    {
+        // TinyStories-656K as if it were published with a chat template: its files, and a tokenizer_config.json with chat_template.
+        using var directory = new TempDirectory();
+        foreach (var file in Directory.GetFiles(Model).Where(f => Path.GetFileName(f) != "tokenizer_config.json"))
+            File.Copy(file, directory.File(Path.GetFileName(file)));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Model, "tokenizer_config.json")))!;
+        config["chat_template"] = File.ReadAllText(Template);
+        File.WriteAllText(directory.File("tokenizer_config.json"), config.ToJsonString());
+
+        var result = KangarooProcess.Run("generate", "--chat", "--model", directory.Path, "--prompt", "Tell me about a cat.", "--max-new-tokens", "40", "--device", "cpu",
+            "--decoder", "autoregressive");
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        Assert.Equal(OneTurn("Tell me about a cat."), result.Stdout[..^1]);
+    }
+
+    [Fact]
     public void ChatNeedsATemplateAndNamesTheArgument()
     {
         KangarooProcess.AssertOneLineError(KangarooProcess.RunWithInput("hi\n", "chat", "--model", Model, "--device", "cpu"),
