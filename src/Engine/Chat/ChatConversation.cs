@@ -36,7 +36,7 @@ public sealed class ChatConversation
     /// <summary>The user and assistant messages so far.</summary>
     public IReadOnlyList<(string Role, string Content)> Turns => _turns;
 
-    /// <summary>Tokens dropped from the start of the last reply's prompt (after BOS) to fit the context.</summary>
+    /// <summary>Tokens dropped from the start of the last prompt built (after BOS) to fit the context.</summary>
     public int DroppedTokens { get; private set; }
 
     /// <summary>Forgets the turns (the system message stays).</summary>

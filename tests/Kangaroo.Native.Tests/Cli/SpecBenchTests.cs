@@ -42,6 +42,7 @@ public sealed class SpecBenchTests : IDisposable
         Assert.True(result.ExitCode == 0, result.Stderr);
         foreach (var task in TaskNames.Append("overall")) Assert.Contains(task, result.Stdout);
         Assert.Contains("kangaroo", result.Stdout);
+        Assert.Contains("tok/s ratio", result.Stdout);
 
         var baseline = ReadAnswers(Path.Combine(_directory.Path, "answers-autoregressive.jsonl"));
         var kangaroo = ReadAnswers(Path.Combine(_directory.Path, "answers-kangaroo.jsonl"));
@@ -92,6 +93,15 @@ public sealed class SpecBenchTests : IDisposable
         using var json = JsonDocument.Parse(result.Stdout);
         var decoders = json.RootElement.GetProperty("results").EnumerateArray().Select(r => r.GetProperty("Decoder").GetString()).ToList();
         Assert.Equal(["autoregressive", "kangaroo", "early-exit"], decoders);
+        foreach (var decoder in json.RootElement.GetProperty("results").EnumerateArray())
+        {
+            var overall = decoder.GetProperty("Tasks").EnumerateArray().Last();
+            Assert.Equal("overall", overall.GetProperty("Task").GetString());
+            Assert.Equal(2, overall.GetProperty("Questions").GetInt32());
+            Assert.Equal(overall.GetProperty("TokensPerSecond").GetDouble() / overall.GetProperty("BaselineTokensPerSecond").GetDouble(), overall.GetProperty("SpeedRatio").GetDouble(), 9);
+            if (decoder.GetProperty("Decoder").GetString() == "autoregressive")
+                foreach (var name in new[] { "Speedup", "SpeedRatio", "CompressionRate" }) Assert.Equal(1.0, overall.GetProperty(name).GetDouble(), 9);
+        }
         Assert.Equal(2, File.ReadAllLines(Path.Combine(_directory.Path, "a-early-exit.jsonl")).Length);
     }
 
