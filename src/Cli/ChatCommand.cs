@@ -67,7 +67,7 @@ public static class ChatCommand
                 if (line == "/exit") break;
                 if (line.StartsWith('/'))
                 {
-                    Command(conversation, line, totals);
+                    Obey(conversation, line, totals);
                     continue;
                 }
                 using var cancel = new CancellationTokenSource();
@@ -97,7 +97,8 @@ public static class ChatCommand
         }
     }
 
-    private static void Command(ChatConversation conversation, string line, SessionTotals totals)
+    /// <summary>A line starting with '/'.</summary>
+    private static void Obey(ChatConversation conversation, string line, SessionTotals totals)
     {
         var space = line.IndexOf(' ');
         var (name, argument) = space < 0 ? (line, "") : (line[..space], line[(space + 1)..].Trim());
