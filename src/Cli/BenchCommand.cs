@@ -33,15 +33,25 @@ public static class BenchCommand
         var costs = new Option<bool>("--costs") { Description = "time the parts of a speculative round (autoregressive step, draft step, verification of 1..gamma+1 rows) instead" };
         var draftVocab = new Option<int?>("--draft-vocab") { Description = "with --costs: time a draft head over K tokens of the vocabulary" };
         var acceptanceFrom = new Option<string>("--acceptance-from") { Description = "with --costs: plan with the held-out acceptance of this adapter (of any model)" };
-        var speculation = new SpeculationArguments();
+        var specBench = new Option<string>("--spec-bench") { Description = "Spec-Bench's question.jsonl: answer its questions through the chat template instead (default decoders: kangaroo)" };
+        var answerFile = new Option<string>("--answer-file") { Description = "with --spec-bench: Spec-Bench answers are written to FILE with each decoder's name before the extension" };
+        var questions = new Option<int?>("--questions") { Description = "with --spec-bench: the first N questions only" };
+        var chatArguments = new ChatArguments(withSystem: false);
+        var speculation = new SpeculationArguments(withDecoder: false);
         var command = new Command("bench", "Measure prefill and decode speed of autoregressive and speculative decoding side by side")
         {
-            decoders, promptFile, prompts, maxNew, json, costs, draftVocab, acceptanceFrom,
+            decoders, promptFile, prompts, maxNew, json, costs, draftVocab, acceptanceFrom, specBench, answerFile, questions,
         };
         modelArguments.AddTo(command);
         speculation.AddTo(command);
+        chatArguments.AddTo(command);
         command.SetAction(result => CliRunner.Guard(() =>
         {
+            var specBenchPath = result.GetValue(specBench);
+            foreach (var specBenchOnly in new Option[] { answerFile, questions, chatArguments.Template })
+                if (specBenchPath is null && result.GetResult(specBenchOnly) is not null) throw new ArgumentException($"{specBenchOnly.Name} applies to --spec-bench only");
+            if (specBenchPath is not null && result.GetValue(answerFile) is null) throw new ArgumentException("--spec-bench needs --answer-file FILE");
+            if (result.GetValue(questions) is < 1) throw new ArgumentException($"--questions {result.GetValue(questions)} must be >= 1");
             using var session = modelArguments.Open(result);
             if (result.GetValue(costs))
             {
@@ -51,12 +61,21 @@ public static class BenchCommand
             }
             if (result.GetValue(draftVocab) is not null) throw new ArgumentException("--draft-vocab applies to --costs only (a trained adapter carries its own draft vocabulary)");
             if (result.GetValue(acceptanceFrom) is not null) throw new ArgumentException("--acceptance-from applies to --costs only");
+            if (specBenchPath is not null)
+            {
+                var questionList = SpecBench.Load(specBenchPath).Take(result.GetValue(questions) ?? int.MaxValue).ToList();
+                var template = chatArguments.Load(result, session);
+                var compared = result.GetResult(decoders) is { Implicit: false } ? result.GetValue(decoders)! : "kangaroo";
+                var specDecoders = DecoderNames(compared).Select(n => speculation.CreateDecoder(session, n, result)).ToList();
+                var specResults = SpecBench.Run(session, template, specDecoders, questionList, result.GetValue(maxNew), result.GetValue(answerFile)!);
+                if (result.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(new { device = session.Device.Kind, device_name = session.Device.Name, results = specResults }));
+                else SpecBench.Print(session, specResults);
+                return 0;
+            }
             var texts = LoadPrompts(result.GetValue(promptFile)).Take(result.GetValue(prompts)).ToList();
             var ids = texts.Select(session.EncodePrompt).ToList();
-            var names = new[] { "autoregressive" }.Concat(result.GetValue(decoders)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Where(n => n != "autoregressive")).ToList();
             var prefill = MeasurePrefill(session);
-            var created = names.Select(n => speculation.CreateDecoder(session, n, result)).ToList();
+            var created = DecoderNames(result.GetValue(decoders)!).Select(n => speculation.CreateDecoder(session, n, result)).ToList();
             var results = Compare(session, created, ids, result.GetValue(maxNew));
             var controllers = created.OfType<SelfSpeculativeDecoder>().Where(d => d.Controller is not null).ToList();
             if (result.GetValue(json))
@@ -75,6 +94,10 @@ public static class BenchCommand
         }));
         return command;
     }
+
+    /// <summary>autoregressive, the baseline, then the comma-separated decoders compared with it.</summary>
+    private static List<string> DecoderNames(string list) =>
+        new[] { "autoregressive" }.Concat(list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(n => n != "autoregressive")).ToList();
 
     public static IEnumerable<string> LoadPrompts(string? path)
     {
@@ -148,7 +171,7 @@ public static class BenchCommand
                 all.Sum(s => s.GeneratedTokens) / decodeSeconds,
                 speeds[d].Zip(speeds[0], (mine, baseline) => mine / baseline).Average(),
                 accept.Average(),
-                Enumerable.Range(1, 6).Select(w => accept.Count(n => n > w) / (double)accept.Count).ToArray(),
+                Enumerable.Range(1, 6).Select(w => DecoderStats.CtarOf(accept, w)).ToArray(),
                 all.Sum(s => s.Draft.TotalSeconds) / decodeSeconds,
                 all.Sum(s => s.Verify.TotalSeconds) / decodeSeconds,
                 all.Sum(s => s.GeneratedTokens),

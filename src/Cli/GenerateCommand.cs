@@ -16,36 +16,43 @@ public static class GenerateCommand
         var prompt = new Option<string>("--prompt") { Description = "prompt text (BOS is added)" };
         var promptIds = new Option<string>("--prompt-ids") { Description = "prompt as comma-separated token ids, BOS included" };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "tokens to generate at most; clamped so that prompt + generated tokens fit the context", DefaultValueFactory = _ => 256 };
-        var temperature = new Option<float>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0f };
-        var topK = new Option<int>("--top-k") { Description = "sample among the k most likely tokens (0 = all)" };
-        var topP = new Option<float>("--top-p") { Description = "nucleus sampling threshold", DefaultValueFactory = _ => 1f };
-        var seed = new Option<ulong>("--seed") { Description = "random seed for sampling", DefaultValueFactory = _ => 42UL };
-        var decoder = new Option<string>("--decoder") { Description = "autoregressive|kangaroo|early-exit|auto", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of streaming text" };
-        var speculation = new SpeculationArguments();
+        var chat = new Option<bool>("--chat") { Description = "--prompt is a user message: reply to it through the chat template (one turn; `kangaroo chat` for more)" };
+        var sampling = new SamplingArguments();
+        var speculation = new SpeculationArguments(withDecoder: true);
+        var chatArguments = new ChatArguments(withSystem: true);
 
-        var command = new Command("generate", "Generate text from a prompt") { prompt, promptIds, maxNew, temperature, topK, topP, seed, decoder, json };
+        var command = new Command("generate", "Generate text from a prompt, or a chat reply to it") { prompt, promptIds, maxNew, json, chat };
         modelArguments.AddTo(command);
+        sampling.AddTo(command);
         speculation.AddTo(command);
+        chatArguments.AddTo(command);
         command.SetAction(result => CliRunner.Guard(() =>
         {
             if (result.GetValue(prompt) is not null == result.GetValue(promptIds) is not null)
                 throw new ArgumentException("give exactly one of --prompt and --prompt-ids");
+            var asChat = result.GetValue(chat);
+            if (asChat && result.GetValue(promptIds) is not null) throw new ArgumentException("--chat takes the user message as --prompt, not --prompt-ids");
+            foreach (var chatOnly in new Option[] { chatArguments.System, chatArguments.Template })
+                if (!asChat && result.GetResult(chatOnly) is not null) throw new ArgumentException($"{chatOnly.Name} applies to --chat only");
             if (result.GetValue(maxNew) < 0) throw new ArgumentException($"--max-new-tokens {result.GetValue(maxNew)} must be >= 0");
-            var sampling = new SamplingOptions(result.GetValue(temperature), result.GetValue(topK), result.GetValue(topP), result.GetValue(seed)).Validate();
+            var options = sampling.Create(result);
 
             using var session = modelArguments.Open(result);
-            var ids = result.GetValue(promptIds) is { } list ? ParseIds(list) : session.EncodePrompt(result.GetValue(prompt)!);
-            var run = speculation.CreateDecoder(session, result.GetValue(decoder)!, result);
+            var ids = result.GetValue(promptIds) is { } list ? ParseIds(list)
+                : asChat ? chatArguments.Load(result, session).Encode(session.Tokenizer!, result.GetValue(chatArguments.System) is { } system
+                    ? [("system", system), ("user", result.GetValue(prompt)!)] : [("user", result.GetValue(prompt)!)])
+                : session.EncodePrompt(result.GetValue(prompt)!);
+            var run = speculation.CreateDecoder(session, result);
             var requested = result.GetValue(maxNew);
             var budget = run.Budget(ids.Length, requested);
             if (budget < requested && ids.Length <= session.Model.Context)
                 Console.Error.WriteLine($"kangaroo: note: --max-new-tokens {requested} clamped to {budget}: the prompt takes {ids.Length} of the context's {session.Model.Context} positions");
 
-            var tokens = run.Generate(ids, requested, sampling); // validates the prompt before anything is printed
+            var tokens = run.Generate(ids, requested, options); // validates the prompt before anything is printed
             var asJson = result.GetValue(json);
             var stream = session.Tokenizer?.NewStream();
-            if (!asJson && stream is not null) Console.Write(ids.Select(stream.Append).Aggregate("", string.Concat));
+            if (!asJson && !asChat && stream is not null) Console.Write(ids.Select(stream.Append).Aggregate("", string.Concat)); // a chat reply comes alone, as `chat` prints it
             var generated = new List<int>();
             foreach (var token in tokens)
             {

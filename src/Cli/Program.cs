@@ -4,6 +4,7 @@ using Kangaroo.Native.Cli;
 var root = new RootCommand("Kangaroo.Native: Llama inference with ILGPU kernels and Kangaroo self-speculative decoding")
 {
     GenerateCommand.Create(),
+    ChatCommand.Create(),
     BenchCommand.Create(),
     DevicesCommand.Create(),
     ConvertCommand.Create(),

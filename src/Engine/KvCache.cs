@@ -39,6 +39,13 @@ public sealed class KvCache : IDisposable
     /// <summary>Number of positions layer <paramref name="layer"/> holds.</summary>
     public int Length(int layer) => _lengths[layer];
 
+    /// <summary>Changes whenever positions are written: a decoder that left positions in the cache can
+    /// tell whether anything wrote over them since.</summary>
+    public long Version { get; private set; }
+
+    /// <summary>Number of positions every layer holds.</summary>
+    public int CommonLength => _lengths.Min();
+
     /// <summary>Claims positions [start, start + rows) of a layer for writing and returns the key and value slices.</summary>
     public (DeviceTensor Keys, DeviceTensor Values) Append(int layer, int start, int rows)
     {
@@ -47,6 +54,7 @@ public sealed class KvCache : IDisposable
         if (start + rows > Positions)
             throw new InvalidOperationException($"positions {start}..{start + rows - 1} exceed the context of {Positions}");
         _lengths[layer] = start + rows;
+        Version++;
         return (_keys[layer].Slice(start * KvDim, rows * KvDim), _values[layer].Slice(start * KvDim, rows * KvDim));
     }
 

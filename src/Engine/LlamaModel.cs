@@ -223,14 +223,15 @@ public sealed class LlamaModel : IDisposable
     /// <summary>residual[r, :] = embedding of tokens[r]; the device refuses ids outside the vocabulary.</summary>
     public void Embed(ReadOnlySpan<int> tokens, DeviceTensor residual) => Device.Embed(tokens, _embedding, residual);
 
-    /// <summary>Runs tokens[0..count) through the whole stack at positions 0..count-1, in chunks of
+    /// <summary>Runs tokens[from..count) through the whole stack at positions from..count-1 (the cache
+    /// already holding positions 0..from-1), in chunks of
     /// <see cref="MaxBlockRows"/> using <paramref name="residual"/> (at least that many rows) as scratch.
     /// <paramref name="atExit"/>, when given, sees each chunk's residual stream after block
     /// <paramref name="exitLayer"/> as (states, rows, first position): how a draft head fills its cache.</summary>
-    public void Prefill(IReadOnlyList<int> tokens, int count, DeviceTensor residual, int exitLayer = 0, Action<DeviceTensor, int, int>? atExit = null)
+    public void Prefill(IReadOnlyList<int> tokens, int count, DeviceTensor residual, int exitLayer = 0, Action<DeviceTensor, int, int>? atExit = null, int from = 0)
     {
         var chunk = new int[MaxBlockRows];
-        for (var start = 0; start < count; start += MaxBlockRows)
+        for (var start = from; start < count; start += MaxBlockRows)
         {
             var n = Math.Min(MaxBlockRows, count - start);
             for (var i = 0; i < n; i++) chunk[i] = tokens[start + i];

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Engine.Chat;
 
@@ -90,6 +91,16 @@ public sealed class ChatTemplate
         };
         if (tools is not null) variables["tools"] = tools.ToList();
         return Render(variables);
+    }
+
+    /// <summary>Token ids of a conversation of (role, content) messages rendered with the generation prompt,
+    /// encoded after one BOS: a <see cref="BosToken"/> the template writes at the start is not encoded twice,
+    /// and special tokens in the text are matched as special tokens where the tokenizer has them.</summary>
+    public int[] Encode(ModelTokenizer tokenizer, IEnumerable<(string Role, string Content)> messages)
+    {
+        var conversation = messages.Select(m => (object?)new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content }).ToList();
+        var text = Render(conversation, addGenerationPrompt: true);
+        return tokenizer.Encode(BosToken.Length > 0 && text.StartsWith(BosToken, StringComparison.Ordinal) ? text[BosToken.Length..] : text, addSpecialTokens: true);
     }
 
     /// <summary>Renders with any variables (.NET values as <see cref="TemplateValues.FromClr"/> converts them).</summary>

@@ -19,7 +19,11 @@ public sealed class AutoregressiveDecoder : Decoder
 
     public override string Name => "autoregressive";
 
-    protected override void Prefill(IReadOnlyList<int> tokens) => Model.Prefill(tokens, tokens.Count - 1, _residual);
+    protected override int Prefill(IReadOnlyList<int> tokens, int cached)
+    {
+        Model.Prefill(tokens, tokens.Count - 1, _residual, from: cached);
+        return cached;
+    }
 
     protected override void Step(List<int> tokens, int budget, TokenSampler sampler, List<int> committed)
     {

@@ -16,6 +16,13 @@ public sealed class DecoderStats
     public List<int> AcceptLengths { get; } = [];
 
     public int GeneratedTokens { get; set; }
+
+    /// <summary>Tokens of the prompt.</summary>
+    public int PromptTokens { get; set; }
+
+    /// <summary>Positions of the prompt whose keys and values were kept in the caches from the previous
+    /// generation (see <see cref="Decoder.Generate"/>'s <c>reuseCache</c>) instead of being prefilled.</summary>
+    public int ReusedTokens { get; set; }
     public TimeSpan Prefill { get; set; }
     public TimeSpan Draft { get; set; }
     public TimeSpan Verify { get; set; }
@@ -25,7 +32,10 @@ public sealed class DecoderStats
     public double CompressionRate => AcceptLengths.Count == 0 ? 0 : AcceptLengths.Average();
 
     /// <summary>CTAR(w): the fraction of rounds that committed more than w tokens.</summary>
-    public double Ctar(int w) => AcceptLengths.Count == 0 ? 0 : AcceptLengths.Count(n => n > w) / (double)AcceptLengths.Count;
+    public double Ctar(int w) => CtarOf(AcceptLengths, w);
+
+    /// <summary>CTAR(w) of any rounds (of several generations together): the fraction that committed more than w tokens.</summary>
+    public static double CtarOf(IReadOnlyCollection<int> acceptLengths, int w) => acceptLengths.Count == 0 ? 0 : acceptLengths.Count(n => n > w) / (double)acceptLengths.Count;
 
     /// <summary>Generated tokens per second of decoding (prefill excluded).</summary>
     public double DecodeTokensPerSecond => GeneratedTokens / Math.Max(1e-9, (Total - Prefill).TotalSeconds);
@@ -42,6 +52,8 @@ public sealed class DecoderStats
 public abstract class Decoder(LlamaModel model)
 {
     private readonly Stopwatch _clock = new();
+    private List<int> _held = []; // the sequence of the last generation: the caches' positions hold its tokens
+    private long _heldVersion = -1;  // the cache's version when that generation ended
 
     public LlamaModel Model { get; } = model;
     public abstract string Name { get; }
@@ -56,8 +68,12 @@ public abstract class Decoder(LlamaModel model)
     /// <summary>Validates the arguments now; generates as the result is enumerated. One generation runs
     /// on a model at a time: enumerating while another generation on the same model is unfinished
     /// (on another thread, or an enumeration neither finished nor disposed) throws.
-    /// <paramref name="cancellationToken"/> is checked before each round.</summary>
-    public IEnumerable<int> Generate(IReadOnlyList<int> prompt, int maxNewTokens, SamplingOptions sampling, CancellationToken cancellationToken = default)
+    /// <paramref name="cancellationToken"/> is checked before each round. With <paramref name="reuseCache"/>,
+    /// the positions of the longest prefix the prompt shares with this decoder's previous sequence (its
+    /// prompt and generated tokens) keep their keys and values, when nothing wrote to the caches since,
+    /// and only the rest is prefilled: a conversation continued turn by turn prefills each new turn only.</summary>
+    public IEnumerable<int> Generate(IReadOnlyList<int> prompt, int maxNewTokens, SamplingOptions sampling, CancellationToken cancellationToken = default,
+        bool reuseCache = false)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(sampling);
@@ -69,49 +85,72 @@ public abstract class Decoder(LlamaModel model)
         foreach (var id in prompt)
             if ((uint)id >= (uint)Model.Config.VocabSize)
                 throw new ArgumentException($"prompt token id {id} is outside the model's vocabulary of {Model.Config.VocabSize}");
-        return Run(prompt, Budget(prompt.Count, maxNewTokens), new TokenSampler(sampling), cancellationToken);
+        return Run(prompt, Budget(prompt.Count, maxNewTokens), new TokenSampler(sampling), cancellationToken, reuseCache);
     }
 
-    private IEnumerable<int> Run(IReadOnlyList<int> prompt, int budget, TokenSampler sampler, CancellationToken cancellationToken)
+    private IEnumerable<int> Run(IReadOnlyList<int> prompt, int budget, TokenSampler sampler, CancellationToken cancellationToken, bool reuseCache)
     {
         using var generation = Model.BeginGeneration();
-        Stats = new DecoderStats();
+        Stats = new DecoderStats { PromptTokens = prompt.Count };
         Stop = StopReason.Length;
         _clock.Restart();
-        Model.Cache.Truncate(0);
+        var cached = reuseCache ? CachedPrefix(prompt) : 0;
+        Model.Cache.Truncate(cached);
         var tokens = new List<int>(prompt);
-        if (budget == 0) yield break;
-        Prefill(tokens);
-        Stats.Prefill = _clock.Elapsed;
-        var produced = 0;
-        var round = new List<int>();
-        while (produced < budget)
+        _held = tokens;
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            round.Clear();
-            Step(tokens, budget - produced, sampler, round);
-            var stop = round.FindIndex(Model.Config.EosIds.Contains);
-            if (stop >= 0) round.RemoveRange(stop + 1, round.Count - stop - 1);
-            Stats.AcceptLengths.Add(round.Count);
-            foreach (var token in round)
+            if (budget == 0) yield break;
+            Stats.ReusedTokens = Prefill(tokens, cached);
+            Stats.Prefill = _clock.Elapsed;
+            var produced = 0;
+            var round = new List<int>();
+            while (produced < budget)
             {
-                tokens.Add(token);
-                produced++;
-                Stats.GeneratedTokens = produced;
-                Stats.Total = _clock.Elapsed;
-                yield return token;
+                cancellationToken.ThrowIfCancellationRequested();
+                round.Clear();
+                Step(tokens, budget - produced, sampler, round);
+                var stop = round.FindIndex(Model.Config.EosIds.Contains);
+                if (stop >= 0) round.RemoveRange(stop + 1, round.Count - stop - 1);
+                Stats.AcceptLengths.Add(round.Count);
+                foreach (var token in round)
+                {
+                    tokens.Add(token);
+                    produced++;
+                    Stats.GeneratedTokens = produced;
+                    Stats.Total = _clock.Elapsed;
+                    yield return token;
+                }
+                if (stop >= 0)
+                {
+                    Stop = StopReason.StopToken;
+                    yield break;
+                }
             }
-            if (stop >= 0)
-            {
-                Stop = StopReason.StopToken;
-                yield break;
-            }
+            Stats.Total = _clock.Elapsed;
         }
-        Stats.Total = _clock.Elapsed;
+        finally
+        {
+            _heldVersion = Model.Cache.Version;
+        }
     }
 
-    /// <summary>Fills the caches with the prompt's positions 0..count-2.</summary>
-    protected abstract void Prefill(IReadOnlyList<int> tokens);
+    /// <summary>How many leading positions of <paramref name="prompt"/> the caches hold from the previous
+    /// generation: where its sequence and the prompt agree, all layers hold the position, and nothing wrote
+    /// to the cache since. The prompt's last token is always fed again (it yields the first logits).</summary>
+    private int CachedPrefix(IReadOnlyList<int> prompt)
+    {
+        if (_heldVersion != Model.Cache.Version) return 0;
+        var limit = Math.Min(Math.Min(_held.Count, prompt.Count - 1), Model.Cache.CommonLength);
+        var same = 0;
+        while (same < limit && _held[same] == prompt[same]) same++;
+        return same;
+    }
+
+    /// <summary>Fills the caches with the prompt's positions 0..count-2, of which the target's cache
+    /// already holds the first <paramref name="cached"/>; returns how many of those were kept (a decoder
+    /// whose own caches hold fewer prefills from there).</summary>
+    protected abstract int Prefill(IReadOnlyList<int> tokens, int cached);
 
     /// <summary>One round: commits at least one and at most <paramref name="budget"/> tokens after
     /// <paramref name="tokens"/> into <paramref name="committed"/>, leaving the caches holding every

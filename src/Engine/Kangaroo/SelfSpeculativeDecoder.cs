@@ -95,15 +95,20 @@ public sealed class SelfSpeculativeDecoder : Decoder
 
     private bool Speculating => _controller is null || _controller.Current == SpeculationController.Mode.Speculate;
 
-    protected override void Prefill(IReadOnlyList<int> tokens)
+    /// <summary>The head's cache holds a prefix of the target's (it is one position short after a round that
+    /// accepted every draft, and further behind after falling back), so speculation keeps only that prefix.</summary>
+    protected override int Prefill(IReadOnlyList<int> tokens, int cached)
     {
-        _head.Truncate(0);
         _carried = false;
         _exitStatesFrom = -1;
         _controller?.Begin(Acceptance);
         if (_controller is not null) (_gamma, _eta) = (_controller.DraftSteps, _controller.Threshold);
-        if (Speculating) Model.Prefill(tokens, tokens.Count - 1, _states, _exit, (states, rows, start) => _head.Run(states, rows, start, logits: null));
-        else Model.Prefill(tokens, tokens.Count - 1, _states);
+        if (Speculating) cached = Math.Min(cached, _head.CachedPositions);
+        Model.Cache.Truncate(cached);
+        _head.Truncate(cached);
+        if (Speculating) Model.Prefill(tokens, tokens.Count - 1, _states, _exit, (states, rows, start) => _head.Run(states, rows, start, logits: null), cached);
+        else Model.Prefill(tokens, tokens.Count - 1, _states, from: cached);
+        return cached;
     }
 
     protected override void Step(List<int> tokens, int budget, TokenSampler sampler, List<int> committed)

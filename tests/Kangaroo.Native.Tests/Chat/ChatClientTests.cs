@@ -97,6 +97,21 @@ public sealed class ChatClientTests
         Assert.False(string.IsNullOrEmpty((await client.GetResponseAsync(Conversation, new ChatOptions { MaxOutputTokens = 5 })).Text), "the client serves the next request");
     }
 
+    [Fact]
+    public async Task AContinuedConversationPrefillsOnlyItsNewTokensAndRepliesAsAFreshClient()
+    {
+        using var client = OpenClient();
+        var options = new ChatOptions { MaxOutputTokens = 30 };
+        var first = await client.GetResponseAsync(Conversation, options);
+        Assert.Equal(0, first.Usage!.CachedInputTokenCount);
+        List<ChatMessage> continued = [.. Conversation, .. first.Messages, new(ChatRole.User, "What happened next?")];
+
+        var second = await client.GetResponseAsync(continued, options);
+        using var fresh = OpenClient();
+        Assert.Equal((await fresh.GetResponseAsync(continued, options)).Text, second.Text);
+        Assert.InRange(second.Usage!.CachedInputTokenCount!.Value, first.Usage.TotalTokenCount!.Value - 8, first.Usage.TotalTokenCount.Value);
+    }
+
     /// <summary>The reply is exactly the engine's greedy continuation of the rendered conversation.</summary>
     [Fact]
     public async Task TheReplyIsTheEnginesContinuationOfTheRenderedConversation()

@@ -9,13 +9,19 @@ public static class KangarooProcess
 
     private static readonly string CacheDirectory = Path.Combine(Path.GetTempPath(), "kangaroo-test-cache-" + Environment.ProcessId);
 
-    public static Result Run(params string[] args)
+    public static Result Run(params string[] args) => RunWithInput(null, args);
+
+    /// <summary>Runs with <paramref name="stdin"/> as standard input (null: the test's own).</summary>
+    public static Result RunWithInput(string? stdin, params string[] args)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "kangaroo.dll"));
-        start.Environment["KANGAROO_CACHE_DIR"] = CacheDirectory; // measured costs stay out of the user's cache
-        foreach (var arg in args) start.ArgumentList.Add(arg);
+        var start = Start("dotnet", [Path.Combine(AppContext.BaseDirectory, "kangaroo.dll"), .. args]);
+        start.RedirectStandardInput = stdin is not null;
         using var process = Process.Start(start)!;
+        if (stdin is not null)
+        {
+            process.StandardInput.Write(stdin);
+            process.StandardInput.Close();
+        }
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
@@ -25,6 +31,20 @@ public static class KangarooProcess
         }
         return new Result(process.ExitCode, stdout.Result, stderr.Result);
     }
+
+    /// <summary>How a test starts a program: output redirected, and the measured costs of the auto decoder kept
+    /// out of the user's cache.</summary>
+    public static ProcessStartInfo Start(string program, IEnumerable<string> args)
+    {
+        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.Environment["KANGAROO_CACHE_DIR"] = CacheDirectory;
+        foreach (var arg in args) start.ArgumentList.Add(arg);
+        return start;
+    }
+
+    /// <summary>The command line that runs <c>kangaroo</c> with <paramref name="args"/>, quoted for a POSIX shell.</summary>
+    public static string ShellCommand(params string[] args) =>
+        string.Join(' ', new[] { "dotnet", Path.Combine(AppContext.BaseDirectory, "kangaroo.dll") }.Concat(args).Select(a => "'" + a.Replace("'", "'\\''") + "'"));
 
     /// <summary>Asserts a failed run that printed exactly one line to stderr containing every fragment.</summary>
     public static void AssertOneLineError(Result result, params string[] fragments)
