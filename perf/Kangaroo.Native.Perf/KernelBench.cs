@@ -37,6 +37,10 @@ public static class KernelBench
             foreach (var (o, i) in quick ? LlamaShapes[..1] : LlamaShapes[..3])
                 cases.Add(MatMul(o, i, WeightType.F16, rows));
         if (!quick) cases.Add(MatMul(2048, 2048, WeightType.F32, 8));
+        foreach (var type in new[] { WeightType.F16, WeightType.BF16 }) // verification blocks on 16-bit weights
+            foreach (var rows in new[] { 2, 4 })
+                foreach (var (o, i) in quick ? LlamaShapes[..1] : LlamaShapes[..3])
+                    cases.Add(MatMul(o, i, type, rows));
         foreach (var rows in new[] { 1, 2, 4 })
             foreach (var (o, i) in quick ? VerifyShapes[..1] : VerifyShapes)
                 cases.Add(MatMul(o, i, WeightType.F32, rows));
