@@ -99,22 +99,7 @@ public static class BenchCommand
     private static List<string> DecoderNames(string list) =>
         new[] { "autoregressive" }.Concat(list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(n => n != "autoregressive")).ToList();
 
-    public static IEnumerable<string> LoadPrompts(string? path)
-    {
-        if (path is null) return StoryPrompts;
-        if (!File.Exists(path)) throw new ArgumentException($"--prompt-file {path}: file not found");
-        var lines = File.ReadLines(path).Where(l => l.Trim().Length > 0).ToList();
-        if (lines.Count == 0) throw new ArgumentException($"--prompt-file {path}: no prompts in the file");
-        return lines.Select(line =>
-        {
-            if (!line.TrimStart().StartsWith('{')) return line;
-            using var doc = JsonDocument.Parse(line);
-            var root = doc.RootElement;
-            if (root.TryGetProperty("turns", out var turns)) return turns[0].GetString() ?? "";
-            if (root.TryGetProperty("text", out var text)) return text.GetString() ?? "";
-            throw new ArgumentException($"--prompt-file {path}: a JSON line has neither \"turns\" nor \"text\"");
-        });
-    }
+    public static IEnumerable<string> LoadPrompts(string? path) => path is null ? StoryPrompts : PromptFile.Read(path);
 
     /// <summary>Prefill tokens per second over a prompt of half the context (at most 256 tokens).</summary>
     private static double MeasurePrefill(InferenceSession session)

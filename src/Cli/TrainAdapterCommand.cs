@@ -42,7 +42,7 @@ public static class TrainAdapterCommand
             var dataPath = result.GetValue(data);
             var generateCount = result.GetValue(selfGenerate);
             var promptPath = result.GetValue(promptFile);
-            var promptTexts = (result.GetValue(prompts) ?? []).Concat(promptPath is null ? [] : ReadPrompts(promptPath)).ToList();
+            var promptTexts = (result.GetValue(prompts) ?? []).Concat(promptPath is null ? [] : PromptFile.Read(promptPath)).ToList();
             if (dataPath is null && generateCount == 0) throw new ArgumentException("give --data FILE, --self-generate N, or both");
             if (generateCount is < 0 or > TrainingData.MaxSelfGenerated)
                 throw new ArgumentException($"--self-generate {generateCount} must be in 0..{TrainingData.MaxSelfGenerated}");
@@ -151,19 +151,6 @@ public static class TrainAdapterCommand
             }
         }));
         return command;
-    }
-
-    /// <summary>The non-blank lines of a prompt file.</summary>
-    private static List<string> ReadPrompts(string path)
-    {
-        switch (InputFile.KindOf(path))
-        {
-            case FileKind.Missing: throw new ArgumentException($"--prompt-file {path}: file not found");
-            case FileKind.Directory or FileKind.Other: throw new ArgumentException($"--prompt-file {path}: not a regular file");
-        }
-        var lines = File.ReadLines(path).Where(l => l.Trim().Length > 0).ToList();
-        if (lines.Count == 0) throw new ArgumentException($"--prompt-file {path}: no prompts in the file");
-        return lines;
     }
 
     /// <summary>The file the adapter is written to: <paramref name="path"/>, or the file a symbolic link

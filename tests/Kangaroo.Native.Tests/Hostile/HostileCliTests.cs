@@ -114,6 +114,21 @@ public sealed class HostileCliTests : IDisposable
         KangarooProcess.AssertOneLineError(KangarooProcess.Run([.. Generate, "--model", fifo]), fifo, "not a regular file");
     }
 
+    [Fact]
+    public void PromptFileThatIsAFifoOrBadJsonIsRefused()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        var fifo = HostileFiles.Fifo(_temp.File("prompts.fifo"));
+        KangarooProcess.AssertOneLineError(KangarooProcess.Run("bench", "--device", "cpu", "--prompt-file", fifo), fifo, "not a regular file");
+        KangarooProcess.AssertOneLineError(KangarooProcess.Run("train-adapter", "--device", "cpu", "--exit-layer", "1", "--self-generate", "2",
+            "--prompt-file", fifo, "--out", _temp.File("a.safetensors")), fifo, "not a regular file");
+        var json = _temp.File("prompts.jsonl");
+        File.WriteAllLines(json, ["Once upon a time", "{\"text\": \"Tom had", "{\"turns\": [3]}"]);
+        KangarooProcess.AssertOneLineError(KangarooProcess.Run("bench", "--device", "cpu", "--prompt-file", json), json, "line 2 is not valid JSON");
+        File.WriteAllLines(json, ["Once upon a time", "{\"turns\": [3]}"]);
+        KangarooProcess.AssertOneLineError(KangarooProcess.Run("bench", "--device", "cpu", "--prompt-file", json), json, "line 2 has neither");
+    }
+
     /// <summary>Runs kangaroo through the shell, for redirections a ProcessStartInfo cannot make.</summary>
     private static KangarooProcess.Result Shell(string redirections, params string[] args)
     {
