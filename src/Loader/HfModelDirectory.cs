@@ -72,7 +72,7 @@ public sealed class HfModelDirectory : ModelCheckpoint
         try
         {
             InputFile.Require(index, "shard index");
-            using var json = JsonDocument.Parse(File.ReadAllBytes(index));
+            using var json = InputFile.ParseJson(index, File.ReadAllBytes(index), allowDuplicates: true);
             if (!json.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                 throw new ModelFormatException($"{index}: missing weight_map");
             weightMap = new Dictionary<string, string>();
@@ -142,7 +142,7 @@ public sealed class HfModelDirectory : ModelCheckpoint
         if (!File.Exists(path)) return [];
         try
         {
-            using var json = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowDuplicateProperties = false });
+            using var json = InputFile.ParseJson(path, File.ReadAllBytes(path));
             if (json.RootElement.ValueKind != JsonValueKind.Object || !json.RootElement.TryGetProperty("eos_token_id", out var eos) || eos.ValueKind == JsonValueKind.Null)
                 return [];
             var ids = (eos.ValueKind == JsonValueKind.Array ? eos.EnumerateArray().ToArray() : [eos])
@@ -156,12 +156,15 @@ public sealed class HfModelDirectory : ModelCheckpoint
         }
     }
 
+    protected override string ConfigFile => Path.Combine(Source, "config.json");
+
     public override bool Contains(string name) => _fileOfTensor.ContainsKey(_aliases.GetValueOrDefault(name, name));
 
     protected override TensorData ReadTensor(string name) =>
         _fileOfTensor.TryGetValue(_aliases.GetValueOrDefault(name, name), out var file)
             ? file.Read(_aliases.GetValueOrDefault(name, name))
-            : throw new ModelFormatException($"{FileOf(name)}: tensor '{name}' is missing");
+            : throw new ModelFormatException($"{FileOf(name)}: tensor '{name}' is missing" +
+                (name == ModelCheckpoint.Names.LmHead && !Config.TiedEmbeddings ? $" ({ConfigFile} does not set tie_word_embeddings)" : ""));
 
     protected override string FileOf(string name) =>
         _fileOfTensor.TryGetValue(_aliases.GetValueOrDefault(name, name), out var file) ? file.Path

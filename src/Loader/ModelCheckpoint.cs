@@ -26,6 +26,10 @@ public abstract class ModelCheckpoint : IDisposable
     /// <summary>The file that holds (or would hold) a tensor, for error messages.</summary>
     protected abstract string FileOf(string name);
 
+    /// <summary>The file the configuration was read from, for error messages: a shape that disagrees
+    /// may be the configuration's fault as much as the tensor's.</summary>
+    protected virtual string ConfigFile => Source;
+
     /// <summary>Reads a tensor and checks its shape against what the configuration implies and its
     /// values: a NaN or infinity anywhere, or an embedding, final norm or LM head of zeros, would make
     /// every generated token garbage.</summary>
@@ -34,7 +38,7 @@ public abstract class ModelCheckpoint : IDisposable
         var tensor = ReadTensor(name);
         if (!tensor.Shape.SequenceEqual(expectedShape))
             throw new ModelFormatException(
-                $"{FileOf(name)}: tensor '{name}' has shape {TensorData.FormatShape(tensor.Shape)} but the configuration implies {TensorData.FormatShape(expectedShape)}");
+                $"{FileOf(name)}: tensor '{name}' has shape {TensorData.FormatShape(tensor.Shape)} but the configuration in {ConfigFile} implies {TensorData.FormatShape(expectedShape)}");
         if (tensor.CountNonFinite() is var nonFinite and > 0)
             throw new ModelFormatException($"{FileOf(name)}: tensor '{name}' has {nonFinite} non-finite values (NaN or infinity)");
         if (name is Names.Embedding or Names.FinalNorm or Names.LmHead && tensor.IsAllZero)

@@ -85,9 +85,10 @@ public sealed class HfTokenizer : ModelTokenizer
 
         var decoder = new HfDecoder(root["decoder"]);
         _leadingSpacesToStrip = decoder.LeadingSpacesToStrip;
-        var size = Math.Max(_vocab.Values.DefaultIfEmpty(-1).Max(), added.Select(t => t.Id).DefaultIfEmpty(-1).Max()) + 1;
-        if (size > LlamaConfig.MaxDimension || added.Any(t => t.Id < 0))
+        var largest = Math.Max(_vocab.Values.DefaultIfEmpty(-1).Max(), added.Select(t => t.Id).DefaultIfEmpty(-1).Max());
+        if (largest >= LlamaConfig.MaxDimension || added.Any(t => t.Id < 0))
             throw root["added_tokens"].Error($"or model.vocab holds a token id outside [0, {LlamaConfig.MaxDimension})");
+        var size = largest + 1;
         _surface = new byte[size][];
         foreach (var (token, id) in _vocab) _surface[id] = decoder.Bytes(token);
         foreach (var token in added) _surface[token.Id] = token.Special ? [] : decoder.Bytes(token.Content);
@@ -120,11 +121,7 @@ public sealed class HfTokenizer : ModelTokenizer
     {
         try
         {
-            return File.Exists(path) ? JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowDuplicateProperties = false }) : null;
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFormatException($"{path}: not valid JSON ({e.Message})");
+            return File.Exists(path) ? InputFile.ParseJson(path, File.ReadAllBytes(path)) : null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -110,6 +110,33 @@ public sealed class FormatFuzzTests(ConvertedModel converted, Xunit.Abstractions
     }
 
     [Fact]
+    public void ConfigJson()
+    {
+        var directory = _temp.File("hf-config");
+        Directory.CreateDirectory(directory);
+        var weights = Path.Combine(directory, "model.safetensors");
+        File.Copy(Path.Combine(converted.Directory, "model.safetensors"), weights);
+        var path = Path.Combine(directory, "config.json");
+        var original = Path.Combine(converted.Directory, "config.json");
+        var modelBytes = new FileInfo(weights).Length;
+        Fuzz(6, original, path, Mutator.Layout.Json, (int)new FileInfo(original).Length, _ => LoadModel(directory, modelBytes));
+    }
+
+    /// <summary>The tokenizer.json of TinyStories-656K as published (a SentencePiece-style BPE).</summary>
+    [Fact]
+    public void HuggingFaceTokenizerJson()
+    {
+        var original = SharedData.Path("models", "TinyStories-656K", "tokenizer.json");
+        Fuzz(7, original, _temp.File("tokenizer.json"), Mutator.Layout.Json, (int)new FileInfo(original).Length, p =>
+        {
+            var tokenizer = HfTokenizer.Load(p);
+            var ids = tokenizer.Encode("Once upon a time, 'Zoë' ran 42 km. \u2603\n", addSpecialTokens: true);
+            Assert.All(ids, id => Assert.InRange(id, 0, tokenizer.VocabSize - 1));
+            tokenizer.Decode(ids);
+        });
+    }
+
+    [Fact]
     public void SentencePieceTokenizer()
     {
         var path = _temp.File("tokenizer.model");
