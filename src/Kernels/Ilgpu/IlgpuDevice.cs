@@ -331,6 +331,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         public IlgpuWeight(IlgpuDevice owner, WeightType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
         {
             if (data.Length != Bytes) throw new ArgumentException($"{data.Length} bytes for a {type} weight [{rows}, {cols}]", nameof(data));
+            if (type.IsQuantized()) throw new NotSupportedException($"{type} weights are not supported by this device yet");
             Owner = owner;
             var count = Math.Max(1L, (long)rows * cols);
             if (type == WeightType.F32)

@@ -510,6 +510,7 @@ public sealed class ReferenceDevice : ComputeDevice
         public ManagedWeight(WeightType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
         {
             if (data.Length != Bytes) throw new ArgumentException($"{data.Length} bytes for a {type} weight [{rows}, {cols}]");
+            if (type.IsQuantized()) throw new NotSupportedException($"{type} weights are not supported by this device yet");
             if (type == WeightType.F32) _f32 = MemoryMarshal.Cast<byte, float>(data).ToArray();
             else _u16 = MemoryMarshal.Cast<byte, ushort>(data).ToArray();
         }
