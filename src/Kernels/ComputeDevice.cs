@@ -193,6 +193,11 @@ public abstract class ComputeDevice : IDisposable
     /// p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).</summary>
     public abstract void AdamW(DeviceTensor parameters, DeviceTensor gradients, DeviceTensor moment1, DeviceTensor moment2, AdamWStep step);
 
+    /// <summary>The error for a quantized RMSNorm weight: norm gains stay F32 (or 16-bit) when a model's
+    /// matrices are quantized.</summary>
+    protected static NotSupportedException QuantizedNorm(WeightType type) =>
+        new($"RMSNorm weights cannot be {type}: norms stay F32, F16 or BF16 when a model is quantized");
+
     /// <summary>Waits until all queued work is done.</summary>
     public abstract void Synchronize();
 
