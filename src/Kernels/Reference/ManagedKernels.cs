@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace Kangaroo.Native.Kernels.Reference;
@@ -17,7 +18,8 @@ namespace Kangaroo.Native.Kernels.Reference;
 /// (<see cref="Dot4"/>: 4 weight rows x 1 input row for decode, 1 query x 4 keys for attention;
 /// <see cref="Dot2x4"/>: 2 weight rows x 4 input rows for blocks, <see cref="Dot2x2"/> for their last
 /// one or two rows; <see cref="Dot4x1{TWidening}"/>:
-/// the decode tile over 16-bit rows) only decide which dot products run side by side, for
+/// the decode tile over 16-bit rows; <see cref="Dot4x1Blocks{TBlocks}"/>: over quantized rows) only
+/// decide which dot products run side by side, for
 /// instruction-level parallelism and so that a vector loaded once serves several. So a block of rows
 /// gives bit-identical results to one-row calls.
 ///
@@ -246,6 +248,61 @@ internal static class ManagedKernels
         result[3] = s3;
     }
 
+    /// <summary>Whether <see cref="Dot4x1Blocks{TBlocks}"/> runs here: it dequantizes in AVX2 registers,
+    /// 8 lanes, which is the canonical order only where <see cref="Vector{T}"/> has 8 float lanes.</summary>
+    public static bool CanDot4x1Blocks => Avx2.IsSupported && Fma.IsSupported && Width == 8;
+
+    /// <summary><see cref="Dot4"/> of one input row x with four consecutive rows of block-quantized weights
+    /// (w holds 4 rows of <paramref name="rowBytes"/>), dequantized in registers: each 8 quants are
+    /// sign-extended from memory, converted and multiplied by the block's scale (d * q, exact), then
+    /// multiply-added, so the products and their order are those of the f32 dot product of the
+    /// dequantized rows (x.Length is a multiple of 32: no leftover columns). Needs
+    /// <see cref="CanDot4x1Blocks"/>; elsewhere the rows are dequantized into scratch first.</summary>
+    public static unsafe void Dot4x1Blocks<TBlocks>(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<float> x, Span<float> result) where TBlocks : IBlockDequantizing
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        fixed (byte* pw = w)
+        fixed (float* px = x)
+        {
+            for (int offset = 0, column = 0; offset < rowBytes; offset += TBlocks.BlockBytes, column += BlockLength)
+            {
+                var (x0, x1, x2, x3) = (Avx.LoadVector256(px + column), Avx.LoadVector256(px + column + 8), Avx.LoadVector256(px + column + 16), Avx.LoadVector256(px + column + 24));
+                a0 = TBlocks.MultiplyAdd(pw + offset, x0, x1, x2, x3, a0);
+                a1 = TBlocks.MultiplyAdd(pw + rowBytes + offset, x0, x1, x2, x3, a1);
+                a2 = TBlocks.MultiplyAdd(pw + 2 * rowBytes + offset, x0, x1, x2, x3, a2);
+                a3 = TBlocks.MultiplyAdd(pw + 3 * rowBytes + offset, x0, x1, x2, x3, a3);
+            }
+        }
+        result[0] = Vector.Sum(a0.AsVector());
+        result[1] = Vector.Sum(a1.AsVector());
+        result[2] = Vector.Sum(a2.AsVector());
+        result[3] = Vector.Sum(a3.AsVector());
+    }
+
+    /// <summary>Values per quantized block.</summary>
+    public const int BlockLength = WeightTypes.BlockLength;
+
+    /// <summary>Quantized rows (whole blocks, one after another) to float32: d * q, exactly.</summary>
+    public static void Dequantize<TBlocks>(ReadOnlySpan<byte> blocks, Span<float> destination) where TBlocks : IBlockDequantizing
+    {
+        for (int offset = 0, b = 0; offset < blocks.Length; offset += TBlocks.BlockBytes, b++)
+            DequantizeBlock<TBlocks>(blocks.Slice(offset, TBlocks.BlockBytes), destination.Slice(b * BlockLength, BlockLength));
+    }
+
+    /// <summary>One block [f16 d | quants] to its 32 values: the signed quants widened to int32, converted
+    /// and multiplied by d (exact: at most 11 + 8 significant bits).</summary>
+    private static void DequantizeBlock<TBlocks>(ReadOnlySpan<byte> block, Span<float> destination) where TBlocks : IBlockDequantizing
+    {
+        var d = Vector256.Create(F16Widening.Widen(BitConverter.ToUInt16(block)));
+        var (low, high) = Vector256.Widen(TBlocks.Quants(block[2..]));
+        var (q0, q1) = Vector256.Widen(low);
+        var (q2, q3) = Vector256.Widen(high);
+        (Vector256.ConvertToSingle(q0) * d).CopyTo(destination);
+        (Vector256.ConvertToSingle(q1) * d).CopyTo(destination[8..]);
+        (Vector256.ConvertToSingle(q2) * d).CopyTo(destination[16..]);
+        (Vector256.ConvertToSingle(q3) * d).CopyTo(destination[24..]);
+    }
+
     private static Vector<float> WidenLanes<TWidening>(ReadOnlySpan<ushort> bits, Span<float> lanes) where TWidening : IHalfWidening
     {
         for (var i = 0; i < lanes.Length; i++) lanes[i] = TWidening.Widen(bits[i]);
@@ -293,7 +350,14 @@ internal readonly struct F16Widening : IHalfWidening
         (low, high) = (Widen(l), Widen(h));
     }
 
-    public static float Widen(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
+    /// <summary>One half, with the vector path's bit trick below (a few integer operations, where the
+    /// Half conversion branches): what a quantized block's scale is widened with.</summary>
+    public static float Widen(ushort bits)
+    {
+        var widened = ((int)((uint)bits << 16) >> 3) & unchecked((int)0x8FFFE000);
+        var value = BitConverter.Int32BitsToSingle(widened) * 5.192296858534828e+33f; // 2^112
+        return MathF.Abs(value) >= 65536f ? BitConverter.Int32BitsToSingle(widened | 0x7F800000) : value;
+    }
 
         /// <summary>Half to float on 32-bit lanes holding the 16-bit pattern. (h << 16) >> 3, arithmetic,
         /// puts sign, exponent and mantissa in a float's places (the sign also lands in bits 30..28, which
@@ -322,4 +386,61 @@ internal readonly struct BF16Widening : IHalfWidening
     }
 
     public static float Widen(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+}
+
+/// <summary>The quants of a block-quantized type as 32 signed values in column order.</summary>
+internal interface IBlockDequantizing
+{
+    /// <summary>Bytes per block: the f16 scale and the quants.</summary>
+    static abstract int BlockBytes { get; }
+
+    /// <summary>The quants (the bytes after the scale) as q, so that value j = d * q[j].</summary>
+    static abstract Vector256<sbyte> Quants(ReadOnlySpan<byte> quants);
+
+    /// <summary>acc + x_k * w_k for the block's four 8-value vectors k in column order (one fused
+    /// multiply-add each), w_k = d * q dequantized in AVX2 registers.</summary>
+    static abstract unsafe Vector256<float> MultiplyAdd(byte* block, Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3, Vector256<float> acc);
+}
+
+/// <summary>Q8_0: 32 int8 quants.</summary>
+internal readonly struct Q8_0Blocks : IBlockDequantizing
+{
+    public static int BlockBytes => 2 + ManagedKernels.BlockLength;
+
+    public static Vector256<sbyte> Quants(ReadOnlySpan<byte> quants) => Vector256.Create(quants[..32]).AsSByte();
+
+    public static unsafe Vector256<float> MultiplyAdd(byte* block, Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3, Vector256<float> acc)
+    {
+        var d = Vector256.Create(F16Widening.Widen(*(ushort*)block));
+        var q = (sbyte*)(block + 2);
+        acc = Fma.MultiplyAdd(x0, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q)) * d, acc);
+        acc = Fma.MultiplyAdd(x1, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 8)) * d, acc);
+        acc = Fma.MultiplyAdd(x2, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 16)) * d, acc);
+        return Fma.MultiplyAdd(x3, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 24)) * d, acc);
+    }
+}
+
+/// <summary>Q4_0: 16 bytes, value j in the low nibble of byte j and value 16 + j in its high nibble, offset by 8.</summary>
+internal readonly struct Q4_0Blocks : IBlockDequantizing
+{
+    public static int BlockBytes => 2 + ManagedKernels.BlockLength / 2;
+
+    public static Vector256<sbyte> Quants(ReadOnlySpan<byte> quants)
+    {
+        var bytes = Vector128.Create(quants[..16]);
+        return Vector256.Create(bytes & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(bytes, 4)).AsSByte() - Vector256.Create((sbyte)8);
+    }
+
+    public static unsafe Vector256<float> MultiplyAdd(byte* block, Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3, Vector256<float> acc)
+    {
+        var d = Vector256.Create(F16Widening.Widen(*(ushort*)block));
+        var bytes = Sse2.LoadVector128(block + 2);
+        var eight = Vector128.Create((sbyte)8);
+        var low = (bytes & Vector128.Create((byte)0x0F)).AsSByte() - eight; // values 0..15
+        var high = Vector128.ShiftRightLogical(bytes, 4).AsSByte() - eight; // values 16..31
+        acc = Fma.MultiplyAdd(x0, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(low)) * d, acc);
+        acc = Fma.MultiplyAdd(x1, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(low, 8))) * d, acc);
+        acc = Fma.MultiplyAdd(x2, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(high)) * d, acc);
+        return Fma.MultiplyAdd(x3, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(high, 8))) * d, acc);
+    }
 }
