@@ -42,12 +42,14 @@ public abstract class ModelCheckpoint : IDisposable
         return tensor;
     }
 
-    /// <summary>Opens a Hugging Face model directory (config.json + safetensors) or a llama2.c checkpoint (.bin).</summary>
+    /// <summary>Opens a Hugging Face model directory (config.json + safetensors), a GGUF file (told by
+    /// its magic, whatever its name) or a llama2.c checkpoint (.bin).</summary>
     public static ModelCheckpoint Open(string path)
     {
         if (Directory.Exists(path)) return HfModelDirectory.Open(path);
         if (File.Exists(path))
         {
+            if (GgufFile.HasMagic(path)) return GgufCheckpoint.Open(path);
             if (Path.GetFileName(path) is "config.json" || path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
                 return HfModelDirectory.Open(Path.GetDirectoryName(Path.GetFullPath(path))!);
             return Llama2cCheckpoint.Open(path);
