@@ -30,12 +30,13 @@ public static class KernelBench
         var cases = new List<Case> { Copy(quick ? 16 << 20 : 64 << 20) };
         foreach (var (o, i) in TinyShapes) cases.Add(MatMul(o, i, WeightType.F32, 1));
         cases.Add(MatMul(512, 64, WeightType.F32, 4));
-        foreach (var type in new[] { WeightType.F32, WeightType.F16, WeightType.BF16 })
+        foreach (var type in new[] { WeightType.F32, WeightType.F16, WeightType.BF16, WeightType.Q8_0, WeightType.Q4_0 })
             foreach (var (o, i) in quick ? LlamaShapes[..2] : LlamaShapes)
                 cases.Add(MatMul(o, i, type, 1));
         foreach (var rows in new[] { 8, 64 })
-            foreach (var (o, i) in quick ? LlamaShapes[..1] : LlamaShapes[..3])
-                cases.Add(MatMul(o, i, WeightType.F16, rows));
+            foreach (var type in new[] { WeightType.F16, WeightType.Q8_0, WeightType.Q4_0 })
+                foreach (var (o, i) in quick ? LlamaShapes[..1] : LlamaShapes[..3])
+                    cases.Add(MatMul(o, i, type, rows));
         if (!quick) cases.Add(MatMul(2048, 2048, WeightType.F32, 8));
         foreach (var rows in new[] { 1, 2, 4 })
             foreach (var (o, i) in quick ? VerifyShapes[..1] : VerifyShapes)
@@ -133,11 +134,13 @@ public static class KernelBench
         return values;
     }
 
+    /// <summary>Values as weight bytes; quantized types with llama.cpp's rounding (whole blocks of 32).</summary>
     public static byte[] Encode(float[] values, WeightType type) => type switch
     {
         WeightType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
         WeightType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
-        _ => MemoryMarshal.AsBytes(values.Select(CheckpointConverter.ToBFloat16).ToArray().AsSpan()).ToArray(),
+        WeightType.BF16 => MemoryMarshal.AsBytes(values.Select(CheckpointConverter.ToBFloat16).ToArray().AsSpan()).ToArray(),
+        _ => CheckpointConverter.Encode(TensorData.FromFloats(values, values.Length), type == WeightType.Q8_0 ? DType.Q8_0 : DType.Q4_0),
     };
 
     private static DeviceTensor Tensor(ComputeDevice d, float[] values)
@@ -154,8 +157,6 @@ public static class KernelBench
         return result;
     };
 
-    private static int TypeSize(WeightType type) => type == WeightType.F32 ? 4 : 2;
-
     /// <summary>A device-to-device copy of a large buffer: the bandwidth the other kernels are measured against.</summary>
     public static Case Copy(int length) =>
         new("copy", $"{length * 4L >> 20} MiB", "-", 1, 8L * length, 0, d =>
@@ -170,7 +171,7 @@ public static class KernelBench
         var weightBytes = Encode(weightValues, type);
         var input = Random(rows * inDim, 2);
         return new Case("matmul", $"{outDim}x{inDim}", type.ToString().ToLowerInvariant(), rows,
-            (long)outDim * inDim * TypeSize(type) + 4L * rows * (inDim + outDim), 2L * rows * inDim * outDim, d =>
+            outDim * type.RowBytes(inDim) + 4L * rows * (inDim + outDim), 2L * rows * inDim * outDim, d =>
             {
                 var w = d.UploadWeight(type, weightBytes, outDim, inDim);
                 var x = Tensor(d, input);

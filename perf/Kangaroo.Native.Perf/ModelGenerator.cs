@@ -26,6 +26,8 @@ public static class ModelGenerator
 
     public static void Write(string directory, LlamaConfig config, DType type, string baseTokenizer, int seed = 1234)
     {
+        if (type.IsQuantized())
+            throw new ArgumentException($"make-model writes safetensors, which has no {type}; quantize at load with --weights instead", nameof(type));
         Directory.CreateDirectory(directory);
         var expected = ModelCheckpoint.Names.Expected(config);
         var specs = expected.Select(t => new SafeTensorSpec(t.Name, type, t.Shape)).ToList();
@@ -44,7 +46,7 @@ public static class ModelGenerator
     /// <summary>count values: uniform in [-scale, scale], or all 1 when scale is 0.</summary>
     private static byte[] Fill(int count, DType type, float scale, int seed)
     {
-        var bytes = new byte[(long)count * type.Size()];
+        var bytes = new byte[type.ByteCount(count)];
         var state = (ulong)seed * 0x9E3779B97F4A7C15UL | 1;
         float Next()
         {
@@ -64,7 +66,7 @@ public static class ModelGenerator
                 var halves = MemoryMarshal.Cast<byte, Half>(bytes.AsSpan());
                 for (var i = 0; i < count; i++) halves[i] = (Half)Next();
                 break;
-            default:
+            case DType.BF16:
                 var bf16 = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
                 for (var i = 0; i < count; i++) bf16[i] = CheckpointConverter.ToBFloat16(Next());
                 break;

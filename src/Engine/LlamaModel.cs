@@ -140,18 +140,19 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>Uploads weights [rows_i, cols] one under another as one [sum rows_i, cols] matrix, so that
     /// one matmul computes every projection (each output element is the same dot product as with the
-    /// separate matrices). Parts of different element types are stacked as F32.</summary>
+    /// separate matrices). Parts of different element types are stacked as F32. Quantized rows are
+    /// whole blocks, so stacking them is stacking their bytes.</summary>
     private static DeviceWeight UploadStacked(ModelCheckpoint checkpoint, ComputeDevice device, int cols, params (string Name, int Rows)[] parts)
     {
         var types = parts.Select(p => checkpoint.Read(p.Name, p.Rows, cols).Type).Distinct().ToArray();
         var type = types.Length == 1 ? types[0] : DType.F32;
         var rows = parts.Sum(p => p.Rows);
-        var stacked = new byte[(long)rows * cols * type.Size()];
+        var stacked = new byte[type.ByteCount(rows, cols)];
         var offset = 0;
         foreach (var (name, partRows) in parts)
         {
             var tensor = checkpoint.Read(name, partRows, cols);
-            var target = stacked.AsSpan(offset, partRows * cols * type.Size());
+            var target = stacked.AsSpan(offset, checked((int)type.ByteCount(partRows, cols)));
             if (tensor.Type == type) tensor.Bytes.CopyTo(target);
             else TensorData.Widen(tensor.Type, tensor.Bytes, MemoryMarshal.Cast<byte, float>(target));
             offset += target.Length;
@@ -163,7 +164,10 @@ public sealed class LlamaModel : IDisposable
     {
         DType.F32 => WeightType.F32,
         DType.F16 => WeightType.F16,
-        _ => WeightType.BF16,
+        DType.BF16 => WeightType.BF16,
+        DType.Q8_0 => WeightType.Q8_0,
+        DType.Q4_0 => WeightType.Q4_0,
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "no device weight type"),
     };
 
     /// <summary>Shape plus a hash of the first row of the embedding and the final norm, as floats, so
@@ -173,7 +177,7 @@ public sealed class LlamaModel : IDisposable
         var c = checkpoint.Config;
         var embedding = checkpoint.Read(N.Embedding, c.VocabSize, c.Dim);
         var row = new float[c.Dim];
-        TensorData.Widen(embedding.Type, embedding.Bytes[..(c.Dim * embedding.Type.Size())], row);
+        TensorData.Widen(embedding.Type, embedding.Bytes[..checked((int)embedding.Type.ByteCount(c.Dim))], row);
         var norm = checkpoint.Read(N.FinalNorm, c.Dim).ToFloats();
         var sum = 0.0;
         for (var i = 0; i < c.Dim; i++) sum += Math.Round(row[i] * 256) * (i + 1) + Math.Round(norm[i] * 256) * (i + 7);
@@ -300,7 +304,8 @@ public sealed class LlamaModel : IDisposable
     public long HeadBytes => _finalNorm.Bytes + _lmHead.Bytes;
 
     /// <summary>Rows <paramref name="ids"/> of the LM head as a new [ids.Count, dim] weight in the head's
-    /// own element type (a draft vocabulary's head); the device refuses ids outside the vocabulary.</summary>
+    /// own element type, or F32 for a quantized head (its dequantized values, exactly) (a draft
+    /// vocabulary's head); the device refuses ids outside the vocabulary.</summary>
     public DeviceWeight GatherHeadRows(int[] ids)
     {
         var dim = Config.Dim;
@@ -310,13 +315,14 @@ public sealed class LlamaModel : IDisposable
             Device.Embed(ids, _lmHead, rows);
             Device.Download(rows, values);
         }
-        var bytes = _lmHead.Type switch // exact: the values were widened from this type
+        var type = _lmHead.Type.IsQuantized() ? WeightType.F32 : _lmHead.Type;
+        var bytes = type switch // exact: the values were widened from this type
         {
             WeightType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
             WeightType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
             _ => MemoryMarshal.AsBytes(values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray().AsSpan()).ToArray(),
         };
-        return Device.UploadWeight(_lmHead.Type, bytes, ids.Length, dim);
+        return Device.UploadWeight(type, bytes, ids.Length, dim);
     }
 
     public void Dispose()

@@ -17,6 +17,8 @@ public static class CheckpointConverter
         ArgumentNullException.ThrowIfNull(source);
         ArgumentException.ThrowIfNullOrEmpty(outputDirectory);
         if (!Enum.IsDefined(type)) throw new ArgumentException($"unknown dtype {type}", nameof(type));
+        if (type.IsQuantized())
+            throw new ArgumentException($"{outputDirectory}: a Hugging Face directory holds safetensors, which has no {type} type", nameof(type));
         var output = Path.GetFullPath(outputDirectory);
         if (string.Equals(output.TrimEnd(Path.DirectorySeparatorChar), Path.GetFullPath(source.Source).TrimEnd(Path.DirectorySeparatorChar), StringComparison.Ordinal))
             throw new ArgumentException($"{outputDirectory}: the output directory is the model being converted", nameof(outputDirectory));
@@ -68,7 +70,9 @@ public static class CheckpointConverter
         return written;
     }
 
-    /// <summary>The tensor's values as little-endian bytes of <paramref name="type"/>; same-type data is copied as is.</summary>
+    /// <summary>The tensor's values as little-endian bytes of <paramref name="type"/>; same-type data is
+    /// copied as is, and a quantized type is quantized with llama.cpp's reference rounding
+    /// (<see cref="Quantization"/>; rows must be whole blocks).</summary>
     public static byte[] Encode(TensorData tensor, DType type)
     {
         if (tensor.Type == type) return tensor.Bytes.ToArray();
@@ -81,11 +85,15 @@ public static class CheckpointConverter
                 var halves = new Half[values.Length];
                 System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(values, halves);
                 return MemoryMarshal.AsBytes(halves.AsSpan()).ToArray();
-            default:
+            case DType.BF16:
                 var result = new byte[values.Length * 2];
                 var bf16 = MemoryMarshal.Cast<byte, ushort>(result.AsSpan());
                 for (var i = 0; i < values.Length; i++) bf16[i] = ToBFloat16(values[i]);
                 return result;
+            default:
+                var blocks = new byte[type.ByteCount(tensor.Shape)];
+                Quantization.Quantize(type, values, blocks);
+                return blocks;
         }
     }
 

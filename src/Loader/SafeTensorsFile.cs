@@ -148,7 +148,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             throw Error($"tensor '{name}': data_offsets [{begin}, {end}] are out of range (data section is {dataLength} bytes; file truncated?)");
         var info = new SafeTensorInfo(name, dtype, shape, begin, end);
         // Computed exactly so that absurd shapes cannot wrap around to a size that happens to match.
-        var expected = shape.Aggregate(System.Numerics.BigInteger.One, (a, b) => a * b) * dtype.Size();
+        var expected = shape.Aggregate(System.Numerics.BigInteger.One, (a, b) => a * b) * dtype.BlockBytes(); // safetensors types: one value per block
         if (end - begin != expected)
             throw Error($"tensor '{name}': {end - begin} bytes of data but shape {TensorData.FormatShape(shape)} x {dtypeName} needs {expected}");
         return info;

@@ -5,10 +5,15 @@ namespace Kangaroo.Native.Loader;
 /// <summary>A tensor to write: name, element type, shape and raw little-endian bytes.</summary>
 public sealed record SafeTensorOutput(string Name, DType Type, int[] Shape, byte[] Bytes);
 
-/// <summary>A tensor's header entry, written before its bytes are produced.</summary>
+/// <summary>A tensor's header entry, written before its bytes are produced. Safetensors has no
+/// quantized types: a Q8_0 or Q4_0 spec is refused.</summary>
 public sealed record SafeTensorSpec(string Name, DType Type, int[] Shape)
 {
-    public long ByteCount => Shape.Aggregate(1L, (a, b) => checked(a * b)) * Type.Size();
+    public DType Type { get; init; } = Type.IsQuantized()
+        ? throw new NotSupportedException($"tensor '{Name}': safetensors has no {Type} type (quantized tensors are written as GGUF)")
+        : Type;
+
+    public long ByteCount => Type.ByteCount(Shape);
 }
 
 /// <summary>Writes safetensors files. The file is written beside its destination under a temporary

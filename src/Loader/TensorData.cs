@@ -1,19 +1,20 @@
 namespace Kangaroo.Native.Loader;
 
 /// <summary>A tensor's raw little-endian bytes (borrowed from a memory map or an array), its element
-/// type and its shape, outermost dimension first.</summary>
+/// type and its shape, outermost dimension first. Quantized types hold blocks of 32 values along the
+/// last dimension (<see cref="Quantization"/>).</summary>
 public readonly ref struct TensorData(DType type, int[] shape, ReadOnlySpan<byte> bytes)
 {
     public DType Type { get; } = type;
     public int[] Shape { get; } = shape;
     public ReadOnlySpan<byte> Bytes { get; } = bytes;
 
-    public long ElementCount => Bytes.Length / Type.Size();
+    public long ElementCount => (long)Bytes.Length / Type.BlockBytes() * Type.BlockLength();
 
     public static TensorData FromFloats(ReadOnlySpan<float> values, params int[] shape) =>
         new(DType.F32, shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values));
 
-    /// <summary>The values widened to float32.</summary>
+    /// <summary>The values widened (or dequantized) to float32.</summary>
     public float[] ToFloats()
     {
         var result = new float[ElementCount];
@@ -32,24 +33,30 @@ public readonly ref struct TensorData(DType type, int[] shape, ReadOnlySpan<byte
                 System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(
                     System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(bytes), destination);
                 break;
-            default:
+            case DType.BF16:
                 var halves = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes);
                 for (var i = 0; i < halves.Length; i++)
                     destination[i] = BitConverter.Int32BitsToSingle(halves[i] << 16);
                 break;
+            default:
+                Quantization.Dequantize(type, bytes, destination[..checked((int)((long)bytes.Length / type.BlockBytes() * type.BlockLength()))]);
+                break;
         }
     }
 
-    /// <summary>How many values are NaN or infinite (their exponent bits all set), counted without widening.</summary>
+    /// <summary>How many values are NaN or infinite (their exponent bits all set), counted without widening;
+    /// a quantized block whose f16 scale is NaN or infinite counts all of its 32 values.</summary>
     public long CountNonFinite() => Type switch
     {
         DType.F32 => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(Bytes), 0x7F800000u),
         DType.F16 => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(Bytes), (ushort)0x7C00),
-        _ => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(Bytes), (ushort)0x7F80),
+        DType.BF16 => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(Bytes), (ushort)0x7F80),
+        _ => Quantization.CountNonFiniteScales(Type, Bytes) * Type.BlockLength(),
     };
 
-    /// <summary>True when every byte is zero (an empty tensor included).</summary>
-    public bool IsAllZero => !Bytes.ContainsAnyExcept((byte)0);
+    /// <summary>True when every value is zero (an empty tensor included): every byte, or for a quantized
+    /// tensor every block (a zero scale, or quants that all mean zero).</summary>
+    public bool IsAllZero => Type.IsQuantized() ? Quantization.IsAllZero(Type, Bytes) : !Bytes.ContainsAnyExcept((byte)0);
 
     /// <summary>Values whose bits under <paramref name="mask"/> are all set; vectorised, since every
     /// weight of a model is checked when it is loaded.</summary>

@@ -60,7 +60,8 @@ public sealed partial class IlgpuDevice
         {
             case WeightType.F32: TrainF32.RmsNormInput(config, x, new F32Weights(w.Floats), dy, dx, scales, dim, eps, write, add); break;
             case WeightType.F16: TrainF16.RmsNormInput(config, x, new F16Weights(w.Halves), dy, dx, scales, dim, eps, write, add); break;
-            default: TrainBF16.RmsNormInput(config, x, new BF16Weights(w.Halves), dy, dx, scales, dim, eps, write, add); break;
+            case WeightType.BF16: TrainBF16.RmsNormInput(config, x, new BF16Weights(w.Halves), dy, dx, scales, dim, eps, write, add); break;
+            default: throw QuantizedNorm(w.Type);
         }
         _rmsNormWeightGradient ??= _accelerator.LoadAutoGroupedStreamKernel(
             Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>>(RmsNormBackwardKernel.WeightGradient));
@@ -79,7 +80,8 @@ public sealed partial class IlgpuDevice
         {
             case WeightType.F32: TrainF32.MatMulInput(elements, dy, new F32Weights(w.Floats), dx, w.Cols, w.Rows, add); break;
             case WeightType.F16: TrainF16.MatMulInput(elements, dy, new F16Weights(w.Halves), dx, w.Cols, w.Rows, add); break;
-            default: TrainBF16.MatMulInput(elements, dy, new BF16Weights(w.Halves), dx, w.Cols, w.Rows, add); break;
+            case WeightType.BF16: TrainBF16.MatMulInput(elements, dy, new BF16Weights(w.Halves), dx, w.Cols, w.Rows, add); break;
+            default: throw new NotSupportedException($"adapter training reads the LM head as F32, F16 or BF16, not {w.Type}: train the adapter on the unquantized model");
         }
     }
 

@@ -8,7 +8,9 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 /// <summary>
 /// A <see cref="ComputeDevice"/> over one ILGPU accelerator: <c>cuda</c>, <c>opencl</c> or
 /// <c>ilgpu-cpu</c> (ILGPU's CPU emulator, for testing kernels only). Tensors are views of float
-/// buffers; F16/BF16 weights stay 16-bit (ushort buffers) and are widened inside the kernels.
+/// buffers; F16/BF16 weights stay 16-bit (ushort buffers) and are widened inside the kernels; Q8_0/Q4_0
+/// weights stay quantized (a scale buffer and a quant buffer, <see cref="IBlockRows"/>) and are
+/// dequantized inside the kernels.
 /// Every kernel is compiled once, on first use, and cached. All work is queued on the accelerator's
 /// default stream, so calls are ordered; <see cref="Download"/> and <see cref="ArgMax"/> synchronise.
 /// Create instances through <see cref="Devices.Create"/>.
@@ -21,6 +23,8 @@ public sealed partial class IlgpuDevice : ComputeDevice
     private readonly WeightKernels<F32Weights> _f32;
     private readonly WeightKernels<F16Weights> _f16;
     private readonly WeightKernels<BF16Weights> _bf16;
+    private readonly BlockKernels<Q8_0Weights> _q8;
+    private readonly BlockKernels<Q4_0Weights> _q4;
 
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>? _rope;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? _attention;
@@ -47,6 +51,8 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _f32 = new WeightKernels<F32Weights>(this);
         _f16 = new WeightKernels<F16Weights>(this);
         _bf16 = new WeightKernels<BF16Weights>(this);
+        _q8 = new BlockKernels<Q8_0Weights>(this);
+        _q4 = new BlockKernels<Q4_0Weights>(this);
         _tokens = accelerator.Allocate1D<int>(64);
         _argMaxResult = accelerator.Allocate1D<int>(128);
     }
@@ -108,7 +114,9 @@ public sealed partial class IlgpuDevice : ComputeDevice
         {
             case WeightType.F32: _f32.Embed(length, ids, new F32Weights(weight.Floats), o, weight.Cols); break;
             case WeightType.F16: _f16.Embed(length, ids, new F16Weights(weight.Halves), o, weight.Cols); break;
-            default: _bf16.Embed(length, ids, new BF16Weights(weight.Halves), o, weight.Cols); break;
+            case WeightType.BF16: _bf16.Embed(length, ids, new BF16Weights(weight.Halves), o, weight.Cols); break;
+            case WeightType.Q8_0: _q8.Values.Embed(length, ids, weight.Q8_0, o, weight.Cols); break;
+            default: _q4.Values.Embed(length, ids, weight.Q4_0, o, weight.Cols); break;
         }
     }
 
@@ -124,7 +132,8 @@ public sealed partial class IlgpuDevice : ComputeDevice
         {
             case WeightType.F32: _f32.RmsNorm(config, x, new F32Weights(w.Floats), y, dim, eps); break;
             case WeightType.F16: _f16.RmsNorm(config, x, new F16Weights(w.Halves), y, dim, eps); break;
-            default: _bf16.RmsNorm(config, x, new BF16Weights(w.Halves), y, dim, eps); break;
+            case WeightType.BF16: _bf16.RmsNorm(config, x, new BF16Weights(w.Halves), y, dim, eps); break;
+            default: throw QuantizedNorm(w.Type);
         }
     }
 
@@ -140,7 +149,9 @@ public sealed partial class IlgpuDevice : ComputeDevice
         {
             case WeightType.F32: _f32.MatMul(config, x, new F32Weights(w.Floats), y, rows, w.Cols, w.Rows, add); break;
             case WeightType.F16: _f16.MatMul(config, x, new F16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
-            default: _bf16.MatMul(config, x, new BF16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
+            case WeightType.BF16: _bf16.MatMul(config, x, new BF16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
+            case WeightType.Q8_0: _q8.MatMul(config, x, w.Q8_0, y, rows, w.Cols, w.Rows, add); break;
+            default: _q4.MatMul(config, x, w.Q4_0, y, rows, w.Cols, w.Rows, add); break;
         }
     }
 
@@ -281,6 +292,18 @@ public sealed partial class IlgpuDevice : ComputeDevice
             ? w
             : throw new ArgumentException($"weight belongs to another device ({weight.GetType().Name}), not to {Kind}");
 
+    /// <summary>The kernels that read block-quantized weights: value by value (<see cref="Values"/>:
+    /// the embedding lookup) and the block matmul, compiled on first use.</summary>
+    private sealed class BlockKernels<TBlocks>(IlgpuDevice device) where TBlocks : struct, IBlockRows
+    {
+        private Action<KernelConfig, ArrayView<float>, TBlocks, ArrayView<float>, int, int, int, int>? _matMul;
+
+        public WeightKernels<TBlocks> Values { get; } = new(device);
+
+        public Action<KernelConfig, ArrayView<float>, TBlocks, ArrayView<float>, int, int, int, int> MatMul =>
+            _matMul ??= device._accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, TBlocks, ArrayView<float>, int, int, int, int>>(MatMulKernel.MatMulBlocks<TBlocks>));
+    }
+
     /// <summary>The kernels that read weights, compiled on first use for one weight reader type.</summary>
     private sealed class WeightKernels<TWeights>(IlgpuDevice device) where TWeights : struct, IWeightRows
     {
@@ -327,6 +350,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
     {
         private MemoryBuffer1D<float, Stride1D.Dense>? _floats;
         private MemoryBuffer1D<ushort, Stride1D.Dense>? _halves;
+        private MemoryBuffer1D<int, Stride1D.Dense>? _quants;
 
         public IlgpuWeight(IlgpuDevice owner, WeightType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
         {
@@ -338,6 +362,23 @@ public sealed partial class IlgpuDevice : ComputeDevice
                 _floats = owner._accelerator.Allocate1D<float>(count);
                 _floats.View.BaseView.SubView(0, (long)rows * cols).CopyFromCPU(MemoryMarshal.Cast<byte, float>(data));
             }
+            else if (type.IsQuantized())
+            {
+                // Blocks [d | quants] split into a scale buffer (halves) and a word buffer (quants).
+                var blocks = (int)((long)rows * cols / WeightTypes.BlockLength);
+                var blockBytes = (int)(Bytes / Math.Max(1, blocks));
+                var words = (blockBytes - 2) / 4;
+                var scales = new ushort[Math.Max(1, blocks)];
+                var quants = new int[Math.Max(1, blocks * words)];
+                for (var b = 0; b < blocks; b++)
+                {
+                    var block = data.Slice(b * blockBytes, blockBytes);
+                    scales[b] = BitConverter.ToUInt16(block);
+                    MemoryMarshal.Cast<byte, int>(block[2..]).CopyTo(quants.AsSpan(b * words, words));
+                }
+                _halves = owner._accelerator.Allocate1D(scales);
+                _quants = owner._accelerator.Allocate1D(quants);
+            }
             else
             {
                 _halves = owner._accelerator.Allocate1D<ushort>(count);
@@ -348,6 +389,9 @@ public sealed partial class IlgpuDevice : ComputeDevice
         public IlgpuDevice Owner { get; }
         public ArrayView<float> Floats => (_floats ?? throw new ObjectDisposedException(nameof(IlgpuWeight))).View;
         public ArrayView<ushort> Halves => (_halves ?? throw new ObjectDisposedException(nameof(IlgpuWeight))).View;
+        private ArrayView<int> Quants => (_quants ?? throw new ObjectDisposedException(nameof(IlgpuWeight))).View;
+        public Q8_0Weights Q8_0 => new(Halves, Quants);
+        public Q4_0Weights Q4_0 => new(Halves, Quants);
 
         public override void Dispose()
         {
@@ -355,8 +399,10 @@ public sealed partial class IlgpuDevice : ComputeDevice
             Owner.AllocatedBytes -= Bytes;
             _floats?.Dispose();
             _halves?.Dispose();
+            _quants?.Dispose();
             _floats = null;
             _halves = null;
+            _quants = null;
         }
     }
 }

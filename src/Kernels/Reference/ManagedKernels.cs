@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Kangaroo.Native.Kernels.Reference;
 
@@ -15,7 +16,8 @@ namespace Kangaroo.Native.Kernels.Reference;
 /// (<see cref="Dot4"/>: 4 weight rows x 1 input row for decode, 1 query x 4 keys for attention;
 /// <see cref="Dot2x4"/>: 2 weight rows x 4 input rows for blocks, <see cref="Dot2x2"/> for their last
 /// one or two rows; <see cref="Dot4x1{TWidening}"/>:
-/// the decode tile over 16-bit rows) only decide which dot products run side by side, for
+/// the decode tile over 16-bit rows; <see cref="Dot4x1Blocks{TBlocks}"/>: over quantized rows) only
+/// decide which dot products run side by side, for
 /// instruction-level parallelism and so that a vector loaded once serves several. So a block of rows
 /// gives bit-identical results to one-row calls.
 /// </summary>
@@ -205,6 +207,61 @@ internal static class ManagedKernels
         result[3] = s3;
     }
 
+    /// <summary><see cref="Dot4"/> of one input row x with four consecutive rows of block-quantized weights
+    /// (w holds 4 rows of <paramref name="rowBytes"/>): each block of the four rows is dequantized (d * q,
+    /// exact) into a 32-float tile in L1 and consumed at once, so the products and their order are those
+    /// of the f32 dot product of the dequantized rows (x.Length is a multiple of 32, and so of the vector
+    /// width: there are no leftover columns).</summary>
+    public static void Dot4x1Blocks<TBlocks>(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<float> x, Span<float> result) where TBlocks : IBlockDequantizing
+    {
+        const int L = BlockLength;
+        var perBlock = L / Width;
+        var vx = MemoryMarshal.Cast<float, Vector<float>>(x);
+        Span<float> tile = stackalloc float[4 * L];
+        var vt = MemoryMarshal.Cast<float, Vector<float>>(tile);
+        Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int b = 0, offset = 0; offset < rowBytes; b++, offset += TBlocks.BlockBytes)
+        {
+            for (var r = 0; r < 4; r++) DequantizeBlock<TBlocks>(w.Slice(r * rowBytes + offset, TBlocks.BlockBytes), tile.Slice(r * L, L));
+            for (var k = 0; k < perBlock; k++)
+            {
+                var xk = vx[b * perBlock + k];
+                a0 = Vector.FusedMultiplyAdd(xk, vt[k], a0);
+                a1 = Vector.FusedMultiplyAdd(xk, vt[perBlock + k], a1);
+                a2 = Vector.FusedMultiplyAdd(xk, vt[2 * perBlock + k], a2);
+                a3 = Vector.FusedMultiplyAdd(xk, vt[3 * perBlock + k], a3);
+            }
+        }
+        result[0] = Vector.Sum(a0);
+        result[1] = Vector.Sum(a1);
+        result[2] = Vector.Sum(a2);
+        result[3] = Vector.Sum(a3);
+    }
+
+    /// <summary>Values per quantized block.</summary>
+    public const int BlockLength = WeightTypes.BlockLength;
+
+    /// <summary>Quantized rows (whole blocks, one after another) to float32: d * q, exactly.</summary>
+    public static void Dequantize<TBlocks>(ReadOnlySpan<byte> blocks, Span<float> destination) where TBlocks : IBlockDequantizing
+    {
+        for (int offset = 0, b = 0; offset < blocks.Length; offset += TBlocks.BlockBytes, b++)
+            DequantizeBlock<TBlocks>(blocks.Slice(offset, TBlocks.BlockBytes), destination.Slice(b * BlockLength, BlockLength));
+    }
+
+    /// <summary>One block [f16 d | quants] to its 32 values: the signed quants widened to int32, converted
+    /// and multiplied by d (exact: at most 11 + 8 significant bits).</summary>
+    private static void DequantizeBlock<TBlocks>(ReadOnlySpan<byte> block, Span<float> destination) where TBlocks : IBlockDequantizing
+    {
+        var d = Vector256.Create((float)BitConverter.ToHalf(block));
+        var (low, high) = Vector256.Widen(TBlocks.Quants(block[2..]));
+        var (q0, q1) = Vector256.Widen(low);
+        var (q2, q3) = Vector256.Widen(high);
+        (Vector256.ConvertToSingle(q0) * d).CopyTo(destination);
+        (Vector256.ConvertToSingle(q1) * d).CopyTo(destination[8..]);
+        (Vector256.ConvertToSingle(q2) * d).CopyTo(destination[16..]);
+        (Vector256.ConvertToSingle(q3) * d).CopyTo(destination[24..]);
+    }
+
     private static Vector<float> WidenLanes<TWidening>(ReadOnlySpan<ushort> bits, Span<float> lanes) where TWidening : IHalfWidening
     {
         for (var i = 0; i < lanes.Length; i++) lanes[i] = TWidening.Widen(bits[i]);
@@ -281,4 +338,34 @@ internal readonly struct BF16Widening : IHalfWidening
     }
 
     public static float Widen(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+}
+
+/// <summary>The quants of a block-quantized type as 32 signed values in column order.</summary>
+internal interface IBlockDequantizing
+{
+    /// <summary>Bytes per block: the f16 scale and the quants.</summary>
+    static abstract int BlockBytes { get; }
+
+    /// <summary>The quants (the bytes after the scale) as q, so that value j = d * q[j].</summary>
+    static abstract Vector256<sbyte> Quants(ReadOnlySpan<byte> quants);
+}
+
+/// <summary>Q8_0: 32 int8 quants.</summary>
+internal readonly struct Q8_0Blocks : IBlockDequantizing
+{
+    public static int BlockBytes => 2 + ManagedKernels.BlockLength;
+
+    public static Vector256<sbyte> Quants(ReadOnlySpan<byte> quants) => Vector256.Create(quants[..32]).AsSByte();
+}
+
+/// <summary>Q4_0: 16 bytes, value j in the low nibble of byte j and value 16 + j in its high nibble, offset by 8.</summary>
+internal readonly struct Q4_0Blocks : IBlockDequantizing
+{
+    public static int BlockBytes => 2 + ManagedKernels.BlockLength / 2;
+
+    public static Vector256<sbyte> Quants(ReadOnlySpan<byte> quants)
+    {
+        var bytes = Vector128.Create(quants[..16]);
+        return Vector256.Create(bytes & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(bytes, 4)).AsSByte() - Vector256.Create((sbyte)8);
+    }
 }

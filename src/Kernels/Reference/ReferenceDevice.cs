@@ -55,6 +55,7 @@ public sealed class ReferenceDevice : ComputeDevice
     public override void RmsNorm(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, float eps)
     {
         var w = (ManagedWeight)weight;
+        if (w.Type.IsQuantized()) throw QuantizedNorm(w.Type);
         var dim = w.Cols;
         Span<float> gamma = dim <= 4096 ? stackalloc float[dim] : new float[dim];
         w.Row(0, gamma);
@@ -317,6 +318,7 @@ public sealed class ReferenceDevice : ComputeDevice
         DeviceTensor dWeight, int rows, float eps, bool accumulate = false)
     {
         var w = (ManagedWeight)weight;
+        if (w.Type.IsQuantized()) throw QuantizedNorm(w.Type);
         var dim = w.Cols;
         var gamma = new float[dim];
         var weighted = new float[dim];
@@ -506,11 +508,13 @@ public sealed class ReferenceDevice : ComputeDevice
     {
         private readonly float[]? _f32;
         private readonly ushort[]? _u16;
+        private readonly byte[]? _blocks;
 
         public ManagedWeight(WeightType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
         {
             if (data.Length != Bytes) throw new ArgumentException($"{data.Length} bytes for a {type} weight [{rows}, {cols}]");
             if (type == WeightType.F32) _f32 = MemoryMarshal.Cast<byte, float>(data).ToArray();
+            else if (type.IsQuantized()) _blocks = data.ToArray();
             else _u16 = MemoryMarshal.Cast<byte, ushort>(data).ToArray();
         }
 
@@ -519,37 +523,54 @@ public sealed class ReferenceDevice : ComputeDevice
 
         [ThreadStatic] private static float[]? t_widened;
 
-        /// <summary>Rows [first, first + count) as floats: the stored rows for F32, else widened into a
-        /// per-thread scratch buffer (valid until the next call on this thread). 16-bit weights stay
-        /// 16-bit in memory; only the rows in use are widened, into cache-resident scratch.</summary>
+        /// <summary>Rows [first, first + count) as floats: the stored rows for F32, else widened (or
+        /// dequantized) into a per-thread scratch buffer (valid until the next call on this thread).
+        /// 16-bit and quantized weights stay so in memory; only the rows in use are widened, into
+        /// cache-resident scratch.</summary>
         public ReadOnlySpan<float> RowBlock(int first, int count)
         {
             var length = count * Cols;
             if (_f32 is not null) return _f32.AsSpan(first * Cols, length);
             if (t_widened is null || t_widened.Length < length) t_widened = new float[Math.Max(length, 4 * Cols)];
             var scratch = t_widened.AsSpan(0, length);
-            Widen(_u16.AsSpan(first * Cols, length), scratch);
+            Widen(first, count, scratch);
             return scratch;
         }
 
-        /// <summary>Dots of rows [first, first + 4) with x; 16-bit rows are widened in registers.</summary>
+        /// <summary>Dots of rows [first, first + 4) with x; 16-bit rows are widened in registers,
+        /// quantized rows dequantized a block at a time.</summary>
         public void Dot4x1(int first, ReadOnlySpan<float> x, Span<float> result)
         {
-            if (_f32 is not null) ManagedKernels.Dot4(x, _f32.AsSpan(first * Cols, Cols), _f32.AsSpan((first + 1) * Cols, Cols), _f32.AsSpan((first + 2) * Cols, Cols), _f32.AsSpan((first + 3) * Cols, Cols), result);
-            else if (Type == WeightType.F16) ManagedKernels.Dot4x1<F16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result);
-            else ManagedKernels.Dot4x1<BF16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result);
+            switch (Type)
+            {
+                case WeightType.F32: ManagedKernels.Dot4(x, _f32.AsSpan(first * Cols, Cols), _f32.AsSpan((first + 1) * Cols, Cols), _f32.AsSpan((first + 2) * Cols, Cols), _f32.AsSpan((first + 3) * Cols, Cols), result); break;
+                case WeightType.F16: ManagedKernels.Dot4x1<F16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result); break;
+                case WeightType.BF16: ManagedKernels.Dot4x1<BF16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result); break;
+                case WeightType.Q8_0: ManagedKernels.Dot4x1Blocks<Q8_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
+                default: ManagedKernels.Dot4x1Blocks<Q4_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
+            }
         }
 
         public void Row(int index, Span<float> destination)
         {
             if (_f32 is not null) _f32.AsSpan(index * Cols, Cols).CopyTo(destination);
-            else Widen(_u16.AsSpan(index * Cols, Cols), destination);
+            else Widen(index, 1, destination);
         }
 
-        private void Widen(ReadOnlySpan<ushort> source, Span<float> destination)
+        private long RowBytes => Type.RowBytes(Cols);
+
+        private ReadOnlySpan<byte> Blocks(int first, int count) => _blocks.AsSpan((int)(first * RowBytes), (int)(count * RowBytes));
+
+        private void Widen(int first, int count, Span<float> destination)
         {
-            if (Type == WeightType.F16) ManagedKernels.Widen<F16Widening>(source, destination);
-            else ManagedKernels.Widen<BF16Widening>(source, destination);
+            var length = count * Cols;
+            switch (Type)
+            {
+                case WeightType.F16: ManagedKernels.Widen<F16Widening>(_u16.AsSpan(first * Cols, length), destination); break;
+                case WeightType.BF16: ManagedKernels.Widen<BF16Widening>(_u16.AsSpan(first * Cols, length), destination); break;
+                case WeightType.Q8_0: ManagedKernels.Dequantize<Q8_0Blocks>(Blocks(first, count), destination); break;
+                default: ManagedKernels.Dequantize<Q4_0Blocks>(Blocks(first, count), destination); break;
+            }
         }
 
         public override void Dispose()

@@ -364,7 +364,7 @@ public sealed unsafe class GgufFile : IDisposable
                 throw Error($"tensor '{name}' has dimension {dimension} (must be 1 to {int.MaxValue})");
         // Innermost first in the file; outermost first here, as everywhere else in the engine.
         var shape = dimensions.Reverse().Select(d => (int)d).ToArray();
-        var (blockValues, blockBytes) = GgmlTypes.Block(type);
+        var (blockValues, blockBytes) = (type.BlockLength(), type.BlockBytes());
         if (dimensions[0] % (ulong)blockValues != 0)
             throw Error($"tensor '{name}': rows of {dimensions[0]} values are not whole {GgmlTypes.Name(ggmlType)} blocks of {blockValues}");
         var bytes = dimensions.Aggregate(BigInteger.One, (a, d) => a * d) / blockValues * blockBytes;
@@ -415,6 +415,4 @@ public static class GgmlTypes
 
     public static uint ToGgml(DType type) => Supported.First(s => s.Type == type).Id;
 
-    /// <summary>How many values one block of <paramref name="type"/> holds, and its bytes.</summary>
-    public static (int Values, int Bytes) Block(DType type) => (1, type.Size());
 }

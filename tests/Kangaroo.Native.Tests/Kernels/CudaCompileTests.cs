@@ -9,7 +9,7 @@ namespace Kangaroo.Native.Tests.Kernels;
 
 /// <summary>
 /// The CUDA tier that needs no GPU: ILGPU's PTX backend compiles every kernel of
-/// src/Kernels/Ilgpu (generic ones once per weight reader) for Volta, Ampere and Hopper. Kernels are
+/// src/Kernels/Ilgpu (generic ones once per weight reader, Q8_0 and Q4_0 included) for Volta, Ampere and Hopper. Kernels are
 /// found by reflection ([IlgpuKernel]), and a guard fails if a kernel class exposes an unmarked
 /// method, so a new kernel that does not compile for CUDA fails here.
 /// </summary>
@@ -18,7 +18,8 @@ public sealed class CudaCompileTests
     private const string KernelNamespace = "Kangaroo.Native.Kernels.Ilgpu";
     private static readonly Assembly KernelAssembly = typeof(IlgpuDevice).Assembly;
 
-    /// <summary>Every kernel instantiation: non-generic kernels as they are, generic ones closed over each weight reader.</summary>
+    /// <summary>Every kernel instantiation: non-generic kernels as they are, generic ones closed over each
+    /// weight reader their constraint admits (the block matmul over the quantized readers only).</summary>
     internal static IReadOnlyList<(MethodInfo Method, KernelGrouping Grouping)> Kernels()
     {
         var readers = KernelAssembly.GetTypes()
@@ -30,7 +31,11 @@ public sealed class CudaCompileTests
         {
             var attribute = method.GetCustomAttribute<IlgpuKernelAttribute>();
             if (attribute is null) continue;
-            if (method.IsGenericMethodDefinition) result.AddRange(readers.Select(r => (method.MakeGenericMethod(r), attribute.Grouping)));
+            if (method.IsGenericMethodDefinition)
+            {
+                var constraints = method.GetGenericArguments()[0].GetGenericParameterConstraints();
+                result.AddRange(readers.Where(r => constraints.All(c => c.IsAssignableFrom(r))).Select(r => (method.MakeGenericMethod(r), attribute.Grouping)));
+            }
             else result.Add((method, attribute.Grouping));
         }
         return result;
@@ -76,6 +81,8 @@ public sealed class CudaCompileTests
         var failures = new List<string>();
         var kernels = Kernels();
         Assert.True(kernels.Count >= 15, $"discovered only {kernels.Count} kernel instantiations");
+        foreach (var blocks in new[] { typeof(Q8_0Weights), typeof(Q4_0Weights) })
+            Assert.Contains(kernels, k => k.Method.Name == nameof(MatMulKernel.MatMulBlocks) && k.Method.GetGenericArguments()[0] == blocks);
         foreach (var (method, grouping) in kernels)
         {
             var name = $"{method.DeclaringType!.Name}.{method.Name}{(method.IsGenericMethod ? $"<{method.GetGenericArguments()[0].Name}>" : "")}";
