@@ -40,6 +40,7 @@ public sealed unsafe class GgufFile : IDisposable
     private readonly MappedFile _map;
     private readonly Dictionary<string, object> _metadata = new(StringComparer.Ordinal);
     private readonly Dictionary<string, GgufTensorInfo> _tensors = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, float[]> _dequantized = new(StringComparer.Ordinal);
     private bool _disposed;
     private long _position;
 
@@ -132,14 +133,26 @@ public sealed unsafe class GgufFile : IDisposable
     public GgufTensorInfo Info(string name) =>
         _tensors.TryGetValue(name, out var info) ? info : throw Error($"tensor '{name}' is missing");
 
-    /// <summary>The tensor's bytes, borrowed from the memory map: valid until the file is disposed.</summary>
+    /// <summary>The tensor's bytes, borrowed from the memory map: valid until the file is disposed.
+    /// Quantized blocks stay as they are, except in a tensor whose rows are not whole blocks (early
+    /// llama.cpp quantized such a tensor as one run of blocks across its rows): the kernels read whole
+    /// blocks per row, so that tensor is dequantized, exactly, to F32, once.</summary>
     public TensorData Read(string name)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var info = Info(name);
         if (info.ByteCount > int.MaxValue)
             throw Error($"tensor '{name}' is {info.ByteCount} bytes; tensors over 2 GiB cannot be read as one span");
-        return new TensorData(info.Type, info.Shape, new ReadOnlySpan<byte>(_map.Start + DataOffset + info.Offset, (int)info.ByteCount));
+        var bytes = new ReadOnlySpan<byte>(_map.Start + DataOffset + info.Offset, (int)info.ByteCount);
+        if (info.Shape[^1] % info.Type.BlockLength() == 0) return new TensorData(info.Type, info.Shape, bytes);
+        if (!_dequantized.TryGetValue(name, out var values))
+        {
+            var count = info.Shape.Aggregate(1L, (a, b) => a * b);
+            if (count > Array.MaxLength) throw Error($"tensor '{name}' has {count} values, too many to dequantize");
+            _dequantized[name] = values = new float[count];
+            Quantization.Dequantize(info.Type, bytes, values);
+        }
+        return TensorData.FromFloats(values, info.Shape);
     }
 
     // Typed metadata: null when the key is absent, an error naming the key when its type is wrong.
@@ -365,9 +378,10 @@ public sealed unsafe class GgufFile : IDisposable
         // Innermost first in the file; outermost first here, as everywhere else in the engine.
         var shape = dimensions.Reverse().Select(d => (int)d).ToArray();
         var (blockValues, blockBytes) = (type.BlockLength(), type.BlockBytes());
-        if (dimensions[0] % (ulong)blockValues != 0)
-            throw Error($"tensor '{name}': rows of {dimensions[0]} values are not whole {GgmlTypes.Name(ggmlType)} blocks of {blockValues}");
-        var bytes = dimensions.Aggregate(BigInteger.One, (a, d) => a * d) / blockValues * blockBytes;
+        var values = dimensions.Aggregate(BigInteger.One, (a, d) => a * d);
+        if (values % blockValues != 0)
+            throw Error($"tensor '{name}': {values} values are not whole {GgmlTypes.Name(ggmlType)} blocks of {blockValues}");
+        var bytes = values / blockValues * blockBytes;
         if (offset % (ulong)Alignment != 0)
             throw Error($"tensor '{name}' starts at data offset {offset}, not a multiple of the alignment {Alignment}");
         if (offset + bytes > dataLength)
@@ -405,7 +419,7 @@ public static class GgmlTypes
     ];
 
     /// <summary>The ggml types the engine reads, with their numbers.</summary>
-    private static readonly (uint Id, DType Type)[] Supported = [(0, DType.F32), (1, DType.F16), (30, DType.BF16)];
+    private static readonly (uint Id, DType Type)[] Supported = [(0, DType.F32), (1, DType.F16), (30, DType.BF16), (8, DType.Q8_0), (2, DType.Q4_0)];
 
     public static string Name(uint id) => id < Names.Length ? Names[id] : "unknown";
 

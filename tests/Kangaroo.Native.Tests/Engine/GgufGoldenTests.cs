@@ -33,8 +33,33 @@ public sealed class GgufGoldenTests(SharedDevices devices) : IClassFixture<Share
     [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void Stories260KF32Version1(string kind) => Check("stories260K-f32-v1.gguf", kind);
 
+    /// <summary>Its ffn_down rows (172 values) are not whole blocks: read dequantized.</summary>
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void Stories260KQ8_0Version2(string kind) => Check("stories260K-q8_0-v2.gguf", kind);
+
     [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void TinyStoriesF16(string kind) => Check("TinyStories-656K-f16.gguf", kind);
+
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void TinyStoriesQ8_0(string kind) => Check("TinyStories-656K-Q8_0.gguf", kind);
+
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void TinyStoriesQ4_0(string kind) => Check("TinyStories-656K-Q4_0.gguf", kind);
+
+    /// <summary>Every record's file is one of the tests above.</summary>
+    [Fact]
+    public void EveryGoldenFileIsTested() => Assert.Equal(
+        ["TinyStories-656K-Q4_0.gguf", "TinyStories-656K-Q8_0.gguf", "TinyStories-656K-f16.gguf", "stories260K-f32-v1.gguf", "stories260K-f32.gguf", "stories260K-q8_0-v2.gguf"],
+        Records.Select(r => r.Model!).Distinct().Order(StringComparer.Ordinal));
+
+    /// <summary>Quantized matrices stay quantized on the device.</summary>
+    [Fact]
+    public void QuantizedWeightsStayQuantized()
+    {
+        using var checkpoint = ModelCheckpoint.Open(ModelPath("TinyStories-656K-Q4_0.gguf"));
+        Assert.Equal(DType.Q4_0, checkpoint.Read(ModelCheckpoint.Names.Layer(0, ModelCheckpoint.Names.Query), 128, 128).Type);
+        Assert.Equal(DType.Q4_0, checkpoint.Read(ModelCheckpoint.Names.LmHead, 2048, 128).Type);
+    }
 
     /// <summary>The stories260K files carry llama2.c's tokenizer: the prompts encode to the golden ids.
     /// (TinyStories-656K's files carry its BPE vocabulary with every score -1000 and no merges, which
@@ -43,6 +68,7 @@ public sealed class GgufGoldenTests(SharedDevices devices) : IClassFixture<Share
     [Theory]
     [InlineData("stories260K-f32.gguf")]
     [InlineData("stories260K-f32-v1.gguf")]
+    [InlineData("stories260K-q8_0-v2.gguf")]
     public void EmbeddedTokenizerEncodesThePrompts(string file)
     {
         var tokenizer = TextTokenizer.Load(ModelPath(file));
