@@ -404,7 +404,7 @@ public sealed unsafe class GgufFile : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        _map?.Dispose();
+        _map.Dispose();
     }
 }
 
