@@ -60,6 +60,7 @@ public static class BenchCommand
             if (result.GetValue(json))
             {
                 Console.WriteLine(JsonSerializer.Serialize(new { device = session.Device.Kind, device_name = session.Device.Name, weight_bytes = session.Model.WeightBytes,
+                    weight_bytes_by_type = WeightBytesByType(session),
                     device_bytes = session.Device.AllocatedBytes, prefill_tokens_per_second = prefill, results,
                     auto = controllers.Select(d => new { plan = d.Controller!.Plan, costs = d.Controller.Costs, fallbacks = d.Controller.Fallbacks }).FirstOrDefault() }));
             }
@@ -149,11 +150,16 @@ public static class BenchCommand
         }).ToList();
     }
 
+    /// <summary>The model's weight bytes per element type, largest first, under the names --weights and --dtype use.</summary>
+    private static Dictionary<string, long> WeightBytesByType(InferenceSession session) =>
+        session.Model.WeightBytesByType.OrderByDescending(t => t.Value).ToDictionary(t => t.Key.ToString().ToLowerInvariant(), t => t.Value);
+
     private static void Print(InferenceSession session, double prefill, List<DecoderResult> results, int promptCount)
     {
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
         AnsiConsole.MarkupLine($"[bold]device[/] {Markup.Escape(session.Device.Kind)} ({Markup.Escape(session.Device.Name)})");
-        AnsiConsole.MarkupLine($"[bold]model[/] {Markup.Escape(session.ModelPath)}: {session.Model.WeightBytes / 1e6:F1} MB of weights, {session.Device.AllocatedBytes / 1e6:F1} MB on the device");
+        var byType = string.Join(", ", WeightBytesByType(session).Select(t => $"{t.Key} {t.Value / 1e6:F1} MB"));
+        AnsiConsole.MarkupLine($"[bold]model[/] {Markup.Escape(session.ModelPath)}: {session.Model.WeightBytes / 1e6:F1} MB of weights ({byType}), {session.Device.AllocatedBytes / 1e6:F1} MB on the device");
         AnsiConsole.MarkupLine($"[bold]prefill[/] {prefill:F0} tokens/s");
         var table = new Table().AddColumns("decoder", "decode tok/s", "speedup", "compression", "CTAR 1..6", "draft", "verify", "other", "tokens", "same output");
         foreach (var r in results)

@@ -27,6 +27,8 @@ public static class DevicesCommand
             AnsiConsole.Write(table);
             using var auto = Devices.Create("auto");
             AnsiConsole.MarkupLine($"--device auto chooses [bold]{auto.Kind}[/] here.");
+            var perBlock = Enum.GetValues<WeightType>().Select(t => $"{t.ToString().ToLowerInvariant()} {t.RowBytes(WeightTypes.BlockLength)} B");
+            AnsiConsole.MarkupLine($"Every device keeps weights in their type; bytes per {WeightTypes.BlockLength} weights: {string.Join(", ", perBlock)} (--weights q8_0|q4_0 quantizes at load).");
             return 0;
         }));
         return command;

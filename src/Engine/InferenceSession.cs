@@ -29,16 +29,18 @@ public sealed class InferenceSession : IDisposable
     /// <summary>Opens a model (Hugging Face directory, GGUF file or llama2.c .bin) on a device; the tokenizer is
     /// <paramref name="tokenizerPath"/> or the one found beside the model. <paramref name="context"/>
     /// is the positions of the KV cache (the longest prompt plus generation), by default
-    /// <see cref="LlamaModel.DefaultContext"/>.</summary>
-    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null)
+    /// <see cref="LlamaModel.DefaultContext"/>. <paramref name="weights"/> Q8_0 or Q4_0 quantizes the
+    /// model's matrices as they are loaded (norms stay as stored; <see cref="LlamaModel.Unquantized"/>
+    /// lists any matrix whose rows are not whole blocks of 32).</summary>
+    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, DType? weights = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(deviceName);
-        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context);
+        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context, weights);
     }
 
     /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the
     /// session owns and disposes it, also when opening fails.</summary>
-    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null)
+    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null, DType? weights = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(modelPath);
         ArgumentNullException.ThrowIfNull(createDevice);
@@ -54,7 +56,7 @@ public sealed class InferenceSession : IDisposable
         var device = createDevice();
         try
         {
-            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context, (tokenizer as HfTokenizer)?.EosIds), tokenizer);
+            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context, (tokenizer as HfTokenizer)?.EosIds, weights), tokenizer);
         }
         catch
         {

@@ -51,23 +51,39 @@ public sealed class LlamaModel : IDisposable
     /// to send the loss gradient back to the adapter.</summary>
     public DeviceWeight LmHead => _lmHead;
 
+    /// <summary>Bytes of weights on the device per element type (q/k/v biases count as F32).</summary>
+    public IReadOnlyDictionary<WeightType, long> WeightBytesByType { get; }
+
+    /// <summary>Matrices left in their stored type when the model was quantized at load, because their
+    /// rows are not whole blocks of 32 (stories260K's down projections, rows of 172).</summary>
+    public IReadOnlyList<string> Unquantized => _unquantized;
+
+    private readonly List<string> _unquantized = [];
+
     /// <param name="context">Positions of the KV cache; by default <see cref="DefaultContext"/>.</param>
     /// <param name="stopIds">Token ids that end generation besides the configuration's eos_token_id
     /// (the tokenizer's eos_token).</param>
-    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null)
+    /// <param name="quantize">Q8_0 or Q4_0: every matrix (the embedding and LM head included) is
+    /// quantized as it is loaded, with llama.cpp's reference rounding, and stays quantized on the
+    /// device; norm gains and biases stay as stored, and so do matrices whose rows are not whole
+    /// blocks (<see cref="Unquantized"/>). Null: weights stay in their stored type.</param>
+    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, DType? quantize = null)
     {
+        if (quantize is { } requested && !requested.IsQuantized())
+            throw new ArgumentException($"weights cannot be quantized to {requested}: expected Q8_0 or Q4_0", nameof(quantize));
         var c = Config = checkpoint.Config with { EosIds = checkpoint.Config.EosIds.Union(stopIds ?? []).ToArray() };
         Device = device;
         DeviceWeight Load(string name, int rows, int cols)
         {
-            var tensor = cols == 0 ? checkpoint.Read(name, rows) : checkpoint.Read(name, rows, cols);
-            var weight = device.UploadWeight(ToWeightType(tensor.Type), tensor.Bytes, cols == 0 ? 1 : rows, cols == 0 ? rows : cols);
+            if (cols != 0) return Stack(cols, (name, rows));
+            var tensor = checkpoint.Read(name, rows);
+            var weight = device.UploadWeight(ToWeightType(tensor.Type), tensor.Bytes, 1, rows);
             _weights.Add(weight);
             return weight;
         }
-        DeviceWeight Stack(params (string Name, int Rows)[] parts)
+        DeviceWeight Stack(int cols, params (string Name, int Rows)[] parts)
         {
-            var weight = UploadStacked(checkpoint, device, c.Dim, parts);
+            var weight = UploadStacked(checkpoint, device, cols, quantize, parts);
             _weights.Add(weight);
             return weight;
         }
@@ -79,16 +95,20 @@ public sealed class LlamaModel : IDisposable
             string Name(string suffix) => N.Layer(l, suffix);
             _layers[l] = new Layer(
                 Load(Name(N.AttentionNorm), c.Dim, 0),
-                Stack((Name(N.Query), c.QueryDim), (Name(N.Key), c.KvDim), (Name(N.Value), c.KvDim)),
+                Stack(c.Dim, (Name(N.Query), c.QueryDim), (Name(N.Key), c.KvDim), (Name(N.Value), c.KvDim)),
                 c.AttentionBias ? UploadBias(checkpoint, device, (Name(N.QueryBias), c.QueryDim), (Name(N.KeyBias), c.KvDim), (Name(N.ValueBias), c.KvDim)) : null,
                 Load(Name(N.Output), c.Dim, c.QueryDim),
                 Load(Name(N.FeedForwardNorm), c.Dim, 0),
-                Stack((Name(N.Gate), c.HiddenDim), (Name(N.Up), c.HiddenDim)),
+                Stack(c.Dim, (Name(N.Gate), c.HiddenDim), (Name(N.Up), c.HiddenDim)),
                 Load(Name(N.Down), c.Dim, c.HiddenDim));
         }
         _finalNorm = Load(N.FinalNorm, c.Dim, 0);
         _lmHead = c.TiedEmbeddings ? _embedding : Load(N.LmHead, c.VocabSize, c.Dim);
-        WeightBytes = _weights.Sum(w => w.Bytes) + _layers.Sum(layer => 4L * (layer.QkvBias?.Length ?? 0));
+        var biasBytes = _layers.Sum(layer => 4L * (layer.QkvBias?.Length ?? 0));
+        WeightBytes = _weights.Sum(w => w.Bytes) + biasBytes;
+        var byType = _weights.GroupBy(w => w.Type).ToDictionary(g => g.Key, g => g.Sum(w => w.Bytes));
+        if (biasBytes > 0) byType[WeightType.F32] = byType.GetValueOrDefault(WeightType.F32) + biasBytes;
+        WeightBytesByType = byType;
         Fingerprint = ComputeFingerprint(checkpoint);
 
         var positions = CheckContext(c, device, WeightBytes, context);
@@ -140,13 +160,21 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>Uploads weights [rows_i, cols] one under another as one [sum rows_i, cols] matrix, so that
     /// one matmul computes every projection (each output element is the same dot product as with the
-    /// separate matrices). Parts of different element types are stacked as F32. Quantized rows are
-    /// whole blocks, so stacking them is stacking their bytes.</summary>
-    private static DeviceWeight UploadStacked(ModelCheckpoint checkpoint, ComputeDevice device, int cols, params (string Name, int Rows)[] parts)
+    /// separate matrices); a single part is uploaded as it is. The matrix is <paramref name="quantize"/>
+    /// when given and its rows are whole blocks; otherwise the parts' own type, or F32 when they differ.
+    /// Quantized rows are whole blocks, so stacking them is stacking their bytes.</summary>
+    private DeviceWeight UploadStacked(ModelCheckpoint checkpoint, ComputeDevice device, int cols, DType? quantize, params (string Name, int Rows)[] parts)
     {
         var types = parts.Select(p => checkpoint.Read(p.Name, p.Rows, cols).Type).Distinct().ToArray();
         var type = types.Length == 1 ? types[0] : DType.F32;
+        if (quantize is { } q)
+        {
+            if (cols % q.BlockLength() == 0) type = q;
+            else _unquantized.AddRange(parts.Select(p => p.Name));
+        }
         var rows = parts.Sum(p => p.Rows);
+        if (parts is [var only] && checkpoint.Read(only.Name, only.Rows, cols) is var single && single.Type == type)
+            return device.UploadWeight(ToWeightType(type), single.Bytes, rows, cols);
         var stacked = new byte[type.ByteCount(rows, cols)];
         var offset = 0;
         foreach (var (name, partRows) in parts)
@@ -154,10 +182,23 @@ public sealed class LlamaModel : IDisposable
             var tensor = checkpoint.Read(name, partRows, cols);
             var target = stacked.AsSpan(offset, checked((int)type.ByteCount(partRows, cols)));
             if (tensor.Type == type) tensor.Bytes.CopyTo(target);
+            else if (type.IsQuantized()) Quantize(tensor, type, target, $"{checkpoint.Source}: tensor '{name}'");
             else TensorData.Widen(tensor.Type, tensor.Bytes, MemoryMarshal.Cast<byte, float>(target));
             offset += target.Length;
         }
         return device.UploadWeight(ToWeightType(type), stacked, rows, cols);
+    }
+
+    private static void Quantize(TensorData tensor, DType type, Span<byte> target, string what)
+    {
+        try
+        {
+            Quantization.Quantize(type, tensor.ToFloats(), target);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ModelFormatException($"{what}: cannot be quantized to {type}: {e.Message}");
+        }
     }
 
     private static WeightType ToWeightType(DType type) => type switch

@@ -130,10 +130,11 @@ public sealed record SpeculationCosts(
     }
 
     /// <summary>The costs of a decoder's parts, from <paramref name="cache"/> when measured before for
-    /// this model, device, exit layer, draft vocabulary and engine build, else measured (and stored).</summary>
+    /// this model (and its weight types), device, exit layer, draft vocabulary and engine build, else
+    /// measured (and stored).</summary>
     public static SpeculationCosts ForDecoder(LlamaModel model, DraftHead head, int exitLayer, int maxDrafts, SpeculationCostCache? cache)
     {
-        var key = string.Join('|', model.Fingerprint, model.Device.Kind, model.Device.Name, $"exit {exitLayer}", $"{head.Name} vocab {head.Vocabulary}",
+        var key = string.Join('|', model.Fingerprint, string.Join(',', model.WeightBytesByType.Keys.Order()), model.Device.Kind, model.Device.Name, $"exit {exitLayer}", $"{head.Name} vocab {head.Vocabulary}",
             $"drafts {maxDrafts}", typeof(ComputeDevice).Assembly.ManifestModule.ModuleVersionId, typeof(SpeculationCosts).Assembly.ManifestModule.ModuleVersionId);
         return cache?.Get(key) ?? Store(Measure(model, head, exitLayer, maxDrafts));
 

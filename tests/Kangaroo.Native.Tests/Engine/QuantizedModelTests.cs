@@ -1,0 +1,119 @@
+using Kangaroo.Native.Engine;
+using Kangaroo.Native.Engine.Decoding;
+using Kangaroo.Native.Engine.Kangaroo;
+using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Loader;
+using Kangaroo.Native.Tests.Cli;
+
+namespace Kangaroo.Native.Tests.Engine;
+
+/// <summary>
+/// Models quantized at load (<c>--weights q8_0|q4_0</c>): what stays unquantized, and that Kangaroo
+/// (drafts and verification on the quantized weights, the adapter f32) and the auto decoder commit
+/// exactly the tokens autoregressive decoding of the same quantized model commits, on every device.
+/// </summary>
+public sealed class QuantizedModelTests(SharedDevices devices) : IClassFixture<SharedDevices>
+{
+    private static LlamaModel Quantized(ComputeDevice device, DType type, string? path = null)
+    {
+        using var checkpoint = ModelCheckpoint.Open(path ?? SharedData.EmbeddedModel);
+        return new LlamaModel(checkpoint, device, quantize: type);
+    }
+
+    private static AdapterWeights ShippedAdapter() =>
+        AdapterWeights.Load(Path.Combine(Path.GetDirectoryName(SharedData.EmbeddedModel)!, InferenceSession.AdapterFileName));
+
+    [Theory]
+    [InlineData(DType.Q8_0)]
+    [InlineData(DType.Q4_0)]
+    public void Matrices_are_quantized_and_norms_and_partial_block_rows_are_not(DType type)
+    {
+        using var full = TestModels.Stories();
+        using var model = Quantized(devices.Get("cpu"), type);
+        var weightType = type == DType.Q8_0 ? WeightType.Q8_0 : WeightType.Q4_0;
+        Assert.Equal(weightType, model.LmHead.Type); // tied: the embedding, quantized
+        // stories260K's down projections have rows of 172 values: they stay f32, as its norms do.
+        Assert.Equal(Enumerable.Range(0, 5).Select(l => ModelCheckpoint.Names.Layer(l, ModelCheckpoint.Names.Down)), model.Unquantized);
+        Assert.Equal([WeightType.F32, weightType], model.WeightBytesByType.Keys.Order());
+        Assert.Equal(model.WeightBytes, model.WeightBytesByType.Values.Sum());
+        var c = model.Config;
+        var f32 = c.Layers * (2L * c.Dim + (long)c.Dim * c.HiddenDim) + c.Dim; // norms and down projections
+        Assert.Equal(4 * f32, model.WeightBytesByType[WeightType.F32]);
+        Assert.Equal(full.WeightBytes - 4 * f32, (model.WeightBytes - 4 * f32) * 32 * 4 / (type == DType.Q8_0 ? 34 : 18));
+        Assert.Equal(full.Fingerprint, model.Fingerprint); // the adapter of the unquantized model fits
+    }
+
+    [Fact]
+    public void Only_block_types_are_accepted_for_quantizing()
+    {
+        using var checkpoint = ModelCheckpoint.Open(SharedData.EmbeddedModel);
+        Assert.Contains("F16", Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, devices.Get("cpu"), quantize: DType.F16)).Message);
+    }
+
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void Kangaroo_and_auto_match_autoregressive_decoding_of_the_same_quantized_model(string kind)
+    {
+        var prompts = GoldenCase.All.Take(kind == "ilgpu-cpu" ? 1 : 4).ToList(); // the emulator is slow
+        var tokens = kind == "ilgpu-cpu" ? 12 : 96;
+        foreach (var type in new[] { DType.Q8_0, DType.Q4_0 })
+        {
+            using var model = Quantized(devices.Get(kind), type);
+            var adapter = ShippedAdapter();
+            var expected = prompts.Select(p => new AutoregressiveDecoder(model).Generate(p.PromptIds, tokens, new SamplingOptions()).ToArray()).ToList();
+            using var head = new AdapterHead(model, adapter);
+            Decoder[] decoders =
+            [
+                new SelfSpeculativeDecoder(model, head, new SpeculationOptions(adapter.ExitLayer, 6, 0.6f)),
+                new SelfSpeculativeDecoder(model, head, new SpeculationOptions(adapter.ExitLayer, 3, 0f)),
+                // auto, forced to speculate throughout (drafts look free, plain steps take days)
+                new SelfSpeculativeDecoder(model, head, new SpeculationOptions(adapter.ExitLayer, 6), adapter.Acceptance?.Clone(AcceptanceStatistics.RunningMemory),
+                    new SpeculationController(new SpeculationCosts(1e9, 1e-3, 1e-3, Enumerable.Repeat(1e-3, 9).ToArray(), 0.1), 6), "auto"),
+                // auto falling back and probing again within a generation
+                new SelfSpeculativeDecoder(model, head, new SpeculationOptions(adapter.ExitLayer, 6), adapter.Acceptance?.Clone(AcceptanceStatistics.RunningMemory),
+                    new SpeculationController(new SpeculationCosts(1e-6, 1e-12, 1e-12, Enumerable.Repeat(1e-12, 9).ToArray(), 0.1), 6, window: 2, shortestFallback: 3), "auto"),
+            ];
+            foreach (var decoder in decoders)
+                for (var i = 0; i < prompts.Count; i++)
+                    Assert.True(expected[i].SequenceEqual(decoder.Generate(prompts[i].PromptIds, tokens, new SamplingOptions())),
+                        $"{decoder.Name} on {type} weights ({kind}) differs from autoregressive decoding on prompt {i}");
+        }
+    }
+
+    /// <summary>TinyStories-656K quantized at load gives the ids of the float64 golden of llama.cpp's own
+    /// Q8_0 and Q4_0 files of the model (../shared/golden/gguf-greedy.jsonl): the same blocks, read by
+    /// every device's kernels. The CPU emulator checks the first 32 tokens of two records per type.</summary>
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void Quantized_TinyStories_matches_the_golden_of_llama_cpp_quantized_files(string kind)
+    {
+        var records = File.ReadLines(SharedData.Path("golden", "gguf-greedy.jsonl"))
+            .Select(line => System.Text.Json.JsonDocument.Parse(line).RootElement)
+            .Select(json => (File: json.GetProperty("model").GetString()!, Json: json))
+            .Where(r => r.File is "TinyStories-656K-Q8_0.gguf" or "TinyStories-656K-Q4_0.gguf")
+            .ToList();
+        Assert.True(records.Count >= 16);
+        foreach (var type in new[] { DType.Q8_0, DType.Q4_0 })
+        {
+            using var model = Quantized(devices.Get(kind), type, TinyStoriesGoldenTests.ModelPath);
+            Assert.Empty(model.Unquantized);
+            var decoder = new AutoregressiveDecoder(model);
+            foreach (var (_, json) in records.Where(r => r.File.Contains(type.ToString(), StringComparison.Ordinal)).Take(kind == "ilgpu-cpu" ? 2 : records.Count))
+            {
+                int[] Ids(string name) => json.GetProperty(name).EnumerateArray().Select(e => e.GetInt32()).ToArray();
+                var count = kind == "ilgpu-cpu" ? 32 : json.GetProperty("max_new").GetInt32();
+                var expected = Ids("generated_ids").Take(count).ToArray();
+                Assert.Equal(expected, decoder.Generate(Ids("prompt_ids"), count, new SamplingOptions()).Take(expected.Length));
+            }
+        }
+    }
+
+    [Fact]
+    public void The_cli_quantizes_with_weights_and_refuses_other_types()
+    {
+        var result = KangarooProcess.Run("generate", "--prompt-ids", "1", "--max-new-tokens", "8", "--device", "cpu", "--weights", "q4_0", "--json");
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("down_proj", result.Stderr); // the note on matrices that stay unquantized
+        var refused = KangarooProcess.Run("generate", "--prompt-ids", "1", "--device", "cpu", "--weights", "q5_1");
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("q5_1", refused.Stderr);
+    }
+}
