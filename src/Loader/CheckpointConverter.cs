@@ -57,7 +57,7 @@ public static class CheckpointConverter
     /// Writes <paramref name="source"/> as a GGUF v3 file of architecture llama, as llama.cpp's converter
     /// does: <c>llama.*</c> configuration keys, llama.cpp's tensor names, q and k rows in adjacent-pair
     /// rotary order, matrices in <paramref name="type"/> (those whose rows are not whole blocks of a
-    /// quantized type in F16, llama.cpp's fallback) and norms in F32, alignment 32, and the tokenizer as
+    /// quantized type as stored, as <c>--weights</c> leaves them) and norms in F32, alignment 32, and the tokenizer as
     /// <c>tokenizer.ggml.*</c> (model "llama"). The stop token is written as <c>eos_token_id</c>: for a
     /// llama2.c checkpoint that is BOS, where run.c stops.
     /// </summary>
@@ -72,7 +72,7 @@ public static class CheckpointConverter
         if (c.AttentionBias || c.SlidingWindow is not null || c.RopeScaling is { Type: not "linear" })
             throw new ArgumentException($"{source.Source}: GGUF's llama architecture has no attention biases, sliding window or {c.RopeScaling?.Type} rope scaling");
         var (tokenizer, expected) = CheckSource(source);
-        var specs = expected.Select(t => new GgufTensorSpec(GgufCheckpoint.GgufName(t.Name), TypeInGguf(t.Shape, type), t.Shape)).ToList();
+        var specs = expected.Select(t => new GgufTensorSpec(GgufCheckpoint.GgufName(t.Name), TypeInGguf(source, t.Name, t.Shape, type), t.Shape)).ToList();
         GgufWriter.Write(outputFile, GgufMetadata(source, specs, tokenizer), specs, i =>
         {
             var (name, shape) = expected[i];
@@ -84,10 +84,11 @@ public static class CheckpointConverter
         });
     }
 
-    /// <summary>Norms (vectors) stay F32, as llama.cpp keeps them; a matrix whose rows are not whole
-    /// blocks of a quantized type falls back to F16.</summary>
-    private static DType TypeInGguf(int[] shape, DType type) =>
-        shape.Length == 1 ? DType.F32 : shape[^1] % type.BlockLength() != 0 ? DType.F16 : type;
+    /// <summary>Norms (vectors) are F32, as llama.cpp keeps them; a matrix whose rows are not whole
+    /// blocks of a quantized type keeps its stored type, so that the file is the model that
+    /// <c>--weights</c> quantizes at load.</summary>
+    private static DType TypeInGguf(ModelCheckpoint source, string name, int[] shape, DType type) =>
+        shape.Length == 1 ? DType.F32 : shape[^1] % type.BlockLength() != 0 ? source.Read(name, shape).Type : type;
 
     private static List<KeyValuePair<string, object>> GgufMetadata(ModelCheckpoint source, IReadOnlyList<GgufTensorSpec> specs, TextTokenizer? tokenizer)
     {
