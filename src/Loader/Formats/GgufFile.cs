@@ -82,7 +82,7 @@ public sealed unsafe class GgufFile : IDisposable
             }
             Alignment = ReadAlignment();
             var infos = new List<(string Name, uint Type, ulong[] Dimensions, ulong Offset)>();
-            for (long i = 0; i < tensorCount; i++) infos.Add(ReadTensorInfo());
+            for (long i = 0; i < tensorCount; i++) infos.Add(ReadTensorInfo(i));
             DataOffset = (_position + Alignment - 1) / Alignment * Alignment;
             if (DataOffset > length)
                 throw Error($"the data section would start at byte {DataOffset}, past the end of the {length}-byte file (truncated?)");
@@ -355,9 +355,9 @@ public sealed unsafe class GgufFile : IDisposable
             : throw Error($"metadata 'general.alignment' is {Describe(value)}; it must be a uint32 multiple of 8 (at most 1 MiB)");
     }
 
-    private (string Name, uint Type, ulong[] Dimensions, ulong Offset) ReadTensorInfo()
+    private (string Name, uint Type, ulong[] Dimensions, ulong Offset) ReadTensorInfo(long index)
     {
-        var name = ReadString($"tensor {_tensors.Count} name");
+        var name = ReadString($"tensor {index} name");
         var dimensionCount = ReadU32($"tensor '{name}' dimension count");
         if (dimensionCount is 0 or > MaxDimensions)
             throw Error($"tensor '{name}' has {dimensionCount} dimensions (1 to {MaxDimensions} allowed)");
