@@ -35,6 +35,22 @@ public sealed class GgufCliTests : IDisposable
     }
 
     [Fact]
+    public void TemplateRendersTheFilesChatTemplate()
+    {
+        var model = _temp.File("chat.gguf");
+        GgufWriter.Write(model,
+        [
+            new("tokenizer.ggml.tokens", new GgufArray(GgufValueType.String, new[] { "<unk>", "<s>", "</s>" })),
+            new("tokenizer.ggml.bos_token_id", 1u), new("tokenizer.ggml.eos_token_id", 2u),
+            new("tokenizer.chat_template", "{{ bos_token }}{% for m in messages %}[{{ m.role }}: {{ m.content }}]{% endfor %}{{ eos_token }}"),
+        ], [], _ => []);
+        File.WriteAllText(_temp.File("messages.json"), """[{"role": "user", "content": "hi"}]""");
+        var result = KangarooProcess.Run("template", "--template", model, "--messages", _temp.File("messages.json"));
+        Assert.Equal(0, result.ExitCode);
+        Assert.Equal("<s>[user: hi]</s>", result.Stdout);
+    }
+
+    [Fact]
     public void QuantizedTypesNeedAGgufOutput() =>
         KangarooProcess.AssertOneLineError(KangarooProcess.Run("convert", "--out", _temp.File("hf"), "--dtype", "q8_0"),
             "a Hugging Face directory holds safetensors, which has no Q8_0 type");
