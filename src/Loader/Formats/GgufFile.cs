@@ -201,15 +201,17 @@ public sealed unsafe class GgufFile : IDisposable
         GgufArray array => $"an array of {array.Items.Length} {array.ElementType.ToString().ToLowerInvariant()}",
         string => "a string",
         bool => "a bool",
-        _ => $"a {TypeOf(value).ToString().ToLowerInvariant()} ({value})",
+        _ => $"a {TypeOf(value)?.ToString().ToLowerInvariant()} ({value})",
     };
 
-    private static GgufValueType TypeOf(object value) => value switch
+    /// <summary>The GGUF type of a metadata value as <see cref="Metadata"/> holds it; null for any other .NET type.</summary>
+    internal static GgufValueType? TypeOf(object value) => value switch
     {
         byte => GgufValueType.UInt8, sbyte => GgufValueType.Int8, ushort => GgufValueType.UInt16, short => GgufValueType.Int16,
         uint => GgufValueType.UInt32, int => GgufValueType.Int32, float => GgufValueType.Float32, ulong => GgufValueType.UInt64,
         long => GgufValueType.Int64, double => GgufValueType.Float64, bool => GgufValueType.Bool, string => GgufValueType.String,
-        _ => GgufValueType.Array,
+        GgufArray => GgufValueType.Array,
+        _ => null,
     };
 
     private ModelFormatException Error(string problem) => new($"{Path}: {problem}");

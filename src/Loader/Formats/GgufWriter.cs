@@ -81,14 +81,8 @@ public static class GgufWriter
         while (stream.Position < position) stream.WriteByte(0);
     }
 
-    private static GgufValueType TypeOf(object value, string key) => value switch
-    {
-        byte => GgufValueType.UInt8, sbyte => GgufValueType.Int8, ushort => GgufValueType.UInt16, short => GgufValueType.Int16,
-        uint => GgufValueType.UInt32, int => GgufValueType.Int32, float => GgufValueType.Float32, bool => GgufValueType.Bool,
-        string => GgufValueType.String, GgufArray => GgufValueType.Array, ulong => GgufValueType.UInt64, long => GgufValueType.Int64,
-        double => GgufValueType.Float64,
-        _ => throw new ArgumentException($"metadata '{key}': {value.GetType().Name} is not a GGUF value type"),
-    };
+    private static GgufValueType TypeOf(object value, string key) =>
+        GgufFile.TypeOf(value) ?? throw new ArgumentException($"metadata '{key}': {value.GetType().Name} is not a GGUF value type");
 
     private sealed class Writer(BinaryWriter raw, uint version)
     {
