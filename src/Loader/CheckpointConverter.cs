@@ -77,9 +77,7 @@ public static class CheckpointConverter
         {
             var (name, shape) = expected[i];
             var bytes = EncodeChecked(source, name, shape, specs[i].Type);
-            var heads = name.EndsWith(ModelCheckpoint.Names.Query, StringComparison.Ordinal) ? c.Heads
-                : name.EndsWith(ModelCheckpoint.Names.Key, StringComparison.Ordinal) ? c.KvHeads
-                : 0;
+            var heads = ModelCheckpoint.Names.RotatedHeads(name, c);
             return heads == 0 ? bytes : RotaryLayout.ToAdjacentPairs<byte>(bytes, heads, c.HeadDim);
         });
     }

@@ -79,6 +79,13 @@ public abstract class ModelCheckpoint : IDisposable
         public const string KeyBias = "self_attn.k_proj.bias";
         public const string ValueBias = "self_attn.v_proj.bias";
 
+        /// <summary>How many heads of rows a weight has that RoPE rotates (whose order
+        /// <see cref="RotaryLayout"/> changes): the query's heads, the key's key/value heads, else 0.</summary>
+        public static int RotatedHeads(string name, LlamaConfig config) =>
+            name.EndsWith(Query, StringComparison.Ordinal) ? config.Heads
+            : name.EndsWith(Key, StringComparison.Ordinal) ? config.KvHeads
+            : 0;
+
         /// <summary>Every weight a model with this configuration has, with the shape the configuration
         /// implies, in the order llama2.c stores them (no lm_head.weight when embeddings are tied; q, k
         /// and v biases after the projections when the model has them).</summary>

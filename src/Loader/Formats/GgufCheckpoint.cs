@@ -147,9 +147,7 @@ public sealed class GgufCheckpoint : ModelCheckpoint
     {
         if (!_ggufNames.TryGetValue(name, out var gguf)) throw Error($"tensor '{name}' is missing");
         var tensor = _file.Read(gguf);
-        var heads = name.EndsWith(Names.Query, StringComparison.Ordinal) ? Config.Heads
-            : name.EndsWith(Names.Key, StringComparison.Ordinal) ? Config.KvHeads
-            : 0;
+        var heads = Names.RotatedHeads(name, Config);
         // A shape the configuration does not imply is left as it is, for the caller's shape check to name.
         if (heads == 0 || tensor.Shape is not [var rows, _] || rows != heads * Config.HeadDim) return tensor;
         if (!_permuted.TryGetValue(name, out var rowsInHalves))
