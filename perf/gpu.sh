@@ -10,7 +10,8 @@
 #                                      greedy generation of the golden prompts, autoregressive and
 #                                      early-exit, against llama2.c's ids), kernel benchmarks cpu vs cuda,
 #                                      stories260K decode (autoregressive, early-exit, Kangaroo) and profiles,
-#                                      decode tokens/s of a random TinyLlama-shape model, the cost
+#                                      decode tokens/s of a random TinyLlama-shape model (f16, and
+#                                      quantized at load to q8_0 and q4_0), the cost
 #                                      table of a speculative round (stories260K, TinyLlama f16/bf16,
 #                                      stories110M f32) and auto against autoregressive,
 #                                      written to REPORT_DIR/gpu-report.md. Exit status 1 if a check failed.
@@ -91,6 +92,9 @@ run)
     tiny="${TMPDIR:-/tmp}/kangaroo-tinyllama-f16"
     [ -f "$tiny/model.safetensors" ] || "$perf" make-model --out "$tiny" --shape tinyllama --dtype f16 >/dev/null
     run_step "decode TinyLlama-shape (random f16 weights, 2.2 GB) on $device" "$kangaroo" bench --model "$tiny" --device "$device" --decoders autoregressive --prompts 2 --max-new-tokens 64
+    for weights in q8_0 q4_0; do
+        run_step "decode TinyLlama-shape quantized at load to $weights on $device" "$kangaroo" bench --model "$tiny" --device "$device" --weights "$weights" --decoders autoregressive --prompts 2 --max-new-tokens 64
+    done
     # Issue 9's cost table: what a round's parts cost where speculation should pay (memory- and launch-bound shapes).
     run_step "round costs, stories260K with the shipped adapter, on $device" "$kangaroo" bench --costs --model "$model" --device "$device"
     run_step "round costs, TinyLlama-shape f16, exit layer 2, on $device" "$kangaroo" bench --costs --model "$tiny" --device "$device" --exit-layer 2 --draft-vocab 4096

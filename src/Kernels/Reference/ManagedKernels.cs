@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Kangaroo.Native.Kernels.Reference;
 
@@ -207,35 +208,35 @@ internal static class ManagedKernels
         result[3] = s3;
     }
 
+    /// <summary>Whether <see cref="Dot4x1Blocks{TBlocks}"/> runs here: it dequantizes in AVX2 registers,
+    /// 8 lanes, which is the canonical order only where <see cref="Vector{T}"/> has 8 float lanes.</summary>
+    public static bool CanDot4x1Blocks => Avx2.IsSupported && Fma.IsSupported && Width == 8;
+
     /// <summary><see cref="Dot4"/> of one input row x with four consecutive rows of block-quantized weights
-    /// (w holds 4 rows of <paramref name="rowBytes"/>): each block of the four rows is dequantized (d * q,
-    /// exact) into a 32-float tile in L1 and consumed at once, so the products and their order are those
-    /// of the f32 dot product of the dequantized rows (x.Length is a multiple of 32, and so of the vector
-    /// width: there are no leftover columns).</summary>
-    public static void Dot4x1Blocks<TBlocks>(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<float> x, Span<float> result) where TBlocks : IBlockDequantizing
+    /// (w holds 4 rows of <paramref name="rowBytes"/>), dequantized in registers: each 8 quants are
+    /// sign-extended from memory, converted and multiplied by the block's scale (d * q, exact), then
+    /// multiply-added, so the products and their order are those of the f32 dot product of the
+    /// dequantized rows (x.Length is a multiple of 32: no leftover columns). Needs
+    /// <see cref="CanDot4x1Blocks"/>; elsewhere the rows are dequantized into scratch first.</summary>
+    public static unsafe void Dot4x1Blocks<TBlocks>(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<float> x, Span<float> result) where TBlocks : IBlockDequantizing
     {
-        const int L = BlockLength;
-        var perBlock = L / Width;
-        var vx = MemoryMarshal.Cast<float, Vector<float>>(x);
-        Span<float> tile = stackalloc float[4 * L];
-        var vt = MemoryMarshal.Cast<float, Vector<float>>(tile);
-        Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (int b = 0, offset = 0; offset < rowBytes; b++, offset += TBlocks.BlockBytes)
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        fixed (byte* pw = w)
+        fixed (float* px = x)
         {
-            for (var r = 0; r < 4; r++) DequantizeBlock<TBlocks>(w.Slice(r * rowBytes + offset, TBlocks.BlockBytes), tile.Slice(r * L, L));
-            for (var k = 0; k < perBlock; k++)
+            for (int offset = 0, column = 0; offset < rowBytes; offset += TBlocks.BlockBytes, column += BlockLength)
             {
-                var xk = vx[b * perBlock + k];
-                a0 = Vector.FusedMultiplyAdd(xk, vt[k], a0);
-                a1 = Vector.FusedMultiplyAdd(xk, vt[perBlock + k], a1);
-                a2 = Vector.FusedMultiplyAdd(xk, vt[2 * perBlock + k], a2);
-                a3 = Vector.FusedMultiplyAdd(xk, vt[3 * perBlock + k], a3);
+                var (x0, x1, x2, x3) = (Avx.LoadVector256(px + column), Avx.LoadVector256(px + column + 8), Avx.LoadVector256(px + column + 16), Avx.LoadVector256(px + column + 24));
+                a0 = TBlocks.MultiplyAdd(pw + offset, x0, x1, x2, x3, a0);
+                a1 = TBlocks.MultiplyAdd(pw + rowBytes + offset, x0, x1, x2, x3, a1);
+                a2 = TBlocks.MultiplyAdd(pw + 2 * rowBytes + offset, x0, x1, x2, x3, a2);
+                a3 = TBlocks.MultiplyAdd(pw + 3 * rowBytes + offset, x0, x1, x2, x3, a3);
             }
         }
-        result[0] = Vector.Sum(a0);
-        result[1] = Vector.Sum(a1);
-        result[2] = Vector.Sum(a2);
-        result[3] = Vector.Sum(a3);
+        result[0] = Vector.Sum(a0.AsVector());
+        result[1] = Vector.Sum(a1.AsVector());
+        result[2] = Vector.Sum(a2.AsVector());
+        result[3] = Vector.Sum(a3.AsVector());
     }
 
     /// <summary>Values per quantized block.</summary>
@@ -252,7 +253,7 @@ internal static class ManagedKernels
     /// and multiplied by d (exact: at most 11 + 8 significant bits).</summary>
     private static void DequantizeBlock<TBlocks>(ReadOnlySpan<byte> block, Span<float> destination) where TBlocks : IBlockDequantizing
     {
-        var d = Vector256.Create((float)BitConverter.ToHalf(block));
+        var d = Vector256.Create(F16Widening.Widen(BitConverter.ToUInt16(block)));
         var (low, high) = Vector256.Widen(TBlocks.Quants(block[2..]));
         var (q0, q1) = Vector256.Widen(low);
         var (q2, q3) = Vector256.Widen(high);
@@ -309,7 +310,14 @@ internal readonly struct F16Widening : IHalfWidening
         (low, high) = (Widen(l), Widen(h));
     }
 
-    public static float Widen(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
+    /// <summary>One half, with the vector path's bit trick below (a few integer operations, where the
+    /// Half conversion branches): what a quantized block's scale is widened with.</summary>
+    public static float Widen(ushort bits)
+    {
+        var widened = ((int)((uint)bits << 16) >> 3) & unchecked((int)0x8FFFE000);
+        var value = BitConverter.Int32BitsToSingle(widened) * 5.192296858534828e+33f; // 2^112
+        return MathF.Abs(value) >= 65536f ? BitConverter.Int32BitsToSingle(widened | 0x7F800000) : value;
+    }
 
         /// <summary>Half to float on 32-bit lanes holding the 16-bit pattern. (h << 16) >> 3, arithmetic,
         /// puts sign, exponent and mantissa in a float's places (the sign also lands in bits 30..28, which
@@ -348,6 +356,10 @@ internal interface IBlockDequantizing
 
     /// <summary>The quants (the bytes after the scale) as q, so that value j = d * q[j].</summary>
     static abstract Vector256<sbyte> Quants(ReadOnlySpan<byte> quants);
+
+    /// <summary>acc + x_k * w_k for the block's four 8-value vectors k in column order (one fused
+    /// multiply-add each), w_k = d * q dequantized in AVX2 registers.</summary>
+    static abstract unsafe Vector256<float> MultiplyAdd(byte* block, Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3, Vector256<float> acc);
 }
 
 /// <summary>Q8_0: 32 int8 quants.</summary>
@@ -356,6 +368,16 @@ internal readonly struct Q8_0Blocks : IBlockDequantizing
     public static int BlockBytes => 2 + ManagedKernels.BlockLength;
 
     public static Vector256<sbyte> Quants(ReadOnlySpan<byte> quants) => Vector256.Create(quants[..32]).AsSByte();
+
+    public static unsafe Vector256<float> MultiplyAdd(byte* block, Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3, Vector256<float> acc)
+    {
+        var d = Vector256.Create(F16Widening.Widen(*(ushort*)block));
+        var q = (sbyte*)(block + 2);
+        acc = Fma.MultiplyAdd(x0, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q)) * d, acc);
+        acc = Fma.MultiplyAdd(x1, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 8)) * d, acc);
+        acc = Fma.MultiplyAdd(x2, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 16)) * d, acc);
+        return Fma.MultiplyAdd(x3, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 24)) * d, acc);
+    }
 }
 
 /// <summary>Q4_0: 16 bytes, value j in the low nibble of byte j and value 16 + j in its high nibble, offset by 8.</summary>
@@ -367,5 +389,18 @@ internal readonly struct Q4_0Blocks : IBlockDequantizing
     {
         var bytes = Vector128.Create(quants[..16]);
         return Vector256.Create(bytes & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(bytes, 4)).AsSByte() - Vector256.Create((sbyte)8);
+    }
+
+    public static unsafe Vector256<float> MultiplyAdd(byte* block, Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3, Vector256<float> acc)
+    {
+        var d = Vector256.Create(F16Widening.Widen(*(ushort*)block));
+        var bytes = Sse2.LoadVector128(block + 2);
+        var eight = Vector128.Create((sbyte)8);
+        var low = (bytes & Vector128.Create((byte)0x0F)).AsSByte() - eight; // values 0..15
+        var high = Vector128.ShiftRightLogical(bytes, 4).AsSByte() - eight; // values 16..31
+        acc = Fma.MultiplyAdd(x0, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(low)) * d, acc);
+        acc = Fma.MultiplyAdd(x1, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(low, 8))) * d, acc);
+        acc = Fma.MultiplyAdd(x2, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(high)) * d, acc);
+        return Fma.MultiplyAdd(x3, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(high, 8))) * d, acc);
     }
 }

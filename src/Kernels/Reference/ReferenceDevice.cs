@@ -546,8 +546,12 @@ public sealed class ReferenceDevice : ComputeDevice
                 case WeightType.F32: ManagedKernels.Dot4(x, _f32.AsSpan(first * Cols, Cols), _f32.AsSpan((first + 1) * Cols, Cols), _f32.AsSpan((first + 2) * Cols, Cols), _f32.AsSpan((first + 3) * Cols, Cols), result); break;
                 case WeightType.F16: ManagedKernels.Dot4x1<F16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result); break;
                 case WeightType.BF16: ManagedKernels.Dot4x1<BF16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result); break;
-                case WeightType.Q8_0: ManagedKernels.Dot4x1Blocks<Q8_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
-                default: ManagedKernels.Dot4x1Blocks<Q4_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
+                case WeightType.Q8_0 when ManagedKernels.CanDot4x1Blocks: ManagedKernels.Dot4x1Blocks<Q8_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
+                case WeightType.Q4_0 when ManagedKernels.CanDot4x1Blocks: ManagedKernels.Dot4x1Blocks<Q4_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
+                default: // quantized rows without AVX2: dequantized into scratch, then the F32 tile
+                    var rows = RowBlock(first, 4);
+                    ManagedKernels.Dot4(x, rows[..Cols], rows.Slice(Cols, Cols), rows.Slice(2 * Cols, Cols), rows.Slice(3 * Cols, Cols), result);
+                    break;
             }
         }
 

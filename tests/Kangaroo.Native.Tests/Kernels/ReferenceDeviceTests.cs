@@ -19,6 +19,9 @@ public sealed class ReferenceDeviceTests
             var expected = (float)BitConverter.UInt16BitsToHalf(bits[i]);
             Assert.True(float.IsNaN(expected) ? float.IsNaN(widened[i]) : BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(widened[i]),
                 $"f16 0x{bits[i]:x4}: {widened[i]:R}, expected {expected:R}");
+            var one = F16Widening.Widen(bits[i]); // the scalar path (tails, quantized blocks' scales)
+            Assert.True(float.IsNaN(expected) ? float.IsNaN(one) : BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(one),
+                $"f16 0x{bits[i]:x4} alone: {one:R}, expected {expected:R}");
         }
         ManagedKernels.Widen<BF16Widening>(bits, widened);
         for (var i = 0; i < bits.Length; i++)
