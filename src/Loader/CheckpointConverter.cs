@@ -140,6 +140,8 @@ public static class CheckpointConverter
     private static (TextTokenizer? Tokenizer, IReadOnlyList<(string Name, int[] Shape)> Expected) CheckSource(ModelCheckpoint source)
     {
         var config = source.Config;
+        if (source.TokenizerPath is { } json && json.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+            throw new ModelFormatException($"{json}: a Hugging Face tokenizer.json cannot be converted; only SentencePiece tokenizers can (tokenizer.model, llama2.c's tokenizer.bin, a GGUF's own)");
         TextTokenizer? tokenizer = source.TokenizerPath is { } tokenizerPath ? TextTokenizer.Load(tokenizerPath) : null;
         if (tokenizer is not null && tokenizer.VocabSize > config.VocabSize)
             throw new ModelFormatException($"{tokenizer.Path}: {tokenizer.VocabSize} tokens but the model {source.Source} has a vocabulary of {config.VocabSize}");

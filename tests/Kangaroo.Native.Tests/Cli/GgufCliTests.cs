@@ -51,6 +51,11 @@ public sealed class GgufCliTests : IDisposable
     }
 
     [Fact]
+    public void ConvertRefusesATokenizerJsonByName() =>
+        KangarooProcess.AssertOneLineError(KangarooProcess.Run("convert", "--model", SharedData.Path("models", "TinyStories-656K"), "--out", _temp.File("t.gguf")),
+            "tokenizer.json: a Hugging Face tokenizer.json cannot be converted; only SentencePiece tokenizers can");
+
+    [Fact]
     public void QuantizedTypesNeedAGgufOutput() =>
         KangarooProcess.AssertOneLineError(KangarooProcess.Run("convert", "--out", _temp.File("hf"), "--dtype", "q8_0"),
             "a Hugging Face directory holds safetensors, which has no Q8_0 type");
