@@ -3,15 +3,16 @@ using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Cli;
 
-/// <summary><c>kangaroo convert</c>: llama2.c checkpoint (or any model the loader reads) to a Hugging Face directory.</summary>
+/// <summary><c>kangaroo convert</c>: any model the loader reads (llama2.c checkpoint, Hugging Face
+/// directory, GGUF) to a Hugging Face directory, or to a GGUF file when <c>--out</c> ends in .gguf.</summary>
 public static class ConvertCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "llama2.c .bin or model directory to convert (default: the embedded stories260K)" };
-        var output = new Option<string>("--out") { Description = "output directory", Required = true };
-        var dtype = new Option<string>("--dtype") { Description = "f32|f16|bf16", DefaultValueFactory = _ => "f32" };
-        var command = new Command("convert", "Convert a llama2.c checkpoint into a Hugging Face directory (config.json, model.safetensors, tokenizer.model)")
+        var model = new Option<string>("--model") { Description = "llama2.c .bin, model directory or GGUF file to convert (default: the embedded stories260K)" };
+        var output = new Option<string>("--out") { Description = "output directory, or a FILE.gguf", Required = true };
+        var dtype = new Option<string>("--dtype") { Description = "f32|f16|bf16, and q8_0|q4_0 for GGUF", DefaultValueFactory = _ => "f32" };
+        var command = new Command("convert", "Convert a model into a Hugging Face directory (config.json, model.safetensors, tokenizer.model) or a GGUF file")
         {
             model, output, dtype,
         };
@@ -19,7 +20,16 @@ public static class ConvertCommand
         {
             var type = DTypes.ParseOption(result.GetValue(dtype)!);
             using var source = ModelCheckpoint.Open(result.GetValue(model) ?? CliRunner.DefaultModel);
-            foreach (var file in CheckpointConverter.Convert(source, result.GetValue(output)!, type)) Console.WriteLine(file);
+            var target = result.GetValue(output)!;
+            if (target.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+            {
+                CheckpointConverter.ConvertToGguf(source, target, type);
+                Console.WriteLine(target);
+            }
+            else
+            {
+                foreach (var file in CheckpointConverter.Convert(source, target, type)) Console.WriteLine(file);
+            }
             return 0;
         }));
         return command;

@@ -9,7 +9,7 @@ public static class TemplateCommand
 {
     public static Command Create()
     {
-        var template = new Option<string>("--template") { Description = "tokenizer_config.json (its chat_template, bos_token, eos_token) or a text file holding the template", Required = true };
+        var template = new Option<string>("--template") { Description = "tokenizer_config.json (its chat_template, bos_token, eos_token), a GGUF model (its tokenizer.chat_template) or a text file holding the template", Required = true };
         var messages = new Option<string>("--messages") { Description = "JSON file: the conversation, a list of {role, content, ...}", Required = true };
         var addGenerationPrompt = new Option<bool>("--add-generation-prompt") { Description = "end with the prompt for the assistant's next message" };
         var bosToken = new Option<string>("--bos-token") { Description = "bos_token (default: tokenizer_config.json's, else empty)" };

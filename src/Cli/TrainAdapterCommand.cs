@@ -174,7 +174,7 @@ public static class TrainAdapterCommand
         if (!Directory.Exists(directory)) throw new IOException($"--out {path}: directory {directory} does not exist");
         try
         {
-            using (new FileStream(SafeTensorsWriter.TemporaryBeside(target), FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose))
+            using (new FileStream(AtomicFile.TemporaryBeside(target), FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose))
             {
             }
         }

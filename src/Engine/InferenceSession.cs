@@ -26,7 +26,7 @@ public sealed class InferenceSession : IDisposable
         Tokenizer = tokenizer;
     }
 
-    /// <summary>Opens a model (Hugging Face directory or llama2.c .bin) on a device; the tokenizer is
+    /// <summary>Opens a model (Hugging Face directory, GGUF file or llama2.c .bin) on a device; the tokenizer is
     /// <paramref name="tokenizerPath"/> or the one found beside the model. <paramref name="context"/>
     /// is the positions of the KV cache (the longest prompt plus generation), by default
     /// <see cref="LlamaModel.DefaultContext"/>. <paramref name="weights"/> Q8_0 or Q4_0 quantizes the

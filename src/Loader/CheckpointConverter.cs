@@ -4,9 +4,9 @@ using System.Text;
 namespace Kangaroo.Native.Loader;
 
 /// <summary>
-/// Writes any <see cref="ModelCheckpoint"/> (in practice a llama2.c <c>.bin</c>) as a Hugging Face Llama
-/// directory: <c>config.json</c>, <c>model.safetensors</c> in F32, F16 or BF16 under the Hugging Face
-/// tensor names, and the tokenizer as a SentencePiece <c>tokenizer.model</c>.
+/// Writes any <see cref="ModelCheckpoint"/> as a Hugging Face Llama directory (<c>config.json</c>,
+/// <c>model.safetensors</c> in F32, F16 or BF16 under the Hugging Face tensor names, and the tokenizer
+/// as a SentencePiece <c>tokenizer.model</c>) or as a GGUF file that llama.cpp's tools read.
 /// </summary>
 public static class CheckpointConverter
 {
@@ -24,16 +24,7 @@ public static class CheckpointConverter
             throw new ArgumentException($"{outputDirectory}: the output directory is the model being converted", nameof(outputDirectory));
 
         var config = source.Config;
-        // Read the tokenizer first: a bad tokenizer should fail before anything is written.
-        TextTokenizer? tokenizer = source.TokenizerPath is { } tokenizerPath ? TextTokenizer.Load(tokenizerPath) : null;
-        if (tokenizer is not null && tokenizer.VocabSize > config.VocabSize)
-            throw new ModelFormatException($"{tokenizer.Path}: {tokenizer.VocabSize} tokens but the model {source.Source} has a vocabulary of {config.VocabSize}");
-
-        var expected = ModelCheckpoint.Names.Expected(config);
-        foreach (var (name, _) in expected)
-            if (!source.Contains(name))
-                throw new ModelFormatException($"{source.Source}: tensor '{name}' is missing");
-
+        var (tokenizer, expected) = CheckSource(source);
         try
         {
             Directory.CreateDirectory(output);
@@ -45,15 +36,7 @@ public static class CheckpointConverter
         var written = new List<string>();
         var specs = expected.Select(t => new SafeTensorSpec(t.Name, type, t.Shape)).ToList();
         var weights = Path.Combine(output, "model.safetensors");
-        SafeTensorsWriter.Write(weights, specs, i =>
-            {
-                var tensor = source.Read(expected[i].Name, expected[i].Shape);
-                var bytes = Encode(tensor, type);
-                if (tensor.Type != type && type != DType.F32 && CountOverflows(tensor, bytes, type) is var overflows and > 0)
-                    throw new ModelFormatException(
-                        $"{source.Source}: tensor '{expected[i].Name}' has {overflows} finite values too large for {type.SafeTensorsName()} (they would become infinite)");
-                return bytes;
-            },
+        SafeTensorsWriter.Write(weights, specs, i => EncodeChecked(source, expected[i].Name, expected[i].Shape, type),
             new Dictionary<string, string> { ["format"] = "pt" });
         written.Add(weights);
 
@@ -68,6 +51,117 @@ public static class CheckpointConverter
             written.Add(tokenizerOut);
         }
         return written;
+    }
+
+    /// <summary>
+    /// Writes <paramref name="source"/> as a GGUF v3 file of architecture llama, as llama.cpp's converter
+    /// does: <c>llama.*</c> configuration keys, llama.cpp's tensor names, q and k rows in adjacent-pair
+    /// rotary order, matrices in <paramref name="type"/> (those whose rows are not whole blocks of a
+    /// quantized type as stored, as <c>--weights</c> leaves them) and norms in F32, alignment 32, and the tokenizer as
+    /// <c>tokenizer.ggml.*</c> (model "llama"). The stop token is written as <c>eos_token_id</c>: for a
+    /// llama2.c checkpoint that is BOS, where run.c stops.
+    /// </summary>
+    public static void ConvertToGguf(ModelCheckpoint source, string outputFile, DType type)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentException.ThrowIfNullOrEmpty(outputFile);
+        if (!Enum.IsDefined(type)) throw new ArgumentException($"unknown dtype {type}", nameof(type));
+        if (source.Files.Any(f => string.Equals(Path.GetFullPath(f), Path.GetFullPath(outputFile), StringComparison.Ordinal)))
+            throw new ArgumentException($"{outputFile}: the output file is the model being converted", nameof(outputFile));
+        var c = source.Config;
+        if (c.AttentionBias || c.SlidingWindow is not null || c.RopeScaling is { Type: not "linear" })
+            throw new ArgumentException($"{source.Source}: GGUF's llama architecture has no attention biases, sliding window or {c.RopeScaling?.Type} rope scaling");
+        var (tokenizer, expected) = CheckSource(source);
+        var specs = expected.Select(t => new GgufTensorSpec(GgufCheckpoint.GgufName(t.Name), TypeInGguf(source, t.Name, t.Shape, type), t.Shape)).ToList();
+        GgufWriter.Write(outputFile, GgufMetadata(source, specs, tokenizer), specs, i =>
+        {
+            var (name, shape) = expected[i];
+            var bytes = EncodeChecked(source, name, shape, specs[i].Type);
+            var heads = ModelCheckpoint.Names.RotatedHeads(name, c);
+            return heads == 0 ? bytes : RotaryLayout.ToAdjacentPairs<byte>(bytes, heads, c.HeadDim);
+        });
+    }
+
+    /// <summary>Norms (vectors) are F32, as llama.cpp keeps them; a matrix whose rows are not whole
+    /// blocks of a quantized type keeps its stored type, so that the file is the model that
+    /// <c>--weights</c> quantizes at load.</summary>
+    private static DType TypeInGguf(ModelCheckpoint source, string name, int[] shape, DType type) =>
+        shape.Length == 1 ? DType.F32 : shape[^1] % type.BlockLength() != 0 ? source.Read(name, shape).Type : type;
+
+    private static List<KeyValuePair<string, object>> GgufMetadata(ModelCheckpoint source, IReadOnlyList<GgufTensorSpec> specs, TextTokenizer? tokenizer)
+    {
+        var c = source.Config;
+        var mostly = specs.Where(s => s.Shape.Length == 2).GroupBy(s => s.Type).MaxBy(g => g.Count())!.Key;
+        var metadata = new List<KeyValuePair<string, object>>
+        {
+            new("general.architecture", "llama"),
+            new("general.name", Path.GetFileNameWithoutExtension(source.Source.TrimEnd(Path.DirectorySeparatorChar))),
+            new("general.alignment", 32u),
+            // llama_ftype: all F32, mostly F16, Q4_0, Q8_0, BF16.
+            new("general.file_type", mostly switch { DType.F32 => 0u, DType.F16 => 1u, DType.Q4_0 => 2u, DType.Q8_0 => 7u, _ => 32u }),
+            new("llama.vocab_size", (uint)c.VocabSize),
+            new("llama.context_length", (uint)c.MaxSeqLen),
+            new("llama.embedding_length", (uint)c.Dim),
+            new("llama.block_count", (uint)c.Layers),
+            new("llama.feed_forward_length", (uint)c.HiddenDim),
+            new("llama.rope.dimension_count", (uint)c.HeadDim),
+            new("llama.attention.head_count", (uint)c.Heads),
+            new("llama.attention.head_count_kv", (uint)c.KvHeads),
+            new("llama.attention.key_length", (uint)c.HeadDim),
+            new("llama.attention.value_length", (uint)c.HeadDim),
+            new("llama.attention.layer_norm_rms_epsilon", c.NormEps),
+            new("llama.rope.freq_base", c.RopeTheta),
+        };
+        if (c.RopeScaling is { } scaling)
+        {
+            metadata.Add(new("llama.rope.scaling.type", "linear"));
+            metadata.Add(new("llama.rope.scaling.factor", (float)scaling.Factor));
+        }
+        if (tokenizer is null) return metadata;
+        var model = tokenizer.Model;
+        metadata.AddRange(
+        [
+            new("tokenizer.ggml.model", "llama"),
+            new("tokenizer.ggml.tokens", new GgufArray(GgufValueType.String, model.Pieces.Select(p => p.Piece).ToArray())),
+            new("tokenizer.ggml.scores", new GgufArray(GgufValueType.Float32, model.Pieces.Select(p => p.Score).ToArray())),
+            new("tokenizer.ggml.token_type", new GgufArray(GgufValueType.Int32, model.Pieces.Select(p => (int)p.Type).ToArray())),
+            new("tokenizer.ggml.bos_token_id", (uint)c.BosId),
+            new("tokenizer.ggml.eos_token_id", (uint)c.EosIds[0]),
+            new("tokenizer.ggml.unknown_token_id", (uint)model.UnknownId),
+            new("tokenizer.ggml.add_bos_token", tokenizer.AddsBos),
+            new("tokenizer.ggml.add_space_prefix", model.AddDummyPrefix),
+            new("tokenizer.ggml.remove_extra_whitespaces", model.RemoveExtraWhitespaces),
+        ]);
+        return metadata;
+    }
+
+    /// <summary>The source's tokenizer (read first: a bad tokenizer should fail before anything is
+    /// written) and the tensors its configuration implies, all of which must be there.</summary>
+    private static (TextTokenizer? Tokenizer, IReadOnlyList<(string Name, int[] Shape)> Expected) CheckSource(ModelCheckpoint source)
+    {
+        var config = source.Config;
+        if (source.TokenizerPath is { } json && json.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+            throw new ModelFormatException($"{json}: a Hugging Face tokenizer.json cannot be converted; only SentencePiece tokenizers can (tokenizer.model, llama2.c's tokenizer.bin, a GGUF's own)");
+        TextTokenizer? tokenizer = source.TokenizerPath is { } tokenizerPath ? TextTokenizer.Load(tokenizerPath) : null;
+        if (tokenizer is not null && tokenizer.VocabSize > config.VocabSize)
+            throw new ModelFormatException($"{tokenizer.Path}: {tokenizer.VocabSize} tokens but the model {source.Source} has a vocabulary of {config.VocabSize}");
+        var expected = ModelCheckpoint.Names.Expected(config);
+        foreach (var (name, _) in expected)
+            if (!source.Contains(name))
+                throw new ModelFormatException($"{source.Source}: tensor '{name}' is missing");
+        return (tokenizer, expected);
+    }
+
+    /// <summary>A tensor of the source as bytes of <paramref name="type"/>, refused where narrowing would
+    /// turn finite values infinite.</summary>
+    private static byte[] EncodeChecked(ModelCheckpoint source, string name, int[] shape, DType type)
+    {
+        var tensor = source.Read(name, shape);
+        var bytes = Encode(tensor, type);
+        if (tensor.Type != type && type is DType.F16 or DType.BF16 && CountOverflows(tensor, bytes, type) is var overflows and > 0)
+            throw new ModelFormatException(
+                $"{source.Source}: tensor '{name}' has {overflows} finite values too large for {type} (they would become infinite)");
+        return bytes;
     }
 
     /// <summary>The tensor's values as little-endian bytes of <paramref name="type"/>; same-type data is

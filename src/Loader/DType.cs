@@ -54,9 +54,9 @@ public static class DTypes
         }
     }
 
-    /// <summary>Parses "f32", "f16" or "bf16" (any case), as the CLI spells them.</summary>
+    /// <summary>Parses "f32", "f16", "bf16", "q8_0" or "q4_0" (any case), as the CLI spells them.</summary>
     public static DType ParseOption(string name) =>
-        TryParse((name ?? throw new ArgumentNullException(nameof(name))).ToUpperInvariant(), out var type)
-            ? type
-            : throw new ArgumentException($"unknown dtype '{name}' (expected f32, f16 or bf16)");
+        Enum.GetValues<DType>().Where(t => t.ToString().Equals(name ?? throw new ArgumentNullException(nameof(name)), StringComparison.OrdinalIgnoreCase))
+            .Select(t => (DType?)t).FirstOrDefault()
+        ?? throw new ArgumentException($"unknown dtype '{name}' (expected f32, f16, bf16, q8_0 or q4_0)");
 }

@@ -5,10 +5,9 @@ namespace Kangaroo.Native.Loader;
 /// <summary>
 /// A llama2.c legacy checkpoint (<c>run.c</c>'s format): seven int32 header fields (dim, hidden_dim,
 /// n_layers, n_heads, n_kv_heads, vocab_size — negative when the classifier is not shared —, seq_len),
-/// then float32 arrays. llama2.c rotates adjacent pairs of each head; the engine uses the Hugging Face
-/// convention (halves), so the rows of wq and wk are permuted within each head on import, exactly as
-/// Hugging Face's conversion script does. llama2.c generation stops when the model emits BOS (token 1),
-/// so that is the configuration's stop token.
+/// then float32 arrays. llama2.c rotates adjacent pairs of each head, so the rows of wq and wk are
+/// permuted to the engine's halves on import (<see cref="RotaryLayout"/>). llama2.c generation stops
+/// when the model emits BOS (token 1), so that is the configuration's stop token.
 /// </summary>
 public sealed class Llama2cCheckpoint : ModelCheckpoint
 {
@@ -68,7 +67,7 @@ public sealed class Llama2cCheckpoint : ModelCheckpoint
             for (var l = 0; l < layers; l++)
             {
                 var slice = ReadFloats((long)rows * cols);
-                if (permuteHeads) slice = ToHalvesConvention(slice, headCount, c.HeadDim, cols);
+                if (permuteHeads) slice = RotaryLayout.ToHalves<float>(slice, headCount, c.HeadDim);
                 _tensors[Names.Layer(l, suffix)] = (slice, cols == 1 ? [rows] : [rows, cols]);
             }
         }
@@ -107,22 +106,6 @@ public sealed class Llama2cCheckpoint : ModelCheckpoint
         new[] { $"tok{vocab}.model", "tokenizer.model", $"tok{vocab}.bin", "tokenizer.bin" }
             .Select(name => Path.Combine(directory, name))
             .FirstOrDefault(File.Exists);
-
-    /// <summary>Reorders each head's rows from adjacent pairs (2i, 2i+1) to halves (i, i + head/2).</summary>
-    public static float[] ToHalvesConvention(float[] weight, int heads, int headDim, int cols)
-    {
-        var result = new float[weight.Length];
-        var half = headDim / 2;
-        for (var h = 0; h < heads; h++)
-        for (var i = 0; i < half; i++)
-        for (var part = 0; part < 2; part++)
-        {
-            var source = (h * headDim + 2 * i + part) * cols;
-            var target = (h * headDim + part * half + i) * cols;
-            Array.Copy(weight, source, result, target, cols);
-        }
-        return result;
-    }
 
     public override bool Contains(string name) => _tensors.ContainsKey(name);
 

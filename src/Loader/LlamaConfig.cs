@@ -87,7 +87,7 @@ public sealed record LlamaConfig(
 
     /// <summary>Throws when a config.json number is absurd (a damaged or hostile file), before anything
     /// is sized from it.</summary>
-    private LlamaConfig RequirePlausibleSizes(string source)
+    internal LlamaConfig RequirePlausibleSizes(string source)
     {
         void Require(bool ok, string problem)
         {

@@ -46,12 +46,14 @@ public abstract class ModelCheckpoint : IDisposable
         return tensor;
     }
 
-    /// <summary>Opens a Hugging Face model directory (config.json + safetensors) or a llama2.c checkpoint (.bin).</summary>
+    /// <summary>Opens a Hugging Face model directory (config.json + safetensors), a GGUF file (told by
+    /// its magic, whatever its name) or a llama2.c checkpoint (.bin).</summary>
     public static ModelCheckpoint Open(string path)
     {
         if (Directory.Exists(path)) return HfModelDirectory.Open(path);
         if (File.Exists(path))
         {
+            if (GgufFile.HasMagic(path)) return GgufCheckpoint.Open(path);
             if (Path.GetFileName(path) is "config.json" || path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
                 return HfModelDirectory.Open(Path.GetDirectoryName(Path.GetFullPath(path))!);
             return Llama2cCheckpoint.Open(path);
@@ -80,6 +82,13 @@ public abstract class ModelCheckpoint : IDisposable
         public const string QueryBias = "self_attn.q_proj.bias";
         public const string KeyBias = "self_attn.k_proj.bias";
         public const string ValueBias = "self_attn.v_proj.bias";
+
+        /// <summary>How many heads of rows a weight has that RoPE rotates (whose order
+        /// <see cref="RotaryLayout"/> changes): the query's heads, the key's key/value heads, else 0.</summary>
+        public static int RotatedHeads(string name, LlamaConfig config) =>
+            name.EndsWith(Query, StringComparison.Ordinal) ? config.Heads
+            : name.EndsWith(Key, StringComparison.Ordinal) ? config.KvHeads
+            : 0;
 
         /// <summary>Every weight a model with this configuration has, with the shape the configuration
         /// implies, in the order llama2.c stores them (no lm_head.weight when embeddings are tied; q, k

@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Text.Json;
 
 namespace Kangaroo.Native.Loader;
@@ -18,8 +17,7 @@ public sealed record SafeTensorInfo(string Name, DType Type, int[] Shape, long B
 public sealed unsafe class SafeTensorsFile : IDisposable
 {
     private const long MaxHeaderBytes = 100_000_000;
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
+    private readonly MappedFile _map;
     private readonly byte* _data;
     private bool _disposed;
     private readonly Dictionary<string, SafeTensorInfo> _tensors;
@@ -35,11 +33,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         var fileLength = new FileInfo(path).Length;
         if (fileLength < 8) throw Error($"file is {fileLength} bytes, shorter than the 8-byte header length");
 
-        _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        _view = _map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
-        byte* basePtr = null;
-        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
-        basePtr += _view.PointerOffset;
+        _map = new MappedFile(path, fileLength);
+        var basePtr = _map.Start;
         try
         {
             var headerLength = BitConverter.ToInt64(new ReadOnlySpan<byte>(basePtr, 8));
@@ -183,11 +178,6 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        if (_view is not null)
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _view.Dispose();
-        }
-        _map?.Dispose();
+        _map.Dispose();
     }
 }

@@ -16,14 +16,9 @@ public sealed record SafeTensorSpec(string Name, DType Type, int[] Shape)
     public long ByteCount => Type.ByteCount(Shape);
 }
 
-/// <summary>Writes safetensors files. The file is written beside its destination under a temporary
-/// name and renamed into place, so an interrupted write never leaves a half-written file.</summary>
+/// <summary>Writes safetensors files, through <see cref="AtomicFile"/>.</summary>
 public static class SafeTensorsWriter
 {
-    /// <summary>A fresh name beside <paramref name="path"/> for writing before the rename: unique, so
-    /// that no file of the user's (a "model.safetensors.tmp" of their own) is ever overwritten.</summary>
-    public static string TemporaryBeside(string path) => $"{path}.{Guid.NewGuid():N}.tmp";
-
     public static void Write(string path, IEnumerable<SafeTensorOutput> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = tensors.ToList();
@@ -61,38 +56,19 @@ public static class SafeTensorsWriter
         }
         var json = JsonSerializer.SerializeToUtf8Bytes(header);
         var padding = (8 - json.Length % 8) % 8; // align the data section to 8 bytes
-        var full = Path.GetFullPath(path);
-        var temporary = TemporaryBeside(full);
-        try
+        AtomicFile.Write(path, stream =>
         {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write))
+            stream.Write(BitConverter.GetBytes((long)(json.Length + padding)));
+            stream.Write(json);
+            for (var i = 0; i < padding; i++) stream.WriteByte((byte)' ');
+            for (var i = 0; i < tensors.Count; i++)
             {
-                stream.Write(BitConverter.GetBytes((long)(json.Length + padding)));
-                stream.Write(json);
-                for (var i = 0; i < padding; i++) stream.WriteByte((byte)' ');
-                for (var i = 0; i < tensors.Count; i++)
-                {
-                    var bytes = bytesOf(i);
-                    if (bytes.LongLength != tensors[i].ByteCount)
-                        throw new ArgumentException(
-                            $"{path}: tensor '{tensors[i].Name}' has {bytes.LongLength} bytes but shape {TensorData.FormatShape(tensors[i].Shape)} x {tensors[i].Type.SafeTensorsName()} needs {tensors[i].ByteCount}");
-                    stream.Write(bytes);
-                }
+                var bytes = bytesOf(i);
+                if (bytes.LongLength != tensors[i].ByteCount)
+                    throw new ArgumentException(
+                        $"{path}: tensor '{tensors[i].Name}' has {bytes.LongLength} bytes but shape {TensorData.FormatShape(tensors[i].Shape)} x {tensors[i].Type.SafeTensorsName()} needs {tensors[i].ByteCount}");
+                stream.Write(bytes);
             }
-            File.Move(temporary, full, overwrite: true);
-        }
-        catch (Exception e)
-        {
-            try
-            {
-                File.Delete(temporary);
-            }
-            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException)
-            {
-                // The original error is the one to report.
-            }
-            if (e is IOException or UnauthorizedAccessException) throw new IOException($"{path}: cannot write ({e.Message})", e);
-            throw;
-        }
+        });
     }
 }

@@ -124,9 +124,53 @@ public sealed class SentencePieceModel
             }
         }
         if (piece is null) throw new ModelFormatException($"{source}: piece {index} has no text");
-        if (type == PieceType.Byte && !IsBytePiece(piece))
-            throw new ModelFormatException($"{source}: piece {index} '{piece}' has type BYTE but is not of the form <0xHH>");
-        return new SentencePiece(piece, score, type);
+        return Checked(new SentencePiece(piece, score, type), source, index);
+    }
+
+    private static SentencePiece Checked(SentencePiece piece, string source, int index) =>
+        piece.Type != PieceType.Byte || IsBytePiece(piece.Piece) ? piece
+        : throw new ModelFormatException($"{source}: piece {index} '{piece.Piece}' has type BYTE but is not of the form <0xHH>");
+
+    /// <summary>
+    /// Reads the tokenizer of a GGUF file: <c>tokenizer.ggml.model</c> "llama" is a SentencePiece-style
+    /// BPE whose <c>tokens</c>, <c>scores</c> and <c>token_type</c> (numbered as SentencePiece numbers
+    /// piece types) are the pieces, with the <c>bos/eos/unknown_token_id</c>, <c>add_space_prefix</c> and
+    /// <c>remove_extra_whitespaces</c> settings; byte fallback when the 256 byte pieces are there.
+    /// </summary>
+    public static SentencePieceModel FromGguf(GgufFile file)
+    {
+        var source = file.Path;
+        ModelFormatException Error(string problem) => new($"{source}: {problem}");
+        var model = file.String("tokenizer.ggml.model") ?? throw Error("no tokenizer (metadata 'tokenizer.ggml.model' is missing)");
+        if (model != "llama") throw Error($"tokenizer.ggml.model '{model}' is not supported (supported: llama, SentencePiece-style)");
+        var tokens = file.Strings("tokenizer.ggml.tokens") ?? throw Error("metadata 'tokenizer.ggml.tokens' is missing");
+        var scores = file.Floats("tokenizer.ggml.scores") ?? new float[tokens.Length];
+        var types = file.Integers("tokenizer.ggml.token_type") ?? Enumerable.Repeat((int)PieceType.Normal, tokens.Length).ToArray();
+        if (scores.Length != tokens.Length || types.Length != tokens.Length)
+            throw Error($"{tokens.Length} tokens but {scores.Length} scores and {types.Length} token types");
+        var pieces = new SentencePiece[tokens.Length];
+        for (var i = 0; i < tokens.Length; i++)
+        {
+            if (types[i] is < 1 or > 6) throw Error($"token {i} '{tokens[i]}' has unknown type {types[i]}");
+            if (!float.IsFinite(scores[i])) throw Error($"token {i} '{tokens[i]}' has score {scores[i]}");
+            pieces[i] = Checked(new SentencePiece(tokens[i], scores[i], (PieceType)types[i]), source, i);
+        }
+        int Id(string key, int fallback) =>
+            file.Integer(key) is var id && (id ?? fallback) is var value && value >= 0 && value < tokens.Length
+                ? (int)value
+                : throw Error($"{key} {id} is outside the {tokens.Length}-token vocabulary");
+        return RequireText(source, new SentencePieceModel
+        {
+            Pieces = pieces,
+            ModelType = ModelTypeBpe,
+            ByteFallback = pieces.Count(p => p.Type == PieceType.Byte) == 256,
+            UnknownId = Id("tokenizer.ggml.unknown_token_id", 0),
+            BosId = Id("tokenizer.ggml.bos_token_id", 1),
+            EosId = Id("tokenizer.ggml.eos_token_id", 2),
+            AddDummyPrefix = file.Bool("tokenizer.ggml.add_space_prefix") ?? true,
+            RemoveExtraWhitespaces = file.Bool("tokenizer.ggml.remove_extra_whitespaces") ?? false,
+            EscapeWhitespaces = true,
+        });
     }
 
     /// <summary>Serializes the model as a SentencePiece ModelProto (the bytes of a <c>tokenizer.model</c>).</summary>

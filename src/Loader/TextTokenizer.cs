@@ -5,8 +5,9 @@ namespace Kangaroo.Native.Loader;
 
 /// <summary>
 /// A Llama SentencePiece tokenizer (BPE with byte fallback), read from a SentencePiece
-/// <c>tokenizer.model</c> or from llama2.c's <c>tokenizer.bin</c> (converted to the equivalent
-/// ModelProto in memory), encoded and decoded by Microsoft.ML.Tokenizers in both cases.
+/// <c>tokenizer.model</c>, from llama2.c's <c>tokenizer.bin</c> or from a GGUF file's
+/// <c>tokenizer.ggml.*</c> metadata (both converted to the equivalent ModelProto in memory), encoded
+/// and decoded by Microsoft.ML.Tokenizers in every case.
 /// </summary>
 public sealed class TextTokenizer : ModelTokenizer
 {
@@ -24,20 +25,32 @@ public sealed class TextTokenizer : ModelTokenizer
     public int BosId => Model.BosId;
     public int EosId => Model.EosId;
 
-    private TextTokenizer(string path, SentencePieceModel model, byte[] modelProto, SentencePieceTokenizer tokenizer)
+    /// <summary>Whether a prompt starts with BOS: always, except where a GGUF file's
+    /// <c>tokenizer.ggml.add_bos_token</c> says otherwise.</summary>
+    public bool AddsBos { get; }
+
+    private TextTokenizer(string path, SentencePieceModel model, byte[] modelProto, SentencePieceTokenizer tokenizer, bool addsBos)
     {
         Path = path;
         Model = model;
         _modelProto = modelProto;
         _tokenizer = tokenizer;
+        AddsBos = addsBos;
         _surface = model.Pieces.Select(Surface).ToArray();
     }
 
-    /// <summary>Reads a SentencePiece model or a llama2.c tokenizer; the format is recognised from the content.</summary>
+    /// <summary>Reads a SentencePiece model, a llama2.c tokenizer or a GGUF file's tokenizer; the format
+    /// is recognised from the content.</summary>
     public static TextTokenizer Load(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         InputFile.Require(path, "tokenizer file");
+        if (GgufFile.HasMagic(path))
+        {
+            using var gguf = GgufFile.Open(path);
+            var fromGguf = SentencePieceModel.FromGguf(gguf);
+            return Create(path, fromGguf, fromGguf.ToBytes(), gguf.Bool("tokenizer.ggml.add_bos_token") ?? true);
+        }
         byte[] bytes;
         try
         {
@@ -61,7 +74,11 @@ public sealed class TextTokenizer : ModelTokenizer
             model = SentencePieceModel.Parse(bytes, path);
             proto = bytes;
         }
+        return Create(path, model, proto, addsBos: true);
+    }
 
+    private static TextTokenizer Create(string path, SentencePieceModel model, byte[] proto, bool addsBos)
+    {
         SentencePieceTokenizer tokenizer;
         try
         {
@@ -71,17 +88,19 @@ public sealed class TextTokenizer : ModelTokenizer
         {
             throw new ModelFormatException($"{path}: not a usable SentencePiece model ({e.GetType().Name}: {e.Message})");
         }
-        return new TextTokenizer(path, model, proto, tokenizer);
+        return new TextTokenizer(path, model, proto, tokenizer, addsBos);
     }
 
     /// <summary>The tokenizer as SentencePiece ModelProto bytes (what a <c>tokenizer.model</c> holds).</summary>
     public byte[] ToModelProto() => (byte[])_modelProto.Clone();
 
-    /// <summary>Encodes text as llama2.c's <c>run.c</c> does: BOS first when asked, a dummy-prefix space
-    /// before non-empty text, BPE merges with byte fallback. The empty text gives just [BOS] (or []).</summary>
+    /// <summary>Encodes text as llama2.c's <c>run.c</c> does: BOS first when asked (and the tokenizer
+    /// <see cref="AddsBos"/>), a dummy-prefix space before non-empty text, BPE merges with byte fallback.
+    /// The empty text gives just [BOS] (or []).</summary>
     public override int[] Encode(string text, bool addBos)
     {
         ArgumentNullException.ThrowIfNull(text);
+        addBos &= AddsBos;
         if (text.Length == 0) return addBos ? [BosId] : [];
         var ids = _tokenizer.EncodeToIds(text, addBos, addEndOfSentence: false);
         return ids as int[] ?? ids.ToArray();

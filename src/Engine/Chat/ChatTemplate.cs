@@ -31,9 +31,11 @@ public sealed class ChatTemplate
 
     /// <summary>Loads the template of a <c>tokenizer_config.json</c> (its <c>chat_template</c>, a string or a list of
     /// <c>{name, template}</c> of which the one named "default" is used, and its <c>bos_token</c>/<c>eos_token</c>),
-    /// or of a text file holding the template itself.</summary>
+    /// of a GGUF model (its <c>tokenizer.chat_template</c>, and the text of its BOS and EOS tokens), or of a
+    /// text file holding the template itself.</summary>
     public static ChatTemplate Load(string path)
     {
+        if (GgufFile.HasMagic(path)) return LoadGguf(path);
         var text = File.ReadAllText(path);
         JsonDocument config;
         try
@@ -52,6 +54,15 @@ public sealed class ChatTemplate
                 throw new FormatException($"{path} is JSON without a \"chat_template\": give a tokenizer_config.json or a file holding the template");
             return Parse(SelectTemplate(template, path), TokenText(root, "bos_token"), TokenText(root, "eos_token"));
         }
+    }
+
+    private static ChatTemplate LoadGguf(string path)
+    {
+        using var gguf = GgufFile.Open(path);
+        var template = gguf.String("tokenizer.chat_template") ?? throw new FormatException($"{path} is a GGUF model without a chat template (tokenizer.chat_template)");
+        var tokens = gguf.Strings("tokenizer.ggml.tokens") ?? [];
+        string TokenText(string key) => gguf.Integer(key) is { } id && id >= 0 && id < tokens.Length ? tokens[id] : "";
+        return Parse(template, TokenText("tokenizer.ggml.bos_token_id"), TokenText("tokenizer.ggml.eos_token_id"));
     }
 
     private static string SelectTemplate(JsonElement template, string path)

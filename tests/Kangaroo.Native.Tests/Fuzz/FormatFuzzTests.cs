@@ -109,6 +109,22 @@ public sealed class FormatFuzzTests(ConvertedModel converted, Xunit.Abstractions
         Fuzz(2, original, path, Mutator.Layout.SafeTensors, header, _ => LoadModel(directory, new FileInfo(path).Length));
     }
 
+    /// <summary>llama.cpp's early Q8_0 file (version 2, quantized and F32 tensors, one tensor whose
+    /// blocks run across rows), with its embedded tokenizer; the header (metadata and tensor infos) is
+    /// where most mutations land.</summary>
+    [Fact]
+    public void GgufModel()
+    {
+        var original = SharedData.Path("models", "gguf", "stories260K-q8_0-v2.gguf");
+        using var file = GgufFile.Open(original);
+        Fuzz(6, original, _temp.File("model.gguf"), Mutator.Layout.Binary, (int)file.DataOffset, p =>
+        {
+            LoadModel(p, new FileInfo(p).Length);
+            var tokenizer = TextTokenizer.Load(p);
+            tokenizer.Decode(tokenizer.Encode("Once upon a time", addBos: true));
+        });
+    }
+
     [Fact]
     public void ConfigJson()
     {
