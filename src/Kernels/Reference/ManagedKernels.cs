@@ -256,8 +256,9 @@ internal static class ManagedKernels
     /// (w holds 4 rows of <paramref name="rowBytes"/>), dequantized in registers: each 8 quants are
     /// sign-extended from memory, converted and multiplied by the block's scale (d * q, exact), then
     /// multiply-added, so the products and their order are those of the f32 dot product of the
-    /// dequantized rows (x.Length is a multiple of 32: no leftover columns). Needs
-    /// <see cref="CanDot4x1Blocks"/>; elsewhere the rows are dequantized into scratch first.</summary>
+    /// dequantized rows (x.Length is a multiple of 32: no leftover columns). Prefetches the next four
+    /// rows as the other weight tiles do. Needs <see cref="CanDot4x1Blocks"/>; elsewhere the rows are
+    /// dequantized into scratch first.</summary>
     public static unsafe void Dot4x1Blocks<TBlocks>(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<float> x, Span<float> result) where TBlocks : IBlockDequantizing
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -266,6 +267,7 @@ internal static class ManagedKernels
         {
             for (int offset = 0, column = 0; offset < rowBytes; offset += TBlocks.BlockBytes, column += BlockLength)
             {
+                for (var row = 4; row < 8; row++) Sse.Prefetch0(pw + row * rowBytes + offset); // the next tile's rows
                 var (x0, x1, x2, x3) = (Avx.LoadVector256(px + column), Avx.LoadVector256(px + column + 8), Avx.LoadVector256(px + column + 16), Avx.LoadVector256(px + column + 24));
                 a0 = TBlocks.MultiplyAdd(pw + offset, x0, x1, x2, x3, a0);
                 a1 = TBlocks.MultiplyAdd(pw + rowBytes + offset, x0, x1, x2, x3, a1);
