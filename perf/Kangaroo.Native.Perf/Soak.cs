@@ -31,7 +31,7 @@ public static class Soak
             for (var i = 0; i < generationsPerSession && done < generations; i++, done++)
             {
                 var name = Decoders[done % Decoders.Length];
-                var decoder = session.CreateDecoder(name, exitLayer: name == "early-exit" ? 2 : null);
+                using var decoder = session.CreateDecoder(name, exitLayer: name == "early-exit" ? 2 : null);
                 var sampling = done % 2 == 0 ? new SamplingOptions() : new SamplingOptions(Temperature: 1f, TopP: 0.9f, Seed: (ulong)done + 1);
                 produced += decoder.Generate(session.EncodePrompt(Prompts[done % Prompts.Length]), tokens, sampling).Count();
                 if (done + 1 == Math.Min(50, generations) || done + 1 == generations)

@@ -101,6 +101,7 @@ public sealed class KangarooChatClient : IChatClient
     public void Dispose()
     {
         _gate.Dispose();
+        _decoder.Dispose();
         if (_ownsSession) _session.Dispose();
     }
 

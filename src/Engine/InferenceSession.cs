@@ -113,13 +113,13 @@ public sealed class InferenceSession : IDisposable
                 var options = new SpeculationOptions(weights.ExitLayer, draftSteps, threshold).Validate(Model.Layers);
                 var head = new AdapterHead(Model, weights);
                 var acceptance = weights.Acceptance?.Clone(AcceptanceStatistics.RunningMemory);
-                if (name == "kangaroo") return new SelfSpeculativeDecoder(Model, head, options, acceptance);
+                if (name == "kangaroo") return new SelfSpeculativeDecoder(Model, head, options, acceptance, ownsHead: true);
                 var costs = SpeculationCosts.ForDecoder(Model, head, weights.ExitLayer, draftSteps, CostCache);
-                return new SelfSpeculativeDecoder(Model, head, options, acceptance, new SpeculationController(costs, draftSteps), "auto");
+                return new SelfSpeculativeDecoder(Model, head, options, acceptance, new SpeculationController(costs, draftSteps), "auto", ownsHead: true);
             case "early-exit":
                 var adapter = adapterPath is null ? null : AdapterWeights.Load(adapterPath);
                 var layer = exitLayer ?? adapter?.ExitLayer ?? Math.Max(1, Model.Layers / 4);
-                return new SelfSpeculativeDecoder(Model, new ExitNormHead(Model, adapter?.DraftVocabulary), new SpeculationOptions(layer, draftSteps, threshold));
+                return new SelfSpeculativeDecoder(Model, new ExitNormHead(Model, adapter?.DraftVocabulary), new SpeculationOptions(layer, draftSteps, threshold), ownsHead: true);
             default:
                 throw new ArgumentException($"unknown decoder '{name}' (expected autoregressive, kangaroo, early-exit or auto)");
         }

@@ -19,6 +19,12 @@ public sealed class AutoregressiveDecoder : Decoder
 
     public override string Name => "autoregressive";
 
+    protected override void ReleaseBuffers()
+    {
+        _residual.Dispose();
+        _logits.Dispose();
+    }
+
     protected override int Prefill(IReadOnlyList<int> tokens, int cached)
     {
         Model.Prefill(tokens, tokens.Count - 1, _residual, from: cached);

@@ -49,8 +49,10 @@ public sealed class DecoderStats
 /// as they are produced, ending with the stop token if one ended generation. The committed sequence
 /// T[0..cur] always has T[cur] not yet in any cache; caches hold positions 0..cur-1.
 /// </summary>
-public abstract class Decoder(LlamaModel model)
+public abstract class Decoder(LlamaModel model) : IDisposable
 {
+    private bool _disposed;
+
     private readonly Stopwatch _clock = new();
     private List<int> _held = []; // the sequence of the last generation: the caches' positions hold its tokens
     private long _heldVersion = -1;  // the cache's version when that generation ended
@@ -59,6 +61,21 @@ public abstract class Decoder(LlamaModel model)
     public abstract string Name { get; }
     public DecoderStats Stats { get; private set; } = new();
     public StopReason Stop { get; private set; }
+
+    /// <summary>Gives the decoder's device buffers back (and the draft head of a decoder that
+    /// <see cref="InferenceSession.CreateDecoder"/> made); the model and its caches stay with the
+    /// session. A decoder made per request should be disposed after it, or its buffers stay until the
+    /// session is disposed.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        ReleaseBuffers();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Disposes what this decoder allocated on the device; called once.</summary>
+    protected abstract void ReleaseBuffers();
 
     /// <summary>The number of tokens a generation may add: at most <paramref name="maxNewTokens"/>,
     /// clamped so that every token that is fed back fits the context (the last generated token never
@@ -75,6 +92,7 @@ public abstract class Decoder(LlamaModel model)
     public IEnumerable<int> Generate(IReadOnlyList<int> prompt, int maxNewTokens, SamplingOptions sampling, CancellationToken cancellationToken = default,
         bool reuseCache = false)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(sampling);
         var context = Model.Context;

@@ -47,14 +47,17 @@ public sealed class SelfSpeculativeDecoder : Decoder
     private bool _carried;
     private DeviceTensor? _exitStates; // exit-layer states of the positions stepped autoregressively since the head last ran
     private int _exitStatesFrom = -1;
+    private readonly bool _ownsHead;
 
     /// <summary>A decoder that speculates in every round with <paramref name="options"/>, or, given a
     /// <paramref name="controller"/>, only when and how it says (then <paramref name="options"/>'
     /// draft steps are the most it may choose). Every round is counted into <paramref name="acceptance"/>
-    /// (default: new statistics with <see cref="AcceptanceStatistics.RunningMemory"/>).</summary>
+    /// (default: new statistics with <see cref="AcceptanceStatistics.RunningMemory"/>). With
+    /// <paramref name="ownsHead"/> the decoder disposes <paramref name="head"/> when it is disposed.</summary>
     public SelfSpeculativeDecoder(LlamaModel model, DraftHead head, SpeculationOptions options, AcceptanceStatistics? acceptance = null,
-        SpeculationController? controller = null, string? name = null) : base(model)
+        SpeculationController? controller = null, string? name = null, bool ownsHead = false) : base(model)
     {
+        _ownsHead = ownsHead;
         options.Validate(model.Layers);
         _head = head;
         _name = name ?? head.Name;
@@ -73,6 +76,12 @@ public sealed class SelfSpeculativeDecoder : Decoder
     }
 
     public override string Name => _name;
+
+    protected override void ReleaseBuffers()
+    {
+        foreach (var buffer in new[] { _states, _draftLogits, _verifyLogits, _exitStates }) buffer?.Dispose();
+        if (_ownsHead) _head.Dispose();
+    }
 
     /// <summary>Probability of accepting a draft given its target and draft probabilities: min(1, p/q),
     /// the rule that keeps the target's distribution. Replaceable only so tests can show that the

@@ -25,12 +25,12 @@ public sealed class ReferenceDevice : ComputeDevice
     public override DeviceTensor Allocate(int length)
     {
         AllocatedBytes += 4L * length;
-        return new ManagedTensor(new float[length], 0, length);
+        return new ManagedTensor(new float[length], 0, length, this);
     }
 
     public override DeviceWeight UploadWeight(WeightType type, ReadOnlySpan<byte> data, int rows, int cols)
     {
-        var weight = new ManagedWeight(type, data, rows, cols);
+        var weight = new ManagedWeight(this, type, data, rows, cols);
         AllocatedBytes += weight.Bytes;
         return weight;
     }
@@ -488,8 +488,12 @@ public sealed class ReferenceDevice : ComputeDevice
 
     private static Span<float> Span(DeviceTensor tensor) => ((ManagedTensor)tensor).Span;
 
-    private sealed class ManagedTensor(float[] array, int offset, int length) : DeviceTensor
+    /// <summary>A buffer (<paramref name="owner"/> set: its disposal gives the bytes back to the
+    /// device's count) or a view of one (no owner).</summary>
+    private sealed class ManagedTensor(float[] array, int offset, int length, ReferenceDevice? owner = null) : DeviceTensor
     {
+        private ReferenceDevice? _owner = owner;
+
         public Span<float> Span => array.AsSpan(offset, length);
         public override int Length => length;
 
@@ -501,6 +505,9 @@ public sealed class ReferenceDevice : ComputeDevice
 
         public override void Dispose()
         {
+            if (_owner is null) return;
+            _owner.AllocatedBytes -= 4L * length;
+            _owner = null;
         }
     }
 
@@ -510,8 +517,11 @@ public sealed class ReferenceDevice : ComputeDevice
         private readonly ushort[]? _u16;
         private readonly byte[]? _blocks;
 
-        public ManagedWeight(WeightType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
+        private ReferenceDevice? _owner;
+
+        public ManagedWeight(ReferenceDevice owner, WeightType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
         {
+            _owner = owner;
             if (data.Length != Bytes) throw new ArgumentException($"{data.Length} bytes for a {type} weight [{rows}, {cols}]");
             if (type == WeightType.F32) _f32 = MemoryMarshal.Cast<byte, float>(data).ToArray();
             else if (type.IsQuantized()) _blocks = data.ToArray();
@@ -587,6 +597,9 @@ public sealed class ReferenceDevice : ComputeDevice
 
         public override void Dispose()
         {
+            if (_owner is null) return;
+            _owner.AllocatedBytes -= Bytes;
+            _owner = null;
         }
     }
 }

@@ -12,7 +12,7 @@ public sealed class LibraryUsageTests
     {
         // --- as in README.md ---
         using var session = InferenceSession.Open(SharedData.EmbeddedModel, "cpu");
-        var decoder = session.CreateDecoder("auto");  // Kangaroo where it pays on this device (the adapter lies beside the model)
+        using var decoder = session.CreateDecoder("auto");  // Kangaroo where it pays on this device (the adapter lies beside the model)
         var prompt = session.EncodePrompt("Once upon a time");
         var ids = decoder.Generate(prompt, maxNewTokens: 64, new SamplingOptions()).ToList();
         var text = session.Tokenizer!.Decode(ids);

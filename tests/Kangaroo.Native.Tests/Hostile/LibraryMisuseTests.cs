@@ -67,6 +67,24 @@ public sealed class LibraryMisuseTests
         Assert.Equal(8, decoder.Generate([1], 8, Greedy).Count());
     }
 
+    [Theory, DeviceData("cpu"), DeviceData("opencl")]
+    public void DisposedDecodersGiveTheirDeviceMemoryBack(string kind)
+    {
+        using var session = InferenceSession.Open(SharedData.EmbeddedModel, kind);
+        var before = session.Device.AllocatedBytes;
+        foreach (var name in new[] { "autoregressive", "kangaroo", "early-exit", "auto" })
+        {
+            var decoder = session.CreateDecoder(name);
+            Assert.True(session.Device.AllocatedBytes > before, $"{name} holds buffers");
+            Assert.Equal(8, decoder.Generate([1, 403], 8, Greedy).Count());
+            decoder.Dispose();
+            Assert.Equal(before, session.Device.AllocatedBytes);
+            Assert.Throws<ObjectDisposedException>(() => decoder.Generate([1], 4, Greedy));
+            decoder.Dispose(); // a second time does nothing
+            Assert.Equal(before, session.Device.AllocatedBytes);
+        }
+    }
+
     [Fact]
     public void CancellationStopsGenerationBetweenRounds()
     {
