@@ -61,10 +61,7 @@ public static class CostsCommand
         AnsiConsole.MarkupLine(Markup.Escape($"projected at the paper's {PaperTokensPerRound} tokens per round from {PaperDraftsPerRound} drafts: {paper:F2}x autoregressive"));
     }
 
-    private static AcceptanceStatistics LoadAcceptance(string path)
-    {
-        Kangaroo.Native.Loader.InputFile.Require(path, "--acceptance-from adapter");
-        return AdapterWeights.Load(path).Acceptance
+    private static AcceptanceStatistics LoadAcceptance(string path) =>
+        AdapterWeights.Load(path).Acceptance
             ?? throw new ArgumentException($"--acceptance-from {path}: the adapter carries no acceptance statistics (train-adapter stores them)");
-    }
 }

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Engine.Kangaroo;
 
@@ -186,10 +187,7 @@ public sealed class SpeculationCostCache(string directory)
         try
         {
             System.IO.Directory.CreateDirectory(Directory);
-            var path = PathOf(key);
-            var temporary = $"{path}.{Environment.ProcessId}.tmp";
-            File.WriteAllText(temporary, JsonSerializer.Serialize(new Entry(key, costs)));
-            File.Move(temporary, path, overwrite: true);
+            AtomicFile.Write(PathOf(key), stream => JsonSerializer.Serialize(stream, new Entry(key, costs)));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
