@@ -7,18 +7,9 @@ namespace Kangaroo.Native.Tests.Chat;
 /// implementation) renders byte for byte, or fails with the template's own raise_exception message.</summary>
 public sealed class ChatTemplateGoldenTests
 {
-    private static readonly Lazy<JsonElement[]> Records = new(() =>
-        File.ReadLines(SharedData.Path("golden", "chat-templates.jsonl"))
-            .Where(line => line.Length > 0)
-            .Select(line => JsonDocument.Parse(line).RootElement)
-            .ToArray());
+    private static readonly Lazy<JsonElement[]> Records = new(() => TemplateRecords.Load(SharedData.Path("golden", "chat-templates.jsonl")));
 
-    public static TheoryData<int, string> Cases()
-    {
-        var data = new TheoryData<int, string>();
-        for (var i = 0; i < Records.Value.Length; i++) data.Add(i, Records.Value[i].GetProperty("model").GetString()!);
-        return data;
-    }
+    public static TheoryData<int, string> Cases() => TemplateRecords.Cases(Records.Value);
 
     [Fact]
     public void TheGoldenFileHoldsEveryRecord() => Assert.Equal(84, Records.Value.Length);

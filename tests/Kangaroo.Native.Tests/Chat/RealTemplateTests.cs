@@ -8,17 +8,9 @@ namespace Kangaroo.Native.Tests.Chat;
 /// configured as transformers configures it (sandboxed, trim_blocks, lstrip_blocks, loop controls, its tojson).</summary>
 public sealed class RealTemplateTests
 {
-    private static readonly Lazy<JsonElement[]> Records = new(() =>
-        File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Chat", "real-templates.jsonl"))
-            .Select(line => JsonDocument.Parse(line).RootElement)
-            .ToArray());
+    private static readonly Lazy<JsonElement[]> Records = new(() => TemplateRecords.Load(Path.Combine(AppContext.BaseDirectory, "Chat", "real-templates.jsonl")));
 
-    public static TheoryData<int, string> Cases()
-    {
-        var data = new TheoryData<int, string>();
-        for (var i = 0; i < Records.Value.Length; i++) data.Add(i, Records.Value[i].GetProperty("model").GetString()!);
-        return data;
-    }
+    public static TheoryData<int, string> Cases() => TemplateRecords.Cases(Records.Value);
 
     [Theory]
     [MemberData(nameof(Cases))]

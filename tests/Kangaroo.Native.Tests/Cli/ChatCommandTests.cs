@@ -142,7 +142,11 @@ public sealed class ChatCommandTests
 
         public Terminal(string command)
         {
-            var start = KangarooProcess.Start("script", ["-q", "-e", "-c", command, "/dev/null"]);
+            // exec: the program replaces the shell script starts ($SHELL, or /bin/sh when unset), as a program started
+            // from an interactive shell leads its own process group; a dash left waiting would die of the Ctrl-C itself.
+            // stty -echo: .NET's line editor echoes what it reads, and a line typed before it reads would be echoed
+            // by the terminal too.
+            var start = KangarooProcess.Start("script", ["-q", "-e", "-c", "stty -echo; exec " + command, "/dev/null"]);
             start.RedirectStandardInput = true;
             _process = Process.Start(start)!;
             _reader = Task.Run(async () =>
