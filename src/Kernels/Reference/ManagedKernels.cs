@@ -18,10 +18,15 @@ namespace Kangaroo.Native.Kernels.Reference;
 /// (<see cref="Dot4"/>: 4 weight rows x 1 input row for decode, 1 query x 4 keys for attention;
 /// <see cref="Dot2x4"/>: 2 weight rows x 4 input rows for blocks, <see cref="Dot2x2"/> for their last
 /// one or two rows; <see cref="Dot4x1{TWidening}"/>:
-/// the decode tile over 16-bit rows; <see cref="Dot4x1Blocks{TBlocks}"/>: over quantized rows) only
-/// decide which dot products run side by side, for
+/// the decode tile over 16-bit rows) only decide which dot products run side by side, for
 /// instruction-level parallelism and so that a vector loaded once serves several. So a block of rows
 /// gives bit-identical results to one-row calls.
+///
+/// Quantized rows (Q8_0, Q4_0) have their own order where AVX2 runs: per 32-value block, the dot of
+/// the integer quants with x over 8 lanes, scaled once by the block's d and accumulated (fused); then
+/// the lane sum (<see cref="BlockDot"/>; tiles <see cref="Dot4x1Blocks{TBlocks}"/> for decode and
+/// <see cref="Dot1x4Blocks{TBlocks}"/> for blocks). Multiplying every weight by d first costs a third
+/// more vector work and kept the decode GEMV compute-bound; this order keeps it at memory speed.
 ///
 /// Weight tiles take an <c>ahead</c> distance: while they stream their rows they ask the cache for the
 /// rows of the next tile (that many elements further on). On a model whose weights come from DRAM the
@@ -248,17 +253,42 @@ internal static class ManagedKernels
         result[3] = s3;
     }
 
-    /// <summary>Whether <see cref="Dot4x1Blocks{TBlocks}"/> runs here: it dequantizes in AVX2 registers,
-    /// 8 lanes, which is the canonical order only where <see cref="Vector{T}"/> has 8 float lanes.</summary>
-    public static bool CanDot4x1Blocks => Avx2.IsSupported && Fma.IsSupported && Width == 8;
+    /// <summary>Whether the quantized tiles (<see cref="Dot4x1Blocks{TBlocks}"/>, <see cref="Dot1x4Blocks{TBlocks}"/>)
+    /// run here: they dequantize in AVX2 registers. Elsewhere quantized rows are dequantized into scratch
+    /// and go through the F32 tiles.</summary>
+    public static bool CanDotBlocks => Avx2.IsSupported && Fma.IsSupported;
 
-    /// <summary><see cref="Dot4"/> of one input row x with four consecutive rows of block-quantized weights
-    /// (w holds 4 rows of <paramref name="rowBytes"/>), dequantized in registers: each 8 quants are
-    /// sign-extended from memory, converted and multiplied by the block's scale (d * q, exact), then
-    /// multiply-added, so the products and their order are those of the f32 dot product of the
-    /// dequantized rows (x.Length is a multiple of 32: no leftover columns). Prefetches the next four
-    /// rows as the other weight tiles do. Needs <see cref="CanDot4x1Blocks"/>; elsewhere the rows are
-    /// dequantized into scratch first.</summary>
+    /// <summary>The dot of one quantized block with 32 columns of x, folded: s = q . x over 8 lanes (one
+    /// multiply, then three fused multiply-adds in column order, the integer quants converted exactly),
+    /// then acc + s * d (fused). One rounding per lane per 4 columns more than d * q . x dequantized first,
+    /// and a quarter of the vector work: the scale is applied once per block, not once per weight. Every
+    /// quantized tile computes each dot product through this, so they agree bit for bit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector256<float> BlockDot(Vector256<float> q0, Vector256<float> q1, Vector256<float> q2, Vector256<float> q3, float d, float* x, Vector256<float> acc)
+    {
+        var s = q0 * Avx.LoadVector256(x);
+        s = Fma.MultiplyAdd(q1, Avx.LoadVector256(x + 8), s);
+        s = Fma.MultiplyAdd(q2, Avx.LoadVector256(x + 16), s);
+        s = Fma.MultiplyAdd(q3, Avx.LoadVector256(x + 24), s);
+        return Fma.MultiplyAdd(s, Vector256.Create(d), acc);
+    }
+
+    /// <summary>A block's f16 scale as float32, exactly, without a branch: <see cref="F16Widening"/>'s bit
+    /// trick, the infinity/NaN case chosen by a conditional move (a branch here costs a third of the tile's
+    /// speed).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe float Scale(byte* block)
+    {
+        var bits = *(ushort*)block;
+        var widened = ((int)((uint)bits << 16) >> 3) & unchecked((int)0x8FFFE000);
+        var finite = BitConverter.SingleToInt32Bits(BitConverter.Int32BitsToSingle(widened) * 5.192296858534828e+33f); // 2^112
+        return BitConverter.Int32BitsToSingle((bits & 0x7C00) == 0x7C00 ? widened | 0x7F800000 : finite);
+    }
+
+    /// <summary>The decode tile over quantized rows: <see cref="BlockDot"/> of one input row x with four
+    /// consecutive rows (w holds 4 rows of <paramref name="rowBytes"/>; x.Length is a multiple of 32), four
+    /// accumulators, then <see cref="Vector256.Sum{T}(Vector256{T})"/>. Prefetches the next four rows as the
+    /// other weight tiles do. Needs <see cref="CanDotBlocks"/>.</summary>
     public static unsafe void Dot4x1Blocks<TBlocks>(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<float> x, Span<float> result) where TBlocks : IBlockDequantizing
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -268,17 +298,55 @@ internal static class ManagedKernels
             for (int offset = 0, column = 0; offset < rowBytes; offset += TBlocks.BlockBytes, column += BlockLength)
             {
                 for (var row = 4; row < 8; row++) Sse.Prefetch0(pw + row * rowBytes + offset); // the next tile's rows
-                var (x0, x1, x2, x3) = (Avx.LoadVector256(px + column), Avx.LoadVector256(px + column + 8), Avx.LoadVector256(px + column + 16), Avx.LoadVector256(px + column + 24));
-                a0 = TBlocks.MultiplyAdd(pw + offset, x0, x1, x2, x3, a0);
-                a1 = TBlocks.MultiplyAdd(pw + rowBytes + offset, x0, x1, x2, x3, a1);
-                a2 = TBlocks.MultiplyAdd(pw + 2 * rowBytes + offset, x0, x1, x2, x3, a2);
-                a3 = TBlocks.MultiplyAdd(pw + 3 * rowBytes + offset, x0, x1, x2, x3, a3);
+                var block = pw + offset;
+                TBlocks.Quants(block, out var q0, out var q1, out var q2, out var q3);
+                a0 = BlockDot(q0, q1, q2, q3, Scale(block), px + column, a0);
+                block += rowBytes;
+                TBlocks.Quants(block, out q0, out q1, out q2, out q3);
+                a1 = BlockDot(q0, q1, q2, q3, Scale(block), px + column, a1);
+                block += rowBytes;
+                TBlocks.Quants(block, out q0, out q1, out q2, out q3);
+                a2 = BlockDot(q0, q1, q2, q3, Scale(block), px + column, a2);
+                block += rowBytes;
+                TBlocks.Quants(block, out q0, out q1, out q2, out q3);
+                a3 = BlockDot(q0, q1, q2, q3, Scale(block), px + column, a3);
             }
         }
-        result[0] = Vector.Sum(a0.AsVector());
-        result[1] = Vector.Sum(a1.AsVector());
-        result[2] = Vector.Sum(a2.AsVector());
-        result[3] = Vector.Sum(a3.AsVector());
+        result[0] = Vector256.Sum(a0);
+        result[1] = Vector256.Sum(a1);
+        result[2] = Vector256.Sum(a2);
+        result[3] = Vector256.Sum(a3);
+    }
+
+    /// <summary>The block tile over quantized rows: <see cref="BlockDot"/> of one quantized row with four
+    /// input rows (result[k] = w . x_k), the row's quants converted once for all four. Short tiles repeat
+    /// their last input row. <paramref name="ahead"/>: bytes from this row to the one to prefetch.
+    /// Needs <see cref="CanDotBlocks"/>.</summary>
+    public static unsafe void Dot1x4Blocks<TBlocks>(ReadOnlySpan<byte> w, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2,
+        ReadOnlySpan<float> x3, Span<float> result, int ahead) where TBlocks : IBlockDequantizing
+    {
+        var n = x0.Length;
+        if (w.Length != n / BlockLength * TBlocks.BlockBytes || x1.Length != n || x2.Length != n || x3.Length != n) throw new ArgumentException("a quantized row and its input rows disagree in length");
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        fixed (byte* pw = w)
+        fixed (float* p0 = x0, p1 = x1, p2 = x2, p3 = x3)
+        {
+            for (int offset = 0, column = 0; offset < w.Length; offset += TBlocks.BlockBytes, column += BlockLength)
+            {
+                Sse.Prefetch0(pw + offset + ahead);
+                var block = pw + offset;
+                TBlocks.Quants(block, out var q0, out var q1, out var q2, out var q3);
+                var d = Scale(block);
+                a0 = BlockDot(q0, q1, q2, q3, d, p0 + column, a0);
+                a1 = BlockDot(q0, q1, q2, q3, d, p1 + column, a1);
+                a2 = BlockDot(q0, q1, q2, q3, d, p2 + column, a2);
+                a3 = BlockDot(q0, q1, q2, q3, d, p3 + column, a3);
+            }
+        }
+        result[0] = Vector256.Sum(a0);
+        result[1] = Vector256.Sum(a1);
+        result[2] = Vector256.Sum(a2);
+        result[3] = Vector256.Sum(a3);
     }
 
     /// <summary>Values per quantized block.</summary>
@@ -399,9 +467,9 @@ internal interface IBlockDequantizing
     /// <summary>The quants (the bytes after the scale) as q, so that value j = d * q[j].</summary>
     static abstract Vector256<sbyte> Quants(ReadOnlySpan<byte> quants);
 
-    /// <summary>acc + x_k * w_k for the block's four 8-value vectors k in column order (one fused
-    /// multiply-add each), w_k = d * q dequantized in AVX2 registers.</summary>
-    static abstract unsafe Vector256<float> MultiplyAdd(byte* block, Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3, Vector256<float> acc);
+    /// <summary>The block's 32 quants (after the 2-byte scale) as four float vectors in column order,
+    /// converted exactly from the integers, in AVX2 registers.</summary>
+    static abstract unsafe void Quants(byte* block, out Vector256<float> q0, out Vector256<float> q1, out Vector256<float> q2, out Vector256<float> q3);
 }
 
 /// <summary>Q8_0: 32 int8 quants.</summary>
@@ -411,14 +479,14 @@ internal readonly struct Q8_0Blocks : IBlockDequantizing
 
     public static Vector256<sbyte> Quants(ReadOnlySpan<byte> quants) => Vector256.Create(quants[..32]).AsSByte();
 
-    public static unsafe Vector256<float> MultiplyAdd(byte* block, Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3, Vector256<float> acc)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void Quants(byte* block, out Vector256<float> q0, out Vector256<float> q1, out Vector256<float> q2, out Vector256<float> q3)
     {
-        var d = Vector256.Create(F16Widening.Widen(*(ushort*)block));
         var q = (sbyte*)(block + 2);
-        acc = Fma.MultiplyAdd(x0, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q)) * d, acc);
-        acc = Fma.MultiplyAdd(x1, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 8)) * d, acc);
-        acc = Fma.MultiplyAdd(x2, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 16)) * d, acc);
-        return Fma.MultiplyAdd(x3, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 24)) * d, acc);
+        q0 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q));
+        q1 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 8));
+        q2 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 16));
+        q3 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 24));
     }
 }
 
@@ -433,16 +501,16 @@ internal readonly struct Q4_0Blocks : IBlockDequantizing
         return Vector256.Create(bytes & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(bytes, 4)).AsSByte() - Vector256.Create((sbyte)8);
     }
 
-    public static unsafe Vector256<float> MultiplyAdd(byte* block, Vector256<float> x0, Vector256<float> x1, Vector256<float> x2, Vector256<float> x3, Vector256<float> acc)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void Quants(byte* block, out Vector256<float> q0, out Vector256<float> q1, out Vector256<float> q2, out Vector256<float> q3)
     {
-        var d = Vector256.Create(F16Widening.Widen(*(ushort*)block));
         var bytes = Sse2.LoadVector128(block + 2);
         var eight = Vector128.Create((sbyte)8);
         var low = (bytes & Vector128.Create((byte)0x0F)).AsSByte() - eight; // values 0..15
         var high = Vector128.ShiftRightLogical(bytes, 4).AsSByte() - eight; // values 16..31
-        acc = Fma.MultiplyAdd(x0, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(low)) * d, acc);
-        acc = Fma.MultiplyAdd(x1, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(low, 8))) * d, acc);
-        acc = Fma.MultiplyAdd(x2, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(high)) * d, acc);
-        return Fma.MultiplyAdd(x3, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(high, 8))) * d, acc);
+        q0 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(low));
+        q1 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(low, 8)));
+        q2 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(high));
+        q3 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(high, 8)));
     }
 }

@@ -95,8 +95,9 @@ public sealed class ReferenceDevice : ComputeDevice
 
     /// <summary>Output features [first, end): for one input row, tiles of 4 weight rows (4 independent
     /// accumulators, 16-bit rows widened in registers); for a block, pairs of weight rows (read, and
-    /// widened, once) against tiles of 4 input rows (8 accumulators). The summation order of each
-    /// element is the same in every tile (see <see cref="ManagedKernels"/>).</summary>
+    /// widened, once) against tiles of 4 input rows (8 accumulators), or for quantized rows one row
+    /// (its quants converted once) against tiles of 4 input rows. The summation order of each element
+    /// is the same in every tile (see <see cref="ManagedKernels"/>).</summary>
     private static void MatMulRows(ManagedTensor input, ManagedWeight weight, ManagedTensor output, int rows, bool accumulate, int first, int end)
     {
         var cols = weight.Cols;
@@ -113,6 +114,18 @@ public sealed class ReferenceDevice : ComputeDevice
                 weight.Dot4x1(o, row, dots);
                 for (var k = 0; k < 4; k++) Store(ref y[o + k], dots[k], accumulate);
             }
+        }
+        if (weight.QuantizedTiles)
+        {
+            for (; o < end; o++)
+            for (var r = 0; r < rows; r += 4)
+            {
+                var last = Math.Min(4, rows - r) - 1; // a short tile repeats its last row
+                weight.Dot1x4(o, x.Slice(r * cols, cols), x.Slice((r + Math.Min(1, last)) * cols, cols), x.Slice((r + Math.Min(2, last)) * cols, cols),
+                    x.Slice((r + last) * cols, cols), dots);
+                for (var k = 0; k <= last; k++) Store(ref y[(r + k) * outDim + o], dots[k], accumulate);
+            }
+            return;
         }
         Span<float> pairDots = stackalloc float[8];
         for (; o < end; o += 2)
@@ -564,13 +577,25 @@ public sealed class ReferenceDevice : ComputeDevice
                 case WeightType.F32: ManagedKernels.Dot4(x, _f32.AsSpan(first * Cols, Cols), _f32.AsSpan((first + 1) * Cols, Cols), _f32.AsSpan((first + 2) * Cols, Cols), _f32.AsSpan((first + 3) * Cols, Cols), result, ahead); break;
                 case WeightType.F16: ManagedKernels.Dot4x1<F16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result, ahead); break;
                 case WeightType.BF16: ManagedKernels.Dot4x1<BF16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result, ahead); break;
-                case WeightType.Q8_0 when ManagedKernels.CanDot4x1Blocks: ManagedKernels.Dot4x1Blocks<Q8_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
-                case WeightType.Q4_0 when ManagedKernels.CanDot4x1Blocks: ManagedKernels.Dot4x1Blocks<Q4_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
+                case WeightType.Q8_0 when ManagedKernels.CanDotBlocks: ManagedKernels.Dot4x1Blocks<Q8_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
+                case WeightType.Q4_0 when ManagedKernels.CanDotBlocks: ManagedKernels.Dot4x1Blocks<Q4_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
                 default: // quantized rows without AVX2: dequantized into scratch, then the F32 tile
                     var rows = RowBlock(first, 4, out _);
                     ManagedKernels.Dot4(x, rows[..Cols], rows.Slice(Cols, Cols), rows.Slice(2 * Cols, Cols), rows.Slice(3 * Cols, Cols), result);
                     break;
             }
+        }
+
+        /// <summary>Whether a block's rows go through <see cref="Dot1x4"/>: quantized rows where the quantized
+        /// tiles run (the decode tile's arithmetic, so blocks agree with one-row calls).</summary>
+        public bool QuantizedTiles => _blocks is not null && ManagedKernels.CanDotBlocks;
+
+        /// <summary>Dots of quantized row <paramref name="row"/> with four input rows (see <see cref="QuantizedTiles"/>).</summary>
+        public void Dot1x4(int row, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, Span<float> result)
+        {
+            var ahead = (int)RowBytes; // the next row
+            if (Type == WeightType.Q8_0) ManagedKernels.Dot1x4Blocks<Q8_0Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead);
+            else ManagedKernels.Dot1x4Blocks<Q4_0Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead);
         }
 
         public void Row(int index, Span<float> destination)
