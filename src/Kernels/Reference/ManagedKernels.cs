@@ -273,18 +273,6 @@ internal static class ManagedKernels
         return Fma.MultiplyAdd(s, Vector256.Create(d), acc);
     }
 
-    /// <summary>A block's f16 scale as float32, exactly, without a branch: <see cref="F16Widening"/>'s bit
-    /// trick, the infinity/NaN case chosen by a conditional move (a branch here costs a third of the tile's
-    /// speed).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe float Scale(byte* block)
-    {
-        var bits = *(ushort*)block;
-        var widened = ((int)((uint)bits << 16) >> 3) & unchecked((int)0x8FFFE000);
-        var finite = BitConverter.SingleToInt32Bits(BitConverter.Int32BitsToSingle(widened) * 5.192296858534828e+33f); // 2^112
-        return BitConverter.Int32BitsToSingle((bits & 0x7C00) == 0x7C00 ? widened | 0x7F800000 : finite);
-    }
-
     /// <summary>The decode tile over quantized rows: <see cref="BlockDot"/> of one input row x with four
     /// consecutive rows (w holds 4 rows of <paramref name="rowBytes"/>; x.Length is a multiple of 32), four
     /// accumulators, then <see cref="Vector256.Sum{T}(Vector256{T})"/>. Prefetches the next four rows as the
@@ -300,16 +288,16 @@ internal static class ManagedKernels
                 for (var row = 4; row < 8; row++) Sse.Prefetch0(pw + row * rowBytes + offset); // the next tile's rows
                 var block = pw + offset;
                 TBlocks.Quants(block, out var q0, out var q1, out var q2, out var q3);
-                a0 = BlockDot(q0, q1, q2, q3, Scale(block), px + column, a0);
+                a0 = BlockDot(q0, q1, q2, q3, F16Widening.Widen(*(ushort*)block), px + column, a0);
                 block += rowBytes;
                 TBlocks.Quants(block, out q0, out q1, out q2, out q3);
-                a1 = BlockDot(q0, q1, q2, q3, Scale(block), px + column, a1);
+                a1 = BlockDot(q0, q1, q2, q3, F16Widening.Widen(*(ushort*)block), px + column, a1);
                 block += rowBytes;
                 TBlocks.Quants(block, out q0, out q1, out q2, out q3);
-                a2 = BlockDot(q0, q1, q2, q3, Scale(block), px + column, a2);
+                a2 = BlockDot(q0, q1, q2, q3, F16Widening.Widen(*(ushort*)block), px + column, a2);
                 block += rowBytes;
                 TBlocks.Quants(block, out q0, out q1, out q2, out q3);
-                a3 = BlockDot(q0, q1, q2, q3, Scale(block), px + column, a3);
+                a3 = BlockDot(q0, q1, q2, q3, F16Widening.Widen(*(ushort*)block), px + column, a3);
             }
         }
         result[0] = Vector256.Sum(a0);
@@ -336,7 +324,7 @@ internal static class ManagedKernels
                 Sse.Prefetch0(pw + offset + ahead);
                 var block = pw + offset;
                 TBlocks.Quants(block, out var q0, out var q1, out var q2, out var q3);
-                var d = Scale(block);
+                var d = F16Widening.Widen(*(ushort*)block);
                 a0 = BlockDot(q0, q1, q2, q3, d, p0 + column, a0);
                 a1 = BlockDot(q0, q1, q2, q3, d, p1 + column, a1);
                 a2 = BlockDot(q0, q1, q2, q3, d, p2 + column, a2);
@@ -414,41 +402,47 @@ internal interface IHalfWidening
 /// <summary>IEEE binary16 (subnormals, infinities and NaN payloads included).</summary>
 internal readonly struct F16Widening : IHalfWidening
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Widen(Vector<ushort> bits, out Vector<float> low, out Vector<float> high)
     {
-        Vector.Widen(bits, out var l, out var h);
+        Vector.Widen(Vector.AsVectorInt16(bits), out var l, out var h); // sign-extending
         (low, high) = (Widen(l), Widen(h));
     }
 
-    /// <summary>One half, with the vector path's bit trick below (a few integer operations, where the
-    /// Half conversion branches): what a quantized block's scale is widened with.</summary>
+    /// <summary>One half, with the vector path's bit trick below (a few integer operations), infinity
+    /// and NaN chosen by a conditional move: no branch, where the Half conversion branches. What a
+    /// quantized block's scale is widened with.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Widen(ushort bits)
     {
-        var widened = ((int)((uint)bits << 16) >> 3) & unchecked((int)0x8FFFE000);
-        var value = BitConverter.Int32BitsToSingle(widened) * 5.192296858534828e+33f; // 2^112
-        return MathF.Abs(value) >= 65536f ? BitConverter.Int32BitsToSingle(widened | 0x7F800000) : value;
+        var widened = ((short)bits << 13) & unchecked((int)0x8FFFE000);
+        var finite = BitConverter.SingleToInt32Bits(BitConverter.Int32BitsToSingle(widened) * 5.192296858534828e+33f); // 2^112
+        return BitConverter.Int32BitsToSingle((bits & 0x7C00) == 0x7C00 ? widened | 0x7F800000 : finite);
     }
 
-        /// <summary>Half to float on 32-bit lanes holding the 16-bit pattern. (h << 16) >> 3, arithmetic,
-        /// puts sign, exponent and mantissa in a float's places (the sign also lands in bits 30..28, which
-        /// the mask clears); multiplying by 2^112 rebiases the exponent from 15 to 127, and a half
-        /// subnormal becomes a float subnormal that the product renormalises exactly. Exponent 31
-        /// (infinity, NaN) is the only case whose product reaches 2^16; those lanes take the float
-        /// maximum exponent instead, a select that runs only when a vector holds one.</summary>
-        private static Vector<float> Widen(Vector<uint> h)
-        {
-            var bits = (Vector.AsVectorInt32(h << 16) >> 3) & new Vector<int>(unchecked((int)0x8FFFE000));
-            var value = Vector.AsVectorSingle(bits) * new Vector<float>(5.192296858534828e+33f); // 2^112
-            var special = Vector.GreaterThanOrEqual(Vector.Abs(value), new Vector<float>(65536f));
-            if (special != Vector<int>.Zero)
-                value = Vector.ConditionalSelect(special, Vector.AsVectorSingle(bits | new Vector<int>(0x7F800000)), value);
-            return value;
-        }
+    /// <summary>Half to float on 32-bit lanes holding the 16-bit pattern sign-extended. h << 13 puts
+    /// sign, exponent and mantissa in a float's places (the sign's copies land in bits 30..28, which the
+    /// mask clears); multiplying by 2^112 rebiases the exponent from 15 to 127, and a half subnormal
+    /// becomes a float subnormal that the product renormalises exactly. Exponent 31 (infinity, NaN) is
+    /// the only case whose product reaches 2^16; those lanes take the float maximum exponent instead, a
+    /// select that runs only when a vector holds one. (Sign extension and one shift: a zero-extended
+    /// h << 16 >> 3 made the arithmetic shift a third of the f16 GEMV's time.)</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector<float> Widen(Vector<int> h)
+    {
+        var bits = (h << 13) & new Vector<int>(unchecked((int)0x8FFFE000));
+        var value = Vector.AsVectorSingle(bits) * new Vector<float>(5.192296858534828e+33f); // 2^112
+        var special = Vector.GreaterThanOrEqual(Vector.Abs(value), new Vector<float>(65536f));
+        if (special != Vector<int>.Zero)
+            value = Vector.ConditionalSelect(special, Vector.AsVectorSingle(bits | new Vector<int>(0x7F800000)), value);
+        return value;
+    }
 }
 
 /// <summary>bfloat16: the upper 16 bits of a float32.</summary>
 internal readonly struct BF16Widening : IHalfWidening
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Widen(Vector<ushort> bits, out Vector<float> low, out Vector<float> high)
     {
         Vector.Widen(bits, out var l, out var h);
