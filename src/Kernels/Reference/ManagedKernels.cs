@@ -273,6 +273,17 @@ internal static class ManagedKernels
         return Fma.MultiplyAdd(s, Vector256.Create(d), acc);
     }
 
+    /// <summary>A block's 32 quants as four float vectors in column order, converted exactly (AVX2).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ToSingles(Vector256<sbyte> q, out Vector256<float> q0, out Vector256<float> q1, out Vector256<float> q2, out Vector256<float> q3)
+    {
+        var (low, high) = (q.GetLower(), q.GetUpper());
+        q0 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(low));
+        q1 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(low, 8)));
+        q2 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(high));
+        q3 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(high, 8)));
+    }
+
     /// <summary>The decode tile over quantized rows: <see cref="BlockDot"/> of one input row x with four
     /// consecutive rows (w holds 4 rows of <paramref name="rowBytes"/>; x.Length is a multiple of 32), four
     /// accumulators, then <see cref="Vector256.Sum{T}(Vector256{T})"/>. Prefetches the next four rows as the
@@ -287,16 +298,16 @@ internal static class ManagedKernels
             {
                 for (var row = 4; row < 8; row++) Sse.Prefetch0(pw + row * rowBytes + offset); // the next tile's rows
                 var block = pw + offset;
-                TBlocks.Quants(block, out var q0, out var q1, out var q2, out var q3);
+                ToSingles(TBlocks.Quants(block + 2), out var q0, out var q1, out var q2, out var q3);
                 a0 = BlockDot(q0, q1, q2, q3, F16Widening.Widen(*(ushort*)block), px + column, a0);
                 block += rowBytes;
-                TBlocks.Quants(block, out q0, out q1, out q2, out q3);
+                ToSingles(TBlocks.Quants(block + 2), out q0, out q1, out q2, out q3);
                 a1 = BlockDot(q0, q1, q2, q3, F16Widening.Widen(*(ushort*)block), px + column, a1);
                 block += rowBytes;
-                TBlocks.Quants(block, out q0, out q1, out q2, out q3);
+                ToSingles(TBlocks.Quants(block + 2), out q0, out q1, out q2, out q3);
                 a2 = BlockDot(q0, q1, q2, q3, F16Widening.Widen(*(ushort*)block), px + column, a2);
                 block += rowBytes;
-                TBlocks.Quants(block, out q0, out q1, out q2, out q3);
+                ToSingles(TBlocks.Quants(block + 2), out q0, out q1, out q2, out q3);
                 a3 = BlockDot(q0, q1, q2, q3, F16Widening.Widen(*(ushort*)block), px + column, a3);
             }
         }
@@ -323,7 +334,7 @@ internal static class ManagedKernels
             {
                 Sse.Prefetch0(pw + offset + ahead);
                 var block = pw + offset;
-                TBlocks.Quants(block, out var q0, out var q1, out var q2, out var q3);
+                ToSingles(TBlocks.Quants(block + 2), out var q0, out var q1, out var q2, out var q3);
                 var d = F16Widening.Widen(*(ushort*)block);
                 a0 = BlockDot(q0, q1, q2, q3, d, p0 + column, a0);
                 a1 = BlockDot(q0, q1, q2, q3, d, p1 + column, a1);
@@ -340,25 +351,25 @@ internal static class ManagedKernels
     /// <summary>Values per quantized block.</summary>
     public const int BlockLength = WeightTypes.BlockLength;
 
-    /// <summary>Quantized rows (whole blocks, one after another) to float32: d * q, exactly.</summary>
-    public static void Dequantize<TBlocks>(ReadOnlySpan<byte> blocks, Span<float> destination) where TBlocks : IBlockDequantizing
+    /// <summary>Quantized rows (whole blocks, one after another) to float32: d * q, exactly: the signed
+    /// quants widened to int32, converted and multiplied by d (at most 11 + 8 significant bits).</summary>
+    public static unsafe void Dequantize<TBlocks>(ReadOnlySpan<byte> blocks, Span<float> destination) where TBlocks : IBlockDequantizing
     {
+        if (blocks.Length % TBlocks.BlockBytes != 0 || destination.Length < blocks.Length / TBlocks.BlockBytes * BlockLength) throw new ArgumentException("blocks and destination disagree in length");
+        fixed (byte* start = blocks)
         for (int offset = 0, b = 0; offset < blocks.Length; offset += TBlocks.BlockBytes, b++)
-            DequantizeBlock<TBlocks>(blocks.Slice(offset, TBlocks.BlockBytes), destination.Slice(b * BlockLength, BlockLength));
-    }
-
-    /// <summary>One block [f16 d | quants] to its 32 values: the signed quants widened to int32, converted
-    /// and multiplied by d (exact: at most 11 + 8 significant bits).</summary>
-    private static void DequantizeBlock<TBlocks>(ReadOnlySpan<byte> block, Span<float> destination) where TBlocks : IBlockDequantizing
-    {
-        var d = Vector256.Create(F16Widening.Widen(BitConverter.ToUInt16(block)));
-        var (low, high) = Vector256.Widen(TBlocks.Quants(block[2..]));
-        var (q0, q1) = Vector256.Widen(low);
-        var (q2, q3) = Vector256.Widen(high);
-        (Vector256.ConvertToSingle(q0) * d).CopyTo(destination);
-        (Vector256.ConvertToSingle(q1) * d).CopyTo(destination[8..]);
-        (Vector256.ConvertToSingle(q2) * d).CopyTo(destination[16..]);
-        (Vector256.ConvertToSingle(q3) * d).CopyTo(destination[24..]);
+        {
+            var block = start + offset;
+            var d = Vector256.Create(F16Widening.Widen(*(ushort*)block));
+            var (low, high) = Vector256.Widen(TBlocks.Quants(block + 2));
+            var (q0, q1) = Vector256.Widen(low);
+            var (q2, q3) = Vector256.Widen(high);
+            var values = destination.Slice(b * BlockLength, BlockLength);
+            (Vector256.ConvertToSingle(q0) * d).CopyTo(values);
+            (Vector256.ConvertToSingle(q1) * d).CopyTo(values[8..]);
+            (Vector256.ConvertToSingle(q2) * d).CopyTo(values[16..]);
+            (Vector256.ConvertToSingle(q3) * d).CopyTo(values[24..]);
+        }
     }
 
     private static Vector<float> WidenLanes<TWidening>(ReadOnlySpan<ushort> bits, Span<float> lanes) where TWidening : IHalfWidening
@@ -459,11 +470,7 @@ internal interface IBlockDequantizing
     static abstract int BlockBytes { get; }
 
     /// <summary>The quants (the bytes after the scale) as q, so that value j = d * q[j].</summary>
-    static abstract Vector256<sbyte> Quants(ReadOnlySpan<byte> quants);
-
-    /// <summary>The block's 32 quants (after the 2-byte scale) as four float vectors in column order,
-    /// converted exactly from the integers, in AVX2 registers.</summary>
-    static abstract unsafe void Quants(byte* block, out Vector256<float> q0, out Vector256<float> q1, out Vector256<float> q2, out Vector256<float> q3);
+    static abstract unsafe Vector256<sbyte> Quants(byte* quants);
 }
 
 /// <summary>Q8_0: 32 int8 quants.</summary>
@@ -471,17 +478,8 @@ internal readonly struct Q8_0Blocks : IBlockDequantizing
 {
     public static int BlockBytes => 2 + ManagedKernels.BlockLength;
 
-    public static Vector256<sbyte> Quants(ReadOnlySpan<byte> quants) => Vector256.Create(quants[..32]).AsSByte();
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe void Quants(byte* block, out Vector256<float> q0, out Vector256<float> q1, out Vector256<float> q2, out Vector256<float> q3)
-    {
-        var q = (sbyte*)(block + 2);
-        q0 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q));
-        q1 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 8));
-        q2 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 16));
-        q3 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 24));
-    }
+    public static unsafe Vector256<sbyte> Quants(byte* quants) => Vector256.Load((sbyte*)quants);
 }
 
 /// <summary>Q4_0: 16 bytes, value j in the low nibble of byte j and value 16 + j in its high nibble, offset by 8.</summary>
@@ -489,22 +487,10 @@ internal readonly struct Q4_0Blocks : IBlockDequantizing
 {
     public static int BlockBytes => 2 + ManagedKernels.BlockLength / 2;
 
-    public static Vector256<sbyte> Quants(ReadOnlySpan<byte> quants)
-    {
-        var bytes = Vector128.Create(quants[..16]);
-        return Vector256.Create(bytes & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(bytes, 4)).AsSByte() - Vector256.Create((sbyte)8);
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe void Quants(byte* block, out Vector256<float> q0, out Vector256<float> q1, out Vector256<float> q2, out Vector256<float> q3)
+    public static unsafe Vector256<sbyte> Quants(byte* quants)
     {
-        var bytes = Sse2.LoadVector128(block + 2);
-        var eight = Vector128.Create((sbyte)8);
-        var low = (bytes & Vector128.Create((byte)0x0F)).AsSByte() - eight; // values 0..15
-        var high = Vector128.ShiftRightLogical(bytes, 4).AsSByte() - eight; // values 16..31
-        q0 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(low));
-        q1 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(low, 8)));
-        q2 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(high));
-        q3 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(high, 8)));
+        var bytes = Vector128.Load(quants);
+        return Vector256.Create(bytes & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(bytes, 4)).AsSByte() - Vector256.Create((sbyte)8);
     }
 }
