@@ -128,14 +128,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         {
             var (bytes, _) = Encode(Random(outDim * inDim, seed: 3), type);
             using var weight = device.UploadWeight(type, bytes, outDim, inDim);
-            using var input = Tensor(device, Random(rows * inDim, seed: 4));
-            var prior = Random(rows * outDim, seed: 6);
-            using var batched = Tensor(device, prior);
-            using var single = Tensor(device, prior);
-            device.MatMul(input, weight, batched, rows, accumulate);
-            for (var r = 0; r < rows; r++)
-                device.MatMul(input.Slice(r * inDim, inDim), weight, single.Slice(r * outDim, outDim), 1, accumulate);
-            AssertIdentical(Read(device, single), Read(device, batched), $"MatMul {type} accumulate={accumulate}: block vs rows");
+            AssertBlockMatchesRows(device, weight, rows, accumulate, $"MatMul {type} accumulate={accumulate}");
         }
     }
 

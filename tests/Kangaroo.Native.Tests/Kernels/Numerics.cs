@@ -94,4 +94,19 @@ public static class Numerics
         device.Download(tensor, values);
         return values;
     }
+
+    /// <summary>Asserts that one MatMul over a block of <paramref name="rows"/> random input rows gives
+    /// bit for bit what one-row calls give, into the same prior output.</summary>
+    public static void AssertBlockMatchesRows(ComputeDevice device, DeviceWeight weight, int rows, bool accumulate, string what)
+    {
+        var (inDim, outDim) = (weight.Cols, weight.Rows);
+        using var input = Tensor(device, Random(rows * inDim, seed: 4));
+        var prior = Random(rows * outDim, seed: 6);
+        using var batched = Tensor(device, prior);
+        using var single = Tensor(device, prior);
+        device.MatMul(input, weight, batched, rows, accumulate);
+        for (var r = 0; r < rows; r++)
+            device.MatMul(input.Slice(r * inDim, inDim), weight, single.Slice(r * outDim, outDim), 1, accumulate);
+        AssertIdentical(Read(device, single), Read(device, batched), $"{what}: block vs rows");
+    }
 }
