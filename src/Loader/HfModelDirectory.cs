@@ -54,17 +54,8 @@ public sealed class HfModelDirectory : ModelCheckpoint
         }
     }
 
-    public static new HfModelDirectory Open(string directory)
-    {
-        try
-        {
-            return new HfModelDirectory(directory);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException($"{directory}: cannot read ({e.Message})");
-        }
-    }
+    public static new HfModelDirectory Open(string directory) =>
+        InputFile.Reading(directory, () => new HfModelDirectory(directory));
 
     private void OpenShards(string directory, string index)
     {

@@ -24,6 +24,20 @@ public static partial class InputFile
         }
     }
 
+    /// <summary>Runs <paramref name="read"/>, which reads <paramref name="path"/>; an I/O or permission
+    /// error becomes a <see cref="ModelFormatException"/> naming the path ("cannot read").</summary>
+    public static T Reading<T>(string path, Func<T> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ModelFormatException($"{path}: cannot read ({e.Message})");
+        }
+    }
+
     /// <summary>Parses a JSON file's bytes, refusing what System.Text.Json would only notice later
     /// (text that is not UTF-8 throws InvalidOperationException from the first string read) and, where
     /// asked, duplicate keys; every failure is a <see cref="ModelFormatException"/> naming the file.</summary>

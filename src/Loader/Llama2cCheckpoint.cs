@@ -89,17 +89,8 @@ public sealed class Llama2cCheckpoint : ModelCheckpoint
         TokenizerPath = FindTokenizer(Path.GetDirectoryName(Path.GetFullPath(path))!, vocab);
     }
 
-    public static new Llama2cCheckpoint Open(string path)
-    {
-        try
-        {
-            return new Llama2cCheckpoint(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException($"{path}: cannot read ({e.Message})");
-        }
-    }
+    public static new Llama2cCheckpoint Open(string path) =>
+        InputFile.Reading(path, () => new Llama2cCheckpoint(path));
 
     /// <summary>Tokenizer beside a llama2.c checkpoint: a SentencePiece model if present, else llama2.c's own format.</summary>
     private static string? FindTokenizer(string directory, int vocab) =>

@@ -108,18 +108,15 @@ public sealed record LlamaConfig(
     /// that the engine does not implement is refused by name.</summary>
     public static LlamaConfig FromJsonFile(string path)
     {
+        var text = InputFile.Reading(path, () => File.ReadAllText(path));
         JsonNode? root;
         try
         {
-            root = JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false });
+            root = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {
             throw new ModelFormatException($"{path}: not valid JSON ({e.Message})");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException($"{path}: cannot read ({e.Message})");
         }
         if (root is not JsonObject json) throw new ModelFormatException($"{path}: not a JSON object");
         ModelFormatException Error(string problem) => new($"{path}: {problem}");

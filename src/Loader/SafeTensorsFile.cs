@@ -54,17 +54,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         }
     }
 
-    public static SafeTensorsFile Open(string path)
-    {
-        try
-        {
-            return new SafeTensorsFile(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException($"{path}: cannot read ({e.Message})");
-        }
-    }
+    public static SafeTensorsFile Open(string path) =>
+        InputFile.Reading(path, () => new SafeTensorsFile(path));
 
     public bool Contains(string name) => _tensors.ContainsKey(name);
 

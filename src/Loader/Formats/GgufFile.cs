@@ -99,17 +99,8 @@ public sealed unsafe class GgufFile : IDisposable
     }
 
     /// <summary>Opens and validates a GGUF file; every problem is a <see cref="ModelFormatException"/> naming it.</summary>
-    public static GgufFile Open(string path)
-    {
-        try
-        {
-            return new GgufFile(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException($"{path}: cannot read ({e.Message})");
-        }
-    }
+    public static GgufFile Open(string path) =>
+        InputFile.Reading(path, () => new GgufFile(path));
 
     /// <summary>True when the file starts with the GGUF magic: how a GGUF model or tokenizer is told
     /// from other formats, whatever its name.</summary>

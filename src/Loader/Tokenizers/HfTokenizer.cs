@@ -117,17 +117,8 @@ public sealed class HfTokenizer : ModelTokenizer
         return new HfTokenizer(path, root, new JsonField(configPath, "tokenizer_config", config?.RootElement ?? default));
     }
 
-    private static JsonDocument? ReadJson(string path)
-    {
-        try
-        {
-            return File.Exists(path) ? InputFile.ParseJson(path, File.ReadAllBytes(path)) : null;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException($"{path}: cannot read ({e.Message})");
-        }
-    }
+    private static JsonDocument? ReadJson(string path) =>
+        File.Exists(path) ? InputFile.ParseJson(path, InputFile.Reading(path, () => File.ReadAllBytes(path))) : null;
 
     /// <summary>A bos_token/eos_token value: a string, an AddedToken object with "content", or null.</summary>
     private static string? TokenContent(JsonField field) =>
