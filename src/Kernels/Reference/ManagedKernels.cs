@@ -23,7 +23,7 @@ namespace Kangaroo.Native.Kernels.Reference;
 /// gives bit-identical results to one-row calls.
 ///
 /// Quantized rows (Q8_0, Q4_0) have their own order where AVX2 runs: per 32-value block, the dot of
-/// the integer quants with x over 8 lanes, scaled once by the block's d and accumulated (fused); then
+/// the integer quants with x over 16 lanes, scaled once by the block's d and accumulated (fused); then
 /// the lane sum (<see cref="BlockDot"/>; tiles <see cref="Dot4x1Blocks{TBlocks}"/> for decode and
 /// <see cref="Dot1x4Blocks{TBlocks}"/> for blocks). Multiplying every weight by d first costs a third
 /// more vector work and kept the decode GEMV compute-bound; this order keeps it at memory speed.
@@ -254,43 +254,49 @@ internal static class ManagedKernels
     }
 
     /// <summary>Whether the quantized tiles (<see cref="Dot4x1Blocks{TBlocks}"/>, <see cref="Dot1x4Blocks{TBlocks}"/>)
-    /// run here: they dequantize in AVX2 registers. Elsewhere quantized rows are dequantized into scratch
-    /// and go through the F32 tiles.</summary>
+    /// run here: they dequantize in AVX2 or AVX-512 registers. Elsewhere quantized rows are dequantized
+    /// into scratch and go through the F32 tiles.</summary>
     public static bool CanDotBlocks => Avx2.IsSupported && Fma.IsSupported;
 
-    /// <summary>The dot of one quantized block with 32 columns of x, folded: s = q . x over 8 lanes (one
-    /// multiply, then three fused multiply-adds in column order, the integer quants converted exactly),
-    /// then acc + s * d (fused). One rounding per lane per 4 columns more than d * q . x dequantized first,
-    /// and a quarter of the vector work: the scale is applied once per block, not once per weight. Every
-    /// quantized tile computes each dot product through this, so they agree bit for bit.</summary>
+    /// <summary>The dot of one quantized block with 32 columns of x, folded: s = q . x over 16 lanes
+    /// (lane j: q[j] x[j], then q[16 + j] x[16 + j] added fused, the integer quants converted exactly),
+    /// then acc + s * d (fused). A few more roundings per block than d * q . x dequantized first, and a
+    /// fraction of the vector work: the scale is applied once per block, not once per weight. Every
+    /// quantized tile computes each dot product through this, so they agree bit for bit; with AVX-512
+    /// or without (a 16-lane vector is then two AVX2 registers) the arithmetic is the same.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector256<float> BlockDot(Vector256<float> q0, Vector256<float> q1, Vector256<float> q2, Vector256<float> q3, float d, float* x, Vector256<float> acc)
+    private static unsafe Vector512<float> BlockDot(Vector512<float> low, Vector512<float> high, float d, float* x, Vector512<float> acc) =>
+        Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(high, Vector512.Load(x + 16), low * Vector512.Load(x)), Vector512.Create(d), acc);
+
+    /// <summary>A block's 32 quants as floats, exactly: <paramref name="low"/> holds values 0..15,
+    /// <paramref name="high"/> 16..31. The block type's own AVX-512 conversion where that runs, else
+    /// <see cref="ToSinglesAvx2"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void ToSingles<TBlocks>(byte* quants, out Vector512<float> low, out Vector512<float> high) where TBlocks : IBlockDequantizing
     {
-        var s = q0 * Avx.LoadVector256(x);
-        s = Fma.MultiplyAdd(q1, Avx.LoadVector256(x + 8), s);
-        s = Fma.MultiplyAdd(q2, Avx.LoadVector256(x + 16), s);
-        s = Fma.MultiplyAdd(q3, Avx.LoadVector256(x + 24), s);
-        return Fma.MultiplyAdd(s, Vector256.Create(d), acc);
+        if (Avx512F.IsSupported) TBlocks.ToSingles(quants, out low, out high);
+        else ToSinglesAvx2(TBlocks.Quants(quants), out low, out high);
     }
 
-    /// <summary>A block's 32 quants as four float vectors in column order, converted exactly (AVX2).</summary>
+    /// <summary><see cref="ToSingles{TBlocks}"/> with AVX2 only: the signed quants widened and converted 8 at a time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ToSingles(Vector256<sbyte> q, out Vector256<float> q0, out Vector256<float> q1, out Vector256<float> q2, out Vector256<float> q3)
+    internal static void ToSinglesAvx2(Vector256<sbyte> q, out Vector512<float> low, out Vector512<float> high)
     {
-        var (low, high) = (q.GetLower(), q.GetUpper());
-        q0 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(low));
-        q1 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(low, 8)));
-        q2 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(high));
-        q3 = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(high, 8)));
+        var (first, second) = (q.GetLower(), q.GetUpper());
+        low = Vector512.Create(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(first)),
+            Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(first, 8))));
+        high = Vector512.Create(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(second)),
+            Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(second, 8))));
     }
 
     /// <summary>The decode tile over quantized rows: <see cref="BlockDot"/> of one input row x with four
     /// consecutive rows (w holds 4 rows of <paramref name="rowBytes"/>; x.Length is a multiple of 32), four
-    /// accumulators, then <see cref="Vector256.Sum{T}(Vector256{T})"/>. Prefetches the next four rows as the
+    /// accumulators, then <see cref="Vector512.Sum{T}(Vector512{T})"/>. Prefetches the next four rows as the
     /// other weight tiles do. Needs <see cref="CanDotBlocks"/>.</summary>
     public static unsafe void Dot4x1Blocks<TBlocks>(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<float> x, Span<float> result) where TBlocks : IBlockDequantizing
     {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        var half = F16Widening.Halves; // before the accumulators exist: see F16Widening.Halves
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         fixed (byte* pw = w)
         fixed (float* px = x)
         {
@@ -298,23 +304,23 @@ internal static class ManagedKernels
             {
                 for (var row = 4; row < 8; row++) Sse.Prefetch0(pw + row * rowBytes + offset); // the next tile's rows
                 var block = pw + offset;
-                ToSingles(TBlocks.Quants(block + 2), out var q0, out var q1, out var q2, out var q3);
-                a0 = BlockDot(q0, q1, q2, q3, F16Widening.Widen(*(ushort*)block), px + column, a0);
+                ToSingles<TBlocks>(block + 2, out var low, out var high);
+                a0 = BlockDot(low, high, half[*(ushort*)block], px + column, a0);
                 block += rowBytes;
-                ToSingles(TBlocks.Quants(block + 2), out q0, out q1, out q2, out q3);
-                a1 = BlockDot(q0, q1, q2, q3, F16Widening.Widen(*(ushort*)block), px + column, a1);
+                ToSingles<TBlocks>(block + 2, out low, out high);
+                a1 = BlockDot(low, high, half[*(ushort*)block], px + column, a1);
                 block += rowBytes;
-                ToSingles(TBlocks.Quants(block + 2), out q0, out q1, out q2, out q3);
-                a2 = BlockDot(q0, q1, q2, q3, F16Widening.Widen(*(ushort*)block), px + column, a2);
+                ToSingles<TBlocks>(block + 2, out low, out high);
+                a2 = BlockDot(low, high, half[*(ushort*)block], px + column, a2);
                 block += rowBytes;
-                ToSingles(TBlocks.Quants(block + 2), out q0, out q1, out q2, out q3);
-                a3 = BlockDot(q0, q1, q2, q3, F16Widening.Widen(*(ushort*)block), px + column, a3);
+                ToSingles<TBlocks>(block + 2, out low, out high);
+                a3 = BlockDot(low, high, half[*(ushort*)block], px + column, a3);
             }
         }
-        result[0] = Vector256.Sum(a0);
-        result[1] = Vector256.Sum(a1);
-        result[2] = Vector256.Sum(a2);
-        result[3] = Vector256.Sum(a3);
+        result[0] = Vector512.Sum(a0);
+        result[1] = Vector512.Sum(a1);
+        result[2] = Vector512.Sum(a2);
+        result[3] = Vector512.Sum(a3);
     }
 
     /// <summary>The block tile over quantized rows: <see cref="BlockDot"/> of one quantized row with four
@@ -326,7 +332,8 @@ internal static class ManagedKernels
     {
         var n = x0.Length;
         if (w.Length != n / BlockLength * TBlocks.BlockBytes || x1.Length != n || x2.Length != n || x3.Length != n) throw new ArgumentException("a quantized row and its input rows disagree in length");
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        var half = F16Widening.Halves; // before the accumulators exist: see F16Widening.Halves
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         fixed (byte* pw = w)
         fixed (float* p0 = x0, p1 = x1, p2 = x2, p3 = x3)
         {
@@ -334,18 +341,18 @@ internal static class ManagedKernels
             {
                 Sse.Prefetch0(pw + offset + ahead);
                 var block = pw + offset;
-                ToSingles(TBlocks.Quants(block + 2), out var q0, out var q1, out var q2, out var q3);
-                var d = F16Widening.Widen(*(ushort*)block);
-                a0 = BlockDot(q0, q1, q2, q3, d, p0 + column, a0);
-                a1 = BlockDot(q0, q1, q2, q3, d, p1 + column, a1);
-                a2 = BlockDot(q0, q1, q2, q3, d, p2 + column, a2);
-                a3 = BlockDot(q0, q1, q2, q3, d, p3 + column, a3);
+                ToSingles<TBlocks>(block + 2, out var low, out var high);
+                var d = half[*(ushort*)block];
+                a0 = BlockDot(low, high, d, p0 + column, a0);
+                a1 = BlockDot(low, high, d, p1 + column, a1);
+                a2 = BlockDot(low, high, d, p2 + column, a2);
+                a3 = BlockDot(low, high, d, p3 + column, a3);
             }
         }
-        result[0] = Vector256.Sum(a0);
-        result[1] = Vector256.Sum(a1);
-        result[2] = Vector256.Sum(a2);
-        result[3] = Vector256.Sum(a3);
+        result[0] = Vector512.Sum(a0);
+        result[1] = Vector512.Sum(a1);
+        result[2] = Vector512.Sum(a2);
+        result[3] = Vector512.Sum(a3);
     }
 
     /// <summary>Values per quantized block.</summary>
@@ -420,15 +427,26 @@ internal readonly struct F16Widening : IHalfWidening
         (low, high) = (Widen(l), Widen(h));
     }
 
-    /// <summary>One half, with the vector path's bit trick below (a few integer operations), infinity
-    /// and NaN chosen by a conditional move: no branch, where the Half conversion branches. What a
-    /// quantized block's scale is widened with.</summary>
+    /// <summary>One half, looked up in a table of all 65,536 patterns (256 KB, built once with the exact
+    /// <see cref="Half"/> conversion): a load and no branch. What tails and every quantized block's scale
+    /// are widened with; a few dozen kilobytes of it are hot, since a model's scales span few exponents.
+    /// The bit trick of the vector path cost more than the rest of a Q4_0 block's arithmetic.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Widen(ushort bits)
+    public static float Widen(ushort bits) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(Table), bits);
+
+    private static readonly float[] Table = BuildTable();
+
+    /// <summary>Every half as a float, indexed by its bit pattern, in memory that never moves. A tile reads
+    /// this once, before its accumulators exist: the JIT guards the read with a class-initialisation
+    /// check whose slow path is a call, and vector locals live across that call stay in memory for the
+    /// whole loop (which halved the Q4_0 GEMV).</summary>
+    public static readonly unsafe float* Halves = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Table));
+
+    private static float[] BuildTable()
     {
-        var widened = ((short)bits << 13) & unchecked((int)0x8FFFE000);
-        var finite = BitConverter.SingleToInt32Bits(BitConverter.Int32BitsToSingle(widened) * 5.192296858534828e+33f); // 2^112
-        return BitConverter.Int32BitsToSingle((bits & 0x7C00) == 0x7C00 ? widened | 0x7F800000 : finite);
+        var table = GC.AllocateUninitializedArray<float>(1 << 16, pinned: true);
+        for (var bits = 0; bits < table.Length; bits++) table[bits] = (float)BitConverter.UInt16BitsToHalf((ushort)bits);
+        return table;
     }
 
     /// <summary>Half to float on 32-bit lanes holding the 16-bit pattern sign-extended. h << 13 puts
@@ -471,6 +489,9 @@ internal interface IBlockDequantizing
 
     /// <summary>The quants (the bytes after the scale) as q, so that value j = d * q[j].</summary>
     static abstract unsafe Vector256<sbyte> Quants(byte* quants);
+
+    /// <summary>q[0..16) and q[16..32) as floats with AVX-512 (exact: small integers).</summary>
+    static abstract unsafe void ToSingles(byte* quants, out Vector512<float> low, out Vector512<float> high);
 }
 
 /// <summary>Q8_0: 32 int8 quants.</summary>
@@ -480,6 +501,13 @@ internal readonly struct Q8_0Blocks : IBlockDequantizing
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<sbyte> Quants(byte* quants) => Vector256.Load((sbyte*)quants);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void ToSingles(byte* quants, out Vector512<float> low, out Vector512<float> high)
+    {
+        low = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)quants)));
+        high = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)quants + 16)));
+    }
 }
 
 /// <summary>Q4_0: 16 bytes, value j in the low nibble of byte j and value 16 + j in its high nibble, offset by 8.</summary>
@@ -492,5 +520,17 @@ internal readonly struct Q4_0Blocks : IBlockDequantizing
     {
         var bytes = Vector128.Load(quants);
         return Vector256.Create(bytes & Vector128.Create((byte)0x0F), Vector128.ShiftRightLogical(bytes, 4)).AsSByte() - Vector256.Create((sbyte)8);
+    }
+
+    /// <summary>Each byte zero-extended to a 32-bit lane; a permutation indexes a table of the 16
+    /// values n - 8 by the low nibble (the index's other bits are ignored), then by the high one. Two
+    /// table lookups replace masking, offsetting and converting.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void ToSingles(byte* quants, out Vector512<float> low, out Vector512<float> high)
+    {
+        var values = Vector512.Create(-8f, -7f, -6f, -5f, -4f, -3f, -2f, -1f, 0f, 1f, 2f, 3f, 4f, 5f, 6f, 7f);
+        var bytes = Avx512F.ConvertToVector512Int32(Vector128.Load(quants));
+        low = Avx512F.PermuteVar16x32(values, bytes);
+        high = Avx512F.PermuteVar16x32(values, Avx512F.ShiftRightLogical(bytes, 4));
     }
 }

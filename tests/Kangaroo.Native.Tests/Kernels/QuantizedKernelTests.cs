@@ -15,7 +15,7 @@ namespace Kangaroo.Native.Tests.Kernels;
 ///
 /// A dequantized value d * q is exact in float32, but no device multiplies every weight by d: the
 /// ILGPU kernels sum d * (q . x) over units of 4 columns and the <c>cpu</c> device over blocks of 32
-/// (8 lanes of 4 columns; without AVX2 it dequantizes and sums as the F32 product does), a
+/// (16 lanes of 2 columns; without AVX2 it dequantizes and sums as the F32 product does), a
 /// reordering with a few extra roundings per unit: within 2 (n + 4) u sum|x w|.
 /// </summary>
 public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<SharedDevices>
@@ -123,4 +123,46 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
         using var x = device.Allocate(32);
         Assert.Contains("RMSNorm", Assert.Throws<NotSupportedException>(() => device.RmsNorm(x, gain, x, 1, 1e-5f)).Message);
     }
+
+    /// <summary>The <c>cpu</c> tiles' two ways of turning a block's quants into floats (AVX2, and AVX-512's
+    /// table lookups) give each quant exactly, read from the bytes as the format defines them.</summary>
+    [Theory, InstructionSetData("avx2"), InstructionSetData("avx512")]
+    public unsafe void Cpu_tiles_convert_quants_exactly(string isa)
+    {
+        foreach (var type in Types)
+        {
+            var (bytes, _) = Blocks(type, 3, 96, seed: 11);
+            var size = type == WeightType.Q8_0 ? 34 : 18;
+            fixed (byte* start = bytes)
+            for (var b = 0; b < bytes.Length / size; b++)
+            {
+                var quants = start + b * size + 2;
+                System.Runtime.Intrinsics.Vector512<float> low, high;
+                if (isa == "avx2") ManagedKernels.ToSinglesAvx2(type == WeightType.Q8_0 ? Q8_0Blocks.Quants(quants) : Q4_0Blocks.Quants(quants), out low, out high);
+                else if (type == WeightType.Q8_0) Q8_0Blocks.ToSingles(quants, out low, out high);
+                else Q4_0Blocks.ToSingles(quants, out low, out high);
+                for (var j = 0; j < 32; j++)
+                {
+                    var q = type == WeightType.Q8_0 ? (sbyte)quants[j] : ((quants[j % 16] >> (j < 16 ? 0 : 4)) & 0xF) - 8;
+                    Assert.Equal(q, j < 16 ? low[j] : high[j - 16]);
+                }
+            }
+        }
+    }
+}
+
+/// <summary>Theory data: the instruction set's name, skipped with a reason when this CPU lacks it.</summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = true)]
+public sealed class InstructionSetDataAttribute : Xunit.Sdk.DataAttribute
+{
+    private readonly string _isa;
+
+    public InstructionSetDataAttribute(string isa)
+    {
+        _isa = isa;
+        var supported = isa == "avx2" ? ManagedKernels.CanDotBlocks : System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
+        if (!supported) Skip = $"this CPU has no {isa}";
+    }
+
+    public override IEnumerable<object[]> GetData(System.Reflection.MethodInfo testMethod) => [[_isa]];
 }
