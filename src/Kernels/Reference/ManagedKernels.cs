@@ -269,24 +269,12 @@ internal static class ManagedKernels
         Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(high, Vector512.Load(x + 16), low * Vector512.Load(x)), Vector512.Create(d), acc);
 
     /// <summary>A block's 32 quants as floats, exactly: <paramref name="low"/> holds values 0..15,
-    /// <paramref name="high"/> 16..31. The block type's own AVX-512 conversion where that runs, else
-    /// <see cref="ToSinglesAvx2"/>.</summary>
+    /// <paramref name="high"/> 16..31, by the block type's AVX-512 conversion where that runs, else by its AVX2 one.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void ToSingles<TBlocks>(byte* quants, out Vector512<float> low, out Vector512<float> high) where TBlocks : IBlockDequantizing
     {
         if (Avx512F.IsSupported) TBlocks.ToSingles(quants, out low, out high);
-        else ToSinglesAvx2(TBlocks.Quants(quants), out low, out high);
-    }
-
-    /// <summary><see cref="ToSingles{TBlocks}"/> with AVX2 only: the signed quants widened and converted 8 at a time.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void ToSinglesAvx2(Vector256<sbyte> q, out Vector512<float> low, out Vector512<float> high)
-    {
-        var (first, second) = (q.GetLower(), q.GetUpper());
-        low = Vector512.Create(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(first)),
-            Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(first, 8))));
-        high = Vector512.Create(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(second)),
-            Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(second, 8))));
+        else TBlocks.ToSinglesAvx2(quants, out low, out high);
     }
 
     /// <summary>The decode tile over quantized rows: <see cref="BlockDot"/> of one input row x with four
@@ -492,6 +480,9 @@ internal interface IBlockDequantizing
 
     /// <summary>q[0..16) and q[16..32) as floats with AVX-512 (exact: small integers).</summary>
     static abstract unsafe void ToSingles(byte* quants, out Vector512<float> low, out Vector512<float> high);
+
+    /// <summary>The same with AVX2 only, 8 lanes at a time (a 16-lane vector is then a register pair).</summary>
+    static abstract unsafe void ToSinglesAvx2(byte* quants, out Vector512<float> low, out Vector512<float> high);
 }
 
 /// <summary>Q8_0: 32 int8 quants.</summary>
@@ -507,6 +498,15 @@ internal readonly struct Q8_0Blocks : IBlockDequantizing
     {
         low = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)quants)));
         high = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)quants + 16)));
+    }
+
+    /// <summary>Each 8 quants sign-extended from memory and converted.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void ToSinglesAvx2(byte* quants, out Vector512<float> low, out Vector512<float> high)
+    {
+        var q = (sbyte*)quants;
+        low = Vector512.Create(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q)), Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 8)));
+        high = Vector512.Create(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 16)), Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 24)));
     }
 }
 
@@ -532,5 +532,16 @@ internal readonly struct Q4_0Blocks : IBlockDequantizing
         var bytes = Avx512F.ConvertToVector512Int32(Vector128.Load(quants));
         low = Avx512F.PermuteVar16x32(values, bytes);
         high = Avx512F.PermuteVar16x32(values, Avx512F.ShiftRightLogical(bytes, 4));
+    }
+
+    /// <summary>Each 8 bytes zero-extended from memory to 32-bit lanes, which hold two quants: the low
+    /// nibbles masked, the high ones shifted down, both offset by 8 and converted.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe void ToSinglesAvx2(byte* quants, out Vector512<float> low, out Vector512<float> high)
+    {
+        var (first, second) = (Avx2.ConvertToVector256Int32(quants), Avx2.ConvertToVector256Int32(quants + 8));
+        var (mask, eight) = (Vector256.Create(0x0F), Vector256.Create(8));
+        low = Vector512.Create(Avx.ConvertToVector256Single((first & mask) - eight), Avx.ConvertToVector256Single((second & mask) - eight));
+        high = Vector512.Create(Avx.ConvertToVector256Single(Avx2.ShiftRightLogical(first, 4) - eight), Avx.ConvertToVector256Single(Avx2.ShiftRightLogical(second, 4) - eight));
     }
 }

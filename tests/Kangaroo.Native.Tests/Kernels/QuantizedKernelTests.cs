@@ -138,9 +138,13 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
             {
                 var quants = start + b * size + 2;
                 System.Runtime.Intrinsics.Vector512<float> low, high;
-                if (isa == "avx2") ManagedKernels.ToSinglesAvx2(type == WeightType.Q8_0 ? Q8_0Blocks.Quants(quants) : Q4_0Blocks.Quants(quants), out low, out high);
-                else if (type == WeightType.Q8_0) Q8_0Blocks.ToSingles(quants, out low, out high);
-                else Q4_0Blocks.ToSingles(quants, out low, out high);
+                switch (isa, type)
+                {
+                    case ("avx2", WeightType.Q8_0): Q8_0Blocks.ToSinglesAvx2(quants, out low, out high); break;
+                    case ("avx2", _): Q4_0Blocks.ToSinglesAvx2(quants, out low, out high); break;
+                    case (_, WeightType.Q8_0): Q8_0Blocks.ToSingles(quants, out low, out high); break;
+                    default: Q4_0Blocks.ToSingles(quants, out low, out high); break;
+                }
                 for (var j = 0; j < 32; j++)
                 {
                     var q = type == WeightType.Q8_0 ? (sbyte)quants[j] : ((quants[j % 16] >> (j < 16 ? 0 : 4)) & 0xF) - 8;
