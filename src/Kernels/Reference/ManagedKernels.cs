@@ -268,6 +268,15 @@ internal static class ManagedKernels
     private static unsafe Vector512<float> BlockDot(Vector512<float> low, Vector512<float> high, float d, float* x, Vector512<float> acc) =>
         Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(high, Vector512.Load(x + 16), low * Vector512.Load(x)), Vector512.Create(d), acc);
 
+    /// <summary><see cref="BlockDot"/> of the block at <paramref name="block"/> ([f16 d | quants]), its
+    /// quants converted and its scale looked up in <paramref name="half"/> (<see cref="F16Widening.Halves"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector512<float> BlockDot<TBlocks>(byte* block, float* half, float* x, Vector512<float> acc) where TBlocks : IBlockDequantizing
+    {
+        ToSingles<TBlocks>(block + 2, out var low, out var high);
+        return BlockDot(low, high, half[*(ushort*)block], x, acc);
+    }
+
     /// <summary>A block's 32 quants as floats, exactly: <paramref name="low"/> holds values 0..15,
     /// <paramref name="high"/> 16..31, by the block type's AVX-512 conversion where that runs, else by its AVX2 one.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -292,17 +301,10 @@ internal static class ManagedKernels
             {
                 for (var row = 4; row < 8; row++) Sse.Prefetch0(pw + row * rowBytes + offset); // the next tile's rows
                 var block = pw + offset;
-                ToSingles<TBlocks>(block + 2, out var low, out var high);
-                a0 = BlockDot(low, high, half[*(ushort*)block], px + column, a0);
-                block += rowBytes;
-                ToSingles<TBlocks>(block + 2, out low, out high);
-                a1 = BlockDot(low, high, half[*(ushort*)block], px + column, a1);
-                block += rowBytes;
-                ToSingles<TBlocks>(block + 2, out low, out high);
-                a2 = BlockDot(low, high, half[*(ushort*)block], px + column, a2);
-                block += rowBytes;
-                ToSingles<TBlocks>(block + 2, out low, out high);
-                a3 = BlockDot(low, high, half[*(ushort*)block], px + column, a3);
+                a0 = BlockDot<TBlocks>(block, half, px + column, a0);
+                a1 = BlockDot<TBlocks>(block + rowBytes, half, px + column, a1);
+                a2 = BlockDot<TBlocks>(block + 2 * rowBytes, half, px + column, a2);
+                a3 = BlockDot<TBlocks>(block + 3 * rowBytes, half, px + column, a3);
             }
         }
         result[0] = Vector512.Sum(a0);
@@ -420,9 +422,9 @@ internal readonly struct F16Widening : IHalfWidening
     /// are widened with; a few dozen kilobytes of it are hot, since a model's scales span few exponents.
     /// The bit trick of the vector path cost more than the rest of a Q4_0 block's arithmetic.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Widen(ushort bits) => Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(Table), bits);
+    public static unsafe float Widen(ushort bits) => Halves[bits];
 
-    private static readonly float[] Table = BuildTable();
+    private static readonly float[] Table = BuildTable(); // keeps the pinned table alive
 
     /// <summary>Every half as a float, indexed by its bit pattern, in memory that never moves. A tile reads
     /// this once, before its accumulators exist: the JIT guards the read with a class-initialisation

@@ -132,7 +132,7 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
         foreach (var type in Types)
         {
             var (bytes, _) = Blocks(type, 3, 96, seed: 11);
-            var size = type == WeightType.Q8_0 ? 34 : 18;
+            var size = (int)type.RowBytes(ManagedKernels.BlockLength); // one block
             fixed (byte* start = bytes)
             for (var b = 0; b < bytes.Length / size; b++)
             {
