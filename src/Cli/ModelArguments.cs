@@ -31,7 +31,7 @@ public sealed class ModelArguments(bool withTokenizer)
         var weights = result.GetValue(Weights) is { } name ? Enum.Parse<DType>(name, ignoreCase: true) : (DType?)null;
         var session = InferenceSession.Open(result.GetValue(Model) ?? CliRunner.DefaultModel, result.GetValue(Device)!,
             withTokenizer ? result.GetValue(Tokenizer) : null, result.GetValue(Context), weights);
-        if (session.Model.Unquantized is { Count: > 0 } kept)
+        if (session.Model.Weights.Unquantized is { Count: > 0 } kept)
             Console.Error.WriteLine($"note: {kept.Count} matrices keep their stored type, their rows are not whole blocks of {WeightTypes.BlockLength}: " +
                 $"{string.Join(", ", kept.Take(3))}{(kept.Count > 3 ? ", ..." : "")}");
         return session;

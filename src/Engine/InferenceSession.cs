@@ -110,12 +110,9 @@ public sealed class InferenceSession : IDisposable
                 if (adapterPath is null)
                     throw new ArgumentException($"--decoder kangaroo needs an adapter: pass --adapter, or train one with 'kangaroo train-adapter' ({ModelPath} has no {AdapterFileName})");
                 var weights = AdapterWeights.Load(adapterPath, exitLayer).CheckFits(Model.Config, Model.Fingerprint, adapterPath);
-                var options = new SpeculationOptions(weights.ExitLayer, draftSteps, threshold).Validate(Model.Layers);
-                var head = new AdapterHead(Model, weights);
-                var acceptance = weights.Acceptance?.Clone(AcceptanceStatistics.RunningMemory);
-                if (name == "kangaroo") return new SelfSpeculativeDecoder(Model, head, options, acceptance, ownsHead: true);
-                var costs = SpeculationCosts.ForDecoder(Model, head, weights.ExitLayer, draftSteps, CostCache);
-                return new SelfSpeculativeDecoder(Model, head, options, acceptance, new SpeculationController(costs, draftSteps), "auto", ownsHead: true);
+                return name == "kangaroo"
+                    ? KangarooDecoders.Fixed(Model, weights, new SpeculationOptions(weights.ExitLayer, draftSteps, threshold))
+                    : KangarooDecoders.Auto(Model, weights, draftSteps, CostCache);
             case "early-exit":
                 var adapter = adapterPath is null ? null : AdapterWeights.Load(adapterPath);
                 var layer = exitLayer ?? adapter?.ExitLayer ?? Math.Max(1, Model.Layers / 4);

@@ -1,228 +1,80 @@
-using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
-using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
 
 namespace Kangaroo.Native.Engine;
 
 /// <summary>
-/// A Llama-family decoder on a device: weights, rotary table, KV cache and scratch buffers, all
-/// allocated once. The layer stack has an exit point: <see cref="RunBlocks"/> runs blocks [from, to)
-/// over a block of positions on a residual stream the caller owns, so a full forward is
-/// <see cref="Embed"/>, <c>RunBlocks(0, Layers)</c>, <see cref="Logits"/>, and a self-speculative
-/// decoder can stop after the shallow blocks and continue with the deep ones later.
+/// A Llama-family transformer on a device: its weights, rotary table, KV cache and scratch buffers,
+/// all allocated once. It only runs, as run.c's <c>forward</c> does: <see cref="Embed"/> the tokens of
+/// a pass, <see cref="RunBlocks"/> over them, <see cref="Logits"/>. The layer stack has an exit point:
+/// <see cref="RunBlocks"/> runs blocks [from, to) on a residual stream the caller owns, so a
+/// self-speculative decoder can stop after the shallow blocks and continue with the deep ones later.
+/// A pass may hold rows of several sequences (<see cref="Batch"/>), each in its own cache slot.
+/// The model is not thread-safe: one pass at a time.
 /// </summary>
 public sealed class LlamaModel : IDisposable
 {
-    /// <summary>Rows per pass through the stack; longer blocks (prefill) run in chunks of this size.</summary>
+    /// <summary>Rows per pass through the stack; longer passes (prefill) run in chunks of this size.</summary>
     public const int MaxBlockRows = 64;
 
-    /// <summary>A block's weights. The q, k and v projections are stacked into one [qDim + 2 kvDim, dim]
-    /// matrix (their biases, when the model has them, into one vector) and gate and up into one
-    /// [2 hiddenDim, dim], so each runs as one matmul launch.</summary>
-    private sealed record Layer(
-        DeviceWeight AttentionNorm, DeviceWeight Qkv, DeviceTensor? QkvBias, DeviceWeight Output,
-        DeviceWeight FeedForwardNorm, DeviceWeight GateUp, DeviceWeight Down);
-
-    private readonly List<DeviceWeight> _weights = [];
-    private readonly Layer[] _layers;
-    private readonly DeviceWeight _embedding;
-    private readonly DeviceWeight _finalNorm;
-    private readonly DeviceWeight _lmHead;
-    private readonly DeviceTensor _normed, _qkv, _query, _attention, _gateUp, _hidden;
+    private readonly AttentionBlock[] _attention;
+    private readonly AttentionScratch _scratch;
+    private readonly DeviceTensor _gateUp, _hidden;
+    private bool _disposed;
 
     public LlamaConfig Config { get; }
     public ComputeDevice Device { get; }
+    public ModelWeights Weights { get; }
     public KvCache Cache { get; }
     public RotaryTable Rotary { get; }
 
-    /// <summary>Bytes of weights on the device.</summary>
-    public long WeightBytes { get; }
-
-    /// <summary>The model's identity for adapters: shape and a fingerprint of its weights.</summary>
-    public string Fingerprint { get; }
-
     public int Layers => Config.Layers;
 
-    /// <summary>Positions the KV cache holds: the longest prompt plus generation this model can run.</summary>
+    /// <summary>Positions the KV cache holds per sequence: the longest prompt plus generation this model can run.</summary>
     public int Context => Cache.Positions;
 
-    /// <summary>The LM head [vocab, dim] (the embedding when tied). Adapter training reads it, frozen,
-    /// to send the loss gradient back to the adapter.</summary>
-    public DeviceWeight LmHead => _lmHead;
+    /// <summary>The model's identity for adapters: shape and a fingerprint of its weights.</summary>
+    public string Fingerprint => Weights.Fingerprint;
 
-    /// <summary>Bytes of weights on the device per element type (q/k/v biases count as F32).</summary>
-    public IReadOnlyDictionary<WeightType, long> WeightBytesByType { get; }
+    /// <summary>The LM head [vocab, dim] (the embedding when tied).</summary>
+    public DeviceWeight LmHead => Weights.LmHead;
 
-    /// <summary>Matrices left in their stored type when the model was quantized at load, because their
-    /// rows are not whole blocks of 32 (stories260K's down projections, rows of 172).</summary>
-    public IReadOnlyList<string> Unquantized => _unquantized;
-
-    private readonly List<string> _unquantized = [];
-
-    /// <param name="context">Positions of the KV cache; by default <see cref="DefaultContext"/>.</param>
+    /// <param name="context">Positions of the KV cache per sequence; by default <see cref="ContextSize.Default"/>.</param>
     /// <param name="stopIds">Token ids that end generation besides the configuration's eos_token_id
     /// (the tokenizer's eos_token).</param>
-    /// <param name="quantize">Q8_0 or Q4_0: every matrix (the embedding and LM head included) is
-    /// quantized as it is loaded, with llama.cpp's reference rounding, and stays quantized on the
-    /// device; norm gains and biases stay as stored, and so do matrices whose rows are not whole
-    /// blocks (<see cref="Unquantized"/>). Null: weights stay in their stored type.</param>
-    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, DType? quantize = null)
+    /// <param name="quantize">Q8_0 or Q4_0: matrices quantized as they are loaded (<see cref="ModelWeights.Load"/>).</param>
+    /// <param name="sequences">Sequences that can generate at once (KV cache slots).</param>
+    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, DType? quantize = null, int sequences = 1)
     {
-        if (quantize is { } requested && !requested.IsQuantized())
-            throw new ArgumentException($"weights cannot be quantized to {requested}: expected Q8_0 or Q4_0", nameof(quantize));
         var c = Config = checkpoint.Config with { EosIds = checkpoint.Config.EosIds.Union(stopIds ?? []).ToArray() };
         Device = device;
-        DeviceWeight Load(string name, int rows, int cols)
-        {
-            if (cols != 0) return Stack(cols, (name, rows));
-            var tensor = checkpoint.Read(name, rows);
-            var weight = device.UploadWeight(ToWeightType(tensor.Type), tensor.Bytes, 1, rows);
-            _weights.Add(weight);
-            return weight;
-        }
-        DeviceWeight Stack(int cols, params (string Name, int Rows)[] parts)
-        {
-            var weight = UploadStacked(checkpoint, device, cols, quantize, parts);
-            _weights.Add(weight);
-            return weight;
-        }
-
-        _embedding = Load(N.Embedding, c.VocabSize, c.Dim);
-        _layers = new Layer[c.Layers];
-        for (var l = 0; l < c.Layers; l++)
-        {
-            string Name(string suffix) => N.Layer(l, suffix);
-            _layers[l] = new Layer(
-                Load(Name(N.AttentionNorm), c.Dim, 0),
-                Stack(c.Dim, (Name(N.Query), c.QueryDim), (Name(N.Key), c.KvDim), (Name(N.Value), c.KvDim)),
-                c.AttentionBias ? UploadBias(checkpoint, device, (Name(N.QueryBias), c.QueryDim), (Name(N.KeyBias), c.KvDim), (Name(N.ValueBias), c.KvDim)) : null,
-                Load(Name(N.Output), c.Dim, c.QueryDim),
-                Load(Name(N.FeedForwardNorm), c.Dim, 0),
-                Stack(c.Dim, (Name(N.Gate), c.HiddenDim), (Name(N.Up), c.HiddenDim)),
-                Load(Name(N.Down), c.Dim, c.HiddenDim));
-        }
-        _finalNorm = Load(N.FinalNorm, c.Dim, 0);
-        _lmHead = c.TiedEmbeddings ? _embedding : Load(N.LmHead, c.VocabSize, c.Dim);
-        var biasBytes = _layers.Sum(layer => 4L * (layer.QkvBias?.Length ?? 0));
-        WeightBytes = _weights.Sum(w => w.Bytes) + biasBytes;
-        var byType = _weights.GroupBy(w => w.Type).ToDictionary(g => g.Key, g => g.Sum(w => w.Bytes));
-        if (biasBytes > 0) byType[WeightType.F32] = byType.GetValueOrDefault(WeightType.F32) + biasBytes;
-        WeightBytesByType = byType;
-        Fingerprint = ComputeFingerprint(checkpoint);
-
-        var positions = CheckContext(c, device, WeightBytes, context);
-        Cache = new KvCache(device, c.Layers, positions, c.KvDim);
-        Rotary = new RotaryTable(device, positions, c.RopeFrequencies());
-        _normed = device.Allocate(MaxBlockRows * c.Dim);
-        _qkv = device.Allocate(MaxBlockRows * (c.QueryDim + 2 * c.KvDim));
-        _query = device.Allocate(MaxBlockRows * c.QueryDim);
-        _attention = device.Allocate(MaxBlockRows * c.QueryDim);
-        _gateUp = device.Allocate(MaxBlockRows * 2 * c.HiddenDim);
-        _hidden = device.Allocate(MaxBlockRows * c.HiddenDim);
-    }
-
-    /// <summary>KV cache and rotary bytes per position.</summary>
-    private static long BytesPerPosition(LlamaConfig c) => 4L * (2L * c.Layers * c.KvDim + c.HeadDim);
-
-    /// <summary>The context when the caller does not choose one: max_position_embeddings (at most
-    /// sliding_window), shortened until the KV cache fits in half of the device memory the weights leave.</summary>
-    public static int DefaultContext(LlamaConfig c, ComputeDevice device, long weightBytes)
-    {
-        var budget = Math.Max(0, (device.MemoryBytes - weightBytes) / 2);
-        var fits = budget / BytesPerPosition(c);
-        return (int)Math.Max(1, Math.Min(Math.Min(c.MaxSeqLen, c.SlidingWindow ?? int.MaxValue), Math.Min(fits, int.MaxValue / c.KvDim)));
-    }
-
-    /// <summary>The requested context, refused in one line when the model or the device cannot hold it.</summary>
-    private static int CheckContext(LlamaConfig c, ComputeDevice device, long weightBytes, int? requested)
-    {
-        if (requested is not { } context) return DefaultContext(c, device, weightBytes);
-        if (context < 1) throw new ArgumentException($"context {context} must be at least 1");
-        if (context > c.MaxSeqLen)
-            throw new ArgumentException($"context {context} exceeds the model's max_position_embeddings {c.MaxSeqLen}");
-        if (context > c.SlidingWindow)
-            throw new ArgumentException($"context {context} exceeds the model's sliding_window {c.SlidingWindow}: attention over a sliding window is not supported, choose a context up to {c.SlidingWindow}");
-        var needed = context * BytesPerPosition(c);
-        if ((long)context * c.KvDim > int.MaxValue || needed > device.MemoryBytes - weightBytes)
-            throw new ArgumentException($"context {context} needs {needed >> 20} MiB of KV cache; {device.Kind} has {Math.Max(0, device.MemoryBytes - weightBytes) >> 20} MiB left after the weights");
-        return context;
-    }
-
-    /// <summary>Biases [rows_i] one after another as one float vector, for <see cref="ComputeDevice.AddBias"/>.</summary>
-    private static DeviceTensor UploadBias(ModelCheckpoint checkpoint, ComputeDevice device, params (string Name, int Rows)[] parts)
-    {
-        var values = parts.SelectMany(p => checkpoint.Read(p.Name, p.Rows).ToFloats()).ToArray();
-        var bias = device.Allocate(values.Length);
-        device.Upload(values, bias);
-        return bias;
-    }
-
-    /// <summary>Uploads weights [rows_i, cols] one under another as one [sum rows_i, cols] matrix, so that
-    /// one matmul computes every projection (each output element is the same dot product as with the
-    /// separate matrices); a single part is uploaded as it is. The matrix is <paramref name="quantize"/>
-    /// when given and its rows are whole blocks; otherwise the parts' own type, or F32 when they differ.
-    /// Quantized rows are whole blocks, so stacking them is stacking their bytes.</summary>
-    private DeviceWeight UploadStacked(ModelCheckpoint checkpoint, ComputeDevice device, int cols, DType? quantize, params (string Name, int Rows)[] parts)
-    {
-        var types = parts.Select(p => checkpoint.Read(p.Name, p.Rows, cols).Type).Distinct().ToArray();
-        var type = types.Length == 1 ? types[0] : DType.F32;
-        if (quantize is { } q)
-        {
-            if (cols % q.BlockLength() == 0) type = q;
-            else _unquantized.AddRange(parts.Select(p => p.Name));
-        }
-        var rows = parts.Sum(p => p.Rows);
-        if (parts is [var only] && checkpoint.Read(only.Name, only.Rows, cols) is var single && single.Type == type)
-            return device.UploadWeight(ToWeightType(type), single.Bytes, rows, cols);
-        var stacked = new byte[type.ByteCount(rows, cols)];
-        var offset = 0;
-        foreach (var (name, partRows) in parts)
-        {
-            var tensor = checkpoint.Read(name, partRows, cols);
-            var target = stacked.AsSpan(offset, checked((int)type.ByteCount(partRows, cols)));
-            if (tensor.Type == type) tensor.Bytes.CopyTo(target);
-            else if (type.IsQuantized()) Quantize(tensor, type, target, $"{checkpoint.Source}: tensor '{name}'");
-            else TensorData.Widen(tensor.Type, tensor.Bytes, MemoryMarshal.Cast<byte, float>(target));
-            offset += target.Length;
-        }
-        return device.UploadWeight(ToWeightType(type), stacked, rows, cols);
-    }
-
-    private static void Quantize(TensorData tensor, DType type, Span<byte> target, string what)
-    {
+        Weights = ModelWeights.Load(checkpoint, device, quantize);
         try
         {
-            Quantization.Quantize(type, tensor.ToFloats(), target);
+            var positions = ContextSize.Choose(c, device, Weights.Bytes, context, sequences);
+            Cache = new KvCache(device, c.Layers, positions, c.KvDim, sequences);
+            Rotary = new RotaryTable(device, positions, c.RopeFrequencies());
+            _attention = Weights.Layers.Select(w => new AttentionBlock(w.AttentionNorm, w.Qkv, w.QkvBias, w.Output, c.Heads, c.KvHeads, c.NormEps)).ToArray();
+            _scratch = new AttentionScratch(device, MaxBlockRows, c.Dim, c.QueryDim, c.KvDim);
+            _gateUp = device.Allocate(MaxBlockRows * 2 * c.HiddenDim);
+            _hidden = device.Allocate(MaxBlockRows * c.HiddenDim);
         }
-        catch (ArgumentException e)
+        catch
         {
-            throw new ModelFormatException($"{what}: cannot be quantized to {type}: {e.Message}");
+            Dispose();
+            throw;
         }
     }
 
-    private static WeightType ToWeightType(DType type) => type switch
+    /// <summary>Claims a free cache slot for a new sequence (<paramref name="preferred"/> when it is free).</summary>
+    public Sequence StartSequence(int preferred = 0)
     {
-        DType.F32 => WeightType.F32,
-        DType.F16 => WeightType.F16,
-        DType.BF16 => WeightType.BF16,
-        DType.Q8_0 => WeightType.Q8_0,
-        DType.Q4_0 => WeightType.Q4_0,
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "no device weight type"),
-    };
-
-    /// <summary>Shape plus a hash of the first row of the embedding and the final norm, as floats, so
-    /// f32/f16/bf16 copies of one model share a fingerprint only when they agree to 16-bit precision.</summary>
-    private static string ComputeFingerprint(ModelCheckpoint checkpoint)
-    {
-        var c = checkpoint.Config;
-        var embedding = checkpoint.Read(N.Embedding, c.VocabSize, c.Dim);
-        var row = new float[c.Dim];
-        TensorData.Widen(embedding.Type, embedding.Bytes[..checked((int)embedding.Type.ByteCount(c.Dim))], row);
-        var norm = checkpoint.Read(N.FinalNorm, c.Dim).ToFloats();
-        var sum = 0.0;
-        for (var i = 0; i < c.Dim; i++) sum += Math.Round(row[i] * 256) * (i + 1) + Math.Round(norm[i] * 256) * (i + 7);
-        return $"llama-d{c.Dim}-h{c.HiddenDim}-l{c.Layers}-q{c.Heads}-kv{c.KvHeads}-v{c.VocabSize}-{(long)sum:x}";
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var slot = Cache.TryClaim(preferred) ?? throw new InvalidOperationException(Cache.Slots == 1
+            ? "the model is already generating (a decoder of it is in use on another thread, or an earlier Generate is still being enumerated); " +
+              "a model runs one generation at a time: finish or dispose the other enumeration, or open another session"
+            : $"the model is already generating {Cache.Slots} sequences, as many as it was opened for");
+        return new Sequence(this, slot);
     }
 
     /// <summary>A residual-stream buffer for up to <paramref name="rows"/> positions.</summary>
@@ -239,86 +91,39 @@ public sealed class LlamaModel : IDisposable
         return Device.Allocate(checked(rows * Config.VocabSize));
     }
 
-    /// <summary>Claims the model (its KV cache) for one generation until the result is disposed. A second
-    /// claim before that, from another thread or an unfinished enumeration, is refused: two generations
-    /// would overwrite each other's cache.</summary>
-    public IDisposable BeginGeneration()
+    /// <summary>residual[r, :] = embedding of tokens[r]; the device refuses ids outside the vocabulary.</summary>
+    public void Embed(ReadOnlySpan<int> tokens, DeviceTensor residual)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (Interlocked.Exchange(ref _generating, 1) != 0)
-            throw new InvalidOperationException(
-                "the model is already generating (a decoder of it is in use on another thread, or an earlier Generate is still being enumerated); " +
-                "a model runs one generation at a time: finish or dispose the other enumeration, or open another session");
-        return new Generation(this);
+        Device.Embed(tokens, Weights.Embedding, residual);
     }
 
-    private int _generating;
-    private bool _disposed;
-
-    private sealed class Generation(LlamaModel model) : IDisposable
+    /// <summary>Runs blocks [from, to) over the rows of <paramref name="batch"/> on the residual stream in
+    /// place (row r of the batch is row r of the stream), writing each row's keys and values into its
+    /// sequence's slot of the cache layers run; passes longer than <see cref="MaxBlockRows"/> run in chunks.</summary>
+    public void RunBlocks(int from, int to, DeviceTensor residual, Batch batch)
     {
-        private int _ended;
-
-        public void Dispose()
-        {
-            if (Interlocked.Exchange(ref _ended, 1) == 0) Volatile.Write(ref model._generating, 0);
-        }
-    }
-
-    /// <summary>residual[r, :] = embedding of tokens[r]; the device refuses ids outside the vocabulary.</summary>
-    public void Embed(ReadOnlySpan<int> tokens, DeviceTensor residual) => Device.Embed(tokens, _embedding, residual);
-
-    /// <summary>Runs tokens[from..count) through the whole stack at positions from..count-1 (the cache
-    /// already holding positions 0..from-1), in chunks of
-    /// <see cref="MaxBlockRows"/> using <paramref name="residual"/> (at least that many rows) as scratch.
-    /// <paramref name="atExit"/>, when given, sees each chunk's residual stream after block
-    /// <paramref name="exitLayer"/> as (states, rows, first position): how a draft head fills its cache.</summary>
-    public void Prefill(IReadOnlyList<int> tokens, int count, DeviceTensor residual, int exitLayer = 0, Action<DeviceTensor, int, int>? atExit = null, int from = 0)
-    {
-        var chunk = new int[MaxBlockRows];
-        for (var start = from; start < count; start += MaxBlockRows)
-        {
-            var n = Math.Min(MaxBlockRows, count - start);
-            for (var i = 0; i < n; i++) chunk[i] = tokens[start + i];
-            Embed(chunk.AsSpan(0, n), residual);
-            RunBlocks(0, exitLayer, residual, n, start);
-            atExit?.Invoke(residual, n, start);
-            RunBlocks(exitLayer, Layers, residual, n, start);
-        }
-    }
-
-    /// <summary>Runs blocks [from, to) over positions [startPos, startPos + rows) of the residual
-    /// stream in place, writing those positions into the KV cache of each block run.</summary>
-    public void RunBlocks(int from, int to, DeviceTensor residual, int rows, int startPos)
-    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (from < 0 || to > Layers || from > to) throw new ArgumentOutOfRangeException(nameof(from), $"blocks [{from}, {to}) are outside [0, {Layers})");
-        for (var done = 0; done < rows; done += MaxBlockRows)
+        for (var done = 0; done < batch.Count; done += MaxBlockRows)
         {
-            var n = Math.Min(MaxBlockRows, rows - done);
+            var n = Math.Min(MaxBlockRows, batch.Count - done);
             var x = residual.Slice(done * Config.Dim, n * Config.Dim);
-            for (var l = from; l < to; l++) Block(l, x, n, startPos + done);
+            for (var l = from; l < to; l++)
+            {
+                _attention[l].Run(x, batch, done, n, Cache, l, Rotary, _scratch);
+                FeedForward(Weights.Layers[l], x, n);
+            }
         }
     }
 
-    /// <summary>One decoder block over n positions: attention then SwiGLU feed-forward, each with a
-    /// pre-norm and a residual connection.</summary>
-    private void Block(int l, DeviceTensor x, int n, int pos)
+    /// <summary>The feed-forward half of a block: x += Wdown · (silu(Wgate · RMSNorm(x)) * Wup · RMSNorm(x)).</summary>
+    private void FeedForward(ModelWeights.Layer w, DeviceTensor x, int n)
     {
-        var c = Config;
-        var w = _layers[l];
         var d = Device;
-        var (keys, values) = Cache.Append(l, pos, n);
-
-        d.RmsNorm(x, w.AttentionNorm, _normed, n, c.NormEps);
-        d.MatMul(_normed, w.Qkv, _qkv, n);
-        if (w.QkvBias is not null) d.AddBias(_qkv, w.QkvBias, n);
-        d.SplitQkv(_qkv, _query, keys, values, n, c.Heads, c.KvHeads, pos, Rotary);
-        d.Attention(_query, Cache.Keys(l), Cache.Values(l), _attention, n, pos, c.Heads, c.KvHeads, c.HeadDim);
-        d.MatMul(_attention, w.Output, x, n, accumulate: true);
-
-        d.RmsNorm(x, w.FeedForwardNorm, _normed, n, c.NormEps);
-        d.MatMul(_normed, w.GateUp, _gateUp, n);
-        d.SwiGlu(_gateUp, _hidden, n, c.HiddenDim);
+        d.RmsNorm(x, w.FeedForwardNorm, _scratch.Normed, n, Config.NormEps);
+        d.MatMul(_scratch.Normed, w.GateUp, _gateUp, n);
+        d.SwiGlu(_gateUp, _hidden, n, Config.HiddenDim);
         d.MatMul(_hidden, w.Down, x, n, accumulate: true);
     }
 
@@ -328,53 +133,32 @@ public sealed class LlamaModel : IDisposable
         for (var done = 0; done < rows; done += MaxBlockRows)
         {
             var n = Math.Min(MaxBlockRows, rows - done);
-            FinalNorm(residual.Slice(done * Config.Dim, n * Config.Dim), n, _normed);
-            HeadLogits(_normed, n, logits.Slice(done * Config.VocabSize, n * Config.VocabSize));
+            FinalNorm(residual.Slice(done * Config.Dim, n * Config.Dim), n, _scratch.Normed);
+            HeadLogits(_scratch.Normed, n, logits.Slice(done * Config.VocabSize, n * Config.VocabSize));
         }
     }
 
     /// <summary>output[r, :] = FinalNorm(residual[r, :]) for r in [0, rows).</summary>
-    public void FinalNorm(DeviceTensor residual, int rows, DeviceTensor output) => Device.RmsNorm(residual, _finalNorm, output, rows, Config.NormEps);
+    public void FinalNorm(DeviceTensor residual, int rows, DeviceTensor output) => Device.RmsNorm(residual, Weights.FinalNorm, output, rows, Config.NormEps);
 
     /// <summary>logits = LMHead(hidden) without the final norm: the draft path of an adapter.</summary>
-    public void HeadLogits(DeviceTensor hidden, int rows, DeviceTensor logits) => Device.MatMul(hidden, _lmHead, logits, rows);
+    public void HeadLogits(DeviceTensor hidden, int rows, DeviceTensor logits) => Device.MatMul(hidden, Weights.LmHead, logits, rows);
 
     /// <summary>Bytes of the weights blocks [from, to) read in a pass.</summary>
-    public long BlockBytes(int from, int to) => _layers[from..to].Sum(l => l.AttentionNorm.Bytes + l.Qkv.Bytes + l.Output.Bytes + l.FeedForwardNorm.Bytes + l.GateUp.Bytes + l.Down.Bytes);
+    public long BlockBytes(int from, int to) => Weights.Layers.Take(to).Skip(from).Sum(l => l.Bytes);
 
     /// <summary>Bytes of the final norm and LM head read for one row of logits.</summary>
-    public long HeadBytes => _finalNorm.Bytes + _lmHead.Bytes;
-
-    /// <summary>Rows <paramref name="ids"/> of the LM head as a new [ids.Count, dim] weight in the head's
-    /// own element type, or F32 for a quantized head (its dequantized values, exactly) (a draft
-    /// vocabulary's head); the device refuses ids outside the vocabulary.</summary>
-    public DeviceWeight GatherHeadRows(int[] ids)
-    {
-        var dim = Config.Dim;
-        var values = new float[ids.Length * dim];
-        using (var rows = Device.Allocate(ids.Length * dim))
-        {
-            Device.Embed(ids, _lmHead, rows);
-            Device.Download(rows, values);
-        }
-        var type = _lmHead.Type.IsQuantized() ? WeightType.F32 : _lmHead.Type;
-        var bytes = type switch // exact: the values were widened from this type
-        {
-            WeightType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
-            WeightType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
-            _ => MemoryMarshal.AsBytes(values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray().AsSpan()).ToArray(),
-        };
-        return Device.UploadWeight(type, bytes, ids.Length, dim);
-    }
+    public long HeadBytes => Weights.FinalNorm.Bytes + Weights.LmHead.Bytes;
 
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
-        foreach (var weight in _weights) weight.Dispose();
-        foreach (var layer in _layers) layer.QkvBias?.Dispose();
-        Cache.Dispose();
-        Rotary.Dispose();
-        foreach (var t in new[] { _normed, _qkv, _query, _attention, _gateUp, _hidden }) t.Dispose();
+        Weights.Dispose();
+        Cache?.Dispose();
+        Rotary?.Dispose();
+        _scratch?.Dispose();
+        _gateUp?.Dispose();
+        _hidden?.Dispose();
     }
 }

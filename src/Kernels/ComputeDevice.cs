@@ -113,17 +113,21 @@ public abstract class ComputeDevice : IDisposable
     public abstract void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table);
 
     /// <summary>The epilogue of a fused QKV projection: row r of <paramref name="qkv"/> is [q | k | v]
-    /// (widths heads, kvHeads and kvHeads times headDim) at position startPos + r. Writes q rotated as
-    /// <see cref="Rope"/> rotates into query[r], k rotated into keys[r] and v into values[r] (keys and
-    /// values are a layer's cache rows): one launch where two rotations and two copies would be four.</summary>
-    public abstract void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values,
-        int rows, int heads, int kvHeads, int startPos, RotaryTable table);
+    /// (widths heads, kvHeads and kvHeads times headDim) at position rows.Position(r) of the sequence in
+    /// cache slot rows.Slot(r). Writes q rotated as <see cref="Rope"/> rotates into query[r], and k
+    /// rotated and v into that sequence's position of the layer's caches (<paramref name="keyCache"/>,
+    /// <paramref name="valueCache"/>: [slots, slotPositions, kvHeads * headDim]): one launch where two
+    /// rotations and two copies would be four.</summary>
+    public abstract void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache,
+        BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table);
 
-    /// <summary>Causal grouped-query attention. Query row r (position startPos + r) attends to cache
-    /// positions 0..startPos + r; query head h reads key/value head h / (heads / kvHeads).
-    /// q and output are [rows, heads * headDim]; keys and values are a layer's cache [positions, kvHeads * headDim].</summary>
-    public abstract void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output,
-        int rows, int startPos, int heads, int kvHeads, int headDim);
+    /// <summary>Causal grouped-query attention. Query row r (position p = rows.Position(r) of the
+    /// sequence in slot s = rows.Slot(r)) attends to positions 0..p of slot s of the layer's caches
+    /// ([slots, slotPositions, kvHeads * headDim]); query head h reads key/value head h / (heads / kvHeads).
+    /// q and output are [rows, heads * headDim]. A row reads only its own sequence, so its result is
+    /// the same whatever else the pass holds.</summary>
+    public abstract void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output,
+        BatchRows rows, int heads, int kvHeads, int headDim, int slotPositions);
 
     /// <summary>The epilogue of a fused gate/up projection: row r of <paramref name="gateUp"/> is
     /// [gate | up] (hiddenDim each); output[r, i] = silu(gate[r, i]) * up[r, i].</summary>
@@ -197,6 +201,21 @@ public abstract class ComputeDevice : IDisposable
     /// matrices are quantized.</summary>
     protected static NotSupportedException QuantizedNorm(WeightType type) =>
         new($"RMSNorm weights cannot be {type}: norms stay F32, F16 or BF16 when a model is quantized");
+
+    /// <summary>Refuses rows that would write or read outside the caches or the rotary table: a position
+    /// past the slot's positions or the table, a slot past the cache.</summary>
+    protected static void CheckRows(BatchRows rows, int slotPositions, long cacheLength, int kvDim, RotaryTable? table = null)
+    {
+        var slots = cacheLength / ((long)slotPositions * kvDim);
+        for (var r = 0; r < rows.Count; r++)
+        {
+            var (slot, position) = (rows.Slot(r), rows.Position(r));
+            if (position < 0 || position >= slotPositions || table is not null && position >= table.Positions)
+                throw new ArgumentOutOfRangeException(nameof(rows), $"row {r} is at position {position}, outside the {Math.Min(slotPositions, table?.Positions ?? int.MaxValue)} positions of the cache");
+            if (slot < 0 || slot >= slots)
+                throw new ArgumentOutOfRangeException(nameof(rows), $"row {r} is in cache slot {slot}, outside the cache's {slots} slots");
+        }
+    }
 
     /// <summary>Waits until all queued work is done.</summary>
     public abstract void Synchronize();

@@ -30,6 +30,9 @@ public abstract class ModelCheckpoint : IDisposable
     /// may be the configuration's fault as much as the tensor's.</summary>
     protected virtual string ConfigFile => Source;
 
+    /// <summary>A tensor's stored element type, without reading or checking its values.</summary>
+    public DType TypeOf(string name) => ReadTensor(name).Type;
+
     /// <summary>Reads a tensor and checks its shape against what the configuration implies and its
     /// values: a NaN or infinity anywhere, or an embedding, final norm or LM head of zeros, would make
     /// every generated token garbage.</summary>

@@ -48,6 +48,7 @@ public sealed class AdapterGraph : IDisposable
     private readonly DeviceTensor _normed, _q, _k, _v, _attention, _sum, _adapted, _logits, _stats;
     private readonly DeviceTensor _dAdapted, _dSum, _dAttention, _dq, _dk, _dv, _dNormed;
     private readonly float[] _hostStats;
+    private readonly BatchRows _positions; // one sequence at positions 0..maxRows-1, its keys and values in _k and _v
 
     public AdapterGraph(ComputeDevice device, AdapterWeights initial, int heads, float normEps, DeviceWeight lmHead, RotaryTable rotary, int maxRows)
     {
@@ -78,6 +79,7 @@ public sealed class AdapterGraph : IDisposable
         _logits = Rows(_vocab);
         _stats = Rows(3);
         _hostStats = new float[maxRows * 3];
+        _positions = BatchRows.Sequence(0, 0, maxRows);
     }
 
     private Parameter NewParameter(string name, float[] values, int rows, bool decay)
@@ -111,7 +113,7 @@ public sealed class AdapterGraph : IDisposable
         d.MatMul(_normed, _value.Weight, _v, rows);
         d.Rope(_q, rows, _heads, 0, _rotary);
         d.Rope(_k, rows, _heads, 0, _rotary);
-        d.Attention(_q, _k, _v, _attention, rows, 0, _heads, _heads, headDim);
+        d.Attention(_q, _k, _v, _attention, _positions.Slice(0, rows), _heads, _heads, headDim, _maxRows);
         d.Copy(s, _sum.Slice(0, n));
         d.MatMul(_attention, _output.Weight, _sum, rows, accumulate: true);
         d.RmsNorm(_sum, _outputNorm.Weight, _adapted, rows, _eps);

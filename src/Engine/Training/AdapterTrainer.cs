@@ -176,11 +176,14 @@ public sealed class AdapterTrainer : IDisposable
         var m = _model;
         var rows = tokens.Length;
         var dim = m.Config.Dim;
-        m.Cache.Truncate(0);
+        using var sequence = m.StartSequence();
+        sequence.Truncate(0);
+        var batch = new Batch(rows);
+        batch.Add(sequence.Slot, 0, tokens);
         m.Embed(tokens, _residual);
-        m.RunBlocks(0, _options.ExitLayer, _residual, rows, 0);
+        m.RunBlocks(0, _options.ExitLayer, _residual, batch);
         m.Device.Copy(_residual.Slice(0, rows * dim), _states.Slice(0, rows * dim));
-        m.RunBlocks(_options.ExitLayer, m.Layers, _residual, rows, 0);
+        m.RunBlocks(_options.ExitLayer, m.Layers, _residual, batch);
         m.Logits(_residual, rows, _targets);
         m.Device.Softmax(_targets, rows, m.Config.VocabSize, 1f);
     }

@@ -27,8 +27,8 @@ public sealed partial class IlgpuDevice : ComputeDevice
     private readonly BlockKernels<Q4_0Weights> _q4;
 
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>? _rope;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? _attention;
-    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>? _splitQkv;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, int, int, int, int, float>? _attention;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, int, int, int, int>? _splitQkv;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, int>? _swiGlu;
     private Action<Index1D, ArrayView<float>, ArrayView<float>>? _add;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, int>? _addBias;
@@ -37,6 +37,8 @@ public sealed partial class IlgpuDevice : ComputeDevice
 
     // Small per-call transfers use preallocated buffers that only grow.
     private MemoryBuffer1D<int, Stride1D.Dense> _tokens;
+    private MemoryBuffer1D<int, Stride1D.Dense> _rowSlots, _rowPositions; // the last BatchRows copied, see Rows
+    private (BatchRows? Rows, long Version) _rowsCopied;
     private MemoryBuffer1D<int, Stride1D.Dense> _argMaxResult;
     private int[] _hostArgMax = new int[128];
 
@@ -54,6 +56,8 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _q8 = new BlockKernels<Q8_0Weights>(this);
         _q4 = new BlockKernels<Q4_0Weights>(this);
         _tokens = accelerator.Allocate1D<int>(64);
+        _rowSlots = accelerator.Allocate1D<int>(64);
+        _rowPositions = accelerator.Allocate1D<int>(64);
         _argMaxResult = accelerator.Allocate1D<int>(128);
     }
 
@@ -176,17 +180,34 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _rope(pairs, View(x, rows * heads * headDim, nameof(x)), View(table.Cos), View(table.Sin), heads, headDim, startPos, sinSign);
     }
 
-    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values,
-        int rows, int heads, int kvHeads, int startPos, RotaryTable table)
+    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache,
+        BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table)
     {
-        if (rows <= 0) return;
-        CheckPositions(startPos, rows, table);
+        if (rows.Count <= 0) return;
         var headDim = table.HeadDim;
         var (dim, kvDim) = (heads * headDim, kvHeads * headDim);
-        _splitQkv ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>>(RopeKernel.SplitQkv));
-        _splitQkv(rows * ((heads + kvHeads) * (headDim / 2) + kvDim), View(qkv, rows * (dim + 2 * kvDim), nameof(qkv)),
-            View(query, rows * dim, nameof(query)), View(keys, rows * kvDim, nameof(keys)), View(values, rows * kvDim, nameof(values)),
-            View(table.Cos), View(table.Sin), heads, kvHeads, headDim, startPos);
+        CheckRows(rows, slotPositions, Math.Min(keyCache.Length, valueCache.Length), kvDim, table);
+        var (slots, positions) = Rows(rows);
+        _splitQkv ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, int, int, int, int>>(RopeKernel.SplitQkv));
+        _splitQkv(rows.Count * ((heads + kvHeads) * (headDim / 2) + kvDim), View(qkv, rows.Count * (dim + 2 * kvDim), nameof(qkv)),
+            View(query, rows.Count * dim, nameof(query)), View(keyCache), View(valueCache),
+            View(table.Cos), View(table.Sin), slots, positions, slotPositions, heads, kvHeads, headDim);
+    }
+
+    /// <summary>The device copies of a pass's slots and positions (a view's rows of them), copied once
+    /// per version of the rows: the layers of a pass share one copy.</summary>
+    private (ArrayView<int> Slots, ArrayView<int> Positions) Rows(BatchRows rows)
+    {
+        var root = rows.Root;
+        if (!ReferenceEquals(_rowsCopied.Rows, root) || _rowsCopied.Version != root.Version)
+        {
+            EnsureCapacity(ref _rowSlots, root.Count);
+            EnsureCapacity(ref _rowPositions, root.Count);
+            _rowSlots.View.BaseView.SubView(0, root.Count).CopyFromCPU(root.AllSlots);
+            _rowPositions.View.BaseView.SubView(0, root.Count).CopyFromCPU(root.AllPositions);
+            _rowsCopied = (root, root.Version);
+        }
+        return (_rowSlots.View.BaseView.SubView(rows.Offset, rows.Count), _rowPositions.View.BaseView.SubView(rows.Offset, rows.Count));
     }
 
     private static void CheckHeadGroups(int heads, int kvHeads)
@@ -201,18 +222,19 @@ public sealed partial class IlgpuDevice : ComputeDevice
             throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + rows - 1} are outside the rotary table of {table.Positions} positions");
     }
 
-    public override void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output,
-        int rows, int startPos, int heads, int kvHeads, int headDim)
+    public override void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output,
+        BatchRows rows, int heads, int kvHeads, int headDim, int slotPositions)
     {
-        if (rows <= 0) return;
+        if (rows.Count <= 0) return;
         if (headDim > KernelLimits.MaxHeadDim)
             throw new ArgumentOutOfRangeException(nameof(headDim), $"head dimension {headDim} exceeds the attention kernel's limit of {KernelLimits.MaxHeadDim}");
         CheckHeadGroups(heads, kvHeads);
-        var cache = (startPos + rows) * kvHeads * headDim;
-        _attention ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>>(AttentionKernel.Attention));
-        _attention(new KernelConfig(rows * heads, _groups.Attention),
-            View(q, rows * heads * headDim, nameof(q)), View(keys, cache, nameof(keys)), View(values, cache, nameof(values)),
-            View(output, rows * heads * headDim, nameof(output)), startPos, heads, kvHeads, headDim, 1f / MathF.Sqrt(headDim));
+        CheckRows(rows, slotPositions, Math.Min(keyCache.Length, valueCache.Length), kvHeads * headDim);
+        var (slots, positions) = Rows(rows);
+        _attention ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, int, int, int, int, float>>(AttentionKernel.Attention));
+        _attention(new KernelConfig(rows.Count * heads, _groups.Attention),
+            View(q, rows.Count * heads * headDim, nameof(q)), View(keyCache), View(valueCache),
+            View(output, rows.Count * heads * headDim, nameof(output)), slots, positions, slotPositions, heads, kvHeads, headDim, 1f / MathF.Sqrt(headDim));
     }
 
     public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim)
@@ -256,6 +278,8 @@ public sealed partial class IlgpuDevice : ComputeDevice
     {
         DisposeTraining();
         _tokens.Dispose();
+        _rowSlots.Dispose();
+        _rowPositions.Dispose();
         _argMaxResult.Dispose();
         _accelerator.Dispose();
         _context.Dispose();

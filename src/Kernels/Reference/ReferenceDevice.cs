@@ -204,38 +204,42 @@ public sealed class ReferenceDevice : ComputeDevice
         }
     }
 
-    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values,
-        int rows, int heads, int kvHeads, int startPos, RotaryTable table)
+    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache,
+        BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table)
     {
         var (dim, kvDim) = (heads * table.HeadDim, kvHeads * table.HeadDim);
+        CheckRows(rows, slotPositions, keyCache.Length, kvDim, table);
         var source = Span(qkv);
-        for (var r = 0; r < rows; r++)
+        for (var r = 0; r < rows.Count; r++)
         {
             var row = source.Slice(r * (dim + 2 * kvDim), dim + 2 * kvDim);
             var qr = Span(query).Slice(r * dim, dim);
-            var kr = Span(keys).Slice(r * kvDim, kvDim);
+            var at = ((long)rows.Slot(r) * slotPositions + rows.Position(r)) * kvDim;
+            var kr = Span(keyCache).Slice((int)at, kvDim);
             row[..dim].CopyTo(qr);
             row.Slice(dim, kvDim).CopyTo(kr);
-            row.Slice(dim + kvDim, kvDim).CopyTo(Span(values).Slice(r * kvDim, kvDim));
-            RotateHeads(qr, startPos + r, table, 1f);
-            RotateHeads(kr, startPos + r, table, 1f);
+            row.Slice(dim + kvDim, kvDim).CopyTo(Span(valueCache).Slice((int)at, kvDim));
+            RotateHeads(qr, rows.Position(r), table, 1f);
+            RotateHeads(kr, rows.Position(r), table, 1f);
         }
     }
 
-    public override void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output,
-        int rows, int startPos, int heads, int kvHeads, int headDim)
+    public override void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output,
+        BatchRows rows, int heads, int kvHeads, int headDim, int slotPositions)
     {
-        var query = Span(q);
-        var k = Span(keys);
-        var v = Span(values);
-        var o = Span(output);
         var kvDim = kvHeads * headDim;
+        CheckRows(rows, slotPositions, keyCache.Length, kvDim);
+        var query = Span(q);
+        var o = Span(output);
         var group = heads / kvHeads;
         var scale = 1f / MathF.Sqrt(headDim);
-        if (_scores.Length < startPos + rows) _scores = new float[Math.Max(startPos + rows, 2 * _scores.Length)]; // grows by doubling, not every token
-        for (var r = 0; r < rows; r++)
+        for (var r = 0; r < rows.Count; r++)
         {
-            var length = startPos + r + 1;
+            var length = rows.Position(r) + 1;
+            var slot = rows.Slot(r) * slotPositions * kvDim;
+            var k = Span(keyCache).Slice(slot, length * kvDim);
+            var v = Span(valueCache).Slice(slot, length * kvDim);
+            if (_scores.Length < length) _scores = new float[Math.Max(length, 2 * _scores.Length)]; // grows by doubling, not every token
             var scores = _scores.AsSpan(0, length);
             for (var h = 0; h < heads; h++)
             {

@@ -1,0 +1,215 @@
+using System.Runtime.InteropServices;
+using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Loader;
+using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
+
+namespace Kangaroo.Native.Engine;
+
+/// <summary>
+/// A model's weights on a device, loaded from a checkpoint: each tensor read (and its values checked)
+/// once, quantized as it is loaded when asked, and the q, k and v projections stacked into one
+/// [qDim + 2 kvDim, dim] matrix (their biases into one vector) and gate and up into one
+/// [2 hiddenDim, dim], so each runs as one matmul launch.
+/// </summary>
+public sealed class ModelWeights : IDisposable
+{
+    /// <summary>One transformer block's weights.</summary>
+    public sealed record Layer(
+        DeviceWeight AttentionNorm, DeviceWeight Qkv, DeviceTensor? QkvBias, DeviceWeight Output,
+        DeviceWeight FeedForwardNorm, DeviceWeight GateUp, DeviceWeight Down)
+    {
+        /// <summary>Bytes a pass over the block reads.</summary>
+        public long Bytes => AttentionNorm.Bytes + Qkv.Bytes + Output.Bytes + FeedForwardNorm.Bytes + GateUp.Bytes + Down.Bytes;
+    }
+
+    private readonly List<DeviceWeight> _owned = [];
+    private readonly List<string> _unquantized = [];
+    private DeviceTensor[] _biases = [];
+
+    public IReadOnlyList<Layer> Layers { get; private set; } = [];
+    public DeviceWeight Embedding { get; private set; } = null!;
+    public DeviceWeight FinalNorm { get; private set; } = null!;
+
+    /// <summary>The LM head [vocab, dim]: the embedding when they are tied.</summary>
+    public DeviceWeight LmHead { get; private set; } = null!;
+
+    /// <summary>Bytes of weights on the device.</summary>
+    public long Bytes { get; private set; }
+
+    /// <summary>Bytes of weights on the device per element type (q/k/v biases count as F32).</summary>
+    public IReadOnlyDictionary<WeightType, long> BytesByType { get; private set; } = new Dictionary<WeightType, long>();
+
+    /// <summary>Matrices left in their stored type when the model was quantized at load, because their
+    /// rows are not whole blocks (stories260K's down projections, rows of 172).</summary>
+    public IReadOnlyList<string> Unquantized => _unquantized;
+
+    /// <summary>The model's identity for adapters: shape and a fingerprint of its weights.</summary>
+    public string Fingerprint { get; private set; } = "";
+
+    /// <param name="quantize">Q8_0 or Q4_0: every matrix (the embedding and LM head included) is
+    /// quantized as it is loaded, with llama.cpp's reference rounding, and stays quantized on the
+    /// device; norm gains and biases stay as stored, and so do matrices whose rows are not whole blocks
+    /// (<see cref="Unquantized"/>). Null: weights stay in their stored type.</param>
+    public static ModelWeights Load(ModelCheckpoint checkpoint, ComputeDevice device, DType? quantize = null)
+    {
+        if (quantize is { } requested && !requested.IsQuantized())
+            throw new ArgumentException($"weights cannot be quantized to {requested}: expected Q8_0 or Q4_0", nameof(quantize));
+        var weights = new ModelWeights();
+        try
+        {
+            weights.LoadAll(checkpoint, device, quantize);
+            return weights;
+        }
+        catch
+        {
+            weights.Dispose();
+            throw;
+        }
+    }
+
+    private void LoadAll(ModelCheckpoint checkpoint, ComputeDevice device, DType? quantize)
+    {
+        var c = checkpoint.Config;
+        DeviceWeight Vector(string name) => Upload(device, checkpoint, 0, null, (name, c.Dim));
+        DeviceWeight Matrix(int cols, params (string Name, int Rows)[] parts) => Upload(device, checkpoint, cols, quantize, parts);
+
+        Embedding = Matrix(c.Dim, (N.Embedding, c.VocabSize));
+        var layers = new Layer[c.Layers];
+        var biases = new List<DeviceTensor>();
+        for (var l = 0; l < c.Layers; l++)
+        {
+            string Name(string suffix) => N.Layer(l, suffix);
+            DeviceTensor? bias = null;
+            if (c.AttentionBias) biases.Add(bias = Bias(device, checkpoint, (Name(N.QueryBias), c.QueryDim), (Name(N.KeyBias), c.KvDim), (Name(N.ValueBias), c.KvDim)));
+            layers[l] = new Layer(
+                Vector(Name(N.AttentionNorm)),
+                Matrix(c.Dim, (Name(N.Query), c.QueryDim), (Name(N.Key), c.KvDim), (Name(N.Value), c.KvDim)),
+                bias,
+                Matrix(c.QueryDim, (Name(N.Output), c.Dim)),
+                Vector(Name(N.FeedForwardNorm)),
+                Matrix(c.Dim, (Name(N.Gate), c.HiddenDim), (Name(N.Up), c.HiddenDim)),
+                Matrix(c.HiddenDim, (Name(N.Down), c.Dim)));
+        }
+        Layers = layers;
+        _biases = [.. biases];
+        FinalNorm = Vector(N.FinalNorm);
+        LmHead = c.TiedEmbeddings ? Embedding : Matrix(c.Dim, (N.LmHead, c.VocabSize));
+
+        var biasBytes = _biases.Sum(b => 4L * b.Length);
+        Bytes = _owned.Sum(w => w.Bytes) + biasBytes;
+        var byType = _owned.GroupBy(w => w.Type).ToDictionary(g => g.Key, g => g.Sum(w => w.Bytes));
+        if (biasBytes > 0) byType[WeightType.F32] = byType.GetValueOrDefault(WeightType.F32) + biasBytes;
+        BytesByType = byType;
+    }
+
+    /// <summary>Uploads weights [rows_i, cols] one under another as one [sum rows_i, cols] matrix, each
+    /// part read once (cols = 0: a vector of rows_0 values). Each output element of the stacked matrix
+    /// is the same dot product as with the separate matrices. The matrix is <paramref name="quantize"/>
+    /// when given and its rows are whole blocks; otherwise the parts' own type, or F32 when they differ.
+    /// Quantized rows are whole blocks, so stacking them is stacking their bytes.</summary>
+    private DeviceWeight Upload(ComputeDevice device, ModelCheckpoint checkpoint, int cols, DType? quantize, params (string Name, int Rows)[] parts)
+    {
+        var types = parts.Select(p => checkpoint.TypeOf(p.Name)).Distinct().ToArray();
+        var type = types.Length == 1 ? types[0] : DType.F32;
+        if (quantize is { } q)
+        {
+            if (cols % q.BlockLength() == 0) type = q;
+            else _unquantized.AddRange(parts.Select(p => p.Name));
+        }
+        var (rows, width) = cols == 0 ? (1, parts[0].Rows) : (parts.Sum(p => p.Rows), cols);
+        var stacked = parts.Length == 1 ? null : new byte[type.ByteCount(rows, width)];
+        var offset = 0;
+        DeviceWeight? weight = null;
+        foreach (var (name, partRows) in parts)
+        {
+            var tensor = cols == 0 ? checkpoint.Read(name, partRows) : checkpoint.Read(name, partRows, cols);
+            if (name == N.Embedding) Fingerprint = ComputeFingerprint(checkpoint.Config, tensor, checkpoint.Read(N.FinalNorm, checkpoint.Config.Dim));
+            if (stacked is null && tensor.Type == type)
+            {
+                weight = device.UploadWeight(ToWeightType(type), tensor.Bytes, rows, width);
+                break;
+            }
+            var target = (stacked ??= new byte[type.ByteCount(rows, width)]).AsSpan(offset, checked((int)type.ByteCount(cols == 0 ? 1 : partRows, width)));
+            if (tensor.Type == type) tensor.Bytes.CopyTo(target);
+            else if (type.IsQuantized()) Quantize(tensor, type, target, $"{checkpoint.Source}: tensor '{name}'");
+            else TensorData.Widen(tensor.Type, tensor.Bytes, MemoryMarshal.Cast<byte, float>(target));
+            offset += target.Length;
+        }
+        weight ??= device.UploadWeight(ToWeightType(type), stacked, rows, width);
+        _owned.Add(weight);
+        return weight;
+    }
+
+    /// <summary>Biases [rows_i] one after another as one float vector, for <see cref="ComputeDevice.AddBias"/>.</summary>
+    private static DeviceTensor Bias(ComputeDevice device, ModelCheckpoint checkpoint, params (string Name, int Rows)[] parts)
+    {
+        var values = parts.SelectMany(p => checkpoint.Read(p.Name, p.Rows).ToFloats()).ToArray();
+        var bias = device.Allocate(values.Length);
+        device.Upload(values, bias);
+        return bias;
+    }
+
+    private static void Quantize(TensorData tensor, DType type, Span<byte> target, string what)
+    {
+        try
+        {
+            Quantization.Quantize(type, tensor.ToFloats(), target);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ModelFormatException($"{what}: cannot be quantized to {type}: {e.Message}");
+        }
+    }
+
+    private static WeightType ToWeightType(DType type) => type switch
+    {
+        DType.F32 => WeightType.F32,
+        DType.F16 => WeightType.F16,
+        DType.BF16 => WeightType.BF16,
+        DType.Q8_0 => WeightType.Q8_0,
+        DType.Q4_0 => WeightType.Q4_0,
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "no device weight type"),
+    };
+
+    /// <summary>Shape plus a hash of the first row of the embedding and the final norm, as floats, so
+    /// f32/f16/bf16 copies of one model share a fingerprint only when they agree to 16-bit precision.</summary>
+    private static string ComputeFingerprint(LlamaConfig c, TensorData embedding, TensorData finalNorm)
+    {
+        var row = new float[c.Dim];
+        TensorData.Widen(embedding.Type, embedding.Bytes[..checked((int)embedding.Type.ByteCount(c.Dim))], row);
+        var norm = finalNorm.ToFloats();
+        var sum = 0.0;
+        for (var i = 0; i < c.Dim; i++) sum += Math.Round(row[i] * 256) * (i + 1) + Math.Round(norm[i] * 256) * (i + 7);
+        return $"llama-d{c.Dim}-h{c.HiddenDim}-l{c.Layers}-q{c.Heads}-kv{c.KvHeads}-v{c.VocabSize}-{(long)sum:x}";
+    }
+
+    /// <summary>Rows <paramref name="ids"/> of the LM head as a new [ids.Count, dim] weight in the head's
+    /// own element type, or F32 for a quantized head (its dequantized values, exactly) (a draft
+    /// vocabulary's head); the device refuses ids outside the vocabulary.</summary>
+    public DeviceWeight GatherHeadRows(ComputeDevice device, int[] ids)
+    {
+        var dim = LmHead.Cols;
+        var values = new float[ids.Length * dim];
+        using (var rows = device.Allocate(ids.Length * dim))
+        {
+            device.Embed(ids, LmHead, rows);
+            device.Download(rows, values);
+        }
+        var type = LmHead.Type.IsQuantized() ? WeightType.F32 : LmHead.Type;
+        var bytes = type switch // exact: the values were widened from this type
+        {
+            WeightType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
+            WeightType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
+            WeightType.BF16 => MemoryMarshal.AsBytes(values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray().AsSpan()).ToArray(),
+            _ => throw new NotSupportedException($"a draft vocabulary cannot gather rows of a {type} LM head"),
+        };
+        return device.UploadWeight(type, bytes, ids.Length, dim);
+    }
+
+    public void Dispose()
+    {
+        foreach (var weight in _owned) weight.Dispose();
+        foreach (var bias in _biases) bias.Dispose();
+        _owned.Clear();
+    }
+}
