@@ -205,6 +205,7 @@ internal sealed class OpenAiApi(ServedModel model, IGenerationScheduler schedule
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
         var aborted = context.RequestAborted;
+        await response.StartAsync(aborted); // the client knows at once that it was admitted, also while it waits its turn
         try
         {
             if (reply.Chat) await Event(response, w => Chunk(w, reply, "", role: true, null), aborted);
