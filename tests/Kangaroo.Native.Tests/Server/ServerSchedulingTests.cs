@@ -71,12 +71,12 @@ public sealed class ServerSchedulingTests
     [Fact]
     public async Task AFullQueueIs503WithRetryAfterAndAWaitingClientThatLeavesFreesItsPlace()
     {
-        await using var server = await TestServer.Start(queueCapacity: 1, tokenDelay: TimeSpan.FromMilliseconds(25));
-        using var running = await Sse.Open(server.Http, "/v1/completions", new { prompt = StoryPrompt, max_tokens = 200, temperature = 0, stream = true });
+        await using var server = await TestServer.Start(queueCapacity: 1, tokenDelay: TimeSpan.FromMilliseconds(50));
+        // 300 tokens, 15 s: it runs until this test drops it.
+        using var running = await Sse.Open(server.Http, "/v1/completions", new { prompt = StoryPrompt, max_tokens = 300, temperature = 0, stream = true });
         await WaitFor(() => server.Status.Busy == 1, "the first request to run");
 
-        using var leaves = new CancellationTokenSource();
-        var waiting = Sse.Open(server.Http, "/v1/completions", new { prompt = StoryPrompt, max_tokens = 2, stream = true }, leaves.Token);
+        var waiting = Sse.Open(server.Http, "/v1/completions", new { prompt = StoryPrompt, max_tokens = 2, stream = true });
         await WaitFor(() => server.Status.Waiting == 1, "the second request to wait");
 
         var (status, body, response) = await server.Post("/v1/completions", new { prompt = StoryPrompt, max_tokens = 2 });
@@ -87,9 +87,7 @@ public sealed class ServerSchedulingTests
         Assert.Contains("busy", body.GetProperty("error").GetProperty("message").GetString());
 
         // The waiting client goes away: its place is free at once, while the first request still runs.
-        using var waited = await waiting; // its headers came at once: a stream starts before its turn
-        await leaves.CancelAsync();
-        waited.Dispose();
+        (await waiting).Dispose(); // its headers came at once (a stream starts before its turn); dropping it closes the connection
         await WaitFor(() => server.Status.Waiting == 0, "the waiting request to leave the queue");
         Assert.Equal(1, server.Status.Busy);
         var queued = server.Post("/v1/completions", new { prompt = StoryPrompt, max_tokens = 2, temperature = 0 });
