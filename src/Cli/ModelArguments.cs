@@ -25,12 +25,13 @@ public sealed class ModelArguments(bool withTokenizer)
         command.Options.Add(Weights);
     }
 
-    /// <summary>Opens the session; with --weights, says on stderr which matrices could not be quantized.</summary>
-    public InferenceSession Open(ParseResult result)
+    /// <summary>Opens the session, for <paramref name="sequences"/> sequences at once; with --weights, says on
+    /// stderr which matrices could not be quantized.</summary>
+    public InferenceSession Open(ParseResult result, int sequences = 1)
     {
         var weights = result.GetValue(Weights) is { } name ? Enum.Parse<DType>(name, ignoreCase: true) : (DType?)null;
         var session = InferenceSession.Open(result.GetValue(Model) ?? CliRunner.DefaultModel, result.GetValue(Device)!,
-            withTokenizer ? result.GetValue(Tokenizer) : null, result.GetValue(Context), weights);
+            withTokenizer ? result.GetValue(Tokenizer) : null, result.GetValue(Context), weights, sequences);
         if (session.Model.Weights.Unquantized is { Count: > 0 } kept)
             Console.Error.WriteLine($"note: {kept.Count} matrices keep their stored type, their rows are not whole blocks of {WeightTypes.BlockLength}: " +
                 $"{string.Join(", ", kept.Take(3))}{(kept.Count > 3 ? ", ..." : "")}");

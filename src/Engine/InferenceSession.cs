@@ -30,18 +30,22 @@ public sealed class InferenceSession : IDisposable
     /// <paramref name="tokenizerPath"/> or the one found beside the model. <paramref name="context"/>
     /// is the positions of the KV cache (the longest prompt plus generation), by default
     /// <see cref="LlamaModel.DefaultContext"/>. <paramref name="weights"/> Q8_0 or Q4_0 quantizes the
-    /// model's matrices as they are loaded (norms stay as stored; <see cref="LlamaModel.Unquantized"/>
-    /// lists any matrix whose rows are not whole blocks of 32).</summary>
-    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, DType? weights = null)
+    /// model's matrices as they are loaded (norms stay as stored; <see cref="ModelWeights.Unquantized"/>
+    /// lists any matrix whose rows are not whole blocks of 32). <paramref name="sequences"/> is how many
+    /// generations may run at once (KV cache slots; a server's parallel requests).</summary>
+    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, DType? weights = null,
+        int sequences = 1)
     {
         ArgumentException.ThrowIfNullOrEmpty(deviceName);
-        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context, weights);
+        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context, weights, sequences);
     }
 
     /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the
     /// session owns and disposes it, also when opening fails.</summary>
-    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null, DType? weights = null)
+    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null, DType? weights = null,
+        int sequences = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(sequences);
         ArgumentException.ThrowIfNullOrEmpty(modelPath);
         ArgumentNullException.ThrowIfNull(createDevice);
         if (tokenizerPath is { Length: 0 }) throw new ArgumentException("the tokenizer path is empty", nameof(tokenizerPath));
@@ -56,7 +60,7 @@ public sealed class InferenceSession : IDisposable
         var device = createDevice();
         try
         {
-            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context, (tokenizer as HfTokenizer)?.EosIds, weights), tokenizer);
+            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context, (tokenizer as HfTokenizer)?.EosIds, weights, sequences), tokenizer);
         }
         catch
         {

@@ -97,6 +97,11 @@ public sealed class KvCache : IDisposable
         }
     }
 
+    public bool IsClaimed(int slot)
+    {
+        lock (_claimed) return _claimed[slot];
+    }
+
     public void Release(int slot)
     {
         lock (_claimed) _claimed[slot] = false;

@@ -11,7 +11,7 @@ namespace Kangaroo.Native.Engine.Decoding;
 public abstract class Decoder(LlamaModel model) : IDisposable
 {
     private bool _disposed;
-    private (int Slot, List<int> Tokens, long Version) _held = (-1, [], -1); // what the last generation left in the cache
+    private readonly Dictionary<int, (List<int> Tokens, long Version)> _held = []; // per cache slot: what this decoder's last generation there left
 
     public LlamaModel Model { get; } = model;
     public abstract string Name { get; }
@@ -47,9 +47,9 @@ public abstract class Decoder(LlamaModel model) : IDisposable
     /// another generation on the same model is unfinished (on another thread, or an enumeration neither
     /// finished nor disposed) throws. <paramref name="cancellationToken"/> is checked before each round.
     /// With <paramref name="reuseCache"/>, the positions of the longest prefix the prompt shares with
-    /// this decoder's previous sequence (its prompt and generated tokens) keep their keys and values,
-    /// when nothing wrote to its cache slot since, and only the rest is prefilled: a conversation
-    /// continued turn by turn prefills each new turn only.</summary>
+    /// the sequence this decoder last left in a free cache slot (its prompt and generated tokens) keep
+    /// their keys and values, when nothing wrote to that slot since, and only the rest is prefilled: a
+    /// conversation continued turn by turn prefills each new turn only.</summary>
     public IEnumerable<int> Generate(IReadOnlyList<int> prompt, int maxNewTokens, SamplingOptions sampling, CancellationToken cancellationToken = default,
         bool reuseCache = false)
     {
@@ -67,13 +67,14 @@ public abstract class Decoder(LlamaModel model) : IDisposable
         }
     }
 
-    /// <summary>Begins a generation: validates, claims a cache slot (this decoder's previous one when it
-    /// is free) and keeps what <paramref name="reuseCache"/> allows; nothing runs until <see cref="Step"/>.
-    /// Dispose the result to give the slot back.</summary>
+    /// <summary>Begins a generation: validates, claims a free cache slot (with <paramref name="reuseCache"/>,
+    /// the one holding the longest prefix of the prompt) and keeps what <paramref name="reuseCache"/>
+    /// allows; nothing runs until <see cref="Step"/>. Dispose the result to give the slot back.</summary>
     public Generation Start(IReadOnlyList<int> prompt, int maxNewTokens, SamplingOptions sampling, bool reuseCache = false)
     {
         Validate(prompt, maxNewTokens, sampling);
-        var sequence = Model.StartSequence(Math.Max(0, _held.Slot));
+        var preferred = reuseCache ? _held.Keys.Where(s => !Model.Cache.IsClaimed(s)).OrderByDescending(s => CachedPrefix(prompt, s)).FirstOrDefault() : 0;
+        var sequence = Model.StartSequence(preferred);
         try
         {
             var cached = reuseCache ? CachedPrefix(prompt, sequence.Slot) : 0;
@@ -128,17 +129,17 @@ public abstract class Decoder(LlamaModel model) : IDisposable
     /// nothing wrote to the slot since. The prompt's last token is always fed again (it yields the first logits).</summary>
     private int CachedPrefix(IReadOnlyList<int> prompt, int slot)
     {
-        if (slot != _held.Slot || _held.Version != Model.Cache.Version(slot)) return 0;
-        var limit = Math.Min(Math.Min(_held.Tokens.Count, prompt.Count - 1), Model.Cache.CommonLength(slot));
+        if (!_held.TryGetValue(slot, out var held) || held.Version != Model.Cache.Version(slot)) return 0;
+        var limit = Math.Min(Math.Min(held.Tokens.Count, prompt.Count - 1), Model.Cache.CommonLength(slot));
         var same = 0;
-        while (same < limit && _held.Tokens[same] == prompt[same]) same++;
+        while (same < limit && held.Tokens[same] == prompt[same]) same++;
         return same;
     }
 
     /// <summary>Called when a generation of this decoder is disposed: remembers what its slot holds.</summary>
     internal void Ended(Generation generation)
     {
-        _held = (generation.Sequence.Slot, generation.Sequence.Tokens, Model.Cache.Version(generation.Sequence.Slot));
+        _held[generation.Sequence.Slot] = (generation.Sequence.Tokens, Model.Cache.Version(generation.Sequence.Slot));
         Stop = generation.Stop ?? StopReason.Length;
     }
 

@@ -126,7 +126,7 @@ public sealed class SelfSpeculativeDecoder : Decoder
     protected override void Advance(Generation generation)
     {
         var began = generation.Elapsed;
-        if (!generation.Prefilled || !Speculating) _step.Step([generation]);
+        if (!generation.Prefilled || !Speculating || generation.Sequence.Draft is null) _step.Step([generation]);
         else Speculate(generation);
         if (_controller is null || generation.Committed.Count == 0) return;
         _controller.Observe(generation.Committed.Count, (generation.Elapsed - began).TotalMilliseconds, Acceptance);

@@ -38,6 +38,11 @@ public sealed class SpeculationController(SpeculationCosts costs, int maxDrafts,
     public int DraftSteps => Plan.Chosen?.DraftSteps ?? 1;
     public float Threshold => Plan.Chosen?.Threshold ?? 0f;
 
+    /// <summary>Whether speculating for one sequence at a time beats one batched plain step over
+    /// <paramref name="sequences"/> sequences, at the measured costs: true for one sequence when speculating.</summary>
+    public bool SpeculatesBeside(int sequences) =>
+        Current == Mode.Speculate && Plan.Chosen is { } chosen && (sequences == 1 || chosen.TokensPerSecond > sequences * 1000 / Costs.BatchStepMs(sequences));
+
     public void Begin(AcceptanceStatistics acceptance)
     {
         Replan(acceptance);

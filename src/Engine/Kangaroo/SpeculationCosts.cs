@@ -32,6 +32,17 @@ public sealed record SpeculationCosts(
     [JsonIgnore]
     public int MaxDrafts => VerifyMs.Length - 1;
 
+    /// <summary>Milliseconds of one plain step of <paramref name="rows"/> sequences in one pass: an
+    /// autoregressive step, scaled as verifying that many rows scales (measured up to gamma + 1 rows,
+    /// extrapolated linearly past them). What a server prices batched plain decoding with.</summary>
+    public double BatchStepMs(int rows)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rows);
+        var v = VerifyMs;
+        var ms = rows <= v.Length ? v[rows - 1] : v[^1] + (rows - v.Length) * (v.Length > 1 ? v[^1] - v[^2] : v[0]);
+        return AutoregressiveStepMs * ms / v[0];
+    }
+
     /// <summary>Milliseconds of a round with <paramref name="drafts"/> drafts.</summary>
     public double RoundMs(int drafts) => drafts * DraftStepMs + ShallowStepMs + VerifyMs[drafts];
 

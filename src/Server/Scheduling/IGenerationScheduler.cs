@@ -5,7 +5,7 @@ namespace Kangaroo.Native.Server.Scheduling;
 /// <summary>
 /// Runs the server's generations on its model: requests are admitted into a bounded queue and decoded in
 /// slots. The HTTP layer knows only this interface, so a scheduler that decodes several sequences in one
-/// forward pass replaces <see cref="SerialScheduler"/> without touching it.
+/// forward pass replaces <see cref="BatchScheduler"/> without touching it.
 /// </summary>
 public interface IGenerationScheduler : IAsyncDisposable
 {
