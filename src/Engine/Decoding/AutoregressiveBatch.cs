@@ -38,6 +38,11 @@ public sealed class AutoregressiveBatch : IDisposable
     public void Step(IReadOnlyList<Generation> generations)
     {
         if (generations.Count > Rows) throw new ArgumentException($"{generations.Count} generations exceed a step's {Rows} rows");
+        foreach (var g in generations)
+        {
+            if (g.Finished) throw new InvalidOperationException("a generation in the step has finished");
+            g.BeginStep();
+        }
         _batch.Clear();
         _decoding.Clear();
         _rows.Clear();
