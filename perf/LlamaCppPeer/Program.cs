@@ -25,6 +25,7 @@ try
             // The quantizer of llama.cpp itself (llama_model_quantize), e.g. for K-quants our converter does not write.
             if (!Enum.TryParse<LLamaFtype>("MOSTLY_" + args[3], ignoreCase: true, out var type))
                 throw new ArgumentException($"unknown type '{args[3]}' (e.g. q4_k_m, q5_k_m, q6_k, q8_0, q4_0)");
+            NativeApi.llama_empty_call(); // LLamaQuantizer does not load the native library by itself
             if (!LLamaQuantizer.Quantize(args[1], args[2], type, Environment.ProcessorCount))
                 throw new InvalidOperationException($"llama.cpp could not quantize {args[1]} to {type}");
             Console.WriteLine($"wrote {args[2]} ({type}, {new FileInfo(args[2]).Length / 1e6:F1} MB)");
