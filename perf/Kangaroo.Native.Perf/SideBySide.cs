@@ -51,8 +51,8 @@ public sealed record SideBySideArguments(string Model, int[] PromptIds, int Toke
 public static class SideBySide
 {
     /// <summary>Opens the engine, then measures: a first generation (its ids, and the time from process
-    /// start to its first token), then more as warm-up until a second has passed since it began, generations timed
-    /// until a second of decoding (at least one), and prefill as <c>kangaroo bench</c> times it (ids
+    /// start to its first token), then more as warm-up until a second has passed since it began,
+    /// generations timed until a second of decoding (at least one), and prefill as <c>kangaroo bench</c> times it (ids
     /// (i * 7919 + 3) mod vocabulary, one warm-up, three timed batches on an emptied cache). Prints
     /// one JSON object; the peak resident memory is the process's VmHWM at the end.</summary>
     public static int Run(string engineName, SideBySideArguments a, Func<ISideBySideEngine> open, Func<ISideBySideEngine, string> describe)
@@ -66,7 +66,8 @@ public static class SideBySide
         var warmUp = Stopwatch.StartNew();
         var (ids, _) = engine.Generate(a.PromptIds, a.Tokens, () => firstToken = (DateTime.Now - started).TotalSeconds);
         while (warmUp.Elapsed.TotalSeconds < 1) engine.Generate(a.PromptIds, a.Tokens, () => { });
-        double decodeSeconds = 0, decoded = 0;
+        var decodeSeconds = 0.0;
+        var decoded = 0;
         while (decoded == 0 || decodeSeconds < 1)
         {
             var (timed, seconds) = engine.Generate(a.PromptIds, a.Tokens, () => { });
