@@ -46,11 +46,14 @@ public static class LlamaCppFiles
         {
             switch (type)
             {
-                case 0: case 1: case 7: at += 1; return file[at - 1];
-                case 2: case 3: at += 2; return BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(at - 2));
+                case 0: at += 1; return file[at - 1];
+                case 1: at += 1; return (sbyte)file[at - 1];
+                case 2: at += 2; return BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(at - 2));
+                case 3: at += 2; return BinaryPrimitives.ReadInt16LittleEndian(file.AsSpan(at - 2));
                 case 4: return U32();
                 case 5: return (int)U32();
                 case 6: return BitConverter.UInt32BitsToSingle(U32());
+                case 7: at += 1; return file[at - 1] != 0;
                 case 8: return Text();
                 case 9:
                     var element = U32();
@@ -58,7 +61,8 @@ public static class LlamaCppFiles
                     var items = new object[count];
                     for (var i = 0; i < count; i++) items[i] = Value(element);
                     return items;
-                case 10: case 11: return U64();
+                case 10: return U64();
+                case 11: return (long)U64();
                 case 12: return BitConverter.UInt64BitsToDouble(U64());
                 default: throw new InvalidDataException($"{path}: metadata type {type}");
             }
