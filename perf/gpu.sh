@@ -18,10 +18,12 @@
 #   perf/gpu.sh publish [BUNDLE_DIR]   run HERE, for a GPU machine without internet: a bundle in BUNDLE_DIR
 #                                      (default /tmp/kangaroo-gpu-bundle) and BUNDLE_DIR.tar.gz with
 #                                      self-contained linux-x64 builds of `kangaroo` and `kangaroo-perf`, the
-#                                      source tree, ../shared's golden outputs and models, and the NuGet
-#                                      packages the tests restore. The test tier still needs a .NET 10 SDK
-#                                      there (`dotnet test`); without one `run` reports it as not run and
-#                                      exits 1. A missing golden file fails the publish.
+#                                      source tree, and ../shared's golden outputs and models (but
+#                                      gguf-kquants, which no CUDA test reads); with GPU_SH_PACKAGES=1 also
+#                                      the NuGet packages the tests restore, for a machine without internet
+#                                      (about 160 MB more). The test tier still needs a .NET 10 SDK there
+#                                      (`dotnet test`); without one `run` reports it as not run and exits 1.
+#                                      A missing golden file fails the publish.
 #
 # GPU_SH_DRY_RUN=1 prints each step's command instead of running it (and still checks the goldens).
 set -euo pipefail
@@ -64,8 +66,10 @@ publish)
     done
     # The source tree as committed plus untracked files git does not ignore (no bin/ or obj/).
     (cd "$repo" && git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf -) | tar -xf - -C "$bundle/repo"
-    cp -r "$shared/golden" "$shared/models" "$bundle/shared/"
-    dotnet restore "$repo/tests/Kangaroo.Native.Tests" --packages "$bundle/nuget" >/dev/null
+    cp -r "$shared/golden" "$bundle/shared/"
+    mkdir -p "$bundle/shared/models"
+    for m in "$shared"/models/*; do [ "$(basename "$m")" = gguf-kquants ] || cp -r "$m" "$bundle/shared/models/"; done
+    if [ "${GPU_SH_PACKAGES:-0}" = 1 ]; then dotnet restore "$repo/tests/Kangaroo.Native.Tests" --packages "$bundle/nuget" >/dev/null; fi
     cp "$here/gpu.sh" "$bundle/gpu.sh"
     chmod +x "$bundle/gpu.sh"
     tar -C "$(dirname "$bundle")" -czf "$bundle.tar.gz" "$(basename "$bundle")"
@@ -119,7 +123,7 @@ run|tests)
     else
         restore=()
         # offline: the bundle's packages, and no vulnerability audit (it would ask nuget.org)
-        [ "$bundled" = 1 ] && export NUGET_PACKAGES="$here/nuget" && restore=(-p:NuGetAudit=false)
+        if [ "$bundled" = 1 ] && [ -d "$here/nuget" ]; then export NUGET_PACKAGES="$here/nuget"; restore=(-p:NuGetAudit=false); fi
         tier_command=(dotnet test "$repo/tests/Kangaroo.Native.Tests" -c Release "${restore[@]}" --filter "$cuda_filter"
                       --logger "trx;LogFileName=cuda-tier.trx" --results-directory "$report_dir")
         # shellcheck disable=SC2317  # called through run_step
@@ -176,7 +180,7 @@ run|tests)
     exit $status
     ;;
 *)
-    sed -n '2,26p' "${BASH_SOURCE[0]}"
+    sed -n '2,28p' "${BASH_SOURCE[0]}"
     exit 2
     ;;
 esac
