@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Text;
 using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 using Kangaroo.Native.Loader;
 using Microsoft.Extensions.AI;
 using Decoder = Kangaroo.Native.Engine.Decoding.Decoder;
