@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 using Kangaroo.Native.Engine.Decoding;
 using Spectre.Console;
 

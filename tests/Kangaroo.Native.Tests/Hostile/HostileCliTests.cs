@@ -122,7 +122,7 @@ public sealed class HostileCliTests : IDisposable
         File.WriteAllLines(json, ["Once upon a time", "{\"text\": \"Tom had", "{\"turns\": [3]}"]);
         KangarooProcess.AssertOneLineError(KangarooProcess.Run("bench", "--device", "cpu", "--prompt-file", json), json, "line 2 is not valid JSON");
         File.WriteAllLines(json, ["Once upon a time", "{\"turns\": [3]}"]);
-        KangarooProcess.AssertOneLineError(KangarooProcess.Run("bench", "--device", "cpu", "--prompt-file", json), json, "line 2 has neither");
+        KangarooProcess.AssertOneLineError(KangarooProcess.Run("bench", "--device", "cpu", "--prompt-file", json), json, "line 2 has no \"prompt_ids\"");
     }
 
     /// <summary>Runs kangaroo through the shell, for redirections a ProcessStartInfo cannot make.</summary>

@@ -1,5 +1,5 @@
 using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Loader;
 using Kangaroo.Native.Tests.Engine;
