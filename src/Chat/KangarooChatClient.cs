@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 using Kangaroo.Native.Loader;
 using Microsoft.Extensions.AI;
 using Decoder = Kangaroo.Native.Engine.Decoding.Decoder;

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Cli;

@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 
 namespace Kangaroo.Native.Cli;
 

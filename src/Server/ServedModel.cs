@@ -1,5 +1,5 @@
 using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Server;

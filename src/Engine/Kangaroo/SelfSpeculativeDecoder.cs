@@ -18,7 +18,7 @@ public sealed record SpeculationOptions(int ExitLayer, int DraftSteps = 6, float
 
 /// <summary>
 /// Kangaroo's double early exit (Liu et al., "Kangaroo: Lossless Self-Speculative Decoding via Double
-/// Early Exiting", 2024), with either the trained adapter or the plain early-exit head drafting; with a
+/// Early Exiting", arXiv:2404.18911; docs/kangaroo.md), with either the trained adapter or the plain early-exit head drafting; with a
 /// <see cref="SpeculationController"/> it is the <c>auto</c> decoder, which speculates only while that
 /// is expected to pay and steps autoregressively otherwise. A round: catch the head up on the states
 /// it has not seen; draft with the shallow blocks [0, l) and the head until gamma drafts or a draft

@@ -3,7 +3,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 using Kangaroo.Native.Server;
 using Kangaroo.Native.Server.Scheduling;
 using Microsoft.AspNetCore.Builder;
