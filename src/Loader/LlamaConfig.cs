@@ -21,7 +21,7 @@ public sealed record RopeScaling(string Type, double Factor, double LowFreqFacto
     }
 }
 
-/// <summary>The shape and constants of a Llama-family decoder (Llama 2/3, TinyLlama, Mistral, Qwen2).</summary>
+/// <summary>The shape and constants of a Llama-family transformer (Llama 2/3, TinyLlama, Mistral, Qwen2).</summary>
 public sealed record LlamaConfig(
     int Dim,
     int HiddenDim,

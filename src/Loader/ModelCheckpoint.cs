@@ -66,7 +66,7 @@ public abstract class ModelCheckpoint : IDisposable
 
     public virtual void Dispose() => GC.SuppressFinalize(this);
 
-    /// <summary>Hugging Face names of the weights of one decoder block.</summary>
+    /// <summary>Hugging Face names of the weights of one transformer block.</summary>
     public static class Names
     {
         public const string Embedding = "model.embed_tokens.weight";

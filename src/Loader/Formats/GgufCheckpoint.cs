@@ -50,7 +50,7 @@ public sealed class GgufCheckpoint : ModelCheckpoint
         }
     }
 
-    /// <summary>llama.cpp's names of a decoder block's weights, beside the Hugging Face names.</summary>
+    /// <summary>llama.cpp's names of a transformer block's weights, beside the Hugging Face names.</summary>
     private static readonly (string Gguf, string Hf)[] LayerNames =
     [
         ("attn_norm", Names.AttentionNorm), ("attn_q", Names.Query), ("attn_k", Names.Key), ("attn_v", Names.Value),
