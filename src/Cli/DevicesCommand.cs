@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Numerics;
 using Spectre.Console;
 
 namespace Kangaroo.Native.Cli;
@@ -27,8 +28,8 @@ public static class DevicesCommand
             AnsiConsole.Write(table);
             using var auto = Devices.Create("auto");
             AnsiConsole.MarkupLine($"--device auto chooses [bold]{auto.Kind}[/] here.");
-            var perBlock = Enum.GetValues<WeightType>().Select(t => $"{t.ToString().ToLowerInvariant()} {t.RowBytes(WeightTypes.BlockLength)} B");
-            AnsiConsole.MarkupLine($"Every device keeps weights in their type; bytes per {WeightTypes.BlockLength} weights: {string.Join(", ", perBlock)} (--weights q8_0|q4_0 quantizes at load).");
+            var perBlock = ElementTypes.All.Select(t => t.BlockLength == 1 ? $"{t.Name} {t.BlockBytes} B" : $"{t.Name} {t.BlockBytes} B per {t.BlockLength}");
+            AnsiConsole.MarkupLine($"Every device keeps weights in their type; bytes per weight: {string.Join(", ", perBlock)} (--weights {string.Join("|", ElementTypes.All.Where(t => t.Format is { CanQuantize: true }).Select(t => t.Name))} quantizes at load).");
             return 0;
         }));
         return command;

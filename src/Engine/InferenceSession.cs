@@ -2,6 +2,7 @@ using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Engine;
 
@@ -32,7 +33,7 @@ public sealed class InferenceSession : IDisposable
     /// <see cref="LlamaModel.DefaultContext"/>. <paramref name="weights"/> Q8_0 or Q4_0 quantizes the
     /// model's matrices as they are loaded (norms stay as stored; <see cref="LlamaModel.Unquantized"/>
     /// lists any matrix whose rows are not whole blocks of 32).</summary>
-    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, DType? weights = null)
+    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, ElementType? weights = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(deviceName);
         return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context, weights);
@@ -40,7 +41,7 @@ public sealed class InferenceSession : IDisposable
 
     /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the
     /// session owns and disposes it, also when opening fails.</summary>
-    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null, DType? weights = null)
+    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null, ElementType? weights = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(modelPath);
         ArgumentNullException.ThrowIfNull(createDevice);

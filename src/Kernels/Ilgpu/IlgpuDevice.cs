@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Kernels.Ilgpu;
 
@@ -76,7 +77,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         return new IlgpuTensor(this, buffer, buffer.View.SubView(0, length));
     }
 
-    public override DeviceWeight UploadWeight(WeightType type, ReadOnlySpan<byte> data, int rows, int cols)
+    public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
     {
         var weight = new IlgpuWeight(this, type, data, rows, cols);
         AllocatedBytes += weight.Bytes;
@@ -112,11 +113,12 @@ public sealed partial class IlgpuDevice : ComputeDevice
         var o = View(output, length, nameof(output));
         switch (weight.Type)
         {
-            case WeightType.F32: _f32.Embed(length, ids, new F32Weights(weight.Floats), o, weight.Cols); break;
-            case WeightType.F16: _f16.Embed(length, ids, new F16Weights(weight.Halves), o, weight.Cols); break;
-            case WeightType.BF16: _bf16.Embed(length, ids, new BF16Weights(weight.Halves), o, weight.Cols); break;
-            case WeightType.Q8_0: _q8.Values.Embed(length, ids, weight.Q8_0, o, weight.Cols); break;
-            default: _q4.Values.Embed(length, ids, weight.Q4_0, o, weight.Cols); break;
+            case ElementType.F32: _f32.Embed(length, ids, new F32Weights(weight.Floats), o, weight.Cols); break;
+            case ElementType.F16: _f16.Embed(length, ids, new F16Weights(weight.Halves), o, weight.Cols); break;
+            case ElementType.BF16: _bf16.Embed(length, ids, new BF16Weights(weight.Halves), o, weight.Cols); break;
+            case ElementType.Q8_0: _q8.Values.Embed(length, ids, weight.Q8_0, o, weight.Cols); break;
+            case ElementType.Q4_0: _q4.Values.Embed(length, ids, weight.Q4_0, o, weight.Cols); break;
+            default: throw ElementTypes.Unsupported(weight.Type, "the embedding kernel");
         }
     }
 
@@ -130,9 +132,9 @@ public sealed partial class IlgpuDevice : ComputeDevice
         var config = new KernelConfig(rows, _groups.Rows);
         switch (w.Type)
         {
-            case WeightType.F32: _f32.RmsNorm(config, x, new F32Weights(w.Floats), y, dim, eps); break;
-            case WeightType.F16: _f16.RmsNorm(config, x, new F16Weights(w.Halves), y, dim, eps); break;
-            case WeightType.BF16: _bf16.RmsNorm(config, x, new BF16Weights(w.Halves), y, dim, eps); break;
+            case ElementType.F32: _f32.RmsNorm(config, x, new F32Weights(w.Floats), y, dim, eps); break;
+            case ElementType.F16: _f16.RmsNorm(config, x, new F16Weights(w.Halves), y, dim, eps); break;
+            case ElementType.BF16: _bf16.RmsNorm(config, x, new BF16Weights(w.Halves), y, dim, eps); break;
             default: throw QuantizedNorm(w.Type);
         }
     }
@@ -147,11 +149,12 @@ public sealed partial class IlgpuDevice : ComputeDevice
         var add = accumulate ? 1 : 0;
         switch (w.Type)
         {
-            case WeightType.F32: _f32.MatMul(config, x, new F32Weights(w.Floats), y, rows, w.Cols, w.Rows, add); break;
-            case WeightType.F16: _f16.MatMul(config, x, new F16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
-            case WeightType.BF16: _bf16.MatMul(config, x, new BF16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
-            case WeightType.Q8_0: _q8.MatMul(config, x, w.Q8_0, y, rows, w.Cols, w.Rows, add); break;
-            default: _q4.MatMul(config, x, w.Q4_0, y, rows, w.Cols, w.Rows, add); break;
+            case ElementType.F32: _f32.MatMul(config, x, new F32Weights(w.Floats), y, rows, w.Cols, w.Rows, add); break;
+            case ElementType.F16: _f16.MatMul(config, x, new F16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
+            case ElementType.BF16: _bf16.MatMul(config, x, new BF16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
+            case ElementType.Q8_0: _q8.MatMul(config, x, w.Q8_0, y, rows, w.Cols, w.Rows, add); break;
+            case ElementType.Q4_0: _q4.MatMul(config, x, w.Q4_0, y, rows, w.Cols, w.Rows, add); break;
+            default: throw ElementTypes.Unsupported(w.Type, "the matmul kernel");
         }
     }
 
@@ -352,12 +355,12 @@ public sealed partial class IlgpuDevice : ComputeDevice
         private MemoryBuffer1D<ushort, Stride1D.Dense>? _halves;
         private MemoryBuffer1D<int, Stride1D.Dense>? _quants;
 
-        public IlgpuWeight(IlgpuDevice owner, WeightType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
+        public IlgpuWeight(IlgpuDevice owner, ElementType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
         {
             if (data.Length != Bytes) throw new ArgumentException($"{data.Length} bytes for a {type} weight [{rows}, {cols}]", nameof(data));
             Owner = owner;
             var count = Math.Max(1L, (long)rows * cols);
-            if (type == WeightType.F32)
+            if (type == ElementType.F32)
             {
                 _floats = owner._accelerator.Allocate1D<float>(count);
                 _floats.View.BaseView.SubView(0, (long)rows * cols).CopyFromCPU(MemoryMarshal.Cast<byte, float>(data));
@@ -365,7 +368,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
             else if (type.IsQuantized())
             {
                 // Blocks [d | quants] split into a scale buffer (halves) and a word buffer (quants).
-                var blocks = (int)((long)rows * cols / WeightTypes.BlockLength);
+                var blocks = (int)((long)rows * cols / type.BlockLength());
                 var blockBytes = (int)(Bytes / Math.Max(1, blocks));
                 var words = (blockBytes - 2) / 4;
                 var scales = new ushort[Math.Max(1, blocks)];

@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Kernels.Reference;
 
@@ -346,7 +347,7 @@ internal static class ManagedKernels
     }
 
     /// <summary>Values per quantized block.</summary>
-    public const int BlockLength = WeightTypes.BlockLength;
+    public const int BlockLength = Q8_0Format.BlockLength;
 
     /// <summary>Quantized rows (whole blocks, one after another) to float32: d * q, exactly: the signed
     /// quants widened to int32, converted and multiplied by d (at most 11 + 8 significant bits).</summary>
@@ -490,7 +491,7 @@ internal interface IBlockDequantizing
 /// <summary>Q8_0: 32 int8 quants.</summary>
 internal readonly struct Q8_0Blocks : IBlockDequantizing
 {
-    public static int BlockBytes => 2 + ManagedKernels.BlockLength;
+    public static int BlockBytes => Q8_0Format.BlockBytes;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<sbyte> Quants(byte* quants) => Vector256.Load((sbyte*)quants);
@@ -515,7 +516,7 @@ internal readonly struct Q8_0Blocks : IBlockDequantizing
 /// <summary>Q4_0: 16 bytes, value j in the low nibble of byte j and value 16 + j in its high nibble, offset by 8.</summary>
 internal readonly struct Q4_0Blocks : IBlockDequantizing
 {
-    public static int BlockBytes => 2 + ManagedKernels.BlockLength / 2;
+    public static int BlockBytes => Q4_0Format.BlockBytes;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector256<sbyte> Quants(byte* quants)

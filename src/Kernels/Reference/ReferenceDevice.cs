@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Kernels.Reference;
 
@@ -28,7 +29,7 @@ public sealed class ReferenceDevice : ComputeDevice
         return new ManagedTensor(new float[length], 0, length, this);
     }
 
-    public override DeviceWeight UploadWeight(WeightType type, ReadOnlySpan<byte> data, int rows, int cols)
+    public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
     {
         var weight = new ManagedWeight(this, type, data, rows, cols);
         AllocatedBytes += weight.Bytes;
@@ -532,11 +533,11 @@ public sealed class ReferenceDevice : ComputeDevice
 
         private ReferenceDevice? _owner;
 
-        public ManagedWeight(ReferenceDevice owner, WeightType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
+        public ManagedWeight(ReferenceDevice owner, ElementType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
         {
             _owner = owner;
             if (data.Length != Bytes) throw new ArgumentException($"{data.Length} bytes for a {type} weight [{rows}, {cols}]");
-            if (type == WeightType.F32) _f32 = MemoryMarshal.Cast<byte, float>(data).ToArray();
+            if (type == ElementType.F32) _f32 = MemoryMarshal.Cast<byte, float>(data).ToArray();
             else if (type.IsQuantized()) _blocks = data.ToArray();
             else _u16 = MemoryMarshal.Cast<byte, ushort>(data).ToArray();
         }
@@ -574,15 +575,17 @@ public sealed class ReferenceDevice : ComputeDevice
             var ahead = 4 * Cols; // the next 4 rows
             switch (Type)
             {
-                case WeightType.F32: ManagedKernels.Dot4(x, _f32.AsSpan(first * Cols, Cols), _f32.AsSpan((first + 1) * Cols, Cols), _f32.AsSpan((first + 2) * Cols, Cols), _f32.AsSpan((first + 3) * Cols, Cols), result, ahead); break;
-                case WeightType.F16: ManagedKernels.Dot4x1<F16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result, ahead); break;
-                case WeightType.BF16: ManagedKernels.Dot4x1<BF16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result, ahead); break;
-                case WeightType.Q8_0 when ManagedKernels.CanDotBlocks: ManagedKernels.Dot4x1Blocks<Q8_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
-                case WeightType.Q4_0 when ManagedKernels.CanDotBlocks: ManagedKernels.Dot4x1Blocks<Q4_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
-                default: // quantized rows without AVX2: dequantized into scratch, then the F32 tile
+                case ElementType.F32: ManagedKernels.Dot4(x, _f32.AsSpan(first * Cols, Cols), _f32.AsSpan((first + 1) * Cols, Cols), _f32.AsSpan((first + 2) * Cols, Cols), _f32.AsSpan((first + 3) * Cols, Cols), result, ahead); break;
+                case ElementType.F16: ManagedKernels.Dot4x1<F16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result, ahead); break;
+                case ElementType.BF16: ManagedKernels.Dot4x1<BF16Widening>(_u16.AsSpan(first * Cols, 4 * Cols), x, result, ahead); break;
+                case ElementType.Q8_0 when ManagedKernels.CanDotBlocks: ManagedKernels.Dot4x1Blocks<Q8_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
+                case ElementType.Q4_0 when ManagedKernels.CanDotBlocks: ManagedKernels.Dot4x1Blocks<Q4_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
+                case var _ when Type.IsQuantized(): // quantized rows without AVX2: dequantized into scratch, then the F32 tile
                     var rows = RowBlock(first, 4, out _);
                     ManagedKernels.Dot4(x, rows[..Cols], rows.Slice(Cols, Cols), rows.Slice(2 * Cols, Cols), rows.Slice(3 * Cols, Cols), result);
                     break;
+                default:
+                    throw ElementTypes.Unsupported(Type, "the cpu device's matmul");
             }
         }
 
@@ -594,7 +597,7 @@ public sealed class ReferenceDevice : ComputeDevice
         public void Dot1x4(int row, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, Span<float> result)
         {
             var ahead = (int)RowBytes; // the next row
-            if (Type == WeightType.Q8_0) ManagedKernels.Dot1x4Blocks<Q8_0Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead);
+            if (Type == ElementType.Q8_0) ManagedKernels.Dot1x4Blocks<Q8_0Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead);
             else ManagedKernels.Dot1x4Blocks<Q4_0Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead);
         }
 
@@ -613,10 +616,11 @@ public sealed class ReferenceDevice : ComputeDevice
             var length = count * Cols;
             switch (Type)
             {
-                case WeightType.F16: ManagedKernels.Widen<F16Widening>(_u16.AsSpan(first * Cols, length), destination, ahead); break;
-                case WeightType.BF16: ManagedKernels.Widen<BF16Widening>(_u16.AsSpan(first * Cols, length), destination, ahead); break;
-                case WeightType.Q8_0: ManagedKernels.Dequantize<Q8_0Blocks>(Blocks(first, count), destination); break;
-                default: ManagedKernels.Dequantize<Q4_0Blocks>(Blocks(first, count), destination); break;
+                case ElementType.F16: ManagedKernels.Widen<F16Widening>(_u16.AsSpan(first * Cols, length), destination, ahead); break;
+                case ElementType.BF16: ManagedKernels.Widen<BF16Widening>(_u16.AsSpan(first * Cols, length), destination, ahead); break;
+                case ElementType.Q8_0: ManagedKernels.Dequantize<Q8_0Blocks>(Blocks(first, count), destination); break;
+                case ElementType.Q4_0: ManagedKernels.Dequantize<Q4_0Blocks>(Blocks(first, count), destination); break;
+                default: throw ElementTypes.Unsupported(Type, "the cpu device's widening");
             }
         }
 

@@ -1,4 +1,5 @@
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using Kangaroo.Native.Tests.Engine;
 
 namespace Kangaroo.Native.Tests.Cli;
@@ -28,7 +29,7 @@ public sealed class GgufCliTests : IDisposable
         var convert = KangarooProcess.Run("convert", "--out", output, "--dtype", "q4_0");
         Assert.Equal(0, convert.ExitCode);
         Assert.Equal(output, convert.Stdout.Trim());
-        using (var file = GgufFile.Open(output)) Assert.Equal(DType.Q4_0, file.Info("blk.0.attn_q.weight").Type);
+        using (var file = GgufFile.Open(output)) Assert.Equal(ElementType.Q4_0, file.Info("blk.0.attn_q.weight").Type);
         var result = KangarooProcess.Run("generate", "--model", output, "--prompt", "Once upon a time", "--max-new-tokens", "8", "--device", "cpu");
         Assert.Equal(0, result.ExitCode);
         Assert.StartsWith("Once upon a time", result.Stdout);

@@ -1,6 +1,7 @@
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Engine;
 
@@ -57,8 +58,8 @@ public sealed class GgufGoldenTests(SharedDevices devices) : IClassFixture<Share
     public void QuantizedWeightsStayQuantized()
     {
         using var checkpoint = ModelCheckpoint.Open(ModelPath("TinyStories-656K-Q4_0.gguf"));
-        Assert.Equal(DType.Q4_0, checkpoint.Read(ModelCheckpoint.Names.Layer(0, ModelCheckpoint.Names.Query), 128, 128).Type);
-        Assert.Equal(DType.Q4_0, checkpoint.Read(ModelCheckpoint.Names.LmHead, 2048, 128).Type);
+        Assert.Equal(ElementType.Q4_0, checkpoint.Read(ModelCheckpoint.Names.Layer(0, ModelCheckpoint.Names.Query), 128, 128).Type);
+        Assert.Equal(ElementType.Q4_0, checkpoint.Read(ModelCheckpoint.Names.LmHead, 2048, 128).Type);
     }
 
     /// <summary>The stories260K files carry llama2.c's tokenizer: the prompts encode to the golden ids.

@@ -3,6 +3,7 @@ using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Kernels.Reference;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Engine;
 
@@ -14,11 +15,11 @@ public sealed class ConvertedModels : IDisposable
     public ConvertedModels()
     {
         using var source = ModelCheckpoint.Open(SharedData.EmbeddedModel);
-        foreach (var type in new[] { DType.F32, DType.F16, DType.BF16 })
+        foreach (var type in new[] { ElementType.F32, ElementType.F16, ElementType.BF16 })
             CheckpointConverter.Convert(source, Directory(type), type);
     }
 
-    public string Directory(DType type) => _root.File(type.ToString());
+    public string Directory(ElementType type) => _root.File(type.ToString());
 
     public void Dispose() => _root.Dispose();
 }
@@ -33,7 +34,7 @@ public sealed class PrecisionTests(ConvertedModels converted) : IClassFixture<Co
     [Fact]
     public void ConvertedF32DirectoryGeneratesTheGoldenIds()
     {
-        using var model = TestModels.Stories(new ReferenceDevice(), converted.Directory(DType.F32));
+        using var model = TestModels.Stories(new ReferenceDevice(), converted.Directory(ElementType.F32));
         var decoder = new AutoregressiveDecoder(model);
         foreach (var golden in GoldenCase.All)
             Assert.Equal(golden.GeneratedIds, decoder.Generate(golden.PromptIds, golden.MaxNewTokens, new SamplingOptions()).ToArray());
@@ -46,9 +47,9 @@ public sealed class PrecisionTests(ConvertedModels converted) : IClassFixture<Co
     public void SixteenBitLogitsStayCloseToF32(string kind)
     {
         var tokens = GoldenCase.All[0].GeneratedIds.Take(kind == "ilgpu-cpu" ? 16 : 64).Prepend(1).ToArray();
-        var reference = Logits(new ReferenceDevice(), converted.Directory(DType.F32), tokens);
+        var reference = Logits(new ReferenceDevice(), converted.Directory(ElementType.F32), tokens);
         var scale = reference.Max(Math.Abs);
-        foreach (var (type, bound) in new[] { (DType.F16, 0.003), (DType.BF16, 0.02) })
+        foreach (var (type, bound) in new[] { (ElementType.F16, 0.003), (ElementType.BF16, 0.02) })
         {
             var logits = Logits(TestDevices.Create(kind), converted.Directory(type), tokens);
             var worst = logits.Zip(reference, (a, b) => Math.Abs(a - b)).Max() / scale;
@@ -66,7 +67,7 @@ public sealed class PrecisionTests(ConvertedModels converted) : IClassFixture<Co
     {
         var count = kind == "ilgpu-cpu" ? 8 : 64;
         // f16 follows every golden token measured (64 per prompt); bf16 flips one story at token 36.
-        foreach (var (type, required) in new[] { (DType.F16, 1.0), (DType.BF16, 0.85) })
+        foreach (var (type, required) in new[] { (ElementType.F16, 1.0), (ElementType.BF16, 0.85) })
         {
             using var model = TestModels.Stories(TestDevices.Create(kind), converted.Directory(type));
             var decoder = new AutoregressiveDecoder(model);

@@ -2,6 +2,7 @@ using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Kernels.Reference;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using Xunit.Sdk;
 
 namespace Kangaroo.Native.Tests.Fuzz;
@@ -17,7 +18,7 @@ public sealed class ConvertedModel : IDisposable
     {
         Directory = _temp.File("hf");
         using var source = ModelCheckpoint.Open(SharedData.EmbeddedModel);
-        CheckpointConverter.Convert(source, Directory, DType.F16);
+        CheckpointConverter.Convert(source, Directory, ElementType.F16);
     }
 
     public void Dispose() => _temp.Dispose();

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Kernels.Reference;
+using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Kernels.Numerics;
 
 namespace Kangaroo.Native.Tests.Kernels;
@@ -20,7 +21,7 @@ namespace Kangaroo.Native.Tests.Kernels;
 /// </summary>
 public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<SharedDevices>
 {
-    private static readonly WeightType[] WeightTypes = [WeightType.F32, WeightType.F16, WeightType.BF16];
+    private static readonly ElementType[] ElementTypes = [ElementType.F32, ElementType.F16, ElementType.BF16];
     private readonly ReferenceDevice _reference = new();
 
     [Theory, DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
@@ -28,7 +29,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
     {
         var device = devices.Get(kind);
         int[] tokens = [3, 0, 10, 3, 7];
-        foreach (var type in WeightTypes)
+        foreach (var type in ElementTypes)
         {
             var (bytes, _) = Encode(Random(11 * 13, seed: 1, scale: 3f), type);
             float[] On(ComputeDevice d)
@@ -49,7 +50,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
         // zeros, smallest/largest subnormal, smallest normal, one, largest finite, infinities, quiet NaNs.
         ushort[] f16 = [0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x3C00, 0xBC00, 0x3555, 0x7BFF, 0xFBFF, 0x7C00, 0xFC00, 0x7E00, 0xFE00];
         ushort[] bf16 = [0x0000, 0x8000, 0x0001, 0x807F, 0x0080, 0x3F80, 0xBF80, 0x4049, 0x7F7F, 0x7F80, 0xFF80, 0x7FC0, 0xFFC0, 0x3E2A, 0x1234];
-        foreach (var (type, bits) in new[] { (WeightType.F16, f16), (WeightType.BF16, bf16) })
+        foreach (var (type, bits) in new[] { (ElementType.F16, f16), (ElementType.BF16, bf16) })
         {
             var bytes = MemoryMarshal.AsBytes(bits.AsSpan()).ToArray();
             float[] On(ComputeDevice d)
@@ -67,7 +68,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
     public void RmsNorm_matches_reference(string kind)
     {
         var device = devices.Get(kind);
-        foreach (var type in WeightTypes)
+        foreach (var type in ElementTypes)
         foreach (var (rows, dim) in new[] { (1, 13), (3, 37) })
         {
             var x = Random(rows * dim, seed: rows + dim, scale: 2f);
@@ -90,7 +91,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
     public void MatMul_matches_reference(string kind)
     {
         var device = devices.Get(kind);
-        foreach (var type in WeightTypes)
+        foreach (var type in ElementTypes)
         foreach (var (rows, inDim, outDim) in new[] { (1, 13, 7), (3, 37, 5), (9, 20, 6), (17, 9, 3) })
         foreach (var accumulate in new[] { false, true })
         {
@@ -123,7 +124,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
     {
         var device = devices.Get(kind);
         const int rows = 11, inDim = 21, outDim = 5; // 11 rows: one full pass of 8 and a partial one
-        foreach (var type in WeightTypes)
+        foreach (var type in ElementTypes)
         foreach (var accumulate in new[] { false, true })
         {
             var (bytes, _) = Encode(Random(outDim * inDim, seed: 3), type);
@@ -367,7 +368,7 @@ public sealed class IlgpuKernelTests(SharedDevices devices) : IClassFixture<Shar
             var part = new float[2];
             device.Download(b.Slice(3, 5), part);
             Assert.Equal([2f, 3f], part);
-            using var w = device.UploadWeight(WeightType.BF16, new byte[12], 2, 3);
+            using var w = device.UploadWeight(ElementType.BF16, new byte[12], 2, 3);
             Assert.Throws<ArgumentOutOfRangeException>(() => device.Embed([2], w, a));
         }
         Assert.Equal(before, device.AllocatedBytes);

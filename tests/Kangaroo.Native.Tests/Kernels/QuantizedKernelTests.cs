@@ -1,6 +1,7 @@
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Kernels.Reference;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Kernels.Numerics;
 
 namespace Kangaroo.Native.Tests.Kernels;
@@ -20,16 +21,16 @@ namespace Kangaroo.Native.Tests.Kernels;
 /// </summary>
 public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<SharedDevices>
 {
-    private static readonly WeightType[] Types = [WeightType.Q8_0, WeightType.Q4_0];
+    private static readonly ElementType[] Types = [ElementType.Q8_0, ElementType.Q4_0];
     private readonly ReferenceDevice _reference = new();
 
     /// <summary>f16 scales every matrix cycles through: normal, negative, subnormal (both signs), zero (both signs).</summary>
     private static readonly ushort[] SpecialScales = [0x2E66, 0xAE66, 0x0001, 0x83FF, 0x0000, 0x8000, 0x1A00];
 
     /// <summary>Random blocks of <paramref name="type"/> for a [rows, cols] weight and their values as the loader dequantizes them.</summary>
-    internal static (byte[] Bytes, float[] Values) Blocks(WeightType type, int rows, int cols, int seed)
+    internal static (byte[] Bytes, float[] Values) Blocks(ElementType type, int rows, int cols, int seed)
     {
-        var dtype = type == WeightType.Q8_0 ? DType.Q8_0 : DType.Q4_0;
+        var dtype = type == ElementType.Q8_0 ? ElementType.Q8_0 : ElementType.Q4_0;
         var bytes = new byte[dtype.ByteCount(rows, cols)];
         var random = new Random(seed);
         random.NextBytes(bytes);
@@ -45,7 +46,7 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
 
     private float[] ReferenceMatMul(float[] w, float[] x, float[] prior, int rows, int inDim, int outDim, bool accumulate)
     {
-        using var weight = _reference.UploadWeight(WeightType.F32, System.Runtime.InteropServices.MemoryMarshal.AsBytes(w.AsSpan()), outDim, inDim);
+        using var weight = _reference.UploadWeight(ElementType.F32, System.Runtime.InteropServices.MemoryMarshal.AsBytes(w.AsSpan()), outDim, inDim);
         using var input = Tensor(_reference, x);
         using var output = Tensor(_reference, prior);
         _reference.MatMul(input, weight, output, rows, accumulate);
@@ -117,9 +118,9 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
     public void Quantized_weights_are_refused_where_they_cannot_be(string kind)
     {
         var device = devices.Get(kind);
-        Assert.Contains("40", Assert.Throws<ArgumentException>(() => device.UploadWeight(WeightType.Q8_0, new byte[68], 1, 40)).Message);
-        var (bytes, _) = Blocks(WeightType.Q4_0, 1, 32, seed: 1);
-        using var gain = device.UploadWeight(WeightType.Q4_0, bytes, 1, 32);
+        Assert.Contains("40", Assert.Throws<ArgumentException>(() => device.UploadWeight(ElementType.Q8_0, new byte[68], 1, 40)).Message);
+        var (bytes, _) = Blocks(ElementType.Q4_0, 1, 32, seed: 1);
+        using var gain = device.UploadWeight(ElementType.Q4_0, bytes, 1, 32);
         using var x = device.Allocate(32);
         Assert.Contains("RMSNorm", Assert.Throws<NotSupportedException>(() => device.RmsNorm(x, gain, x, 1, 1e-5f)).Message);
     }
@@ -140,14 +141,14 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
                 System.Runtime.Intrinsics.Vector512<float> low, high;
                 switch (isa, type)
                 {
-                    case ("avx2", WeightType.Q8_0): Q8_0Blocks.ToSinglesAvx2(quants, out low, out high); break;
+                    case ("avx2", ElementType.Q8_0): Q8_0Blocks.ToSinglesAvx2(quants, out low, out high); break;
                     case ("avx2", _): Q4_0Blocks.ToSinglesAvx2(quants, out low, out high); break;
-                    case (_, WeightType.Q8_0): Q8_0Blocks.ToSingles(quants, out low, out high); break;
+                    case (_, ElementType.Q8_0): Q8_0Blocks.ToSingles(quants, out low, out high); break;
                     default: Q4_0Blocks.ToSingles(quants, out low, out high); break;
                 }
                 for (var j = 0; j < 32; j++)
                 {
-                    var q = type == WeightType.Q8_0 ? (sbyte)quants[j] : ((quants[j % 16] >> (j < 16 ? 0 : 4)) & 0xF) - 8;
+                    var q = type == ElementType.Q8_0 ? (sbyte)quants[j] : ((quants[j % 16] >> (j < 16 ? 0 : 4)) & 0xF) - 8;
                     Assert.Equal(q, j < 16 ? low[j] : high[j - 16]);
                 }
             }

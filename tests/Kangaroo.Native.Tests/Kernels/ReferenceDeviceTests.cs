@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Kernels.Reference;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Kernels;
 
@@ -29,10 +30,10 @@ public sealed class ReferenceDeviceTests
     }
 
     [Theory]
-    [InlineData(WeightType.F32)]
-    [InlineData(WeightType.F16)]
-    [InlineData(WeightType.BF16)]
-    public void MatMulBlocksAreBitIdenticalToSingleRows(WeightType type)
+    [InlineData(ElementType.F32)]
+    [InlineData(ElementType.F16)]
+    [InlineData(ElementType.BF16)]
+    public void MatMulBlocksAreBitIdenticalToSingleRows(ElementType type)
     {
         using var device = new ReferenceDevice();
         var random = new Random(7);
@@ -41,8 +42,8 @@ public sealed class ReferenceDeviceTests
             var values = Enumerable.Range(0, outDim * inDim).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
             byte[] bytes = type switch
             {
-                WeightType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
-                WeightType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
+                ElementType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
+                ElementType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
                 _ => MemoryMarshal.AsBytes(values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray().AsSpan()).ToArray(),
             };
             using var weight = device.UploadWeight(type, bytes, outDim, inDim);

@@ -2,6 +2,7 @@ using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Chat;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using Kangaroo.Native.Tests.Engine;
 
 namespace Kangaroo.Native.Tests.Loader;
@@ -44,7 +45,7 @@ public sealed class GgufTests : IDisposable
     {
         var path = _temp.File($"v{version}.gguf");
         var values = Enumerable.Range(0, 3 * 5).Select(i => (float)i).ToArray();
-        var specs = new[] { new GgufTensorSpec("a", DType.F32, [3, 5]), new GgufTensorSpec("b", DType.F16, [5]) };
+        var specs = new[] { new GgufTensorSpec("a", ElementType.F32, [3, 5]), new GgufTensorSpec("b", ElementType.F16, [5]) };
         var bytes = new[] { System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray(), new byte[10] };
         GgufWriter.Write(path, EveryType, specs, i => bytes[i], version);
 
@@ -79,7 +80,7 @@ public sealed class GgufTests : IDisposable
         }
     }
 
-    private string Convert(DType type)
+    private string Convert(ElementType type)
     {
         var path = _temp.File($"stories260K-{type}.gguf");
         using var source = ModelCheckpoint.Open(SharedData.EmbeddedModel);
@@ -94,7 +95,7 @@ public sealed class GgufTests : IDisposable
     [Fact]
     public void F32ConversionIsByteForByteLlamaCpps()
     {
-        using var ours = GgufFile.Open(Convert(DType.F32));
+        using var ours = GgufFile.Open(Convert(ElementType.F32));
         using var theirs = GgufFile.Open(GgufGoldenTests.ModelPath("stories260K-f32.gguf"));
         Assert.Equal(theirs.Tensors.Keys.Where(n => n != "output.weight").Order(), ours.Tensors.Keys.Order());
         foreach (var name in ours.Tensors.Keys)
@@ -112,7 +113,7 @@ public sealed class GgufTests : IDisposable
     [Fact]
     public void F32RoundTripGeneratesTheOriginalsIds()
     {
-        using var session = InferenceSession.Open(Convert(DType.F32), "cpu");
+        using var session = InferenceSession.Open(Convert(ElementType.F32), "cpu");
         var decoder = new AutoregressiveDecoder(session.Model);
         foreach (var golden in GoldenCase.All)
         {
@@ -126,9 +127,9 @@ public sealed class GgufTests : IDisposable
     /// and it generates what the original quantized at load (<c>--weights</c>) generates. ffn_down's rows
     /// (172 values) are not whole blocks, so it stays F32, as <c>--weights</c> leaves it.</summary>
     [Theory]
-    [InlineData(DType.Q8_0)]
-    [InlineData(DType.Q4_0)]
-    public void QuantizedConversionLoadsBackAsTheQuantizedOriginal(DType type)
+    [InlineData(ElementType.Q8_0)]
+    [InlineData(ElementType.Q4_0)]
+    public void QuantizedConversionLoadsBackAsTheQuantizedOriginal(ElementType type)
     {
         using var converted = ModelCheckpoint.Open(Convert(type));
         using var original = ModelCheckpoint.Open(SharedData.EmbeddedModel);
@@ -136,7 +137,7 @@ public sealed class GgufTests : IDisposable
         foreach (var (name, shape) in ModelCheckpoint.Names.Expected(c))
         {
             var read = converted.Read(name, shape);
-            var expectedType = shape.Length == 1 || name.EndsWith(ModelCheckpoint.Names.Down, StringComparison.Ordinal) ? DType.F32 : type;
+            var expectedType = shape.Length == 1 || name.EndsWith(ModelCheckpoint.Names.Down, StringComparison.Ordinal) ? ElementType.F32 : type;
             Assert.Equal(expectedType, read.Type);
             Assert.True(read.Bytes.SequenceEqual(CheckpointConverter.Encode(original.Read(name, shape), expectedType)), name);
         }

@@ -3,6 +3,7 @@ using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Kernels.Reference;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
 
 namespace Kangaroo.Native.Tests.Loader;
@@ -40,7 +41,7 @@ public sealed class HfDirectoryTests : IDisposable
         var tensors = N.Expected(tensorConfig ?? Tiny).Where(t => !(omit ?? []).Contains(t.Name)).Select(t =>
         {
             var values = Enumerable.Range(0, t.Shape.Aggregate(1, (a, b) => a * b)).Select(_ => (float)random.NextDouble()).ToArray();
-            return new SafeTensorOutput(t.Name, DType.F32, t.Shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+            return new SafeTensorOutput(t.Name, ElementType.F32, t.Shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
         });
         SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), tensors, metadata);
         return dir;

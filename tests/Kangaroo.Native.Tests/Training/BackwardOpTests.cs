@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Kernels.Numerics;
 using static Kangaroo.Native.Tests.Training.Reference64;
 
@@ -20,7 +21,7 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
 
 
     private static DeviceWeight Weight(ComputeDevice d, float[] values, int rows, int cols) =>
-        d.UploadWeight(WeightType.F32, MemoryMarshal.AsBytes(values.AsSpan()), rows, cols);
+        d.UploadWeight(ElementType.F32, MemoryMarshal.AsBytes(values.AsSpan()), rows, cols);
 
     private static double Dot(double[] c, double[] y) => c.Zip(y, (a, b) => a * b).Sum();
 
@@ -75,10 +76,10 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
     [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void MatMulBackwardInput_matches_finite_differences(string kind)
     {
-        foreach (var (rows, inDim, outDim, type) in new[] { (1, 7, 11, WeightType.F32), (4, 7, 11, WeightType.F32), (3, 19, 5, WeightType.F16), (3, 9, 23, WeightType.BF16) }) MatMulBackwardInputMatchesFiniteDifferences(kind, rows, inDim, outDim, type);
+        foreach (var (rows, inDim, outDim, type) in new[] { (1, 7, 11, ElementType.F32), (4, 7, 11, ElementType.F32), (3, 19, 5, ElementType.F16), (3, 9, 23, ElementType.BF16) }) MatMulBackwardInputMatchesFiniteDifferences(kind, rows, inDim, outDim, type);
     }
 
-    private void MatMulBackwardInputMatchesFiniteDifferences(string kind, int rows, int inDim, int outDim, WeightType type)
+    private void MatMulBackwardInputMatchesFiniteDifferences(string kind, int rows, int inDim, int outDim, ElementType type)
     {
         var d = devices.Get(kind);
         var random = new Random(rows + inDim * 7 + outDim * 31);
@@ -89,12 +90,12 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
         byte[] bytes;
         switch (type)
         {
-            case WeightType.F16:
+            case ElementType.F16:
                 var halves = w.Select(v => (Half)v).ToArray();
                 w = halves.Select(h => (float)h).ToArray();
                 bytes = MemoryMarshal.AsBytes(halves.AsSpan()).ToArray();
                 break;
-            case WeightType.BF16:
+            case ElementType.BF16:
                 var bf = w.Select(v => (ushort)(BitConverter.SingleToInt32Bits(v) >>> 16)).ToArray();
                 w = bf.Select(b => BitConverter.Int32BitsToSingle(b << 16)).ToArray();
                 bytes = MemoryMarshal.AsBytes(bf.AsSpan()).ToArray();
