@@ -7,7 +7,7 @@ namespace Kangaroo.Native.Perf;
 
 /// <summary>
 /// Kernel benchmarks in the style of llm.c's dev/cuda: every operation at realistic shapes, on each
-/// device side by side in one process, checked against the managed reference (<c>cpu</c>) and timed
+/// device side by side in one process, checked against the first device's result (<c>cpu</c>) and timed
 /// (median of batches, synchronised at the end of each batch), with bytes moved and flops.
 /// </summary>
 public static class KernelBench

@@ -15,7 +15,8 @@ public static class DevicesCommand
         {
             if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
             var table = new Table().AddColumns("--device", "usable", "name", "memory", "threads/group", "notes");
-            using (var cpu = Devices.Create("cpu")) table.AddRow("cpu", "yes", Markup.Escape(cpu.Name), "host", "-", "managed reference implementation");
+            using (var cpu = Devices.Create("cpu")) table.AddRow("cpu", "yes", Markup.Escape(cpu.Name), "host", "-", "managed, vectorised implementation");
+            using (var reference = Devices.Create("reference")) table.AddRow("reference", "yes", Markup.Escape(reference.Name), "host", "-", "the scalar oracle the kernels are tested against (slow)");
             foreach (var d in Devices.Describe())
             {
                 table.AddRow(d.Kind, d.Usable ? "yes" : "[red]no[/]", Markup.Escape(d.Name), d.MemoryBytes > 0 ? $"{d.MemoryBytes / (1024.0 * 1024 * 1024):F1} GiB" : "host",

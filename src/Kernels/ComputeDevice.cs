@@ -55,7 +55,7 @@ public abstract class ComputeDevice : IDisposable
     public abstract string Name { get; }
 
     /// <summary>Bytes currently held in weights and buffers allocated through this device.</summary>
-    public long AllocatedBytes { get; protected set; }
+    public long AllocatedBytes { get; protected internal set; }
 
     /// <summary>Bytes of memory the device has: its own memory, or for the managed device the memory
     /// the process may use. Sizes the default context of a model.</summary>

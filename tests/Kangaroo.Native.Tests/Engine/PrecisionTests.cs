@@ -1,6 +1,7 @@
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Kernels.Cpu;
 using Kangaroo.Native.Kernels.Reference;
 using Kangaroo.Native.Loader;
 using Kangaroo.Native.Numerics;
@@ -34,7 +35,7 @@ public sealed class PrecisionTests(ConvertedModels converted) : IClassFixture<Co
     [Fact]
     public void ConvertedF32DirectoryGeneratesTheGoldenIds()
     {
-        using var model = TestModels.Stories(new ReferenceDevice(), converted.Directory(ElementType.F32));
+        using var model = TestModels.Stories(new CpuDevice(), converted.Directory(ElementType.F32));
         var decoder = new AutoregressiveDecoder(model);
         foreach (var golden in GoldenCase.All)
             Assert.Equal(golden.GeneratedIds, decoder.Generate(golden.PromptIds, golden.MaxNewTokens, new SamplingOptions()).ToArray());

@@ -1,5 +1,5 @@
 using Kangaroo.Native.Engine;
-using Kangaroo.Native.Kernels.Reference;
+using Kangaroo.Native.Kernels.Cpu;
 using Kangaroo.Native.Loader;
 using Kangaroo.Native.Numerics;
 using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
@@ -51,7 +51,7 @@ public sealed class StackedWeightTests
     private static float[] Logits(string path)
     {
         using var checkpoint = ModelCheckpoint.Open(path);
-        using var model = new LlamaModel(checkpoint, new ReferenceDevice());
+        using var model = new LlamaModel(checkpoint, new CpuDevice());
         int[] tokens = [.. GoldenCase.All[0].PromptIds];
         using var residual = model.AllocateResidual(tokens.Length);
         using var logits = model.AllocateLogits(tokens.Length);
