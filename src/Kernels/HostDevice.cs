@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Kangaroo.Native.Kernels;
 
 /// <summary>A device whose memory is the process's (<c>cpu</c>, <c>reference</c>): buffers are managed
@@ -25,5 +27,6 @@ public abstract class HostDevice : ComputeDevice
     }
 
     /// <summary>The values of a tensor of this device.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     protected Span<float> Span(DeviceTensor tensor) => HostTensor.Of(tensor, this).Span;
 }

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Kangaroo.Native.Kernels;
 
 /// <summary>A float buffer of a managed device (<c>cpu</c>, <c>reference</c>): a managed array, or a view
@@ -34,10 +36,12 @@ internal sealed class HostTensor : DeviceTensor
     }
 
     /// <summary><paramref name="tensor"/>, which must belong to <paramref name="device"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static HostTensor Of(DeviceTensor tensor, ComputeDevice device) =>
-        tensor is HostTensor t && t.Device == device
-            ? t
-            : throw new ArgumentException($"tensor belongs to another device ({tensor.GetType().Name}), not to {device.Kind}");
+        tensor is HostTensor t && t.Device == device ? t : throw Foreign(tensor, device);
+
+    private static ArgumentException Foreign(DeviceTensor tensor, ComputeDevice device) =>
+        new($"tensor belongs to another device ({tensor.GetType().Name}), not to {device.Kind}");
 
     public override void Dispose()
     {

@@ -48,7 +48,12 @@ public static class ElementTypes
         type.Info().Format ?? throw new NotSupportedException($"{type} is not a block-quantized type");
 
     /// <summary>Bytes of one row of <paramref name="cols"/> values; a quantized row must be whole blocks.</summary>
-    public static long RowBytes(this ElementType type, int cols) => type.ByteCount(cols);
+    public static long RowBytes(this ElementType type, int cols)
+    {
+        var info = type.Info();
+        if (cols % info.BlockLength != 0) throw NotWholeBlocks(type, cols);
+        return (long)cols / info.BlockLength * info.BlockBytes;
+    }
 
     /// <summary>Bytes of a tensor of <paramref name="shape"/> (outermost dimension first). Blocks run along
     /// the last dimension, so its length must be a whole number of blocks; any other is refused, naming it.</summary>
@@ -56,11 +61,12 @@ public static class ElementTypes
     {
         var info = type.Info();
         var rowLength = shape.Length == 0 ? 1 : shape[^1];
-        if (rowLength % info.BlockLength != 0)
-            throw new ArgumentException(
-                $"rows of {rowLength} values cannot be stored as {type}: its blocks of {info.BlockLength} values need a row length that is a multiple of {info.BlockLength}");
+        if (rowLength % info.BlockLength != 0) throw NotWholeBlocks(type, rowLength);
         return checked(shape.Aggregate(1L, (a, b) => checked(a * b)) / info.BlockLength * info.BlockBytes);
     }
+
+    private static ArgumentException NotWholeBlocks(ElementType type, int rowLength) =>
+        new($"rows of {rowLength} values cannot be stored as {type}: its blocks of {type.BlockLength()} values need a row length that is a multiple of {type.BlockLength()}");
 
     /// <summary>The type ggml numbers <paramref name="ggmlId"/>, or null when the table has none.</summary>
     public static ElementType? FromGgmlId(uint ggmlId) => Table.Where(t => t.GgmlId == ggmlId).Select(t => (ElementType?)t.Type).FirstOrDefault();

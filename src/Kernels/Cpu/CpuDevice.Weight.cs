@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Numerics;
 
@@ -13,11 +14,13 @@ public sealed partial class CpuDevice
     {
         private byte* _data;
         private CpuDevice? _owner;
+        private readonly long _rowBytes;
 
         public CpuWeight(CpuDevice owner, ElementType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
         {
             if (data.Length != Bytes) throw new ArgumentException($"{data.Length} bytes for a {type} weight [{rows}, {cols}]");
             _owner = owner;
+            _rowBytes = type.RowBytes(cols);
             _data = Acquire(data);
         }
 
@@ -30,15 +33,22 @@ public sealed partial class CpuDevice
             return memory;
         }
 
-        private byte* Data => _data != null ? _data : throw new ObjectDisposedException(nameof(CpuWeight));
+        private byte* Data
+        {
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            get => _data != null ? _data : throw Disposed();
+        }
 
-        private long RowBytes => Type.RowBytes(Cols);
+        private static ObjectDisposedException Disposed() => new(nameof(CpuWeight));
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private ReadOnlySpan<float> Floats(int first, int count) => new((float*)Data + (long)first * Cols, count * Cols);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private ReadOnlySpan<ushort> Halves(int first, int count) => new((ushort*)Data + (long)first * Cols, count * Cols);
 
-        private ReadOnlySpan<byte> Blocks(int first, int count) => new(Data + first * RowBytes, (int)(count * RowBytes));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private ReadOnlySpan<byte> Blocks(int first, int count) => new(Data + first * _rowBytes, (int)(count * _rowBytes));
 
         /// <summary>The values of an F32 weight, for <see cref="ComputeDevice.UpdateWeight"/>.</summary>
         public Span<float> Writable => Type == ElementType.F32
@@ -75,11 +85,14 @@ public sealed partial class CpuDevice
             var ahead = 4 * Cols; // the next 4 rows
             switch (Type)
             {
-                case ElementType.F32: FloatTiles.Dot4(x, Floats(first, 1), Floats(first + 1, 1), Floats(first + 2, 1), Floats(first + 3, 1), result, ahead); break;
+                case ElementType.F32:
+                    var w = Floats(first, 4);
+                    FloatTiles.Dot4(x, w[..Cols], w.Slice(Cols, Cols), w.Slice(2 * Cols, Cols), w.Slice(3 * Cols, Cols), result, ahead);
+                    break;
                 case ElementType.F16: HalfTiles.Dot4x1<F16Widening>(Halves(first, 4), x, result, ahead); break;
                 case ElementType.BF16: HalfTiles.Dot4x1<BF16Widening>(Halves(first, 4), x, result, ahead); break;
-                case ElementType.Q8_0 when BlockTiles.Supported: BlockTiles.Dot4x1<Q8_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
-                case ElementType.Q4_0 when BlockTiles.Supported: BlockTiles.Dot4x1<Q4_0Blocks>(Blocks(first, 4), (int)RowBytes, x, result); break;
+                case ElementType.Q8_0 when BlockTiles.Supported: BlockTiles.Dot4x1<Q8_0Blocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
+                case ElementType.Q4_0 when BlockTiles.Supported: BlockTiles.Dot4x1<Q4_0Blocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
                 case var _ when Type.IsQuantized(): // no AVX2: dequantized into scratch, then the F32 tile
                     var rows = RowBlock(first, 4, out _);
                     FloatTiles.Dot4(x, rows[..Cols], rows.Slice(Cols, Cols), rows.Slice(2 * Cols, Cols), rows.Slice(3 * Cols, Cols), result);
@@ -96,7 +109,7 @@ public sealed partial class CpuDevice
         /// <summary>Dots of quantized row <paramref name="row"/> with four input rows (see <see cref="QuantizedTiles"/>).</summary>
         public void Dot1x4(int row, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, Span<float> result)
         {
-            var ahead = (int)RowBytes; // the next row
+            var ahead = (int)_rowBytes; // the next row
             switch (Type)
             {
                 case ElementType.Q8_0: BlockTiles.Dot1x4<Q8_0Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;

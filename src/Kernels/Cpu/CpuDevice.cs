@@ -69,17 +69,19 @@ public sealed partial class CpuDevice : HostDevice
     private void Rotate(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table, float sinSign)
     {
         var v = Span(x);
+        var cos = Span(table.Cos);
+        var sin = Span(table.Sin);
         var width = heads * table.HeadDim;
-        for (var r = 0; r < rows; r++) RotateHeads(v.Slice(r * width, width), startPos + r, table, sinSign);
+        for (var r = 0; r < rows; r++) RotateHeads(v.Slice(r * width, width), startPos + r, table.HeadDim, cos, sin, sinSign);
     }
 
-    /// <summary>Rotates every head of one row, in place, at position <paramref name="pos"/>.</summary>
-    private void RotateHeads(Span<float> row, int pos, RotaryTable table, float sinSign)
+    /// <summary>Rotates every head of one row, in place, at position <paramref name="pos"/> (cos and sin: the
+    /// rotary table's, all positions).</summary>
+    private static void RotateHeads(Span<float> row, int pos, int headDim, ReadOnlySpan<float> cosines, ReadOnlySpan<float> sines, float sinSign)
     {
-        var headDim = table.HeadDim;
         var half = headDim / 2;
-        var cos = Span(table.Cos).Slice(pos * half, half);
-        var sin = Span(table.Sin).Slice(pos * half, half);
+        var cos = cosines.Slice(pos * half, half);
+        var sin = sines.Slice(pos * half, half);
         for (var first = 0; first < row.Length; first += headDim)
         {
             var head = row.Slice(first, headDim);
@@ -97,16 +99,21 @@ public sealed partial class CpuDevice : HostDevice
     {
         var (dim, kvDim) = (heads * table.HeadDim, kvHeads * table.HeadDim);
         var source = Span(qkv);
+        var q = Span(query);
+        var k = Span(keys);
+        var v = Span(values);
+        var cos = Span(table.Cos);
+        var sin = Span(table.Sin);
         for (var r = 0; r < rows; r++)
         {
             var row = source.Slice(r * (dim + 2 * kvDim), dim + 2 * kvDim);
-            var qr = Span(query).Slice(r * dim, dim);
-            var kr = Span(keys).Slice(r * kvDim, kvDim);
+            var qr = q.Slice(r * dim, dim);
+            var kr = k.Slice(r * kvDim, kvDim);
             row[..dim].CopyTo(qr);
             row.Slice(dim, kvDim).CopyTo(kr);
-            row.Slice(dim + kvDim, kvDim).CopyTo(Span(values).Slice(r * kvDim, kvDim));
-            RotateHeads(qr, startPos + r, table, 1f);
-            RotateHeads(kr, startPos + r, table, 1f);
+            row.Slice(dim + kvDim, kvDim).CopyTo(v.Slice(r * kvDim, kvDim));
+            RotateHeads(qr, startPos + r, table.HeadDim, cos, sin, 1f);
+            RotateHeads(kr, startPos + r, table.HeadDim, cos, sin, 1f);
         }
     }
 
