@@ -25,7 +25,7 @@ public static class PromptFile
         if (!line.TrimStart().StartsWith('{')) return line;
         try
         {
-            using var doc = JsonDocument.Parse(line);
+            using var doc = JsonText.Parse(line);
             var root = doc.RootElement;
             if (root.TryGetProperty("turns", out var turns) && turns.ValueKind == JsonValueKind.Array && turns.GetArrayLength() > 0
                 && turns[0].ValueKind == JsonValueKind.String) return turns[0].GetString()!;
@@ -33,7 +33,7 @@ public static class PromptFile
         }
         catch (JsonException e)
         {
-            throw new ArgumentException($"--prompt-file {path}: line {number} is not valid JSON ({e.Message})");
+            throw new ArgumentException($"--prompt-file {path}: line {number} is not valid JSON ({ErrorText.Json(e)})");
         }
         throw new ArgumentException($"--prompt-file {path}: line {number} has neither a \"turns\" list of strings nor a \"text\" string");
     }
