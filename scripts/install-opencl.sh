@@ -175,10 +175,10 @@ else
             -DENABLE_LOADABLE_DRIVERS=OFF -DSTATIC_LLVM=OFF
         )
         # build_pocl VARIANT EXTRA_CMAKE_FLAGS...: on failure, $failed says which step and why.
-        failed=""
+        failed="" step=""
         build_pocl() {
             local variant="$1"; shift
-            local b="$WORK/build-$variant" step
+            local b="$WORK/build-$variant"
             rm -rf "$b"; mkdir -p "$b"
             log "cmake ($variant kernel library${cpu:+, CPU $cpu})"
             step="configure"
@@ -206,8 +206,11 @@ else
         if ! build_pocl distro -DKERNELLIB_HOST_CPU_VARIANTS=distro "${DISTRO_CPU[@]}"; then
             log "$failed; falling back to a host-CPU-only build"
             first="$failed"
-            build_pocl host "${HOST_CPU[@]}" \
-                || die "$failed, after: $first; try: INSTALL_OPENCL_CPU=<an older CPU from 'llc-15 -mcpu=help', e.g. x86-64-v2> bash $0"
+            if ! build_pocl host "${HOST_CPU[@]}"; then
+                try="INSTALL_OPENCL_CPU=<a CPU from 'llc-15 -mcpu=help', e.g. x86-64-v2> bash $0"
+                [ "$step" = configure ] || try="bash $0 again after fixing the first error in that log (out of memory or disk?), or $try"
+                die "$first; then $failed; try: $try"
+            fi
         fi
         register_opt_pocl || die "no libpocl.so under $PREFIX after install"
         rm -rf "$WORK/src" "$WORK"/build-* "$WORK/apt"
