@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
-using Kangaroo.Native.Engine.Chat;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Templates;
 
 namespace Kangaroo.Native.Cli;
 

@@ -232,7 +232,7 @@ public sealed class ErrorLineFuzzTests(ConvertedModel converted, Xunit.Abstracti
     [Fact]
     public void ChatTemplateFile()
     {
-        var record = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Chat", "real-templates.jsonl")).First();
+        var record = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Templates", "real-templates.jsonl")).First();
         var original = _temp.File("llama-3.2.jinja");
         File.WriteAllText(original, JsonDocument.Parse(record).RootElement.GetProperty("template").GetString());
         var messages = _temp.File("messages.json");
@@ -251,7 +251,7 @@ public sealed class ErrorLineFuzzTests(ConvertedModel converted, Xunit.Abstracti
         var path = _temp.File("messages.json");
         var fixedMessages = _temp.File("fixed-messages.json");
         File.Copy(original, fixedMessages);
-        var record = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Chat", "real-templates.jsonl")).First();
+        var record = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Templates", "real-templates.jsonl")).First();
         var template = _temp.File("llama-3.2.jinja");
         File.WriteAllText(template, JsonDocument.Parse(record).RootElement.GetProperty("template").GetString());
         Fuzz(8, original, path, Mutator.Layout.Json, (int)new FileInfo(original).Length,

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Kangaroo.Native.Loader;
 
-namespace Kangaroo.Native.Engine.Chat;
+namespace Kangaroo.Native.Templates;
 
 /// <summary>A model's Jinja chat template, rendered as transformers renders it (<c>trim_blocks</c> and
 /// <c>lstrip_blocks</c> on) by our own interpreter of the subset of Jinja that chat templates use.</summary>

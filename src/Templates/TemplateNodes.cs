@@ -1,4 +1,4 @@
-namespace Kangaroo.Native.Engine.Chat;
+namespace Kangaroo.Native.Templates;
 
 /// <summary>A statement of a parsed template; <see cref="Line"/> locates errors.</summary>
 internal abstract record Node(int Line);

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace Kangaroo.Native.Engine.Chat;
+namespace Kangaroo.Native.Templates;
 
 /// <summary>Parses template tokens into statements and expressions, with Jinja's precedence:
 /// conditional, <c>or</c>, <c>and</c>, <c>not</c>, comparisons and <c>in</c>, <c>+ -</c>, <c>~</c>,

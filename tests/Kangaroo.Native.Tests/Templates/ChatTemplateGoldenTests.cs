@@ -1,7 +1,7 @@
 using System.Text.Json;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 
-namespace Kangaroo.Native.Tests.Chat;
+namespace Kangaroo.Native.Tests.Templates;
 
 /// <summary>Every record of ../shared/golden/chat-templates.jsonl (rendered by Hugging Face's own Jinja
 /// implementation) renders byte for byte, or fails with the template's own raise_exception message.</summary>

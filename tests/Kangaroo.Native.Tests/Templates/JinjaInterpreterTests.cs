@@ -1,7 +1,7 @@
 using System.Text.Json;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 
-namespace Kangaroo.Native.Tests.Chat;
+namespace Kangaroo.Native.Tests.Templates;
 
 /// <summary>The interpreter on small constructs. Expected texts come from Python's jinja2 3.1.6 configured as
 /// transformers configures it (sandboxed, trim_blocks, lstrip_blocks, loop controls, its tojson), checked

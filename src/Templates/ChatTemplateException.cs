@@ -1,4 +1,4 @@
-namespace Kangaroo.Native.Engine.Chat;
+namespace Kangaroo.Native.Templates;
 
 /// <summary>A chat template that cannot be parsed or rendered: a construct outside the supported Jinja subset,
 /// a syntax error, or an operation on the wrong kind of value. The message names the construct and its line.</summary>

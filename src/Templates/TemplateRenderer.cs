@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Kangaroo.Native.Engine.Chat;
+namespace Kangaroo.Native.Templates;
 
 /// <summary>Variables visible at one point: a loop iteration or macro call opens a scope over its parent, so
 /// <c>{% set %}</c> inside them does not leak out (hence <c>namespace()</c>), as in Jinja.</summary>

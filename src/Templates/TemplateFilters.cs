@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace Kangaroo.Native.Engine.Chat;
+namespace Kangaroo.Native.Templates;
 
 /// <summary>Jinja's filters (<c>x | name(args)</c>), tests (<c>x is name</c>) and value access, as chat templates use them.</summary>
 internal static class TemplateFilters

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Kangaroo.Native.Engine.Chat;
+namespace Kangaroo.Native.Templates;
 
 internal enum TokenKind { Text, BlockStart, BlockEnd, VariableStart, VariableEnd, Name, String, Integer, Float, Operator, End }
 

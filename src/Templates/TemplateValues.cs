@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
-namespace Kangaroo.Native.Engine.Chat;
+namespace Kangaroo.Native.Templates;
 
 /// <summary>A name or attribute that does not exist: empty when printed, false, iterates as nothing.</summary>
 internal sealed record Undefined(string Name);

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Kangaroo.Native.Tests.Chat;
+namespace Kangaroo.Native.Tests.Templates;
 
 /// <summary>The records of a JSONL file of rendered templates, and theory cases over them: each case is
 /// a record's index, named by its <c>model</c> so that a failure says which template.</summary>

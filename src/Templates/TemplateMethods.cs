@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace Kangaroo.Native.Engine.Chat;
+namespace Kangaroo.Native.Templates;
 
 /// <summary>The Python methods templates call on strings and mappings (<c>content.strip()</c>, <c>message.get('x')</c>),
 /// and the global functions transformers gives templates.</summary>
