@@ -1,5 +1,6 @@
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Engine;
 
@@ -44,7 +45,7 @@ public sealed class LlamaModel : IDisposable
     /// (the tokenizer's eos_token).</param>
     /// <param name="quantize">Q8_0 or Q4_0: matrices quantized as they are loaded (<see cref="ModelWeights.Load"/>).</param>
     /// <param name="sequences">Sequences that can generate at once (KV cache slots).</param>
-    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, DType? quantize = null, int sequences = 1)
+    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, ElementType? quantize = null, int sequences = 1)
     {
         var c = Config = checkpoint.Config with { EosIds = checkpoint.Config.EosIds.Union(stopIds ?? []).ToArray() };
         Device = device;

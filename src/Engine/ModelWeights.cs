@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
 
 namespace Kangaroo.Native.Engine;
@@ -37,7 +38,7 @@ public sealed class ModelWeights : IDisposable
     public long Bytes { get; private set; }
 
     /// <summary>Bytes of weights on the device per element type (q/k/v biases count as F32).</summary>
-    public IReadOnlyDictionary<WeightType, long> BytesByType { get; private set; } = new Dictionary<WeightType, long>();
+    public IReadOnlyDictionary<ElementType, long> BytesByType { get; private set; } = new Dictionary<ElementType, long>();
 
     /// <summary>Matrices left in their stored type when the model was quantized at load, because their
     /// rows are not whole blocks (stories260K's down projections, rows of 172).</summary>
@@ -46,14 +47,14 @@ public sealed class ModelWeights : IDisposable
     /// <summary>The model's identity for adapters: shape and a fingerprint of its weights.</summary>
     public string Fingerprint { get; private set; } = "";
 
-    /// <param name="quantize">Q8_0 or Q4_0: every matrix (the embedding and LM head included) is
+    /// <param name="quantize">A block type (Q8_0, Q4_0): every matrix (the embedding and LM head included) is
     /// quantized as it is loaded, with llama.cpp's reference rounding, and stays quantized on the
     /// device; norm gains and biases stay as stored, and so do matrices whose rows are not whole blocks
     /// (<see cref="Unquantized"/>). Null: weights stay in their stored type.</param>
-    public static ModelWeights Load(ModelCheckpoint checkpoint, ComputeDevice device, DType? quantize = null)
+    public static ModelWeights Load(ModelCheckpoint checkpoint, ComputeDevice device, ElementType? quantize = null)
     {
-        if (quantize is { } requested && !requested.IsQuantized())
-            throw new ArgumentException($"weights cannot be quantized to {requested}: expected Q8_0 or Q4_0", nameof(quantize));
+        if (quantize is { } requested && requested.Info().Format is not { CanQuantize: true })
+            throw new ArgumentException($"weights cannot be quantized to {requested}: expected one of {string.Join(", ", ElementTypes.All.Where(t => t.Format is { CanQuantize: true }).Select(t => t.Type))}", nameof(quantize));
         var weights = new ModelWeights();
         try
         {
@@ -67,7 +68,7 @@ public sealed class ModelWeights : IDisposable
         }
     }
 
-    private void LoadAll(ModelCheckpoint checkpoint, ComputeDevice device, DType? quantize)
+    private void LoadAll(ModelCheckpoint checkpoint, ComputeDevice device, ElementType? quantize)
     {
         var c = checkpoint.Config;
         DeviceWeight Vector(string name) => Upload(device, checkpoint, 0, null, (name, c.Dim));
@@ -98,7 +99,7 @@ public sealed class ModelWeights : IDisposable
         var biasBytes = _biases.Sum(b => 4L * b.Length);
         Bytes = _owned.Sum(w => w.Bytes) + biasBytes;
         var byType = _owned.GroupBy(w => w.Type).ToDictionary(g => g.Key, g => g.Sum(w => w.Bytes));
-        if (biasBytes > 0) byType[WeightType.F32] = byType.GetValueOrDefault(WeightType.F32) + biasBytes;
+        if (biasBytes > 0) byType[ElementType.F32] = byType.GetValueOrDefault(ElementType.F32) + biasBytes;
         BytesByType = byType;
     }
 
@@ -107,10 +108,10 @@ public sealed class ModelWeights : IDisposable
     /// is the same dot product as with the separate matrices. The matrix is <paramref name="quantize"/>
     /// when given and its rows are whole blocks; otherwise the parts' own type, or F32 when they differ.
     /// Quantized rows are whole blocks, so stacking them is stacking their bytes.</summary>
-    private DeviceWeight Upload(ComputeDevice device, ModelCheckpoint checkpoint, int cols, DType? quantize, params (string Name, int Rows)[] parts)
+    private DeviceWeight Upload(ComputeDevice device, ModelCheckpoint checkpoint, int cols, ElementType? quantize, params (string Name, int Rows)[] parts)
     {
         var types = parts.Select(p => checkpoint.TypeOf(p.Name)).Distinct().ToArray();
-        var type = types.Length == 1 ? types[0] : DType.F32;
+        var type = types.Length == 1 ? types[0] : ElementType.F32;
         if (quantize is { } q)
         {
             if (cols % q.BlockLength() == 0) type = q;
@@ -126,7 +127,7 @@ public sealed class ModelWeights : IDisposable
             if (name == N.Embedding) Fingerprint = ComputeFingerprint(checkpoint.Config, tensor, checkpoint.Read(N.FinalNorm, checkpoint.Config.Dim));
             if (stacked is null && tensor.Type == type)
             {
-                weight = device.UploadWeight(ToWeightType(type), tensor.Bytes, rows, width);
+                weight = device.UploadWeight(type, tensor.Bytes, rows, width);
                 break;
             }
             var target = (stacked ??= new byte[type.ByteCount(rows, width)]).AsSpan(offset, checked((int)type.ByteCount(cols == 0 ? 1 : partRows, width)));
@@ -135,7 +136,7 @@ public sealed class ModelWeights : IDisposable
             else TensorData.Widen(tensor.Type, tensor.Bytes, MemoryMarshal.Cast<byte, float>(target));
             offset += target.Length;
         }
-        weight ??= device.UploadWeight(ToWeightType(type), stacked, rows, width);
+        weight ??= device.UploadWeight(type, stacked, rows, width);
         _owned.Add(weight);
         return weight;
     }
@@ -149,7 +150,7 @@ public sealed class ModelWeights : IDisposable
         return bias;
     }
 
-    private static void Quantize(TensorData tensor, DType type, Span<byte> target, string what)
+    private static void Quantize(TensorData tensor, ElementType type, Span<byte> target, string what)
     {
         try
         {
@@ -160,16 +161,6 @@ public sealed class ModelWeights : IDisposable
             throw new ModelFormatException($"{what}: cannot be quantized to {type}: {e.Message}");
         }
     }
-
-    private static WeightType ToWeightType(DType type) => type switch
-    {
-        DType.F32 => WeightType.F32,
-        DType.F16 => WeightType.F16,
-        DType.BF16 => WeightType.BF16,
-        DType.Q8_0 => WeightType.Q8_0,
-        DType.Q4_0 => WeightType.Q4_0,
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "no device weight type"),
-    };
 
     /// <summary>Shape plus a hash of the first row of the embedding and the final norm, as floats, so
     /// f32/f16/bf16 copies of one model share a fingerprint only when they agree to 16-bit precision.</summary>
@@ -195,12 +186,12 @@ public sealed class ModelWeights : IDisposable
             device.Embed(ids, LmHead, rows);
             device.Download(rows, values);
         }
-        var type = LmHead.Type.IsQuantized() ? WeightType.F32 : LmHead.Type;
+        var type = LmHead.Type.IsQuantized() ? ElementType.F32 : LmHead.Type;
         var bytes = type switch // exact: the values were widened from this type
         {
-            WeightType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
-            WeightType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
-            WeightType.BF16 => MemoryMarshal.AsBytes(values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray().AsSpan()).ToArray(),
+            ElementType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
+            ElementType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
+            ElementType.BF16 => MemoryMarshal.AsBytes(values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray().AsSpan()).ToArray(),
             _ => throw new NotSupportedException($"a draft vocabulary cannot gather rows of a {type} LM head"),
         };
         return device.UploadWeight(type, bytes, ids.Length, dim);

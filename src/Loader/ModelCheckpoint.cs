@@ -1,3 +1,5 @@
+using Kangaroo.Native.Numerics;
+
 namespace Kangaroo.Native.Loader;
 
 /// <summary>
@@ -31,7 +33,7 @@ public abstract class ModelCheckpoint : IDisposable
     protected virtual string ConfigFile => Source;
 
     /// <summary>A tensor's stored element type, without reading or checking its values.</summary>
-    public DType TypeOf(string name) => ReadTensor(name).Type;
+    public ElementType TypeOf(string name) => ReadTensor(name).Type;
 
     /// <summary>Reads a tensor and checks its shape against what the configuration implies and its
     /// values: a NaN or infinity anywhere, or an embedding, final norm or LM head of zeros, would make

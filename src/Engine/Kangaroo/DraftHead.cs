@@ -1,4 +1,5 @@
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Engine.Kangaroo;
 
@@ -118,7 +119,7 @@ public sealed class AdapterHead : DraftHead
         var device = model.Device;
         var (dim, c) = (weights.Dim, model.Config);
         DeviceWeight Upload(float[] values, int rows, int cols) =>
-            device.UploadWeight(WeightType.F32, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()), rows, cols);
+            device.UploadWeight(ElementType.F32, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()), rows, cols);
         _inputNorm = Upload(weights.InputNorm, 1, dim);
         _qkv = Upload([.. weights.Query, .. weights.Key, .. weights.Value], 3 * dim, dim); // one matmul, as in the model
         _output = Upload(weights.Output, dim, dim);

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Loader;
 
@@ -12,7 +13,7 @@ public static class CheckpointConverter
 {
     /// <summary>Converts <paramref name="source"/> into <paramref name="outputDirectory"/> (created if needed).
     /// Returns the paths written.</summary>
-    public static IReadOnlyList<string> Convert(ModelCheckpoint source, string outputDirectory, DType type)
+    public static IReadOnlyList<string> Convert(ModelCheckpoint source, string outputDirectory, ElementType type)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentException.ThrowIfNullOrEmpty(outputDirectory);
@@ -61,7 +62,7 @@ public static class CheckpointConverter
     /// <c>tokenizer.ggml.*</c> (model "llama"). The stop token is written as <c>eos_token_id</c>: for a
     /// llama2.c checkpoint that is BOS, where run.c stops.
     /// </summary>
-    public static void ConvertToGguf(ModelCheckpoint source, string outputFile, DType type)
+    public static void ConvertToGguf(ModelCheckpoint source, string outputFile, ElementType type)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentException.ThrowIfNullOrEmpty(outputFile);
@@ -85,8 +86,8 @@ public static class CheckpointConverter
     /// <summary>Norms (vectors) are F32, as llama.cpp keeps them; a matrix whose rows are not whole
     /// blocks of a quantized type keeps its stored type, so that the file is the model that
     /// <c>--weights</c> quantizes at load.</summary>
-    private static DType TypeInGguf(ModelCheckpoint source, string name, int[] shape, DType type) =>
-        shape.Length == 1 ? DType.F32 : shape[^1] % type.BlockLength() != 0 ? source.Read(name, shape).Type : type;
+    private static ElementType TypeInGguf(ModelCheckpoint source, string name, int[] shape, ElementType type) =>
+        shape.Length == 1 ? ElementType.F32 : shape[^1] % type.BlockLength() != 0 ? source.Read(name, shape).Type : type;
 
     private static List<KeyValuePair<string, object>> GgufMetadata(ModelCheckpoint source, IReadOnlyList<GgufTensorSpec> specs, TextTokenizer? tokenizer)
     {
@@ -98,7 +99,7 @@ public static class CheckpointConverter
             new("general.name", Path.GetFileNameWithoutExtension(source.Source.TrimEnd(Path.DirectorySeparatorChar))),
             new("general.alignment", 32u),
             // llama_ftype: all F32, mostly F16, Q4_0, Q8_0, BF16.
-            new("general.file_type", mostly switch { DType.F32 => 0u, DType.F16 => 1u, DType.Q4_0 => 2u, DType.Q8_0 => 7u, _ => 32u }),
+            new("general.file_type", mostly switch { ElementType.F32 => 0u, ElementType.F16 => 1u, ElementType.Q4_0 => 2u, ElementType.Q8_0 => 7u, ElementType.BF16 => 32u, _ => throw ElementTypes.Unsupported(mostly, "GGUF's general.file_type") }),
             new("llama.vocab_size", (uint)c.VocabSize),
             new("llama.context_length", (uint)c.MaxSeqLen),
             new("llama.embedding_length", (uint)c.Dim),
@@ -154,11 +155,11 @@ public static class CheckpointConverter
 
     /// <summary>A tensor of the source as bytes of <paramref name="type"/>, refused where narrowing would
     /// turn finite values infinite.</summary>
-    private static byte[] EncodeChecked(ModelCheckpoint source, string name, int[] shape, DType type)
+    private static byte[] EncodeChecked(ModelCheckpoint source, string name, int[] shape, ElementType type)
     {
         var tensor = source.Read(name, shape);
         var bytes = Encode(tensor, type);
-        if (tensor.Type != type && type is DType.F16 or DType.BF16 && CountOverflows(tensor, bytes, type) is var overflows and > 0)
+        if (tensor.Type != type && type is ElementType.F16 or ElementType.BF16 && CountOverflows(tensor, bytes, type) is var overflows and > 0)
             throw new ModelFormatException(
                 $"{source.Source}: tensor '{name}' has {overflows} finite values too large for {type} (they would become infinite)");
         return bytes;
@@ -167,31 +168,33 @@ public static class CheckpointConverter
     /// <summary>The tensor's values as little-endian bytes of <paramref name="type"/>; same-type data is
     /// copied as is, and a quantized type is quantized with llama.cpp's reference rounding
     /// (<see cref="Quantization"/>; rows must be whole blocks).</summary>
-    public static byte[] Encode(TensorData tensor, DType type)
+    public static byte[] Encode(TensorData tensor, ElementType type)
     {
         if (tensor.Type == type) return tensor.Bytes.ToArray();
         var values = tensor.ToFloats();
         switch (type)
         {
-            case DType.F32:
+            case ElementType.F32:
                 return MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
-            case DType.F16:
+            case ElementType.F16:
                 var halves = new Half[values.Length];
                 System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(values, halves);
                 return MemoryMarshal.AsBytes(halves.AsSpan()).ToArray();
-            case DType.BF16:
+            case ElementType.BF16:
                 var result = new byte[values.Length * 2];
                 var bf16 = MemoryMarshal.Cast<byte, ushort>(result.AsSpan());
                 for (var i = 0; i < values.Length; i++) bf16[i] = ToBFloat16(values[i]);
                 return result;
-            default:
+            case var _ when type.IsQuantized():
                 var blocks = new byte[type.ByteCount(tensor.Shape)];
                 Quantization.Quantize(type, values, blocks);
                 return blocks;
+            default:
+                throw ElementTypes.Unsupported(type, "conversion");
         }
     }
 
-    private static int CountOverflows(TensorData original, byte[] narrowed, DType type)
+    private static int CountOverflows(TensorData original, byte[] narrowed, ElementType type)
     {
         var before = original.ToFloats();
         var after = new float[before.Length];
