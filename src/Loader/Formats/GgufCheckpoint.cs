@@ -155,6 +155,15 @@ public sealed class GgufCheckpoint : ModelCheckpoint
         return new TensorData(tensor.Type, tensor.Shape, rowsInHalves);
     }
 
+    /// <summary>None for a tensor whose rows are not whole blocks: <see cref="GgufFile.Read"/> dequantizes it whole.</summary>
+    protected override TensorExtent? ExtentOf(string name)
+    {
+        if (!_ggufNames.TryGetValue(name, out var gguf) || !_file.Contains(gguf)) return null;
+        var info = _file.Info(gguf);
+        if (info.Shape[^1] % info.Type.BlockLength() != 0) return null;
+        return new TensorExtent(Source, _file.DataOffset + info.Offset, info.Type, info.Shape, AdjacentPairs: true);
+    }
+
     protected override string FileOf(string name) => Source;
 
     public override void Dispose()
