@@ -25,12 +25,22 @@ public sealed class ModelArguments(bool withTokenizer)
         command.Options.Add(Weights);
     }
 
-    /// <summary>Opens the session; with --weights, says on stderr which matrices could not be quantized.</summary>
+    /// <summary>Opens the session, with its progress on a terminal; with --weights, says on stderr which matrices could not be quantized.</summary>
     public InferenceSession Open(ParseResult result)
     {
         var weights = result.GetValue(Weights) is { } name ? Enum.Parse<DType>(name, ignoreCase: true) : (DType?)null;
-        var session = InferenceSession.Open(result.GetValue(Model) ?? CliRunner.DefaultModel, result.GetValue(Device)!,
-            withTokenizer ? result.GetValue(Tokenizer) : null, result.GetValue(Context), weights);
+        var progress = new ProgressLine();
+        InferenceSession session;
+        try
+        {
+            session = InferenceSession.Open(result.GetValue(Model) ?? CliRunner.DefaultModel, result.GetValue(Device)!,
+                withTokenizer ? result.GetValue(Tokenizer) : null, result.GetValue(Context), weights,
+                (done, blocks) => progress.Show(done, blocks, $"loading: {done}/{blocks} blocks", force: done == blocks));
+        }
+        finally
+        {
+            progress.Finish();
+        }
         if (session.Model.Unquantized is { Count: > 0 } kept)
             Console.Error.WriteLine($"note: {kept.Count} matrices keep their stored type, their rows are not whole blocks of {WeightTypes.BlockLength}: " +
                 $"{string.Join(", ", kept.Take(3))}{(kept.Count > 3 ? ", ..." : "")}");

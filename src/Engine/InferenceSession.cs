@@ -31,16 +31,19 @@ public sealed class InferenceSession : IDisposable
     /// is the positions of the KV cache (the longest prompt plus generation), by default
     /// <see cref="LlamaModel.DefaultContext"/>. <paramref name="weights"/> Q8_0 or Q4_0 quantizes the
     /// model's matrices as they are loaded (norms stay as stored; <see cref="LlamaModel.Unquantized"/>
-    /// lists any matrix whose rows are not whole blocks of 32).</summary>
-    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, DType? weights = null)
+    /// lists any matrix whose rows are not whole blocks of 32). <paramref name="loaded"/> is told (blocks loaded,
+    /// blocks) as the model's decoder blocks reach the device.</summary>
+    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, DType? weights = null,
+        Action<int, int>? loaded = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(deviceName);
-        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context, weights);
+        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context, weights, loaded);
     }
 
     /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the
     /// session owns and disposes it, also when opening fails.</summary>
-    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null, DType? weights = null)
+    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null, DType? weights = null,
+        Action<int, int>? loaded = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(modelPath);
         ArgumentNullException.ThrowIfNull(createDevice);
@@ -56,7 +59,7 @@ public sealed class InferenceSession : IDisposable
         var device = createDevice();
         try
         {
-            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context, (tokenizer as HfTokenizer)?.EosIds, weights), tokenizer);
+            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context, (tokenizer as HfTokenizer)?.EosIds, weights, loaded), tokenizer);
         }
         catch
         {

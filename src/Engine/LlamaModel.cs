@@ -67,7 +67,9 @@ public sealed class LlamaModel : IDisposable
     /// quantized as it is loaded, with llama.cpp's reference rounding, and stays quantized on the
     /// device; norm gains and biases stay as stored, and so do matrices whose rows are not whole
     /// blocks (<see cref="Unquantized"/>). Null: weights stay in their stored type.</param>
-    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, DType? quantize = null)
+    /// <param name="loaded">told (blocks loaded, blocks) as each decoder block reaches the device.</param>
+    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, DType? quantize = null,
+        Action<int, int>? loaded = null)
     {
         if (quantize is { } requested && !requested.IsQuantized())
             throw new ArgumentException($"weights cannot be quantized to {requested}: expected Q8_0 or Q4_0", nameof(quantize));
@@ -101,6 +103,7 @@ public sealed class LlamaModel : IDisposable
                 Load(Name(N.FeedForwardNorm), c.Dim, 0),
                 Stack(c.Dim, (Name(N.Gate), c.HiddenDim), (Name(N.Up), c.HiddenDim)),
                 Load(Name(N.Down), c.Dim, c.HiddenDim));
+            loaded?.Invoke(l + 1, c.Layers);
         }
         _finalNorm = Load(N.FinalNorm, c.Dim, 0);
         _lmHead = c.TiedEmbeddings ? _embedding : Load(N.LmHead, c.VocabSize, c.Dim);
