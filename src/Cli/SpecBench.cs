@@ -34,7 +34,7 @@ public static class SpecBench
         public double TokensPerSecond => Turns.Sum(t => t.NewTokens) / Math.Max(1e-9, Turns.Sum(t => t.WallTime));
     }
 
-    /// <param name="Speedup">per question over the baseline's, averaged (docs/kangaroo.md).</param>
+    /// <param name="Speedup">per question over the baseline's, averaged (docs/kangaroo.md, "Metrics").</param>
     /// <param name="SpeedRatio">mean tokens/s over the baseline's mean, as Spec-Bench's speed.py computes its speedup; less
     /// sensitive to a few noisy questions.</param>
     public sealed record TaskResult(string Task, int Questions, double BaselineTokensPerSecond, double TokensPerSecond, double Speedup,
