@@ -51,12 +51,12 @@ public sealed class ChatArguments(bool withSystem)
     {
         try
         {
-            using var document = JsonDocument.Parse(File.ReadAllText(config));
+            using var document = JsonText.Parse(File.ReadAllText(config));
             return document.RootElement.ValueKind == JsonValueKind.Object && document.RootElement.TryGetProperty("chat_template", out _);
         }
         catch (JsonException e)
         {
-            throw new FormatException($"{config} is not valid JSON: {e.Message}");
+            throw new FormatException($"{config} is not valid JSON: {ErrorText.Json(e)}");
         }
     }
 }

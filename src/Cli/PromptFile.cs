@@ -34,7 +34,7 @@ public static class PromptFile
         if (!line.TrimStart().StartsWith('{')) return new Prompt(line);
         try
         {
-            using var doc = JsonDocument.Parse(line);
+            using var doc = JsonText.Parse(line);
             var root = doc.RootElement;
             if (root.TryGetProperty("prompt_ids", out var ids) && ids.ValueKind == JsonValueKind.Array && ids.GetArrayLength() > 0
                 && ids.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var id) && id >= 0))
@@ -52,7 +52,7 @@ public static class PromptFile
         }
         catch (JsonException e)
         {
-            throw new ArgumentException($"--prompt-file {path}: line {number} is not valid JSON ({e.Message})");
+            throw new ArgumentException($"--prompt-file {path}: line {number} is not valid JSON ({ErrorText.Json(e)})");
         }
         throw new ArgumentException($"--prompt-file {path}: line {number} has no \"prompt_ids\" (token ids), \"turns\" (strings) or \"text\" (a string)");
     }

@@ -4,6 +4,7 @@ using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Chat;
 using Kangaroo.Native.Templates;
 using Kangaroo.Native.Engine.Decoding;
+using Kangaroo.Native.Loader;
 using Spectre.Console;
 
 namespace Kangaroo.Native.Cli;
@@ -55,14 +56,14 @@ public static class SpecBench
             if (line.Trim().Length == 0) continue;
             try
             {
-                using var document = JsonDocument.Parse(line);
+                using var document = JsonText.Parse(line);
                 var root = document.RootElement;
                 questions.Add(new Question(root.GetProperty("question_id").GetInt32(), root.GetProperty("category").GetString() ?? "",
                     root.GetProperty("turns").EnumerateArray().Select(t => t.GetString() ?? "").ToArray()));
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
             {
-                throw new FormatException($"--spec-bench {path}: line {number} is not a question {{question_id, category, turns}}: {e.Message}");
+                throw new FormatException($"--spec-bench {path}: line {number} is not a question {{question_id, category, turns}}: {ErrorText.Of(e)}");
             }
         }
         if (questions.Count == 0) throw new FormatException($"--spec-bench {path}: no questions in the file");

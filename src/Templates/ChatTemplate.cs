@@ -40,11 +40,11 @@ public sealed class ChatTemplate
         JsonDocument config;
         try
         {
-            config = JsonDocument.Parse(text);
+            config = JsonText.Parse(text);
         }
         catch (JsonException e)
         {
-            if (Path.GetExtension(path).Equals(".json", StringComparison.OrdinalIgnoreCase)) throw new FormatException($"{path} is not valid JSON: {e.Message}");
+            if (Path.GetExtension(path).Equals(".json", StringComparison.OrdinalIgnoreCase)) throw new FormatException($"{path} is not valid JSON: {ErrorText.Json(e)}");
             return Parse(text);
         }
         using (config)

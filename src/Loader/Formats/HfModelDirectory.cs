@@ -78,7 +78,7 @@ public sealed class HfModelDirectory : ModelCheckpoint
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
-            throw new ModelFormatException($"{index}: not valid JSON ({e.Message})");
+            throw new ModelFormatException($"{index}: not valid JSON ({ErrorText.Of(e)})");
         }
         var opened = new Dictionary<string, SafeTensorsFile>();
         foreach (var (tensor, shard) in weightMap)
@@ -143,7 +143,7 @@ public sealed class HfModelDirectory : ModelCheckpoint
         }
         catch (JsonException e)
         {
-            throw new ModelFormatException($"{path}: not valid JSON ({e.Message})");
+            throw new ModelFormatException($"{path}: not valid JSON ({ErrorText.Json(e)})");
         }
     }
 

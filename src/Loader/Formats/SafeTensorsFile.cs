@@ -85,11 +85,11 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(header.ToArray());
+            document = JsonText.Parse(header.ToArray());
         }
         catch (JsonException e)
         {
-            throw Error($"header is not valid JSON ({e.Message})");
+            throw Error($"header is not valid JSON ({ErrorText.Json(e)})");
         }
         using (document)
         {
