@@ -1,12 +1,13 @@
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Perf;
 
 /// <summary>
 /// Kernel benchmarks in the style of llm.c's dev/cuda: every operation at realistic shapes, on each
-/// device side by side in one process, checked against the managed reference (<c>cpu</c>) and timed
+/// device side by side in one process, checked against the first device's result (<c>cpu</c>) and timed
 /// (median of batches, synchronised at the end of each batch), with bytes moved and flops.
 /// </summary>
 public static class KernelBench
@@ -28,23 +29,23 @@ public static class KernelBench
     public static List<Case> Cases(bool quick)
     {
         var cases = new List<Case> { Copy(quick ? 16 << 20 : 64 << 20) };
-        foreach (var (o, i) in TinyShapes) cases.Add(MatMul(o, i, WeightType.F32, 1));
-        cases.Add(MatMul(512, 64, WeightType.F32, 4));
-        foreach (var type in new[] { WeightType.F32, WeightType.F16, WeightType.BF16, WeightType.Q8_0, WeightType.Q4_0 })
+        foreach (var (o, i) in TinyShapes) cases.Add(MatMul(o, i, ElementType.F32, 1));
+        cases.Add(MatMul(512, 64, ElementType.F32, 4));
+        foreach (var type in new[] { ElementType.F32, ElementType.F16, ElementType.BF16, ElementType.Q8_0, ElementType.Q4_0 })
             foreach (var (o, i) in quick ? LlamaShapes[..2] : LlamaShapes)
                 cases.Add(MatMul(o, i, type, 1));
         foreach (var rows in new[] { 8, 64 })
-            foreach (var type in new[] { WeightType.F16, WeightType.Q8_0, WeightType.Q4_0 })
+            foreach (var type in new[] { ElementType.F16, ElementType.Q8_0, ElementType.Q4_0 })
                 foreach (var (o, i) in quick ? LlamaShapes[..1] : LlamaShapes[..3])
                     cases.Add(MatMul(o, i, type, rows));
-        if (!quick) cases.Add(MatMul(2048, 2048, WeightType.F32, 8));
-        foreach (var type in new[] { WeightType.F16, WeightType.BF16 }) // verification blocks on 16-bit weights
+        if (!quick) cases.Add(MatMul(2048, 2048, ElementType.F32, 8));
+        foreach (var type in new[] { ElementType.F16, ElementType.BF16 }) // verification blocks on 16-bit weights
             foreach (var rows in new[] { 2, 4 })
                 foreach (var (o, i) in quick ? LlamaShapes[..1] : LlamaShapes[..3])
                     cases.Add(MatMul(o, i, type, rows));
         foreach (var rows in new[] { 1, 2, 4 })
             foreach (var (o, i) in quick ? VerifyShapes[..1] : VerifyShapes)
-                cases.Add(MatMul(o, i, WeightType.F32, rows));
+                cases.Add(MatMul(o, i, ElementType.F32, rows));
         foreach (var context in new[] { 128, 1024 })
             foreach (var rows in new[] { 1, 8 })
                 cases.Add(Attention(context, rows, 32, 4, 64));
@@ -139,13 +140,7 @@ public static class KernelBench
     }
 
     /// <summary>Values as weight bytes; quantized types with llama.cpp's rounding (whole blocks of 32).</summary>
-    public static byte[] Encode(float[] values, WeightType type) => type switch
-    {
-        WeightType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
-        WeightType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
-        WeightType.BF16 => MemoryMarshal.AsBytes(values.Select(CheckpointConverter.ToBFloat16).ToArray().AsSpan()).ToArray(),
-        _ => CheckpointConverter.Encode(TensorData.FromFloats(values, values.Length), type == WeightType.Q8_0 ? DType.Q8_0 : DType.Q4_0),
-    };
+    public static byte[] Encode(float[] values, ElementType type) => CheckpointConverter.Encode(TensorData.FromFloats(values, values.Length), type);
 
     private static DeviceTensor Tensor(ComputeDevice d, float[] values)
     {
@@ -169,7 +164,7 @@ public static class KernelBench
             return new Prepared(() => d.Copy(a, b), () => [], [a, b]);
         });
 
-    public static Case MatMul(int outDim, int inDim, WeightType type, int rows)
+    public static Case MatMul(int outDim, int inDim, ElementType type, int rows)
     {
         var weightValues = Random(outDim * inDim, 1, 1f / MathF.Sqrt(inDim));
         var weightBytes = Encode(weightValues, type);
@@ -203,10 +198,10 @@ public static class KernelBench
     public static Case RmsNorm(int dim, int rows)
     {
         var x = Random(rows * dim, 6);
-        var gain = Encode(Random(dim, 7), WeightType.F32);
+        var gain = Encode(Random(dim, 7), ElementType.F32);
         return new Case("rmsnorm", $"{dim}", "f32", rows, 8L * rows * dim + 4L * dim, 4L * rows * dim, d =>
         {
-            var (tx, w, y) = (Tensor(d, x), d.UploadWeight(WeightType.F32, gain, 1, dim), d.Allocate(rows * dim));
+            var (tx, w, y) = (Tensor(d, x), d.UploadWeight(ElementType.F32, gain, 1, dim), d.Allocate(rows * dim));
             return new Prepared(() => d.RmsNorm(tx, w, y, rows, 1e-5f), Reader(d, y, rows * dim), [tx, w, y]);
         });
     }

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Perf;
 
@@ -26,11 +27,11 @@ public static class ModelGenerator
     };
 
     /// <summary>Writes the model into <paramref name="directory"/>; returns the weights file.</summary>
-    public static string Write(string directory, LlamaConfig config, DType type, string baseTokenizer, bool llama2c = false, int seed = 1234)
+    public static string Write(string directory, LlamaConfig config, ElementType type, string baseTokenizer, bool llama2c = false, int seed = 1234)
     {
         if (type.IsQuantized())
             throw new ArgumentException($"make-model writes safetensors, which has no {type}; quantize at load with --weights instead", nameof(type));
-        if (llama2c && type != DType.F32) throw new ArgumentException($"a llama2.c checkpoint holds f32, not {type}", nameof(type));
+        if (llama2c && type != ElementType.F32) throw new ArgumentException($"a llama2.c checkpoint holds f32, not {type}", nameof(type));
         Directory.CreateDirectory(directory);
         var expected = ModelCheckpoint.Names.Expected(config);
         // Norm gains are 1; matrices uniform with the variance of a 1/sqrt(fan-in) init.
@@ -66,7 +67,7 @@ public static class ModelGenerator
     }
 
     /// <summary>count values: uniform in [-scale, scale], or all 1 when scale is 0.</summary>
-    private static byte[] Fill(int count, DType type, float scale, int seed)
+    private static byte[] Fill(int count, ElementType type, float scale, int seed)
     {
         var bytes = new byte[type.ByteCount(count)];
         var state = (ulong)seed * 0x9E3779B97F4A7C15UL | 1;
@@ -80,18 +81,20 @@ public static class ModelGenerator
         }
         switch (type)
         {
-            case DType.F32:
+            case ElementType.F32:
                 var floats = MemoryMarshal.Cast<byte, float>(bytes.AsSpan());
                 for (var i = 0; i < count; i++) floats[i] = Next();
                 break;
-            case DType.F16:
+            case ElementType.F16:
                 var halves = MemoryMarshal.Cast<byte, Half>(bytes.AsSpan());
                 for (var i = 0; i < count; i++) halves[i] = (Half)Next();
                 break;
-            case DType.BF16:
+            case ElementType.BF16:
                 var bf16 = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
                 for (var i = 0; i < count; i++) bf16[i] = CheckpointConverter.ToBFloat16(Next());
                 break;
+            default:
+                throw ElementTypes.Unsupported(type, "the model generator (quantize with --weights at load)");
         }
         return bytes;
     }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using Kangaroo.Native.Perf;
 
 // kangaroo-perf: benchmarks and tools for measuring Kangaroo.Native (not part of the product CLI).
@@ -30,7 +31,7 @@ try
         case "make-model":
             var shape = options.Get("shape", "tinyllama");
             var config = ModelGenerator.Shapes.TryGetValue(shape, out var c) ? c : throw new ArgumentException($"unknown shape '{shape}' (known: {string.Join(", ", ModelGenerator.Shapes.Keys)})");
-            var dtype = options.Get("dtype", "f16") switch { "f32" => DType.F32, "bf16" => DType.BF16, "f16" => DType.F16, var t => throw new ArgumentException($"unknown dtype '{t}'") };
+            var dtype = ElementTypes.Parse(options.Get("dtype", "f16"));
             var outDir = options.Required("out");
             var clock = Stopwatch.StartNew();
             var weights = ModelGenerator.Write(outDir, config, dtype, options.Get("tokenizer", Path.Combine(Options.RepositoryRoot(), "models", "stories260K", "tok512.model")),

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Perf;
 
@@ -33,7 +34,7 @@ public sealed class TimingDevice(ComputeDevice inner, bool synchronize) : Comput
     }
 
     public override DeviceTensor Allocate(int length) => inner.Allocate(length);
-    public override DeviceWeight UploadWeight(WeightType type, ReadOnlySpan<byte> data, int rows, int cols) => inner.UploadWeight(type, data, rows, cols);
+    public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols) => inner.UploadWeight(type, data, rows, cols);
     public override void Upload(ReadOnlySpan<float> source, DeviceTensor destination) => inner.Upload(source, destination);
 
     public override void Download(DeviceTensor source, Span<float> destination)

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Cli;
 
@@ -18,7 +19,7 @@ public static class ConvertCommand
         };
         command.SetAction(result => CliRunner.Guard(() =>
         {
-            var type = DTypes.ParseOption(result.GetValue(dtype)!);
+            var type = ElementTypes.Parse(result.GetValue(dtype)!);
             using var source = ModelCheckpoint.Open(result.GetValue(model) ?? CliRunner.DefaultModel);
             var target = result.GetValue(output)!;
             var progress = new ProgressLine();

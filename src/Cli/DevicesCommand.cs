@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Numerics;
 using Spectre.Console;
 
 namespace Kangaroo.Native.Cli;
@@ -14,7 +15,8 @@ public static class DevicesCommand
         {
             if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
             var table = new Table().AddColumns("--device", "usable", "name", "memory", "threads/group", "notes");
-            using (var cpu = Devices.Create("cpu")) table.AddRow("cpu", "yes", Markup.Escape(cpu.Name), "host", "-", "managed reference implementation");
+            using (var cpu = Devices.Create("cpu")) table.AddRow("cpu", "yes", Markup.Escape(cpu.Name), "host", "-", "managed, vectorised implementation");
+            using (var reference = Devices.Create("reference")) table.AddRow("reference", "yes", Markup.Escape(reference.Name), "host", "-", "the scalar oracle the kernels are tested against (slow)");
             foreach (var d in Devices.Describe())
             {
                 table.AddRow(d.Kind, d.Usable ? "yes" : "[red]no[/]", Markup.Escape(d.Name), d.MemoryBytes > 0 ? $"{d.MemoryBytes / (1024.0 * 1024 * 1024):F1} GiB" : "host",
@@ -27,8 +29,8 @@ public static class DevicesCommand
             AnsiConsole.Write(table);
             using var auto = Devices.Create("auto");
             AnsiConsole.MarkupLine($"--device auto chooses [bold]{auto.Kind}[/] here.");
-            var perBlock = Enum.GetValues<WeightType>().Select(t => $"{t.ToString().ToLowerInvariant()} {t.RowBytes(WeightTypes.BlockLength)} B");
-            AnsiConsole.MarkupLine($"Every device keeps weights in their type; bytes per {WeightTypes.BlockLength} weights: {string.Join(", ", perBlock)} (--weights q8_0|q4_0 quantizes at load).");
+            var perBlock = ElementTypes.All.Select(t => t.BlockLength == 1 ? $"{t.Name} {t.BlockBytes} B" : $"{t.Name} {t.BlockBytes} B per {t.BlockLength}");
+            AnsiConsole.MarkupLine($"Every device keeps weights in their type; bytes per weight: {string.Join(", ", perBlock)} (--weights {string.Join("|", ElementTypes.All.Where(t => t.Format is { CanQuantize: true }).Select(t => t.Name))} quantizes at load).");
             return 0;
         }));
         return command;

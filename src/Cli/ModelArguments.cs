@@ -2,6 +2,7 @@ using System.CommandLine;
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Cli;
 
@@ -13,8 +14,11 @@ public sealed class ModelArguments(bool withTokenizer)
     public Option<string> Tokenizer { get; } = new("--tokenizer") { Description = "tokenizer.json, tokenizer.model or llama2.c tokenizer .bin (default: the one beside the model)" };
     public Option<string> Device { get; } = new("--device") { Description = "auto|cuda|opencl|cpu|ilgpu-cpu", DefaultValueFactory = _ => "auto" };
     public Option<int?> Context { get; } = new("--context") { Description = "positions of the KV cache: longest prompt + generated tokens (default: the model's max_position_embeddings, as far as device memory allows)" };
-    public Option<string> Weights { get; } = new Option<string>("--weights") { Description = "q8_0|q4_0: quantize the model's matrices when loading, llama.cpp's way (norms stay as stored; default: weights as stored)" }
-        .AcceptOnlyFromAmong("q8_0", "q4_0");
+    public Option<string> Weights { get; } = new Option<string>("--weights") { Description = $"{string.Join("|", QuantizingTypes)}: quantize the model's matrices when loading, llama.cpp's way (norms stay as stored; default: weights as stored)" }
+        .AcceptOnlyFromAmong(QuantizingTypes);
+
+    /// <summary>The block types the loader can quantize to, as the CLI spells them.</summary>
+    private static string[] QuantizingTypes => ElementTypes.All.Where(t => t.Format is { CanQuantize: true }).Select(t => t.Name).ToArray();
 
     public void AddTo(Command command)
     {
@@ -28,7 +32,7 @@ public sealed class ModelArguments(bool withTokenizer)
     /// <summary>Opens the session, with its progress on a terminal; with --weights, says on stderr which matrices could not be quantized.</summary>
     public InferenceSession Open(ParseResult result)
     {
-        var weights = result.GetValue(Weights) is { } name ? Enum.Parse<DType>(name, ignoreCase: true) : (DType?)null;
+        var weights = result.GetValue(Weights) is { } name ? ElementTypes.Parse(name) : (ElementType?)null;
         var progress = new ProgressLine();
         InferenceSession session;
         try
@@ -42,7 +46,7 @@ public sealed class ModelArguments(bool withTokenizer)
             progress.Finish();
         }
         if (session.Model.Unquantized is { Count: > 0 } kept)
-            Console.Error.WriteLine($"note: {kept.Count} matrices keep their stored type, their rows are not whole blocks of {WeightTypes.BlockLength}: " +
+            Console.Error.WriteLine($"note: {kept.Count} matrices keep their stored type, their rows are not whole blocks of {weights!.Value.BlockLength()}: " +
                 $"{string.Join(", ", kept.Take(3))}{(kept.Count > 3 ? ", ..." : "")}");
         return session;
     }

@@ -2,6 +2,7 @@ using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Engine;
 
@@ -33,7 +34,7 @@ public sealed class InferenceSession : IDisposable
     /// model's matrices as they are loaded (norms stay as stored; <see cref="LlamaModel.Unquantized"/>
     /// lists any matrix whose rows are not whole blocks of 32). <paramref name="loaded"/> is told (blocks loaded,
     /// blocks) as the model's decoder blocks reach the device.</summary>
-    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, DType? weights = null,
+    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, ElementType? weights = null,
         Action<int, int>? loaded = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(deviceName);
@@ -42,7 +43,7 @@ public sealed class InferenceSession : IDisposable
 
     /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the
     /// session owns and disposes it, also when opening fails.</summary>
-    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null, DType? weights = null,
+    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null, ElementType? weights = null,
         Action<int, int>? loaded = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(modelPath);

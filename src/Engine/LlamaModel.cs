@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
 
 namespace Kangaroo.Native.Engine;
@@ -52,7 +53,7 @@ public sealed class LlamaModel : IDisposable
     public DeviceWeight LmHead => _lmHead;
 
     /// <summary>Bytes of weights on the device per element type (q/k/v biases count as F32).</summary>
-    public IReadOnlyDictionary<WeightType, long> WeightBytesByType { get; }
+    public IReadOnlyDictionary<ElementType, long> WeightBytesByType { get; }
 
     /// <summary>Matrices left in their stored type when the model was quantized at load, because their
     /// rows are not whole blocks of 32 (stories260K's down projections, rows of 172).</summary>
@@ -63,23 +64,23 @@ public sealed class LlamaModel : IDisposable
     /// <param name="context">Positions of the KV cache; by default <see cref="DefaultContext"/>.</param>
     /// <param name="stopIds">Token ids that end generation besides the configuration's eos_token_id
     /// (the tokenizer's eos_token).</param>
-    /// <param name="quantize">Q8_0 or Q4_0: every matrix (the embedding and LM head included) is
+    /// <param name="quantize">A block type (Q8_0, Q4_0): every matrix (the embedding and LM head included) is
     /// quantized as it is loaded, with llama.cpp's reference rounding, and stays quantized on the
     /// device; norm gains and biases stay as stored, and so do matrices whose rows are not whole
     /// blocks (<see cref="Unquantized"/>). Null: weights stay in their stored type.</param>
     /// <param name="loaded">told (blocks loaded, blocks) as each decoder block reaches the device.</param>
-    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, DType? quantize = null,
+    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, ElementType? quantize = null,
         Action<int, int>? loaded = null)
     {
-        if (quantize is { } requested && !requested.IsQuantized())
-            throw new ArgumentException($"weights cannot be quantized to {requested}: expected Q8_0 or Q4_0", nameof(quantize));
+        if (quantize is { } requested && requested.Info().Format is not { CanQuantize: true })
+            throw new ArgumentException($"weights cannot be quantized to {requested}: expected one of {string.Join(", ", ElementTypes.All.Where(t => t.Format is { CanQuantize: true }).Select(t => t.Type))}", nameof(quantize));
         var c = Config = checkpoint.Config with { EosIds = checkpoint.Config.EosIds.Union(stopIds ?? []).ToArray() };
         Device = device;
         DeviceWeight Load(string name, int rows, int cols)
         {
             if (cols != 0) return Stack(cols, (name, rows));
             var tensor = checkpoint.Read(name, rows);
-            var weight = device.UploadWeight(ToWeightType(tensor.Type), tensor.Bytes, 1, rows);
+            var weight = device.UploadWeight(tensor.Type, tensor.Bytes, 1, rows);
             _weights.Add(weight);
             return weight;
         }
@@ -110,7 +111,7 @@ public sealed class LlamaModel : IDisposable
         var biasBytes = _layers.Sum(layer => 4L * (layer.QkvBias?.Length ?? 0));
         WeightBytes = _weights.Sum(w => w.Bytes) + biasBytes;
         var byType = _weights.GroupBy(w => w.Type).ToDictionary(g => g.Key, g => g.Sum(w => w.Bytes));
-        if (biasBytes > 0) byType[WeightType.F32] = byType.GetValueOrDefault(WeightType.F32) + biasBytes;
+        if (biasBytes > 0) byType[ElementType.F32] = byType.GetValueOrDefault(ElementType.F32) + biasBytes;
         WeightBytesByType = byType;
         Fingerprint = ComputeFingerprint(checkpoint);
 
@@ -166,10 +167,10 @@ public sealed class LlamaModel : IDisposable
     /// separate matrices); a single part is uploaded as it is. The matrix is <paramref name="quantize"/>
     /// when given and its rows are whole blocks; otherwise the parts' own type, or F32 when they differ.
     /// Quantized rows are whole blocks, so stacking them is stacking their bytes.</summary>
-    private DeviceWeight UploadStacked(ModelCheckpoint checkpoint, ComputeDevice device, int cols, DType? quantize, params (string Name, int Rows)[] parts)
+    private DeviceWeight UploadStacked(ModelCheckpoint checkpoint, ComputeDevice device, int cols, ElementType? quantize, params (string Name, int Rows)[] parts)
     {
         var types = parts.Select(p => checkpoint.Read(p.Name, p.Rows, cols).Type).Distinct().ToArray();
-        var type = types.Length == 1 ? types[0] : DType.F32;
+        var type = types.Length == 1 ? types[0] : ElementType.F32;
         if (quantize is { } q)
         {
             if (cols % q.BlockLength() == 0) type = q;
@@ -177,7 +178,7 @@ public sealed class LlamaModel : IDisposable
         }
         var rows = parts.Sum(p => p.Rows);
         if (parts is [var only] && checkpoint.Read(only.Name, only.Rows, cols) is var single && single.Type == type)
-            return device.UploadWeight(ToWeightType(type), single.Bytes, rows, cols);
+            return device.UploadWeight(type, single.Bytes, rows, cols);
         var stacked = new byte[type.ByteCount(rows, cols)];
         var offset = 0;
         foreach (var (name, partRows) in parts)
@@ -189,10 +190,10 @@ public sealed class LlamaModel : IDisposable
             else TensorData.Widen(tensor.Type, tensor.Bytes, MemoryMarshal.Cast<byte, float>(target));
             offset += target.Length;
         }
-        return device.UploadWeight(ToWeightType(type), stacked, rows, cols);
+        return device.UploadWeight(type, stacked, rows, cols);
     }
 
-    private static void Quantize(TensorData tensor, DType type, Span<byte> target, string what)
+    private static void Quantize(TensorData tensor, ElementType type, Span<byte> target, string what)
     {
         try
         {
@@ -203,16 +204,6 @@ public sealed class LlamaModel : IDisposable
             throw new ModelFormatException($"{what}: cannot be quantized to {type}: {e.Message}");
         }
     }
-
-    private static WeightType ToWeightType(DType type) => type switch
-    {
-        DType.F32 => WeightType.F32,
-        DType.F16 => WeightType.F16,
-        DType.BF16 => WeightType.BF16,
-        DType.Q8_0 => WeightType.Q8_0,
-        DType.Q4_0 => WeightType.Q4_0,
-        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "no device weight type"),
-    };
 
     /// <summary>Shape plus a hash of the first row of the embedding and the final norm, as floats, so
     /// f32/f16/bf16 copies of one model share a fingerprint only when they agree to 16-bit precision.</summary>
@@ -360,12 +351,13 @@ public sealed class LlamaModel : IDisposable
             Device.Embed(ids, _lmHead, rows);
             Device.Download(rows, values);
         }
-        var type = _lmHead.Type.IsQuantized() ? WeightType.F32 : _lmHead.Type;
+        var type = _lmHead.Type.IsQuantized() ? ElementType.F32 : _lmHead.Type;
         var bytes = type switch // exact: the values were widened from this type
         {
-            WeightType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
-            WeightType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
-            _ => MemoryMarshal.AsBytes(values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray().AsSpan()).ToArray(),
+            ElementType.F32 => MemoryMarshal.AsBytes(values.AsSpan()).ToArray(),
+            ElementType.F16 => MemoryMarshal.AsBytes(values.Select(v => (Half)v).ToArray().AsSpan()).ToArray(),
+            ElementType.BF16 => MemoryMarshal.AsBytes(values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray().AsSpan()).ToArray(),
+            _ => throw ElementTypes.Unsupported(type, "the draft vocabulary's head"),
         };
         return Device.UploadWeight(type, bytes, ids.Length, dim);
     }

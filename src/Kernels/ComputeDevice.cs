@@ -1,27 +1,6 @@
+using Kangaroo.Native.Numerics;
+
 namespace Kangaroo.Native.Kernels;
-
-/// <summary>Element type of weights on a device. 16-bit weights stay 16-bit and are widened in the
-/// kernels; Q8_0 and Q4_0 (llama.cpp's blocks of 32 values along a row: an f16 scale d, then 32 int8
-/// q, value d * q, or 16 bytes of nibbles, value d * (q - 8), element j in the low nibble of byte j
-/// and 16 + j in its high nibble) stay quantized and are dequantized in the kernels.</summary>
-public enum WeightType { F32, F16, BF16, Q8_0, Q4_0 }
-
-public static class WeightTypes
-{
-    /// <summary>Values per quantized block.</summary>
-    public const int BlockLength = 32;
-
-    public static bool IsQuantized(this WeightType type) => type is WeightType.Q8_0 or WeightType.Q4_0;
-
-    /// <summary>Bytes of one row of <paramref name="cols"/> values; a quantized row must be whole blocks.</summary>
-    public static long RowBytes(this WeightType type, int cols)
-    {
-        if (!type.IsQuantized()) return (long)cols * (type == WeightType.F32 ? 4 : 2);
-        if (cols % BlockLength != 0)
-            throw new ArgumentException($"a {type} weight needs rows whose length is a multiple of {BlockLength}, not {cols}", nameof(cols));
-        return (long)cols / BlockLength * (type == WeightType.Q8_0 ? 2 + BlockLength : 2 + BlockLength / 2);
-    }
-}
 
 /// <summary>A float32 buffer on a device, or a view into one (<see cref="Slice"/>).</summary>
 public abstract class DeviceTensor : IDisposable
@@ -35,10 +14,11 @@ public abstract class DeviceTensor : IDisposable
 }
 
 /// <summary>A weight matrix [Rows, Cols] (row-major, like a PyTorch Linear weight [out, in]) or a
-/// vector (Rows = 1) on a device, in its stored element type. A quantized weight's rows are whole blocks.</summary>
-public abstract class DeviceWeight(WeightType type, int rows, int cols) : IDisposable
+/// vector (Rows = 1) on a device, in its stored element type: 16-bit weights are widened and quantized
+/// blocks dequantized inside the kernels. A quantized weight's rows are whole blocks.</summary>
+public abstract class DeviceWeight(ElementType type, int rows, int cols) : IDisposable
 {
-    public WeightType Type { get; } = type;
+    public ElementType Type { get; } = type;
     public int Rows { get; } = rows;
     public int Cols { get; } = cols;
     public long Bytes { get; } = rows * type.RowBytes(cols);
@@ -75,7 +55,7 @@ public abstract class ComputeDevice : IDisposable
     public abstract string Name { get; }
 
     /// <summary>Bytes currently held in weights and buffers allocated through this device.</summary>
-    public long AllocatedBytes { get; protected set; }
+    public long AllocatedBytes { get; protected internal set; }
 
     /// <summary>Bytes of memory the device has: its own memory, or for the managed device the memory
     /// the process may use. Sizes the default context of a model.</summary>
@@ -85,7 +65,7 @@ public abstract class ComputeDevice : IDisposable
     public abstract DeviceTensor Allocate(int length);
 
     /// <summary>Uploads a weight [rows, cols] given as little-endian bytes of <paramref name="type"/>.</summary>
-    public abstract DeviceWeight UploadWeight(WeightType type, ReadOnlySpan<byte> data, int rows, int cols);
+    public abstract DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols);
 
     public abstract void Upload(ReadOnlySpan<float> source, DeviceTensor destination);
 
@@ -195,7 +175,7 @@ public abstract class ComputeDevice : IDisposable
 
     /// <summary>The error for a quantized RMSNorm weight: norm gains stay F32 (or 16-bit) when a model's
     /// matrices are quantized.</summary>
-    protected static NotSupportedException QuantizedNorm(WeightType type) =>
+    protected static NotSupportedException QuantizedNorm(ElementType type) =>
         new($"RMSNorm weights cannot be {type}: norms stay F32, F16 or BF16 when a model is quantized");
 
     /// <summary>Waits until all queued work is done.</summary>

@@ -1,4 +1,5 @@
 using Kangaroo.Native.Kernels.Ilgpu;
+using Kangaroo.Native.Kernels.Cpu;
 using Kangaroo.Native.Kernels.Reference;
 
 namespace Kangaroo.Native.Kernels;
@@ -9,24 +10,27 @@ namespace Kangaroo.Native.Kernels;
 /// <param name="MemoryBytes">Device memory, 0 for the CPU emulator (host memory).</param>
 public sealed record AcceleratorDescription(string Kind, string Name, long MemoryBytes, int MaxThreadsPerGroup, bool Usable, string Note);
 
-/// <summary>Creates compute devices by name: <c>auto</c>, <c>cpu</c>, <c>ilgpu-cpu</c>, <c>cuda</c>, <c>opencl</c>.</summary>
+/// <summary>Creates compute devices by name: <c>auto</c>, <c>cpu</c>, <c>ilgpu-cpu</c>, <c>cuda</c>, <c>opencl</c>,
+/// <c>reference</c>.</summary>
 public static class Devices
 {
-    public static readonly IReadOnlyList<string> Names = ["auto", "cpu", "ilgpu-cpu", "cuda", "opencl"];
+    public static readonly IReadOnlyList<string> Names = ["auto", "cpu", "ilgpu-cpu", "cuda", "opencl", "reference"];
 
     /// <summary>
     /// <c>auto</c>: CUDA if present, else an OpenCL GPU ILGPU accepts, else the managed <c>cpu</c> device
     /// (an OpenCL CPU runtime is used only when asked for by name: it is slower than <c>cpu</c>).
     /// <c>cuda</c> and <c>opencl</c> throw <see cref="InvalidOperationException"/> naming what is missing.
-    /// <c>ilgpu-cpu</c> is ILGPU's CPU emulator: correct but slow, for testing kernels.
+    /// <c>ilgpu-cpu</c> is ILGPU's CPU emulator: correct but slow, for testing kernels. <c>reference</c> is the
+    /// scalar oracle every kernel is tested against (<see cref="ReferenceDevice"/>): for tests and debugging.
     /// </summary>
     public static ComputeDevice Create(string name) => name switch
     {
-        "cpu" => new ReferenceDevice(),
-        "auto" => (ComputeDevice?)IlgpuAccelerators.TryCreateCuda() ?? (ComputeDevice?)IlgpuAccelerators.TryCreateOpenCl(gpuOnly: true) ?? new ReferenceDevice(),
+        "cpu" => new CpuDevice(),
+        "auto" => (ComputeDevice?)IlgpuAccelerators.TryCreateCuda() ?? (ComputeDevice?)IlgpuAccelerators.TryCreateOpenCl(gpuOnly: true) ?? new CpuDevice(),
         "ilgpu-cpu" => IlgpuAccelerators.CreateEmulator(),
         "cuda" => IlgpuAccelerators.CreateCuda(),
         "opencl" => IlgpuAccelerators.CreateOpenCl(),
+        "reference" => new ReferenceDevice(),
         _ => throw new ArgumentException($"unknown device '{name}' (expected one of: {string.Join(", ", Names)})", nameof(name)),
     };
 

@@ -1,4 +1,5 @@
 using System.Buffers;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Loader;
 
@@ -35,7 +36,7 @@ public abstract class ModelCheckpoint : IDisposable
     /// <summary>Where a tensor's bytes lie in a file, in its stored type and shape, for reading it a block of
     /// rows at a time (<see cref="ReadRows"/>); <paramref name="AdjacentPairs"/>: the file keeps q and k rows
     /// in adjacent-pair rotary order (<see cref="RotaryLayout"/>).</summary>
-    protected sealed record TensorExtent(string File, long Offset, DType Type, int[] Shape, bool AdjacentPairs = false);
+    protected sealed record TensorExtent(string File, long Offset, ElementType Type, int[] Shape, bool AdjacentPairs = false);
 
     /// <summary>The tensor's extent when its rows can be read from its file as they lie; null (the default)
     /// where they cannot, and <see cref="ReadRows"/> reads the whole tensor.</summary>
@@ -45,7 +46,7 @@ public abstract class ModelCheckpoint : IDisposable
     public const int RowBlockBytes = 4 << 20;
 
     /// <summary>The element type <see cref="Read"/> gives a tensor, from the file's header where it can be.</summary>
-    public DType TypeOf(string name, params int[] expectedShape) => ExtentOf(name)?.Type ?? Read(name, expectedShape).Type;
+    public ElementType TypeOf(string name, params int[] expectedShape) => ExtentOf(name)?.Type ?? Read(name, expectedShape).Type;
 
     /// <summary>Reads a tensor and checks its shape against what the configuration implies and its
     /// values: a NaN or infinity anywhere, or an embedding, final norm or LM head of zeros, would make
@@ -119,7 +120,7 @@ public abstract class ModelCheckpoint : IDisposable
     public delegate void RowBlockAction(TensorData rows, long firstRow);
 
     /// <summary>A vector is one row; a matrix has rows of its last dimension.</summary>
-    private static (long Rows, long RowBytes) Rows(DType type, int[] shape) =>
+    private static (long Rows, long RowBytes) Rows(ElementType type, int[] shape) =>
         shape.Length <= 1 ? (1, type.ByteCount(shape)) : (shape[0], type.ByteCount(shape[1..]));
 
     private static int[] RowShape(int[] shape, int rows) => shape.Length <= 1 ? shape : [rows, .. shape[1..]];

@@ -1,18 +1,20 @@
+using Kangaroo.Native.Numerics;
+
 namespace Kangaroo.Native.Loader;
 
 /// <summary>A tensor's raw little-endian bytes (borrowed from a memory map or an array), its element
-/// type and its shape, outermost dimension first. Quantized types hold blocks of 32 values along the
-/// last dimension (<see cref="Quantization"/>).</summary>
-public readonly ref struct TensorData(DType type, int[] shape, ReadOnlySpan<byte> bytes)
+/// type and its shape, outermost dimension first. Quantized types hold blocks along the last
+/// dimension (<see cref="IBlockFormat"/>).</summary>
+public readonly ref struct TensorData(ElementType type, int[] shape, ReadOnlySpan<byte> bytes)
 {
-    public DType Type { get; } = type;
+    public ElementType Type { get; } = type;
     public int[] Shape { get; } = shape;
     public ReadOnlySpan<byte> Bytes { get; } = bytes;
 
     public long ElementCount => (long)Bytes.Length / Type.BlockBytes() * Type.BlockLength();
 
     public static TensorData FromFloats(ReadOnlySpan<float> values, params int[] shape) =>
-        new(DType.F32, shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values));
+        new(ElementType.F32, shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values));
 
     /// <summary>The values widened (or dequantized) to float32.</summary>
     public float[] ToFloats()
@@ -22,36 +24,26 @@ public readonly ref struct TensorData(DType type, int[] shape, ReadOnlySpan<byte
         return result;
     }
 
-    public static void Widen(DType type, ReadOnlySpan<byte> bytes, Span<float> destination)
+    /// <summary>The values of <paramref name="bytes"/> as float32, exactly as the type defines them
+    /// (<see cref="ElementTypes.ToFloats"/>); f16 goes through the vectorised conversion of
+    /// System.Numerics.Tensors (the same values), since whole models are widened when they are quantized at load.</summary>
+    public static void Widen(ElementType type, ReadOnlySpan<byte> bytes, Span<float> destination)
     {
-        switch (type)
-        {
-            case DType.F32:
-                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).CopyTo(destination);
-                break;
-            case DType.F16:
-                System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(
-                    System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(bytes), destination);
-                break;
-            case DType.BF16:
-                var halves = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes);
-                for (var i = 0; i < halves.Length; i++)
-                    destination[i] = BitConverter.Int32BitsToSingle(halves[i] << 16);
-                break;
-            default:
-                Quantization.Dequantize(type, bytes, destination[..checked((int)((long)bytes.Length / type.BlockBytes() * type.BlockLength()))]);
-                break;
-        }
+        if (type == ElementType.F16)
+            System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(bytes), destination);
+        else
+            ElementTypes.ToFloats(type, bytes, destination);
     }
 
     /// <summary>How many values are NaN or infinite (their exponent bits all set), counted without widening;
-    /// a quantized block whose f16 scale is NaN or infinite counts all of its 32 values.</summary>
+    /// a quantized block whose scale is NaN or infinite counts all of its values.</summary>
     public long CountNonFinite() => Type switch
     {
-        DType.F32 => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(Bytes), 0x7F800000u),
-        DType.F16 => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(Bytes), (ushort)0x7C00),
-        DType.BF16 => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(Bytes), (ushort)0x7F80),
-        _ => Quantization.CountNonFiniteScales(Type, Bytes) * Type.BlockLength(),
+        ElementType.F32 => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(Bytes), 0x7F800000u),
+        ElementType.F16 => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(Bytes), (ushort)0x7C00),
+        ElementType.BF16 => CountAllOnes(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(Bytes), (ushort)0x7F80),
+        _ when Type.IsQuantized() => Quantization.CountNonFiniteBlocks(Type, Bytes) * Type.BlockLength(),
+        _ => throw ElementTypes.Unsupported(Type, "the non-finite check"),
     };
 
     /// <summary>True when every value is zero (an empty tensor included): every byte, or for a quantized

@@ -6,8 +6,8 @@ using Xunit.Sdk;
 namespace Kangaroo.Native.Tests;
 
 /// <summary>
-/// Which compute devices tests can run on. <c>cpu</c> (managed reference) and <c>ilgpu-cpu</c> (ILGPU's
-/// CPU emulator) always exist; <c>opencl</c> and <c>cuda</c> only where ILGPU finds a usable device.
+/// Which compute devices tests can run on. <c>cpu</c> (the tuned managed device), <c>reference</c> (the
+/// scalar oracle) and <c>ilgpu-cpu</c> (ILGPU's CPU emulator) always exist; <c>opencl</c> and <c>cuda</c> only where ILGPU finds a usable device.
 /// Absent devices make their test cases skip visibly, with the reason, except that
 /// <c>KANGAROO_REQUIRE_OPENCL=1</c> (set by CI after installing PoCL) makes OpenCL cases run, so a
 /// missing OpenCL runtime fails them instead of silently skipping, and <c>KANGAROO_REQUIRE_CUDA=1</c>
@@ -33,7 +33,7 @@ public static class TestDevices
     public static IReadOnlyList<AcceleratorDescription> Accelerators => Seen.Value;
 
     public static bool IsAvailable(string kind) =>
-        kind is "cpu" or "ilgpu-cpu" || Seen.Value.Any(d => d.Kind == Backend(kind) && d.Usable);
+        kind is "cpu" or "reference" or "ilgpu-cpu" || Seen.Value.Any(d => d.Kind == Backend(kind) && d.Usable);
 
     /// <summary>True when tests for <paramref name="kind"/> must run even if the device is absent.</summary>
     public static bool IsRequired(string kind) => Backend(kind) switch

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Engine.Kangaroo;
 
@@ -96,7 +97,7 @@ public sealed class AdapterWeights
         if (DraftVocabulary is not null) metadata[DraftVocabularyMeta] = string.Join(',', DraftVocabulary);
         if (Acceptance is not null) metadata[AcceptanceStatistics.MetadataKey] = Acceptance.ToJson();
         SafeTensorOutput Tensor(string name, float[] values, params int[] shape) =>
-            new(name, DType.F32, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+            new(name, ElementType.F32, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
         SafeTensorsWriter.Write(path,
         [
             Tensor(InputNormKey, InputNorm, Dim),

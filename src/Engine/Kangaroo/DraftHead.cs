@@ -1,4 +1,5 @@
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Engine.Kangaroo;
 
@@ -111,7 +112,7 @@ public sealed class AdapterHead : DraftHead
         var device = model.Device;
         var dim = weights.Dim;
         DeviceWeight Upload(float[] values, int rows, int cols) =>
-            device.UploadWeight(WeightType.F32, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()), rows, cols);
+            device.UploadWeight(ElementType.F32, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()), rows, cols);
         _inputNorm = Upload(weights.InputNorm, 1, dim);
         _qkv = Upload([.. weights.Query, .. weights.Key, .. weights.Value], 3 * dim, dim); // one matmul, as in LlamaModel
         _output = Upload(weights.Output, dim, dim);

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Engine.Training;
 
@@ -85,7 +86,7 @@ public sealed class AdapterGraph : IDisposable
         var cols = values.Length / rows;
         var value = _device.Allocate(values.Length);
         _device.Upload(values, value);
-        var weight = _device.UploadWeight(WeightType.F32, MemoryMarshal.AsBytes(values.AsSpan()), rows, cols);
+        var weight = _device.UploadWeight(ElementType.F32, MemoryMarshal.AsBytes(values.AsSpan()), rows, cols);
         return new Parameter(name, value, weight, _device.Allocate(values.Length), _device.Allocate(values.Length), _device.Allocate(values.Length), decay);
     }
 

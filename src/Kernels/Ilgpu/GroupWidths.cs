@@ -8,12 +8,9 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 /// reductions need one) no larger than <see cref="KernelLimits.MaxGroupSize"/> or the accelerator's limit.
 /// GPUs use 256 everywhere. CPU OpenCL runtimes (PoCL) run one group on one core, its work-items as
 /// loops between barriers, so a wide group buys no parallelism and pays log2(G) barrier rounds per
-/// tree reduction over mostly idle work-items; there MatMul uses 4 and the rest 16. Measured on PoCL
-/// (kangaroo-perf kernels, widths 1-256, interleaved; perf/README.md): MatMul at 4 is 2-2.3x faster
-/// than 16 at 64 columns and 1.4x with 8-64 rows at 2048x2048 (one row: within 1.16x); Attention is
-/// best at 8-16 (each thread scores a whole key, so wider tiles mean fewer reductions; 4 is up to 1.2x
-/// slower at head dim 64, 256 2.4x slower at stories260K's shape); row reductions are flat from 1 to
-/// 16 at one row, and 8-16 beat 4 by 1.2x for 64-row RmsNorm at dim 2048.
+/// tree reduction over mostly idle work-items; there MatMul uses 4 and the rest 16, the fastest widths
+/// of interleaved sweeps on PoCL (perf/README.md). Attention prefers 8-16 over narrower groups because
+/// each thread scores a whole key, so wider tiles mean fewer reductions.
 /// </summary>
 /// <param name="Rows">Row reductions: RmsNorm (and its backward), Softmax, ArgMax, SoftCrossEntropy.</param>
 /// <param name="MatMul">MatMul: one group per output feature.</param>

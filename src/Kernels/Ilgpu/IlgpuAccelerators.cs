@@ -14,7 +14,7 @@ internal static class IlgpuAccelerators
     /// <summary>The CPU emulator's shape: groups of 2 threads (one warp of 2), 2 multiprocessors.
     /// Every emulated thread is an OS thread and every barrier a cross-thread rendezvous, so the
     /// smallest group that still splits loops and reductions across threads keeps the emulator usable
-    /// (measured on 2 cores: 8-thread groups 0.5 tokens/s, 4 threads 0.9, 2 threads 2.3 on stories260K).
+    /// (perf/README.md has the measurements).
     /// Wide groups and multi-level reductions are exercised on OpenCL (the tests' <c>opencl-wide</c> tier, groups of 256).</summary>
     private static CPUDevice EmulatorShape => new(numThreadsPerWarp: 2, numWarpsPerMultiprocessor: 1, numMultiprocessors: 2);
 

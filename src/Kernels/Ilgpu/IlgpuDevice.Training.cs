@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Kernels.Ilgpu;
 
@@ -38,7 +39,7 @@ public sealed partial class IlgpuDevice
     public override void UpdateWeight(DeviceTensor source, DeviceWeight destination)
     {
         var w = Weight(destination);
-        if (w.Type != WeightType.F32) throw new InvalidOperationException($"only F32 weights can be updated, not {w.Type}");
+        if (w.Type != ElementType.F32) throw new InvalidOperationException($"only F32 weights can be updated, not {w.Type}");
         var length = (long)w.Rows * w.Cols;
         View(source, length, nameof(source)).CopyTo(w.Floats.SubView(0, length));
     }
@@ -58,9 +59,9 @@ public sealed partial class IlgpuDevice
         int write = dInput is null ? 0 : 1, add = accumulate ? 1 : 0;
         switch (w.Type)
         {
-            case WeightType.F32: TrainF32.RmsNormInput(config, x, new F32Weights(w.Floats), dy, dx, scales, dim, eps, write, add); break;
-            case WeightType.F16: TrainF16.RmsNormInput(config, x, new F16Weights(w.Halves), dy, dx, scales, dim, eps, write, add); break;
-            case WeightType.BF16: TrainBF16.RmsNormInput(config, x, new BF16Weights(w.Halves), dy, dx, scales, dim, eps, write, add); break;
+            case ElementType.F32: TrainF32.RmsNormInput(config, x, new F32Weights(w.Floats), dy, dx, scales, dim, eps, write, add); break;
+            case ElementType.F16: TrainF16.RmsNormInput(config, x, new F16Weights(w.Halves), dy, dx, scales, dim, eps, write, add); break;
+            case ElementType.BF16: TrainBF16.RmsNormInput(config, x, new BF16Weights(w.Halves), dy, dx, scales, dim, eps, write, add); break;
             default: throw QuantizedNorm(w.Type);
         }
         _rmsNormWeightGradient ??= _accelerator.LoadAutoGroupedStreamKernel(
@@ -78,9 +79,9 @@ public sealed partial class IlgpuDevice
         var add = accumulate ? 1 : 0;
         switch (w.Type)
         {
-            case WeightType.F32: TrainF32.MatMulInput(elements, dy, new F32Weights(w.Floats), dx, w.Cols, w.Rows, add); break;
-            case WeightType.F16: TrainF16.MatMulInput(elements, dy, new F16Weights(w.Halves), dx, w.Cols, w.Rows, add); break;
-            case WeightType.BF16: TrainBF16.MatMulInput(elements, dy, new BF16Weights(w.Halves), dx, w.Cols, w.Rows, add); break;
+            case ElementType.F32: TrainF32.MatMulInput(elements, dy, new F32Weights(w.Floats), dx, w.Cols, w.Rows, add); break;
+            case ElementType.F16: TrainF16.MatMulInput(elements, dy, new F16Weights(w.Halves), dx, w.Cols, w.Rows, add); break;
+            case ElementType.BF16: TrainBF16.MatMulInput(elements, dy, new BF16Weights(w.Halves), dx, w.Cols, w.Rows, add); break;
             default: throw new NotSupportedException($"adapter training reads the LM head as F32, F16 or BF16, not {w.Type}: train the adapter on the unquantized model");
         }
     }

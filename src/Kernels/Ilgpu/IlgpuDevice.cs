@@ -2,15 +2,16 @@ using System.Reflection;
 using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Kernels.Ilgpu;
 
 /// <summary>
 /// A <see cref="ComputeDevice"/> over one ILGPU accelerator: <c>cuda</c>, <c>opencl</c> or
 /// <c>ilgpu-cpu</c> (ILGPU's CPU emulator, for testing kernels only). Tensors are views of float
-/// buffers; F16/BF16 weights stay 16-bit (ushort buffers) and are widened inside the kernels; Q8_0/Q4_0
-/// weights stay quantized (a scale buffer and a quant buffer, <see cref="IBlockRows"/>) and are
-/// dequantized inside the kernels.
+/// buffers; F16/BF16 weights stay 16-bit (ushort buffers) and are widened inside the kernels; block-quantized
+/// weights stay quantized (in the buffers their type chooses, <see cref="IBlockStorage{TSelf}"/>) and are
+/// dequantized inside the kernels (<see cref="IBlockRows"/>).
 /// Every kernel is compiled once, on first use, and cached. All work is queued on the accelerator's
 /// default stream, so calls are ordered; <see cref="Download"/> and <see cref="ArgMax"/> synchronise.
 /// Create instances through <see cref="Devices.Create"/>.
@@ -76,7 +77,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         return new IlgpuTensor(this, buffer, buffer.View.SubView(0, length));
     }
 
-    public override DeviceWeight UploadWeight(WeightType type, ReadOnlySpan<byte> data, int rows, int cols)
+    public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
     {
         var weight = new IlgpuWeight(this, type, data, rows, cols);
         AllocatedBytes += weight.Bytes;
@@ -112,11 +113,11 @@ public sealed partial class IlgpuDevice : ComputeDevice
         var o = View(output, length, nameof(output));
         switch (weight.Type)
         {
-            case WeightType.F32: _f32.Embed(length, ids, new F32Weights(weight.Floats), o, weight.Cols); break;
-            case WeightType.F16: _f16.Embed(length, ids, new F16Weights(weight.Halves), o, weight.Cols); break;
-            case WeightType.BF16: _bf16.Embed(length, ids, new BF16Weights(weight.Halves), o, weight.Cols); break;
-            case WeightType.Q8_0: _q8.Values.Embed(length, ids, weight.Q8_0, o, weight.Cols); break;
-            default: _q4.Values.Embed(length, ids, weight.Q4_0, o, weight.Cols); break;
+            case ElementType.F32: _f32.Embed(length, ids, new F32Weights(weight.Floats), o, weight.Cols); break;
+            case ElementType.F16: _f16.Embed(length, ids, new F16Weights(weight.Halves), o, weight.Cols); break;
+            case ElementType.BF16: _bf16.Embed(length, ids, new BF16Weights(weight.Halves), o, weight.Cols); break;
+            case var _ when weight.Type.IsQuantized(): Blocks(weight.Type).Embed(length, ids, weight.Blocks, o, weight.Cols); break;
+            default: throw ElementTypes.Unsupported(weight.Type, "the embedding kernel");
         }
     }
 
@@ -130,9 +131,9 @@ public sealed partial class IlgpuDevice : ComputeDevice
         var config = new KernelConfig(rows, _groups.Rows);
         switch (w.Type)
         {
-            case WeightType.F32: _f32.RmsNorm(config, x, new F32Weights(w.Floats), y, dim, eps); break;
-            case WeightType.F16: _f16.RmsNorm(config, x, new F16Weights(w.Halves), y, dim, eps); break;
-            case WeightType.BF16: _bf16.RmsNorm(config, x, new BF16Weights(w.Halves), y, dim, eps); break;
+            case ElementType.F32: _f32.RmsNorm(config, x, new F32Weights(w.Floats), y, dim, eps); break;
+            case ElementType.F16: _f16.RmsNorm(config, x, new F16Weights(w.Halves), y, dim, eps); break;
+            case ElementType.BF16: _bf16.RmsNorm(config, x, new BF16Weights(w.Halves), y, dim, eps); break;
             default: throw QuantizedNorm(w.Type);
         }
     }
@@ -147,11 +148,11 @@ public sealed partial class IlgpuDevice : ComputeDevice
         var add = accumulate ? 1 : 0;
         switch (w.Type)
         {
-            case WeightType.F32: _f32.MatMul(config, x, new F32Weights(w.Floats), y, rows, w.Cols, w.Rows, add); break;
-            case WeightType.F16: _f16.MatMul(config, x, new F16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
-            case WeightType.BF16: _bf16.MatMul(config, x, new BF16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
-            case WeightType.Q8_0: _q8.MatMul(config, x, w.Q8_0, y, rows, w.Cols, w.Rows, add); break;
-            default: _q4.MatMul(config, x, w.Q4_0, y, rows, w.Cols, w.Rows, add); break;
+            case ElementType.F32: _f32.MatMul(config, x, new F32Weights(w.Floats), y, rows, w.Cols, w.Rows, add); break;
+            case ElementType.F16: _f16.MatMul(config, x, new F16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
+            case ElementType.BF16: _bf16.MatMul(config, x, new BF16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
+            case var _ when w.Type.IsQuantized(): Blocks(w.Type).MatMul(config, x, w.Blocks, y, rows, w.Cols, w.Rows, add); break;
+            default: throw ElementTypes.Unsupported(w.Type, "the matmul kernel");
         }
     }
 
@@ -292,16 +293,39 @@ public sealed partial class IlgpuDevice : ComputeDevice
             ? w
             : throw new ArgumentException($"weight belongs to another device ({weight.GetType().Name}), not to {Kind}");
 
-    /// <summary>The kernels that read block-quantized weights: value by value (<see cref="Values"/>:
-    /// the embedding lookup) and the block matmul, compiled on first use.</summary>
-    private sealed class BlockKernels<TBlocks>(IlgpuDevice device) where TBlocks : struct, IBlockRows
+    /// <summary>The storage and kernels of a block-quantized type; adding a type is a reader struct and a line here.</summary>
+    private IBlockKernels Blocks(ElementType type) => type switch
     {
+        ElementType.Q8_0 => _q8,
+        ElementType.Q4_0 => _q4,
+        _ => throw ElementTypes.Unsupported(type, "the ILGPU kernels"),
+    };
+
+    /// <summary>A block type's upload and kernels, over its reader boxed in the weight (<see cref="IlgpuWeight.Blocks"/>).</summary>
+    private interface IBlockKernels
+    {
+        object Upload(ReadOnlySpan<byte> blocks, ICollection<MemoryBuffer> buffers);
+
+        void Embed(Index1D length, ArrayView<int> tokens, object rows, ArrayView<float> output, int dim);
+
+        void MatMul(KernelConfig config, ArrayView<float> input, object rows, ArrayView<float> output, int count, int inDim, int outDim, int accumulate);
+    }
+
+    /// <summary>The kernels that read block-quantized weights: value by value (the embedding lookup) and
+    /// the block matmul, compiled on first use.</summary>
+    private sealed class BlockKernels<TBlocks>(IlgpuDevice device) : IBlockKernels where TBlocks : struct, IBlockRows, IBlockStorage<TBlocks>
+    {
+        private readonly WeightKernels<TBlocks> _values = new(device);
         private Action<KernelConfig, ArrayView<float>, TBlocks, ArrayView<float>, int, int, int, int>? _matMul;
 
-        public WeightKernels<TBlocks> Values { get; } = new(device);
+        public object Upload(ReadOnlySpan<byte> blocks, ICollection<MemoryBuffer> buffers) => TBlocks.Upload(device._accelerator, blocks, buffers);
 
-        public Action<KernelConfig, ArrayView<float>, TBlocks, ArrayView<float>, int, int, int, int> MatMul =>
-            _matMul ??= device._accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, TBlocks, ArrayView<float>, int, int, int, int>>(MatMulKernel.MatMulBlocks<TBlocks>));
+        public void Embed(Index1D length, ArrayView<int> tokens, object rows, ArrayView<float> output, int dim) =>
+            _values.Embed(length, tokens, (TBlocks)rows, output, dim);
+
+        public void MatMul(KernelConfig config, ArrayView<float> input, object rows, ArrayView<float> output, int count, int inDim, int outDim, int accumulate) =>
+            (_matMul ??= device._accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, TBlocks, ArrayView<float>, int, int, int, int>>(MatMulKernel.MatMulBlocks<TBlocks>)))
+                (config, input, (TBlocks)rows, output, count, inDim, outDim, accumulate);
     }
 
     /// <summary>The kernels that read weights, compiled on first use for one weight reader type.</summary>
@@ -348,61 +372,52 @@ public sealed partial class IlgpuDevice : ComputeDevice
 
     private sealed class IlgpuWeight : DeviceWeight
     {
-        private MemoryBuffer1D<float, Stride1D.Dense>? _floats;
-        private MemoryBuffer1D<ushort, Stride1D.Dense>? _halves;
-        private MemoryBuffer1D<int, Stride1D.Dense>? _quants;
+        private readonly List<MemoryBuffer> _buffers = [];
+        private readonly ArrayView<float> _floats;
+        private readonly ArrayView<ushort> _halves;
+        private readonly object? _blocks;
+        private bool _disposed;
 
-        public IlgpuWeight(IlgpuDevice owner, WeightType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
+        public IlgpuWeight(IlgpuDevice owner, ElementType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
         {
             if (data.Length != Bytes) throw new ArgumentException($"{data.Length} bytes for a {type} weight [{rows}, {cols}]", nameof(data));
             Owner = owner;
-            var count = Math.Max(1L, (long)rows * cols);
-            if (type == WeightType.F32)
+            var count = (long)rows * cols;
+            switch (type)
             {
-                _floats = owner._accelerator.Allocate1D<float>(count);
-                _floats.View.BaseView.SubView(0, (long)rows * cols).CopyFromCPU(MemoryMarshal.Cast<byte, float>(data));
-            }
-            else if (type.IsQuantized())
-            {
-                // Blocks [d | quants] split into a scale buffer (halves) and a word buffer (quants).
-                var blocks = (int)((long)rows * cols / WeightTypes.BlockLength);
-                var blockBytes = (int)(Bytes / Math.Max(1, blocks));
-                var words = (blockBytes - 2) / 4;
-                var scales = new ushort[Math.Max(1, blocks)];
-                var quants = new int[Math.Max(1, blocks * words)];
-                for (var b = 0; b < blocks; b++)
-                {
-                    var block = data.Slice(b * blockBytes, blockBytes);
-                    scales[b] = BitConverter.ToUInt16(block);
-                    MemoryMarshal.Cast<byte, int>(block[2..]).CopyTo(quants.AsSpan(b * words, words));
-                }
-                _halves = owner._accelerator.Allocate1D(scales);
-                _quants = owner._accelerator.Allocate1D(quants);
-            }
-            else
-            {
-                _halves = owner._accelerator.Allocate1D<ushort>(count);
-                _halves.View.BaseView.SubView(0, (long)rows * cols).CopyFromCPU(MemoryMarshal.Cast<byte, ushort>(data));
+                case ElementType.F32:
+                    var floats = owner._accelerator.Allocate1D<float>(Math.Max(1, count));
+                    _buffers.Add(floats);
+                    floats.View.BaseView.SubView(0, count).CopyFromCPU(MemoryMarshal.Cast<byte, float>(data));
+                    _floats = floats.View;
+                    break;
+                case ElementType.F16 or ElementType.BF16:
+                    var halves = owner._accelerator.Allocate1D<ushort>(Math.Max(1, count));
+                    _buffers.Add(halves);
+                    halves.View.BaseView.SubView(0, count).CopyFromCPU(MemoryMarshal.Cast<byte, ushort>(data));
+                    _halves = halves.View;
+                    break;
+                case var _ when type.IsQuantized():
+                    _blocks = owner.Blocks(type).Upload(data, _buffers);
+                    break;
+                default:
+                    throw ElementTypes.Unsupported(type, "the ILGPU devices' weights");
             }
         }
 
         public IlgpuDevice Owner { get; }
-        public ArrayView<float> Floats => (_floats ?? throw new ObjectDisposedException(nameof(IlgpuWeight))).View;
-        public ArrayView<ushort> Halves => (_halves ?? throw new ObjectDisposedException(nameof(IlgpuWeight))).View;
-        private ArrayView<int> Quants => (_quants ?? throw new ObjectDisposedException(nameof(IlgpuWeight))).View;
-        public Q8_0Weights Q8_0 => new(Halves, Quants);
-        public Q4_0Weights Q4_0 => new(Halves, Quants);
+        public ArrayView<float> Floats => _disposed ? throw new ObjectDisposedException(nameof(IlgpuWeight)) : _floats;
+        public ArrayView<ushort> Halves => _disposed ? throw new ObjectDisposedException(nameof(IlgpuWeight)) : _halves;
+
+        /// <summary>A block-quantized weight's reader (the type's <see cref="IBlockRows"/> struct, boxed).</summary>
+        public object Blocks => _disposed ? throw new ObjectDisposedException(nameof(IlgpuWeight)) : _blocks!;
 
         public override void Dispose()
         {
-            if (_floats is null && _halves is null) return;
+            if (_disposed) return;
+            _disposed = true;
             Owner.AllocatedBytes -= Bytes;
-            _floats?.Dispose();
-            _halves?.Dispose();
-            _quants?.Dispose();
-            _floats = null;
-            _halves = null;
-            _quants = null;
+            foreach (var buffer in _buffers) buffer.Dispose();
         }
     }
 }

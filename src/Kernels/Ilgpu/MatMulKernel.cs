@@ -17,11 +17,12 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 ///           branch), so batched and one-row passes are bit-identical.
 ///   bytes:  out * in * sizeof(weight) (once per pass of 8 rows, from cache after the first)
 ///           + rows * in * 4 per output feature (input rows, cache-resident) + rows * out * 4 written.
-/// Block-quantized weights (Q8_0, Q4_0; <see cref="MatMulBlocks{TBlocks}"/>): the same launch and
-/// passes, but thread t walks units of 4 columns (4t, 4t + 4G, ...): one 32-bit word of quants and
-/// the block's f16 scale per unit, r[k] += d * (q0 x0 + q1 x1 + q2 x2 + q3 x3). The 8 threads of a
-/// block load its scale in the same instruction (one transaction), so each weight byte still crosses
-/// the bus once: out * in * 34/32 (Q8_0) or 18/32 (Q4_0) bytes.
+/// Block-quantized weights (<see cref="IBlockRows"/>; <see cref="MatMulBlocks{TBlocks}"/>): the same
+/// launch and passes, but thread t walks units of 4 columns (4t, 4t + 4G, ...) sharing a scale d and
+/// offset m: r[k] += d * (q0 x0 + q1 x1 + q2 x2 + q3 x3), plus m * (x0 + x1 + x2 + x3) for types with
+/// offsets. For Q8_0 and Q4_0 a unit is one 32-bit word of quants and the block's f16 scale, which the
+/// 8 threads of a block load in the same instruction (one transaction), so each weight byte still
+/// crosses the bus once: out * in * 34/32 (Q8_0) or 18/32 (Q4_0) bytes.
 /// </summary>
 internal static class MatMulKernel
 {
@@ -76,20 +77,26 @@ internal static class MatMulKernel
             float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f, s4 = 0f, s5 = 0f, s6 = 0f, s7 = 0f;
             for (var u = t; u < units; u += g)
             {
-                var d = weight.Read4(firstUnit + u, out var q0, out var q1, out var q2, out var q3);
+                var d = weight.Read4(firstUnit + u, out var m, out var q0, out var q1, out var q2, out var q3);
                 var i = x + 4 * u;
-                s0 += d * Dot4(q0, q1, q2, q3, input, i);
-                if (n > 1) s1 += d * Dot4(q0, q1, q2, q3, input, i + inDim);
-                if (n > 2) s2 += d * Dot4(q0, q1, q2, q3, input, i + 2 * inDim);
-                if (n > 3) s3 += d * Dot4(q0, q1, q2, q3, input, i + 3 * inDim);
-                if (n > 4) s4 += d * Dot4(q0, q1, q2, q3, input, i + 4 * inDim);
-                if (n > 5) s5 += d * Dot4(q0, q1, q2, q3, input, i + 5 * inDim);
-                if (n > 6) s6 += d * Dot4(q0, q1, q2, q3, input, i + 6 * inDim);
-                if (n > 7) s7 += d * Dot4(q0, q1, q2, q3, input, i + 7 * inDim);
+                s0 += Unit(weight, d, m, q0, q1, q2, q3, input, i);
+                if (n > 1) s1 += Unit(weight, d, m, q0, q1, q2, q3, input, i + inDim);
+                if (n > 2) s2 += Unit(weight, d, m, q0, q1, q2, q3, input, i + 2 * inDim);
+                if (n > 3) s3 += Unit(weight, d, m, q0, q1, q2, q3, input, i + 3 * inDim);
+                if (n > 4) s4 += Unit(weight, d, m, q0, q1, q2, q3, input, i + 4 * inDim);
+                if (n > 5) s5 += Unit(weight, d, m, q0, q1, q2, q3, input, i + 5 * inDim);
+                if (n > 6) s6 += Unit(weight, d, m, q0, q1, q2, q3, input, i + 6 * inDim);
+                if (n > 7) s7 += Unit(weight, d, m, q0, q1, q2, q3, input, i + 7 * inDim);
             }
             Store(partials, s0, s1, s2, s3, s4, s5, s6, s7, n, output, first, outDim, o, accumulate);
         }
     }
+
+    /// <summary>One unit's term: d (q . x[i..i+4)), plus m (x[i] + ... + x[i + 3]) where the type has offsets
+    /// (a branch on a constant of the type, removed when ILGPU specialises the kernel).</summary>
+    private static float Unit<TBlocks>(TBlocks weight, float d, float m, float q0, float q1, float q2, float q3, ArrayView<float> x, int i)
+        where TBlocks : struct, IBlockRows =>
+        weight.HasOffset ? d * Dot4(q0, q1, q2, q3, x, i) + m * (x[i] + x[i + 1] + x[i + 2] + x[i + 3]) : d * Dot4(q0, q1, q2, q3, x, i);
 
     /// <summary>q0 x[i] + q1 x[i + 1] + q2 x[i + 2] + q3 x[i + 3], left to right.</summary>
     private static float Dot4(float q0, float q1, float q2, float q3, ArrayView<float> x, int i) =>

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
 using System.Text;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Loader;
 
@@ -20,7 +21,7 @@ public static class CheckpointConverter
 {
     /// <summary>Converts <paramref name="source"/> into <paramref name="outputDirectory"/> (created if needed).
     /// Returns the paths written.</summary>
-    public static IReadOnlyList<string> Convert(ModelCheckpoint source, string outputDirectory, DType type, Action<ConversionProgress>? progress = null)
+    public static IReadOnlyList<string> Convert(ModelCheckpoint source, string outputDirectory, ElementType type, Action<ConversionProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentException.ThrowIfNullOrEmpty(outputDirectory);
@@ -70,7 +71,7 @@ public static class CheckpointConverter
     /// <c>tokenizer.ggml.*</c> (model "llama"). The stop token is written as <c>eos_token_id</c>: for a
     /// llama2.c checkpoint that is BOS, where run.c stops.
     /// </summary>
-    public static void ConvertToGguf(ModelCheckpoint source, string outputFile, DType type, Action<ConversionProgress>? progress = null)
+    public static void ConvertToGguf(ModelCheckpoint source, string outputFile, ElementType type, Action<ConversionProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentException.ThrowIfNullOrEmpty(outputFile);
@@ -90,8 +91,8 @@ public static class CheckpointConverter
     /// <summary>Norms (vectors) are F32, as llama.cpp keeps them; a matrix whose rows are not whole
     /// blocks of a quantized type keeps its stored type, so that the file is the model that
     /// <c>--weights</c> quantizes at load.</summary>
-    private static DType TypeInGguf(ModelCheckpoint source, string name, int[] shape, DType type) =>
-        shape.Length == 1 ? DType.F32 : shape[^1] % type.BlockLength() != 0 ? source.TypeOf(name, shape) : type;
+    private static ElementType TypeInGguf(ModelCheckpoint source, string name, int[] shape, ElementType type) =>
+        shape.Length == 1 ? ElementType.F32 : shape[^1] % type.BlockLength() != 0 ? source.TypeOf(name, shape) : type;
 
     private static List<KeyValuePair<string, object>> GgufMetadata(ModelCheckpoint source, IReadOnlyList<GgufTensorSpec> specs, TextTokenizer? tokenizer)
     {
@@ -103,7 +104,7 @@ public static class CheckpointConverter
             new("general.name", Path.GetFileNameWithoutExtension(source.Source.TrimEnd(Path.DirectorySeparatorChar))),
             new("general.alignment", 32u),
             // llama_ftype: all F32, mostly F16, Q4_0, Q8_0, BF16.
-            new("general.file_type", mostly switch { DType.F32 => 0u, DType.F16 => 1u, DType.Q4_0 => 2u, DType.Q8_0 => 7u, _ => 32u }),
+            new("general.file_type", mostly switch { ElementType.F32 => 0u, ElementType.F16 => 1u, ElementType.Q4_0 => 2u, ElementType.Q8_0 => 7u, ElementType.BF16 => 32u, _ => throw ElementTypes.Unsupported(mostly, "GGUF's general.file_type") }),
             new("llama.vocab_size", (uint)c.VocabSize),
             new("llama.context_length", (uint)c.MaxSeqLen),
             new("llama.embedding_length", (uint)c.Dim),
@@ -160,7 +161,7 @@ public static class CheckpointConverter
     /// <summary>Reads a tensor of the source a block of rows at a time, converts each block to
     /// <paramref name="type"/> (with <paramref name="adjacentPairHeads"/>, q or k rows permuted to adjacent
     /// pairs) and writes it; refused where narrowing would turn finite values infinite.</summary>
-    private static void WriteTensor(ModelCheckpoint source, string name, int[] shape, DType type, int adjacentPairHeads, Stream output, Counter counter)
+    private static void WriteTensor(ModelCheckpoint source, string name, int[] shape, ElementType type, int adjacentPairHeads, Stream output, Counter counter)
     {
         long overflows = 0;
         using var buffers = new BlockBuffers();
@@ -185,7 +186,7 @@ public static class CheckpointConverter
     /// <summary>The tensor's values as little-endian bytes of <paramref name="type"/>; same-type data is
     /// copied as is, and a quantized type is quantized with llama.cpp's reference rounding
     /// (<see cref="Quantization"/>; rows must be whole blocks).</summary>
-    public static byte[] Encode(TensorData tensor, DType type)
+    public static byte[] Encode(TensorData tensor, ElementType type)
     {
         long overflows = 0;
         using var buffers = new BlockBuffers();
@@ -194,12 +195,12 @@ public static class CheckpointConverter
 
     /// <summary>Rows in <paramref name="type"/>, in <paramref name="buffers"/> (or the rows themselves when
     /// they are of that type already), counting the finite values that narrowing made infinite.</summary>
-    private static ReadOnlySpan<byte> Encode(TensorData rows, DType type, BlockBuffers buffers, ref long overflows)
+    private static ReadOnlySpan<byte> Encode(TensorData rows, ElementType type, BlockBuffers buffers, ref long overflows)
     {
         if (rows.Type == type) return rows.Bytes;
         var count = checked((int)rows.ElementCount);
         ReadOnlySpan<float> values;
-        if (rows.Type == DType.F32)
+        if (rows.Type == ElementType.F32)
         {
             values = MemoryMarshal.Cast<byte, float>(rows.Bytes);
         }
@@ -212,16 +213,16 @@ public static class CheckpointConverter
         var output = buffers.Output(checked((int)type.ByteCount(rows.Shape)));
         switch (type)
         {
-            case DType.F32:
+            case ElementType.F32:
                 MemoryMarshal.AsBytes(values).CopyTo(output);
                 break;
-            case DType.F16:
+            case ElementType.F16:
                 var halves = MemoryMarshal.Cast<byte, Half>(output);
                 System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(values, halves);
                 for (var i = 0; i < count; i++)
                     if (Half.IsInfinity(halves[i]) && float.IsFinite(values[i])) overflows++;
                 break;
-            case DType.BF16:
+            case ElementType.BF16:
                 var bf16 = MemoryMarshal.Cast<byte, ushort>(output);
                 for (var i = 0; i < count; i++)
                 {

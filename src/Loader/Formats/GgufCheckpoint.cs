@@ -1,3 +1,5 @@
+using Kangaroo.Native.Numerics;
+
 namespace Kangaroo.Native.Loader;
 
 /// <summary>

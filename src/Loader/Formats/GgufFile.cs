@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Text;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Loader;
 
@@ -18,7 +19,7 @@ public sealed record GgufArray(GgufValueType ElementType, Array Items);
 
 /// <summary>One tensor of a GGUF file: its element type, shape (outermost dimension first, so a
 /// matrix is [rows, row length]), and where its bytes lie, relative to the data section.</summary>
-public sealed record GgufTensorInfo(string Name, DType Type, int[] Shape, long Offset, long ByteCount);
+public sealed record GgufTensorInfo(string Name, ElementType Type, int[] Shape, long Offset, long ByteCount);
 
 /// <summary>
 /// A GGUF file (llama.cpp's format, versions 1 to 3), memory-mapped: the magic "GGUF", a u32 version,
@@ -363,7 +364,7 @@ public sealed unsafe class GgufFile : IDisposable
 
     private GgufTensorInfo CheckTensor(string name, uint ggmlType, ulong[] dimensions, ulong offset, long dataLength)
     {
-        var type = GgmlTypes.ToDType(ggmlType)
+        var type = ElementTypes.FromGgmlId(ggmlType)
             ?? throw Error($"tensor '{name}' has ggml type {ggmlType} ({GgmlTypes.Name(ggmlType)}), which is not supported (supported: {GgmlTypes.SupportedNames})");
         foreach (var dimension in dimensions)
             if (dimension is 0 or > int.MaxValue)
@@ -411,15 +412,8 @@ public static class GgmlTypes
         "BF16", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4",
     ];
 
-    /// <summary>The ggml types the engine reads, with their numbers.</summary>
-    private static readonly (uint Id, DType Type)[] Supported = [(0, DType.F32), (1, DType.F16), (30, DType.BF16), (8, DType.Q8_0), (2, DType.Q4_0)];
-
     public static string Name(uint id) => id < Names.Length ? Names[id] : "unknown";
 
-    public static string SupportedNames => string.Join(", ", Supported.Select(s => Names[s.Id]));
-
-    public static DType? ToDType(uint id) => Supported.Where(s => s.Id == id).Select(s => (DType?)s.Type).FirstOrDefault();
-
-    public static uint ToGgml(DType type) => Supported.First(s => s.Type == type).Id;
-
+    /// <summary>The ggml types the engine reads: those of the element-type table.</summary>
+    public static string SupportedNames => string.Join(", ", ElementTypes.All.Select(t => Names[t.GgmlId]));
 }

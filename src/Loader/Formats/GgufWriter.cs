@@ -1,10 +1,11 @@
 using System.Text;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Loader;
 
 /// <summary>A tensor's entry in a GGUF file, written before its bytes are produced: name, element type
 /// and shape (outermost dimension first; the file stores it innermost first).</summary>
-public sealed record GgufTensorSpec(string Name, DType Type, int[] Shape)
+public sealed record GgufTensorSpec(string Name, ElementType Type, int[] Shape)
 {
     public long ByteCount => Type.ByteCount(Shape);
 }
@@ -58,7 +59,7 @@ public static class GgufWriter
                 writer.String(name);
                 writer.Raw.Write((uint)shape.Length);
                 foreach (var dimension in shape.Reverse()) writer.Length(dimension);
-                writer.Raw.Write(GgmlTypes.ToGgml(type));
+                writer.Raw.Write(type.Info().GgmlId);
                 writer.Raw.Write((ulong)offsets[i]);
             }
             writer.Raw.Flush();

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Loader;
 
@@ -110,7 +111,7 @@ public sealed unsafe class Llama2cCheckpoint : ModelCheckpoint
     }
 
     protected override TensorExtent? ExtentOf(string name) =>
-        _tensors.TryGetValue(name, out var tensor) ? new TensorExtent(Source, tensor.Offset, DType.F32, tensor.Shape, AdjacentPairs: true) : null;
+        _tensors.TryGetValue(name, out var tensor) ? new TensorExtent(Source, tensor.Offset, ElementType.F32, tensor.Shape, AdjacentPairs: true) : null;
 
     protected override string FileOf(string name) => Source;
 

@@ -1,9 +1,10 @@
 using System.Text.Json;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Loader;
 
 /// <summary>One tensor's entry in a safetensors header.</summary>
-public sealed record SafeTensorInfo(string Name, DType Type, int[] Shape, long Begin, long End)
+public sealed record SafeTensorInfo(string Name, ElementType Type, int[] Shape, long Begin, long End)
 {
     public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
 }
@@ -122,7 +123,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         if (!entry.TryGetProperty("dtype", out var dtypeElement) || dtypeElement.ValueKind != JsonValueKind.String)
             throw Error($"tensor '{name}': missing dtype");
         var dtypeName = dtypeElement.GetString()!;
-        if (!DTypes.TryParse(dtypeName, out var dtype))
+        if (!ElementTypes.TryParseSafeTensors(dtypeName, out var dtype))
             throw Error($"tensor '{name}': unknown or unsupported dtype '{dtypeName}' (supported: F32, F16, BF16)");
         if (!entry.TryGetProperty("shape", out var shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
             throw Error($"tensor '{name}': missing shape");

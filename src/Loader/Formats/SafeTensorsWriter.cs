@@ -1,15 +1,16 @@
 using System.Text.Json;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Loader;
 
 /// <summary>A tensor to write: name, element type, shape and raw little-endian bytes.</summary>
-public sealed record SafeTensorOutput(string Name, DType Type, int[] Shape, byte[] Bytes);
+public sealed record SafeTensorOutput(string Name, ElementType Type, int[] Shape, byte[] Bytes);
 
 /// <summary>A tensor's header entry, written before its bytes are produced. Safetensors has no
 /// quantized types: a Q8_0 or Q4_0 spec is refused.</summary>
-public sealed record SafeTensorSpec(string Name, DType Type, int[] Shape)
+public sealed record SafeTensorSpec(string Name, ElementType Type, int[] Shape)
 {
-    public DType Type { get; init; } = Type.IsQuantized()
+    public ElementType Type { get; init; } = Type.IsQuantized()
         ? throw new NotSupportedException($"tensor '{Name}': safetensors has no {Type} type (quantized tensors are written as GGUF)")
         : Type;
 

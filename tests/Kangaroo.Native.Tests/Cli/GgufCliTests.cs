@@ -1,4 +1,5 @@
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using Kangaroo.Native.Tests.Engine;
 
 namespace Kangaroo.Native.Tests.Cli;
@@ -34,7 +35,7 @@ public sealed class GgufCliTests : IDisposable
         var convert = KangarooProcess.Run("convert", "--out", output, "--dtype", "q4_0");
         Assert.Equal(0, convert.ExitCode);
         Assert.Equal(output, convert.Stdout.Trim());
-        using (var file = GgufFile.Open(output)) Assert.Equal(DType.Q4_0, file.Info("blk.0.attn_q.weight").Type);
+        using (var file = GgufFile.Open(output)) Assert.Equal(ElementType.Q4_0, file.Info("blk.0.attn_q.weight").Type);
         string[] generate = ["generate", "--prompt", "Once upon a time", "--max-new-tokens", "32", "--device", "cpu", "--json"];
         var fromFile = KangarooProcess.Run([.. generate, "--model", output]);
         var atLoad = KangarooProcess.Run([.. generate, "--weights", "q4_0"]);

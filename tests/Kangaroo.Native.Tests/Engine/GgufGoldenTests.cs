@@ -1,6 +1,7 @@
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Engine;
 
@@ -8,7 +9,8 @@ namespace Kangaroo.Native.Tests.Engine;
 /// GGUF files as llama.cpp's tools wrote them (../shared/models/gguf: versions 1, 2 and 3; F32, F16,
 /// Q8_0 and Q4_0) reproduce, from each record's prompt ids, the greedy ids of a float64 reference that
 /// reads the GGUF itself, dequantizes and rotates adjacent pairs as llama.cpp does
-/// (../shared/golden/gguf-greedy.jsonl), on every device; the CPU emulator checks 32 tokens a record.
+/// (../shared/golden/gguf-greedy.jsonl), on every device and on the reference device the kernels are
+/// tested against; the CPU emulator checks 32 tokens a record.
 /// </summary>
 public sealed class GgufGoldenTests(SharedDevices devices) : IClassFixture<SharedDevices>
 {
@@ -27,23 +29,23 @@ public sealed class GgufGoldenTests(SharedDevices devices) : IClassFixture<Share
         foreach (var golden in records) golden.Check(decoder, kind);
     }
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void Stories260KF32Version3(string kind) => Check("stories260K-f32.gguf", kind);
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void Stories260KF32Version1(string kind) => Check("stories260K-f32-v1.gguf", kind);
 
     /// <summary>Its ffn_down rows (172 values) are not whole blocks: read dequantized.</summary>
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void Stories260KQ8_0Version2(string kind) => Check("stories260K-q8_0-v2.gguf", kind);
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void TinyStoriesF16(string kind) => Check("TinyStories-656K-f16.gguf", kind);
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void TinyStoriesQ8_0(string kind) => Check("TinyStories-656K-Q8_0.gguf", kind);
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void TinyStoriesQ4_0(string kind) => Check("TinyStories-656K-Q4_0.gguf", kind);
 
     /// <summary>Every record's file is one of the tests above.</summary>
@@ -57,8 +59,8 @@ public sealed class GgufGoldenTests(SharedDevices devices) : IClassFixture<Share
     public void QuantizedWeightsStayQuantized()
     {
         using var checkpoint = ModelCheckpoint.Open(ModelPath("TinyStories-656K-Q4_0.gguf"));
-        Assert.Equal(DType.Q4_0, checkpoint.Read(ModelCheckpoint.Names.Layer(0, ModelCheckpoint.Names.Query), 128, 128).Type);
-        Assert.Equal(DType.Q4_0, checkpoint.Read(ModelCheckpoint.Names.LmHead, 2048, 128).Type);
+        Assert.Equal(ElementType.Q4_0, checkpoint.Read(ModelCheckpoint.Names.Layer(0, ModelCheckpoint.Names.Query), 128, 128).Type);
+        Assert.Equal(ElementType.Q4_0, checkpoint.Read(ModelCheckpoint.Names.LmHead, 2048, 128).Type);
     }
 
     /// <summary>The stories260K files carry llama2.c's tokenizer: the prompts encode to the golden ids.

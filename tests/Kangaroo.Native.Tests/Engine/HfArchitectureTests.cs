@@ -4,6 +4,7 @@ using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
 
 namespace Kangaroo.Native.Tests.Engine;
@@ -75,7 +76,7 @@ public sealed class HfArchitectureTests(SharedDevices devices) : IClassFixture<S
         {
             var values = Enumerable.Range(0, shape.Aggregate(1, (a, b) => a * b)).Select(_ => (float)(offset + scale * (2 * random.NextDouble() - 1))).ToArray();
             weights[name] = values.Select(x => (double)x).ToArray();
-            tensors.Add(new SafeTensorOutput(name, DType.F32, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray()));
+            tensors.Add(new SafeTensorOutput(name, ElementType.F32, shape, MemoryMarshal.AsBytes(values.AsSpan()).ToArray()));
         }
         Add(v.Tied ? N.LmHead : N.Embedding, 1, 0, Vocab, Dim);
         for (var l = 0; l < Layers; l++)

@@ -1,8 +1,10 @@
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Kernels.Cpu;
 using Kangaroo.Native.Kernels.Reference;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Engine;
 
@@ -14,11 +16,11 @@ public sealed class ConvertedModels : IDisposable
     public ConvertedModels()
     {
         using var source = ModelCheckpoint.Open(SharedData.EmbeddedModel);
-        foreach (var type in new[] { DType.F32, DType.F16, DType.BF16 })
+        foreach (var type in new[] { ElementType.F32, ElementType.F16, ElementType.BF16 })
             CheckpointConverter.Convert(source, Directory(type), type);
     }
 
-    public string Directory(DType type) => _root.File(type.ToString());
+    public string Directory(ElementType type) => _root.File(type.ToString());
 
     public void Dispose() => _root.Dispose();
 }
@@ -33,7 +35,7 @@ public sealed class PrecisionTests(ConvertedModels converted) : IClassFixture<Co
     [Fact]
     public void ConvertedF32DirectoryGeneratesTheGoldenIds()
     {
-        using var model = TestModels.Stories(new ReferenceDevice(), converted.Directory(DType.F32));
+        using var model = TestModels.Stories(new CpuDevice(), converted.Directory(ElementType.F32));
         var decoder = new AutoregressiveDecoder(model);
         foreach (var golden in GoldenCase.All)
             Assert.Equal(golden.GeneratedIds, decoder.Generate(golden.PromptIds, golden.MaxNewTokens, new SamplingOptions()).ToArray());
@@ -46,7 +48,7 @@ public sealed class PrecisionTests(ConvertedModels converted) : IClassFixture<Co
     public void SixteenBitLogitsStayCloseToF32(string kind)
     {
         var tokens = GoldenCase.All[0].GeneratedIds.Take(kind == "ilgpu-cpu" ? 16 : 64).Prepend(1).ToArray();
-        var reference = Logits(new ReferenceDevice(), converted.Directory(DType.F32), tokens);
+        var reference = Logits(new ReferenceDevice(), converted.Directory(ElementType.F32), tokens);
         var scale = reference.Max(Math.Abs);
         foreach (var (type, bound) in LogitBound)
         {
@@ -58,7 +60,7 @@ public sealed class PrecisionTests(ConvertedModels converted) : IClassFixture<Co
     }
 
     /// <summary>Bounds of <see cref="SixteenBitLogitsStayCloseToF32"/>: largest logit error as a fraction of the range.</summary>
-    private static readonly Dictionary<DType, double> LogitBound = new() { [DType.F16] = 0.003, [DType.BF16] = 0.02 };
+    private static readonly Dictionary<ElementType, double> LogitBound = new() { [ElementType.F16] = 0.003, [ElementType.BF16] = 0.02 };
 
     /// <summary>Greedy generation from 16-bit weights follows the golden f32 tokens, prompt by prompt. f16
     /// generates every golden id (measured: 64 of 64 on every prompt). bf16 may leave the golden story only
@@ -71,7 +73,7 @@ public sealed class PrecisionTests(ConvertedModels converted) : IClassFixture<Co
     {
         var count = kind == "ilgpu-cpu" ? 8 : 64;
         var margins = GoldenCase.All.Select(golden => GoldenMargins(golden, count)).ToList();
-        foreach (var (type, required) in new[] { (DType.F16, 1.0), (DType.BF16, 0.5) })
+        foreach (var (type, required) in new[] { (ElementType.F16, 1.0), (ElementType.BF16, 0.5) })
         {
             using var model = TestModels.Stories(TestDevices.Create(kind), converted.Directory(type));
             var decoder = new AutoregressiveDecoder(model);
@@ -102,7 +104,7 @@ public sealed class PrecisionTests(ConvertedModels converted) : IClassFixture<Co
     {
         var steps = Math.Min(count, golden.GeneratedIds.Length);
         var tokens = golden.PromptIds.Concat(golden.GeneratedIds.Take(steps - 1)).ToArray();
-        var logits = Logits(new ReferenceDevice(), converted.Directory(DType.F32), tokens);
+        var logits = Logits(new ReferenceDevice(), converted.Directory(ElementType.F32), tokens);
         var vocab = logits.Length / tokens.Length;
         var margins = new double[steps];
         for (var k = 0; k < steps; k++)

@@ -3,6 +3,7 @@ using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using Kangaroo.Native.Tests.Cli;
 
 namespace Kangaroo.Native.Tests.Engine;
@@ -14,7 +15,7 @@ namespace Kangaroo.Native.Tests.Engine;
 /// </summary>
 public sealed class QuantizedModelTests(SharedDevices devices) : IClassFixture<SharedDevices>
 {
-    private static LlamaModel Quantized(ComputeDevice device, DType type, string? path = null)
+    private static LlamaModel Quantized(ComputeDevice device, ElementType type, string? path = null)
     {
         using var checkpoint = ModelCheckpoint.Open(path ?? SharedData.EmbeddedModel);
         return new LlamaModel(checkpoint, device, quantize: type);
@@ -24,22 +25,22 @@ public sealed class QuantizedModelTests(SharedDevices devices) : IClassFixture<S
         AdapterWeights.Load(Path.Combine(Path.GetDirectoryName(SharedData.EmbeddedModel)!, InferenceSession.AdapterFileName));
 
     [Theory]
-    [InlineData(DType.Q8_0)]
-    [InlineData(DType.Q4_0)]
-    public void Matrices_are_quantized_and_norms_and_partial_block_rows_are_not(DType type)
+    [InlineData(ElementType.Q8_0)]
+    [InlineData(ElementType.Q4_0)]
+    public void Matrices_are_quantized_and_norms_and_partial_block_rows_are_not(ElementType type)
     {
         using var full = TestModels.Stories();
         using var model = Quantized(devices.Get("cpu"), type);
-        var weightType = type == DType.Q8_0 ? WeightType.Q8_0 : WeightType.Q4_0;
+        var weightType = type == ElementType.Q8_0 ? ElementType.Q8_0 : ElementType.Q4_0;
         Assert.Equal(weightType, model.LmHead.Type); // tied: the embedding, quantized
         // stories260K's down projections have rows of 172 values: they stay f32, as its norms do.
         Assert.Equal(Enumerable.Range(0, 5).Select(l => ModelCheckpoint.Names.Layer(l, ModelCheckpoint.Names.Down)), model.Unquantized);
-        Assert.Equal([WeightType.F32, weightType], model.WeightBytesByType.Keys.Order());
+        Assert.Equal([ElementType.F32, weightType], model.WeightBytesByType.Keys.Order());
         Assert.Equal(model.WeightBytes, model.WeightBytesByType.Values.Sum());
         var c = model.Config;
         var f32 = c.Layers * (2L * c.Dim + (long)c.Dim * c.HiddenDim) + c.Dim; // norms and down projections
-        Assert.Equal(4 * f32, model.WeightBytesByType[WeightType.F32]);
-        Assert.Equal(full.WeightBytes - 4 * f32, (model.WeightBytes - 4 * f32) * 32 * 4 / (type == DType.Q8_0 ? 34 : 18));
+        Assert.Equal(4 * f32, model.WeightBytesByType[ElementType.F32]);
+        Assert.Equal(full.WeightBytes - 4 * f32, (model.WeightBytes - 4 * f32) * 32 * 4 / (type == ElementType.Q8_0 ? 34 : 18));
         Assert.Equal(full.Fingerprint, model.Fingerprint); // the adapter of the unquantized model fits
     }
 
@@ -47,7 +48,7 @@ public sealed class QuantizedModelTests(SharedDevices devices) : IClassFixture<S
     public void Only_block_types_are_accepted_for_quantizing()
     {
         using var checkpoint = ModelCheckpoint.Open(SharedData.EmbeddedModel);
-        Assert.Contains("F16", Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, devices.Get("cpu"), quantize: DType.F16)).Message);
+        Assert.Contains("F16", Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, devices.Get("cpu"), quantize: ElementType.F16)).Message);
     }
 
     [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
@@ -55,7 +56,7 @@ public sealed class QuantizedModelTests(SharedDevices devices) : IClassFixture<S
     {
         var prompts = GoldenCase.All.Take(kind == "ilgpu-cpu" ? 1 : 4).ToList(); // the emulator is slow
         var tokens = kind == "ilgpu-cpu" ? 12 : 96;
-        foreach (var type in new[] { DType.Q8_0, DType.Q4_0 })
+        foreach (var type in new[] { ElementType.Q8_0, ElementType.Q4_0 })
         {
             using var model = Quantized(devices.Get(kind), type);
             var adapter = ShippedAdapter();
@@ -89,7 +90,7 @@ public sealed class QuantizedModelTests(SharedDevices devices) : IClassFixture<S
     public void Quantized_TinyStories_matches_the_golden_of_its_Q8_0_and_Q4_0_files(string kind)
     {
         var goldens = GreedyGolden.Load("gguf-greedy.jsonl");
-        foreach (var type in new[] { DType.Q8_0, DType.Q4_0 })
+        foreach (var type in new[] { ElementType.Q8_0, ElementType.Q4_0 })
         {
             using var model = Quantized(devices.Get(kind), type, TinyStoriesGoldenTests.ModelPath);
             Assert.Empty(model.Unquantized);

@@ -1,6 +1,7 @@
 using Kangaroo.Native.Engine;
-using Kangaroo.Native.Kernels.Reference;
+using Kangaroo.Native.Kernels.Cpu;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
 
 namespace Kangaroo.Native.Tests.Engine;
@@ -18,8 +19,8 @@ public sealed class StackedWeightTests
         using var f32 = new TempDirectory();
         using var f16 = new TempDirectory();
         using var source = ModelCheckpoint.Open(SharedData.EmbeddedModel);
-        CheckpointConverter.Convert(source, f32.Path, DType.F32);
-        CheckpointConverter.Convert(source, f16.Path, DType.F16);
+        CheckpointConverter.Convert(source, f32.Path, ElementType.F32);
+        CheckpointConverter.Convert(source, f16.Path, ElementType.F16);
         using var mixed = new TempDirectory();
         using var widened = new TempDirectory();
         using (var full = ModelCheckpoint.Open(f32.Path))
@@ -39,18 +40,18 @@ public sealed class StackedWeightTests
             SafeTensorsWriter.Write(mixed.File("model.safetensors"),
                 tensors.Select(t => Output(Halved.Contains(t.Name) ? half : full, t.Name, t.Shape)).ToList());
             SafeTensorsWriter.Write(widened.File("model.safetensors"), tensors.Select(t => Halved.Contains(t.Name)
-                ? new SafeTensorOutput(t.Name, DType.F32, t.Shape, CheckpointConverter.Encode(TensorData.FromFloats(half.Read(t.Name, t.Shape).ToFloats(), t.Shape), DType.F32))
+                ? new SafeTensorOutput(t.Name, ElementType.F32, t.Shape, CheckpointConverter.Encode(TensorData.FromFloats(half.Read(t.Name, t.Shape).ToFloats(), t.Shape), ElementType.F32))
                 : Output(full, t.Name, t.Shape)).ToList());
         }
         using (var check = ModelCheckpoint.Open(mixed.Path))
-            Assert.Equal(DType.F16, check.Read(Halved[0], source.Config.KvDim, source.Config.Dim).Type);
+            Assert.Equal(ElementType.F16, check.Read(Halved[0], source.Config.KvDim, source.Config.Dim).Type);
         Assert.Equal(Logits(widened.Path), Logits(mixed.Path));
     }
 
     private static float[] Logits(string path)
     {
         using var checkpoint = ModelCheckpoint.Open(path);
-        using var model = new LlamaModel(checkpoint, new ReferenceDevice());
+        using var model = new LlamaModel(checkpoint, new CpuDevice());
         int[] tokens = [.. GoldenCase.All[0].PromptIds];
         using var residual = model.AllocateResidual(tokens.Length);
         using var logits = model.AllocateLogits(tokens.Length);

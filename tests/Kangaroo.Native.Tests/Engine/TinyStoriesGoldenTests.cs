@@ -8,8 +8,8 @@ namespace Kangaroo.Native.Tests.Engine;
 /// <summary>
 /// TinyStories-656K as published (tied weights stored once as lm_head.weight, tokenizer.json only):
 /// prompts tokenised by the engine and generated greedily reproduce a float64 Hugging Face forward
-/// (../shared/golden/tinystories656K-greedy.jsonl), on every device; the CPU emulator checks the first
-/// 32 tokens of each record.
+/// (../shared/golden/tinystories656K-greedy.jsonl), on every device and on the reference device; the CPU
+/// emulator checks the first 32 tokens of each record.
 /// </summary>
 public sealed class TinyStoriesGoldenTests(SharedDevices devices) : IClassFixture<SharedDevices>
 {
@@ -17,7 +17,7 @@ public sealed class TinyStoriesGoldenTests(SharedDevices devices) : IClassFixtur
 
     private static readonly IReadOnlyList<GreedyGolden> Records = GreedyGolden.Load("tinystories656K-greedy.jsonl");
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void GreedyMatchesHuggingFace(string kind)
     {
         using var checkpoint = ModelCheckpoint.Open(ModelPath);

@@ -1,7 +1,8 @@
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Kangaroo;
-using Kangaroo.Native.Kernels.Reference;
+using Kangaroo.Native.Kernels.Cpu;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using Xunit.Sdk;
 
 namespace Kangaroo.Native.Tests.Fuzz;
@@ -17,7 +18,7 @@ public sealed class ConvertedModel : IDisposable
     {
         Directory = _temp.File("hf");
         using var source = ModelCheckpoint.Open(SharedData.EmbeddedModel);
-        CheckpointConverter.Convert(source, Directory, DType.F16);
+        CheckpointConverter.Convert(source, Directory, ElementType.F16);
     }
 
     public void Dispose() => _temp.Dispose();
@@ -85,7 +86,7 @@ public sealed class FormatFuzzTests(ConvertedModel converted, Xunit.Abstractions
     private static void LoadModel(string path, long fileBytes)
     {
         using var checkpoint = ModelCheckpoint.Open(path);
-        using var device = new ReferenceDevice();
+        using var device = new CpuDevice();
         using var model = new LlamaModel(checkpoint, device);
         Assert.True(device.AllocatedBytes <= Budget(fileBytes), $"{device.AllocatedBytes} device bytes for a {fileBytes}-byte model");
     }

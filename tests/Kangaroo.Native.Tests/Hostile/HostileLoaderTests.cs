@@ -1,6 +1,7 @@
 using System.Text;
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Hostile;
 
@@ -32,10 +33,10 @@ public sealed class HostileLoaderTests : IDisposable
     public void NonFiniteHalfWeightIsCounted()
     {
         Half[] halves = [(Half)1f, Half.NaN, Half.PositiveInfinity, (Half)(-2f)];
-        var tensor = new TensorData(DType.F16, [4], System.Runtime.InteropServices.MemoryMarshal.AsBytes(halves.AsSpan()));
+        var tensor = new TensorData(ElementType.F16, [4], System.Runtime.InteropServices.MemoryMarshal.AsBytes(halves.AsSpan()));
         Assert.Equal(2, tensor.CountNonFinite());
         ushort[] bf16 = [0x3F80, 0x7FC0, 0xFF80, 0x0001];
-        Assert.Equal(2, new TensorData(DType.BF16, [4], System.Runtime.InteropServices.MemoryMarshal.AsBytes(bf16.AsSpan())).CountNonFinite());
+        Assert.Equal(2, new TensorData(ElementType.BF16, [4], System.Runtime.InteropServices.MemoryMarshal.AsBytes(bf16.AsSpan())).CountNonFinite());
         var floats = Enumerable.Range(0, 100).Select(i => i == 37 || i == 99 ? float.NegativeInfinity : i).ToArray();
         Assert.Equal(2, TensorData.FromFloats(floats, 100).CountNonFinite());
     }
@@ -80,7 +81,7 @@ public sealed class HostileLoaderTests : IDisposable
     public void SafeTensorsHeaderLengthOneByteShortIsRefused()
     {
         var path = _temp.File("short.safetensors");
-        SafeTensorsWriter.Write(path, [new SafeTensorOutput("a", DType.F32, [2], new byte[8])]);
+        SafeTensorsWriter.Write(path, [new SafeTensorOutput("a", ElementType.F32, [2], new byte[8])]);
         var bytes = File.ReadAllBytes(path);
         var headerLength = BitConverter.ToInt64(bytes);
         Assert.Equal((byte)' ', bytes[8 + headerLength - 1]); // padding, so the shorter header is still JSON
@@ -93,7 +94,7 @@ public sealed class HostileLoaderTests : IDisposable
     public void SafeTensorsBytesAfterTheLastTensorAreRefused()
     {
         var path = _temp.File("long.safetensors");
-        SafeTensorsWriter.Write(path, [new SafeTensorOutput("a", DType.F32, [2], new byte[8])]);
+        SafeTensorsWriter.Write(path, [new SafeTensorOutput("a", ElementType.F32, [2], new byte[8])]);
         File.AppendAllText(path, "x");
         AssertRefused(() => SafeTensorsFile.Open(path).Dispose(), path, "tensors end at byte 8");
     }
@@ -103,7 +104,7 @@ public sealed class HostileLoaderTests : IDisposable
     {
         var path = _temp.File("a.safetensors");
         File.WriteAllText(path + ".tmp", "the user's own file");
-        SafeTensorsWriter.Write(path, [new SafeTensorOutput("a", DType.F32, [1], new byte[4])]);
+        SafeTensorsWriter.Write(path, [new SafeTensorOutput("a", ElementType.F32, [1], new byte[4])]);
         Assert.Equal("the user's own file", File.ReadAllText(path + ".tmp"));
         Assert.Single(Directory.GetFiles(_temp.Path, "*.tmp"));
     }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Kernels;
 
@@ -60,22 +61,24 @@ public static class Numerics
 
     /// <summary>The bytes of <paramref name="values"/> stored as <paramref name="type"/> (F16 rounds to nearest,
     /// BF16 truncates), and the floats those bytes widen to.</summary>
-    public static (byte[] Bytes, float[] Widened) Encode(float[] values, WeightType type)
+    public static (byte[] Bytes, float[] Widened) Encode(float[] values, ElementType type)
     {
         switch (type)
         {
-            case WeightType.F32:
+            case ElementType.F32:
                 return (MemoryMarshal.AsBytes(values.AsSpan()).ToArray(), values);
-            case WeightType.F16:
+            case ElementType.F16:
             {
                 var halves = values.Select(v => (Half)v).ToArray();
                 return (MemoryMarshal.AsBytes(halves.AsSpan()).ToArray(), halves.Select(h => (float)h).ToArray());
             }
-            default:
+            case ElementType.BF16:
             {
                 var bits = values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray();
                 return (MemoryMarshal.AsBytes(bits.AsSpan()).ToArray(), bits.Select(b => BitConverter.UInt32BitsToSingle((uint)b << 16)).ToArray());
             }
+            default:
+                throw ElementTypes.Unsupported(type, "the tests' encoding");
         }
     }
 

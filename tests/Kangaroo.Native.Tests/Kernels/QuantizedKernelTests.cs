@@ -1,17 +1,19 @@
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Kernels.Reference;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Kernels.Numerics;
 
 namespace Kangaroo.Native.Tests.Kernels;
 
 /// <summary>
-/// Q8_0 and Q4_0 weights read block by block inside the kernels, on every device, against the
-/// reference: the blocks dequantized by the loader (<see cref="Quantization.Dequantize"/>) and an
-/// F32 matmul on the managed device. Blocks hold random quants (Q8_0's -128 included, which
-/// llama.cpp never writes but a file may hold) under scales that are normal, negative, f16 subnormal
-/// and zero of both signs. Shapes: one row, rows that are not multiples of 4 or of the matmul's
-/// passes of 8, and rows of 32, 96 and 4160 values (130 blocks: not a multiple of any group width).
+/// Q8_0 and Q4_0 weights read block by block inside the kernels, on every device, against
+/// <see cref="ReferenceDevice"/> (which dequantizes by the format's definition, <see cref="IBlockFormat"/>,
+/// and sums in float64). Blocks hold random quants (Q8_0's -128 included, which llama.cpp never writes
+/// but a file may hold) under scales that are normal, negative, f16 subnormal and zero of both signs.
+/// Shapes: one row and every block of 2..9 rows (the <c>cpu</c> block tile's 4 rows and its short last
+/// tiles, the ILGPU passes of 8), output counts that are not multiples of the <c>cpu</c> decode tile's 4,
+/// and rows of 32, 96 and 4160 values (130 blocks: not a multiple of any group width).
 ///
 /// A dequantized value d * q is exact in float32, but no device multiplies every weight by d: the
 /// ILGPU kernels sum d * (q . x) over units of 4 columns and the <c>cpu</c> device over blocks of 32
@@ -20,36 +22,35 @@ namespace Kangaroo.Native.Tests.Kernels;
 /// </summary>
 public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<SharedDevices>
 {
-    private static readonly WeightType[] Types = [WeightType.Q8_0, WeightType.Q4_0];
+    private static readonly ElementType[] Types = [ElementType.Q8_0, ElementType.Q4_0];
     private readonly ReferenceDevice _reference = new();
 
     /// <summary>f16 scales every matrix cycles through: normal, negative, subnormal (both signs), zero (both signs).</summary>
     private static readonly ushort[] SpecialScales = [0x2E66, 0xAE66, 0x0001, 0x83FF, 0x0000, 0x8000, 0x1A00];
 
     /// <summary>Random blocks of <paramref name="type"/> for a [rows, cols] weight and their values as the loader dequantizes them.</summary>
-    internal static (byte[] Bytes, float[] Values) Blocks(WeightType type, int rows, int cols, int seed)
+    internal static (byte[] Bytes, float[] Values) Blocks(ElementType type, int rows, int cols, int seed)
     {
-        var dtype = type == WeightType.Q8_0 ? DType.Q8_0 : DType.Q4_0;
-        var bytes = new byte[dtype.ByteCount(rows, cols)];
+        var bytes = new byte[type.ByteCount(rows, cols)];
         var random = new Random(seed);
         random.NextBytes(bytes);
-        var size = dtype.BlockBytes();
+        var size = type.BlockBytes();
         for (var b = 0; b < bytes.Length / size; b++)
         {
             // Mostly ordinary scales (|d| in [2^-9, 2^-6)), every third block one of the special ones.
             var scale = b % 3 == 2 ? SpecialScales[b / 3 % SpecialScales.Length] : (ushort)(0x1800 + random.Next(0x0C00) | (random.Next(2) << 15));
             BitConverter.TryWriteBytes(bytes.AsSpan(b * size), scale);
         }
-        return (bytes, new TensorData(dtype, [rows, cols], bytes).ToFloats());
+        return (bytes, new TensorData(type, [rows, cols], bytes).ToFloats());
     }
 
-    private float[] ReferenceMatMul(float[] w, float[] x, float[] prior, int rows, int inDim, int outDim, bool accumulate)
+    private static float[] MatMul(ComputeDevice device, ElementType type, byte[] bytes, float[] x, float[] prior, int rows, int inDim, int outDim, bool accumulate)
     {
-        using var weight = _reference.UploadWeight(WeightType.F32, System.Runtime.InteropServices.MemoryMarshal.AsBytes(w.AsSpan()), outDim, inDim);
-        using var input = Tensor(_reference, x);
-        using var output = Tensor(_reference, prior);
-        _reference.MatMul(input, weight, output, rows, accumulate);
-        return Read(_reference, output);
+        using var weight = device.UploadWeight(type, bytes, outDim, inDim);
+        using var input = Tensor(device, x);
+        using var output = Tensor(device, prior);
+        device.MatMul(input, weight, output, rows, accumulate);
+        return Read(device, output);
     }
 
     [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
@@ -74,18 +75,15 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
     {
         var device = devices.Get(kind);
         foreach (var type in Types)
-        foreach (var (rows, inDim, outDim) in new[] { (1, 32, 7), (3, 96, 5), (9, 64, 6), (17, 32, 3), (1, 4160, 3), (5, 4160, 2) })
+        foreach (var (rows, inDim, outDim) in new[] { (1, 32, 7), (2, 64, 5), (3, 96, 5), (4, 32, 9), (5, 64, 3), (6, 96, 6), (7, 32, 2), (8, 64, 5),
+                     (9, 64, 6), (17, 32, 3), (1, 4160, 3), (5, 4160, 2) })
         foreach (var accumulate in new[] { false, true })
         {
             var x = Random(rows * inDim, seed: rows * 100 + inDim);
             var (bytes, w) = Blocks(type, outDim, inDim, seed: outDim + inDim);
             var prior = Random(rows * outDim, seed: 5);
-            var expected = ReferenceMatMul(w, x, prior, rows, inDim, outDim, accumulate);
-            using var weight = device.UploadWeight(type, bytes, outDim, inDim);
-            using var input = Tensor(device, x);
-            using var output = Tensor(device, prior);
-            device.MatMul(input, weight, output, rows, accumulate);
-            var actual = Read(device, output);
+            var expected = MatMul(_reference, type, bytes, x, prior, rows, inDim, outDim, accumulate);
+            var actual = MatMul(device, type, bytes, x, prior, rows, inDim, outDim, accumulate);
             var what = $"MatMul {type} rows={rows} in={inDim} out={outDim} accumulate={accumulate} on {kind}";
             var bounds = new float[rows * outDim];
             for (var r = 0; r < rows; r++)
@@ -113,60 +111,15 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
         }
     }
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu")]
     public void Quantized_weights_are_refused_where_they_cannot_be(string kind)
     {
         var device = devices.Get(kind);
-        Assert.Contains("40", Assert.Throws<ArgumentException>(() => device.UploadWeight(WeightType.Q8_0, new byte[68], 1, 40)).Message);
-        var (bytes, _) = Blocks(WeightType.Q4_0, 1, 32, seed: 1);
-        using var gain = device.UploadWeight(WeightType.Q4_0, bytes, 1, 32);
+        Assert.Contains("99", Assert.Throws<NotSupportedException>(() => device.UploadWeight((ElementType)99, new byte[4], 1, 1)).Message);
+        Assert.Contains("40", Assert.Throws<ArgumentException>(() => device.UploadWeight(ElementType.Q8_0, new byte[68], 1, 40)).Message);
+        var (bytes, _) = Blocks(ElementType.Q4_0, 1, 32, seed: 1);
+        using var gain = device.UploadWeight(ElementType.Q4_0, bytes, 1, 32);
         using var x = device.Allocate(32);
         Assert.Contains("RMSNorm", Assert.Throws<NotSupportedException>(() => device.RmsNorm(x, gain, x, 1, 1e-5f)).Message);
     }
-
-    /// <summary>The <c>cpu</c> tiles' two ways of turning a block's quants into floats (AVX2, and AVX-512's
-    /// table lookups) give each quant exactly, read from the bytes as the format defines them.</summary>
-    [Theory, InstructionSetData("avx2"), InstructionSetData("avx512")]
-    public unsafe void Cpu_tiles_convert_quants_exactly(string isa)
-    {
-        foreach (var type in Types)
-        {
-            var (bytes, _) = Blocks(type, 3, 96, seed: 11);
-            var size = (int)type.RowBytes(ManagedKernels.BlockLength); // one block
-            fixed (byte* start = bytes)
-            for (var b = 0; b < bytes.Length / size; b++)
-            {
-                var quants = start + b * size + 2;
-                System.Runtime.Intrinsics.Vector512<float> low, high;
-                switch (isa, type)
-                {
-                    case ("avx2", WeightType.Q8_0): Q8_0Blocks.ToSinglesAvx2(quants, out low, out high); break;
-                    case ("avx2", _): Q4_0Blocks.ToSinglesAvx2(quants, out low, out high); break;
-                    case (_, WeightType.Q8_0): Q8_0Blocks.ToSingles(quants, out low, out high); break;
-                    default: Q4_0Blocks.ToSingles(quants, out low, out high); break;
-                }
-                for (var j = 0; j < 32; j++)
-                {
-                    var q = type == WeightType.Q8_0 ? (sbyte)quants[j] : ((quants[j % 16] >> (j < 16 ? 0 : 4)) & 0xF) - 8;
-                    Assert.Equal(q, j < 16 ? low[j] : high[j - 16]);
-                }
-            }
-        }
-    }
-}
-
-/// <summary>Theory data: the instruction set's name, skipped with a reason when this CPU lacks it.</summary>
-[AttributeUsage(AttributeTargets.Method, AllowMultiple = true)]
-public sealed class InstructionSetDataAttribute : Xunit.Sdk.DataAttribute
-{
-    private readonly string _isa;
-
-    public InstructionSetDataAttribute(string isa)
-    {
-        _isa = isa;
-        var supported = isa == "avx2" ? ManagedKernels.CanDotBlocks : System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
-        if (!supported) Skip = $"this CPU has no {isa}";
-    }
-
-    public override IEnumerable<object[]> GetData(System.Reflection.MethodInfo testMethod) => [[_isa]];
 }

@@ -1,4 +1,5 @@
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Loader;
 
@@ -11,7 +12,7 @@ public class CheckpointConverterTests
     {
         using var temp = new TempDirectory();
         using var source = ModelCheckpoint.Open(Stories);
-        var written = CheckpointConverter.Convert(source, temp.Path, DType.F32);
+        var written = CheckpointConverter.Convert(source, temp.Path, ElementType.F32);
         Assert.Contains(temp.File("model.safetensors"), written);
         Assert.Contains(temp.File("config.json"), written);
         Assert.Contains(temp.File("tokenizer.model"), written);
@@ -28,7 +29,7 @@ public class CheckpointConverterTests
         {
             var a = source.Read(name, shape);
             var b = converted.Read(name, shape);
-            Assert.Equal(DType.F32, b.Type);
+            Assert.Equal(ElementType.F32, b.Type);
             Assert.True(a.Bytes.SequenceEqual(b.Bytes), $"tensor {name} differs");
         }
         using var file = SafeTensorsFile.Open(temp.File("model.safetensors"));
@@ -40,16 +41,16 @@ public class CheckpointConverterTests
     }
 
     [Theory]
-    [InlineData(DType.F16)]
-    [InlineData(DType.BF16)]
-    public void HalfPrecisionConversionIsWithinRounding(DType type)
+    [InlineData(ElementType.F16)]
+    [InlineData(ElementType.BF16)]
+    public void HalfPrecisionConversionIsWithinRounding(ElementType type)
     {
         using var temp = new TempDirectory();
         using var source = ModelCheckpoint.Open(Stories);
         CheckpointConverter.Convert(source, temp.Path, type);
         using var converted = ModelCheckpoint.Open(temp.Path);
         // Half an ulp: 2^-11 relative for f16 (10 mantissa bits), 2^-8 for bf16 (7); f16 subnormals 2^-25 absolute.
-        var (relative, absolute) = type == DType.F16 ? (Math.Pow(2, -11), Math.Pow(2, -25)) : (Math.Pow(2, -8), 0.0);
+        var (relative, absolute) = type == ElementType.F16 ? (Math.Pow(2, -11), Math.Pow(2, -25)) : (Math.Pow(2, -8), 0.0);
         foreach (var (name, shape) in ModelCheckpoint.Names.Expected(source.Config))
         {
             var a = source.Read(name, shape).ToFloats();
@@ -89,7 +90,7 @@ public class CheckpointConverterTests
         using var checkpoint = ModelCheckpoint.Open(source.File("stories260K.bin"));
         Assert.Equal(source.File("tok512.bin"), checkpoint.TokenizerPath);
         using var output = new TempDirectory();
-        CheckpointConverter.Convert(checkpoint, output.Path, DType.BF16);
+        CheckpointConverter.Convert(checkpoint, output.Path, ElementType.BF16);
 
         var written = TextTokenizer.Load(output.File("tokenizer.model"));
         var reference = TextTokenizer.Load(SharedData.Path("models", "stories260K", "tok512.model"));
@@ -115,9 +116,9 @@ public class CheckpointConverterTests
     {
         using var temp = new TempDirectory();
         using var source = ModelCheckpoint.Open(Stories);
-        CheckpointConverter.Convert(source, temp.Path, DType.F32);
+        CheckpointConverter.Convert(source, temp.Path, ElementType.F32);
         using var hf = ModelCheckpoint.Open(temp.Path);
-        Assert.Throws<ArgumentException>(() => CheckpointConverter.Convert(hf, temp.Path, DType.F16));
+        Assert.Throws<ArgumentException>(() => CheckpointConverter.Convert(hf, temp.Path, ElementType.F16));
     }
 }
 
@@ -135,14 +136,14 @@ public class CheckpointConverterOverflowTests
             var values = new float[t.Shape.Aggregate(1, (a, b) => a * b)];
             Array.Fill(values, 0.5f);
             if (t.Name == ModelCheckpoint.Names.FinalNorm) values[1] = 70000f;
-            return new SafeTensorOutput(t.Name, DType.F32, t.Shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+            return new SafeTensorOutput(t.Name, ElementType.F32, t.Shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
         });
         SafeTensorsWriter.Write(temp.File("src/model.safetensors"), tensors);
         using var source = ModelCheckpoint.Open(temp.File("src"));
-        var e = Assert.Throws<ModelFormatException>(() => CheckpointConverter.Convert(source, temp.File("out"), DType.F16));
+        var e = Assert.Throws<ModelFormatException>(() => CheckpointConverter.Convert(source, temp.File("out"), ElementType.F16));
         Assert.Contains("model.norm.weight", e.Message);
         Assert.Contains("too large for F16", e.Message);
-        CheckpointConverter.Convert(source, temp.File("out"), DType.BF16); // bf16 has float's range
+        CheckpointConverter.Convert(source, temp.File("out"), ElementType.BF16); // bf16 has float's range
         Assert.False(File.Exists(temp.File("out/model.safetensors.tmp")));
     }
 }

@@ -2,6 +2,7 @@ using Kangaroo.Native.Engine;
 using Kangaroo.Native.Templates;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using Kangaroo.Native.Tests.Engine;
 
 namespace Kangaroo.Native.Tests.Loader;
@@ -44,7 +45,7 @@ public sealed class GgufTests : IDisposable
     {
         var path = _temp.File($"v{version}.gguf");
         var values = Enumerable.Range(0, 3 * 5).Select(i => (float)i).ToArray();
-        var specs = new[] { new GgufTensorSpec("a", DType.F32, [3, 5]), new GgufTensorSpec("b", DType.F16, [5]) };
+        var specs = new[] { new GgufTensorSpec("a", ElementType.F32, [3, 5]), new GgufTensorSpec("b", ElementType.F16, [5]) };
         var bytes = new[] { System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray(), new byte[10] };
         GgufWriter.Write(path, EveryType, specs, (i, stream) => stream.Write(bytes[i]), version);
 
@@ -79,7 +80,7 @@ public sealed class GgufTests : IDisposable
         }
     }
 
-    private string Convert(DType type)
+    private string Convert(ElementType type)
     {
         var path = _temp.File($"stories260K-{type}.gguf");
         using var source = ModelCheckpoint.Open(SharedData.EmbeddedModel);
@@ -94,7 +95,7 @@ public sealed class GgufTests : IDisposable
     [Fact]
     public void F32ConversionIsByteForByteLlamaCpps()
     {
-        using var ours = GgufFile.Open(Convert(DType.F32));
+        using var ours = GgufFile.Open(Convert(ElementType.F32));
         using var theirs = GgufFile.Open(GgufGoldenTests.ModelPath("stories260K-f32.gguf"));
         Assert.Equal(theirs.Tensors.Keys.Where(n => n != "output.weight").Order(), ours.Tensors.Keys.Order());
         foreach (var name in ours.Tensors.Keys)
@@ -112,7 +113,7 @@ public sealed class GgufTests : IDisposable
     [Fact]
     public void F32RoundTripGeneratesTheOriginalsIds()
     {
-        using var session = InferenceSession.Open(Convert(DType.F32), "cpu");
+        using var session = InferenceSession.Open(Convert(ElementType.F32), "cpu");
         var decoder = new AutoregressiveDecoder(session.Model);
         foreach (var golden in GoldenCase.All)
         {
@@ -133,7 +134,7 @@ public sealed class GgufTests : IDisposable
         {
             var info = ours.Info(tensor.Name);
             Assert.Equal(tensor.Dims.Reverse().Select(d => (int)d), info.Shape);
-            Assert.True(GgmlTypes.ToGgml(info.Type) == tensor.Type, $"{tensor.Name}: ours {info.Type}, llama.cpp's ggml type {tensor.Type}");
+            Assert.True(info.Type.Info().GgmlId == tensor.Type, $"{tensor.Name}: ours {info.Type}, llama.cpp's ggml type {tensor.Type}");
             Assert.True(ours.Read(tensor.Name).Bytes.SequenceEqual(tensor.Bytes), $"{tensor.Name}: bytes differ from llama.cpp's");
             count++;
         }
@@ -162,7 +163,7 @@ public sealed class GgufTests : IDisposable
     {
         var ours = _temp.File("tinystories656K-q8_0.gguf");
         using (var source = ModelCheckpoint.Open(GgufGoldenTests.ModelPath("TinyStories-656K-f16.gguf")))
-            CheckpointConverter.ConvertToGguf(source, ours, DType.Q8_0);
+            CheckpointConverter.ConvertToGguf(source, ours, ElementType.Q8_0);
         var theirs = LlamaCppFiles.ReadGguf(GgufGoldenTests.ModelPath("TinyStories-656K-Q8_0.gguf"));
         using (var file = GgufFile.Open(ours)) Assert.Equal(theirs.Tensors.Select(t => t.Name).Order(), file.Tensors.Keys.Order());
         Assert.Equal(15, theirs.Tensors.Count(t => t.Type == LlamaCppFiles.Q8_0));
@@ -180,7 +181,7 @@ public sealed class GgufTests : IDisposable
         var source = _temp.File("tinystories656K-x2-f16.gguf");
         WriteWidened(GgufGoldenTests.ModelPath("TinyStories-656K-f16.gguf"), source);
         var ours = _temp.File("tinystories656K-x2-q4_0.gguf");
-        using (var checkpoint = ModelCheckpoint.Open(source)) CheckpointConverter.ConvertToGguf(checkpoint, ours, DType.Q4_0);
+        using (var checkpoint = ModelCheckpoint.Open(source)) CheckpointConverter.ConvertToGguf(checkpoint, ours, ElementType.Q4_0);
         var theirs = LlamaCppFiles.ReadGguf(SharedData.Path("models", "gguf-kquants", "TinyStories-656K-x2-Q4_0.gguf"));
         var compared = theirs.Tensors.Where(t => t.Type is LlamaCppFiles.Q4_0 or LlamaCppFiles.F32).ToList();
         Assert.Equal((14, 5), (compared.Count(t => t.Type == LlamaCppFiles.Q4_0), compared.Count(t => t.Type == LlamaCppFiles.F32)));
@@ -205,7 +206,7 @@ public sealed class GgufTests : IDisposable
         foreach (var (name, info) in f16.Tensors)
         {
             var bytes = f16.Read(name).Bytes;
-            var element = info.Type == DType.F32 ? 4 : 2;
+            var element = info.Type == ElementType.F32 ? 4 : 2;
             if (info.Shape.Length == 1)
             {
                 specs.Add(new GgufTensorSpec(name, info.Type, [2 * info.Shape[0]]));
@@ -238,7 +239,7 @@ public sealed class GgufTests : IDisposable
         Assert.Equal((31, 11), (compared.Count(t => t.Type == LlamaCppFiles.Q8_0), compared.Count(t => t.Type == LlamaCppFiles.F32)));
         // tensor_data_layout: an early key ("Meta AI original pth") that llama.cpp no longer writes; eos_token_id:
         // we write BOS (1), where llama2.c's run.c stops, and llama.cpp wrote 2 (see the class's F32 test too).
-        AssertSameAsLlamaCpps(Convert(DType.Q8_0), theirs, compared, except: ["llama.tensor_data_layout", "tokenizer.ggml.eos_token_id"]);
+        AssertSameAsLlamaCpps(Convert(ElementType.Q8_0), theirs, compared, except: ["llama.tensor_data_layout", "tokenizer.ggml.eos_token_id"]);
     }
 
     /// <summary>A quantized conversion generates what the original quantized at load (<c>--weights</c>)
@@ -246,15 +247,15 @@ public sealed class GgufTests : IDisposable
     /// The quantized bytes themselves are compared with llama.cpp's files above and in
     /// <see cref="LlamaCppQuantizationTests"/>.</summary>
     [Theory]
-    [InlineData(DType.Q8_0)]
-    [InlineData(DType.Q4_0)]
-    public void QuantizedConversionGeneratesWhatQuantizingAtLoadGenerates(DType type)
+    [InlineData(ElementType.Q8_0)]
+    [InlineData(ElementType.Q4_0)]
+    public void QuantizedConversionGeneratesWhatQuantizingAtLoadGenerates(ElementType type)
     {
         using var converted = ModelCheckpoint.Open(Convert(type));
         using var original = ModelCheckpoint.Open(SharedData.EmbeddedModel);
         foreach (var (name, shape) in ModelCheckpoint.Names.Expected(original.Config))
         {
-            var expectedType = shape.Length == 1 || name.EndsWith(ModelCheckpoint.Names.Down, StringComparison.Ordinal) ? DType.F32 : type;
+            var expectedType = shape.Length == 1 || name.EndsWith(ModelCheckpoint.Names.Down, StringComparison.Ordinal) ? ElementType.F32 : type;
             Assert.Equal(expectedType, converted.Read(name, shape).Type);
         }
         using var fromFile = InferenceSession.Open(converted.Source, "cpu");

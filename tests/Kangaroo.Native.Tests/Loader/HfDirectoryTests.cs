@@ -1,8 +1,9 @@
 using System.Text.Json.Nodes;
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Kernels.Reference;
+using Kangaroo.Native.Kernels.Cpu;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
 
 namespace Kangaroo.Native.Tests.Loader;
@@ -40,7 +41,7 @@ public sealed class HfDirectoryTests : IDisposable
         var tensors = N.Expected(tensorConfig ?? Tiny).Where(t => !(omit ?? []).Contains(t.Name)).Select(t =>
         {
             var values = Enumerable.Range(0, t.Shape.Aggregate(1, (a, b) => a * b)).Select(_ => (float)random.NextDouble()).ToArray();
-            return new SafeTensorOutput(t.Name, DType.F32, t.Shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+            return new SafeTensorOutput(t.Name, ElementType.F32, t.Shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
         });
         SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"), tensors, metadata);
         return dir;
@@ -62,7 +63,7 @@ public sealed class HfDirectoryTests : IDisposable
         using (var byAlias = ModelCheckpoint.Open(aliased))
         {
             Assert.True(byAlias.Contains(N.Embedding));
-            using var model = new LlamaModel(byAlias, new ReferenceDevice());
+            using var model = new LlamaModel(byAlias, new CpuDevice());
             Assert.Equal(6 * 4 * 4, model.LmHead.Bytes);
         }
         // Untied and no embedding: missing, named.
@@ -114,8 +115,8 @@ public sealed class HfDirectoryTests : IDisposable
         var dir = Model("mistral", new JsonObject { ["model_type"] = "mistral", ["sliding_window"] = 8 });
         using var checkpoint = ModelCheckpoint.Open(dir);
         Assert.Equal(8, checkpoint.Config.SlidingWindow);
-        using (var model = new LlamaModel(checkpoint, new ReferenceDevice())) Assert.Equal(8, model.Context);
-        var e = Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, new ReferenceDevice(), context: 12));
+        using (var model = new LlamaModel(checkpoint, new CpuDevice())) Assert.Equal(8, model.Context);
+        var e = Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, new CpuDevice(), context: 12));
         Assert.Contains("sliding_window 8", e.Message);
         // Qwen2's sliding_window applies only with use_sliding_window.
         using var qwen = ModelCheckpoint.Open(Model("qwen2", new JsonObject { ["model_type"] = "qwen2", ["sliding_window"] = 8 }, Tiny with { AttentionBias = true }));
@@ -128,7 +129,7 @@ public sealed class HfDirectoryTests : IDisposable
         // max_position_embeddings 16M (accepted, the most a config may say) does not allocate 16M positions by default.
         var dir = Model("long", new JsonObject { ["max_position_embeddings"] = LlamaConfig.MaxDimension });
         using var checkpoint = ModelCheckpoint.Open(dir);
-        var device = new ReferenceDevice();
+        var device = new CpuDevice();
         using (var model = new LlamaModel(checkpoint, device, context: 32))
         {
             Assert.Equal(32, model.Context);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Loader.LlamaCppFiles;
 
 namespace Kangaroo.Native.Tests.Loader;
@@ -26,7 +27,7 @@ public sealed class LlamaCppQuantizationTests
     /// <summary>The quantizer under test (the one call to re-point if it moves).</summary>
     private static byte[] Ours(uint ggmlType, float[] values)
     {
-        var type = ggmlType == Q8_0 ? DType.Q8_0 : DType.Q4_0;
+        var type = ggmlType == Q8_0 ? ElementType.Q8_0 : ElementType.Q4_0;
         var bytes = new byte[type.ByteCount(values.Length)];
         Quantization.Quantize(type, values, bytes);
         return bytes;

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json.Nodes;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Loader;
 
@@ -47,27 +48,27 @@ public sealed class LoaderErrorTests : IDisposable
         var metadata = new Dictionary<string, string> { ["format"] = "pt", ["note"] = "ünïcode \"quoted\"" };
         SafeTensorsWriter.Write(path,
         [
-            new("a.f32", DType.F32, [2, 3], f32),
-            new("b.f16", DType.F16, [4], f16),
-            new("c.bf16", DType.BF16, [3, 1], bf16),
-            new("d.empty", DType.F32, [0, 5], []),
+            new("a.f32", ElementType.F32, [2, 3], f32),
+            new("b.f16", ElementType.F16, [4], f16),
+            new("c.bf16", ElementType.BF16, [3, 1], bf16),
+            new("d.empty", ElementType.F32, [0, 5], []),
         ], metadata);
         Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(path)!, "*.tmp"));
         using var file = SafeTensorsFile.Open(path);
         Assert.Equal(metadata, file.Metadata);
         Assert.Equal(["a.f32", "b.f16", "c.bf16", "d.empty"], file.Tensors.Keys.Order());
         var a = file.Read("a.f32");
-        Assert.Equal(DType.F32, a.Type);
+        Assert.Equal(ElementType.F32, a.Type);
         Assert.Equal([2, 3], a.Shape);
         Assert.Equal(f32, a.Bytes.ToArray());
         Assert.Equal([1.5f, -2.25f, 3e-8f, float.MaxValue, 0f, -0f], a.ToFloats());
         var b = file.Read("b.f16");
-        Assert.Equal(DType.F16, b.Type);
+        Assert.Equal(ElementType.F16, b.Type);
         Assert.Equal([4], b.Shape);
         Assert.Equal(f16, b.Bytes.ToArray());
         Assert.Equal([1.5f, -65504f, (float)Half.Epsilon, (float)(Half)0.1f], b.ToFloats());
         var c = file.Read("c.bf16");
-        Assert.Equal(DType.BF16, c.Type);
+        Assert.Equal(ElementType.BF16, c.Type);
         Assert.Equal([3, 1], c.Shape);
         Assert.Equal([1.5f, -2.25f, BitConverter.UInt32BitsToSingle(0x00010000)], c.ToFloats());
         Assert.Equal(0, file.Read("d.empty").ElementCount);
@@ -79,8 +80,8 @@ public sealed class LoaderErrorTests : IDisposable
     public void SafeTensorsWriterRejectsBadInput()
     {
         var path = _temp.File("bad.safetensors");
-        Assert.Throws<ArgumentException>(() => SafeTensorsWriter.Write(path, [new("x", DType.F32, [3], new byte[8])]));
-        Assert.Throws<ArgumentException>(() => SafeTensorsWriter.Write(path, [new("x", DType.F32, [1], new byte[4]), new("x", DType.F32, [1], new byte[4])]));
+        Assert.Throws<ArgumentException>(() => SafeTensorsWriter.Write(path, [new("x", ElementType.F32, [3], new byte[8])]));
+        Assert.Throws<ArgumentException>(() => SafeTensorsWriter.Write(path, [new("x", ElementType.F32, [1], new byte[4]), new("x", ElementType.F32, [1], new byte[4])]));
         Assert.False(File.Exists(path));
         Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(path)!, "*.tmp"));
     }
@@ -89,7 +90,7 @@ public sealed class LoaderErrorTests : IDisposable
     public void TruncatedSafeTensors()
     {
         var path = _temp.File("whole.safetensors");
-        SafeTensorsWriter.Write(path, [new("w", DType.F32, [4, 4], new byte[64])]);
+        SafeTensorsWriter.Write(path, [new("w", ElementType.F32, [4, 4], new byte[64])]);
         var bytes = File.ReadAllBytes(path);
         var cut = _temp.File("cut.safetensors");
         File.WriteAllBytes(cut, bytes[..^10]);
@@ -175,7 +176,7 @@ public sealed class LoaderErrorTests : IDisposable
     {
         AssertOpenFails(_temp.File("absent.safetensors"), "file not found");
         var path = _temp.File("ok.safetensors");
-        SafeTensorsWriter.Write(path, [new("w", DType.F32, [1], Floats(1))]);
+        SafeTensorsWriter.Write(path, [new("w", ElementType.F32, [1], Floats(1))]);
         var file = SafeTensorsFile.Open(path);
         AssertError(() => file.Info("nope"), "ok.safetensors", "tensor 'nope' is missing");
         file.Dispose();
@@ -192,7 +193,7 @@ public sealed class LoaderErrorTests : IDisposable
         {
             var shape = reshape?.Invoke(t.Name, t.Shape) ?? t.Shape;
             // Not zeros: an embedding, final norm or LM head of zeros is refused (every logit would be the same).
-            return new SafeTensorOutput(t.Name, DType.F32, shape, Floats(Enumerable.Repeat(0.5f, shape.Aggregate(1, (a, b) => a * b)).ToArray()));
+            return new SafeTensorOutput(t.Name, ElementType.F32, shape, Floats(Enumerable.Repeat(0.5f, shape.Aggregate(1, (a, b) => a * b)).ToArray()));
         });
 
     private string TinyModel(string name, JsonObject? configOverride = null, IEnumerable<SafeTensorOutput>? tensors = null)

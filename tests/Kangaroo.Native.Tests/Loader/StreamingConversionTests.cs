@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Loader;
 
@@ -62,12 +63,12 @@ public sealed class StreamingConversionTests
         if (source == "hf-bf16")
         {
             using var stories = ModelCheckpoint.Open(SharedData.Path("models", "stories260K", "stories260K.bin"));
-            CheckpointConverter.Convert(stories, path, DType.BF16);
+            CheckpointConverter.Convert(stories, path, ElementType.BF16);
         }
         using var checkpoint = ModelCheckpoint.Open(path);
         var output = temp.File(format == "hf" ? "out" : "out.gguf");
-        if (format == "hf") CheckpointConverter.Convert(checkpoint, output, DTypes.ParseOption(dtype));
-        else CheckpointConverter.ConvertToGguf(checkpoint, output, DTypes.ParseOption(dtype));
+        if (format == "hf") CheckpointConverter.Convert(checkpoint, output, ElementTypes.Parse(dtype));
+        else CheckpointConverter.ConvertToGguf(checkpoint, output, ElementTypes.Parse(dtype));
         Assert.Equal(sha256, Hash(output)[..16]);
     }
 
@@ -75,10 +76,10 @@ public sealed class StreamingConversionTests
     /// heads): every tensor is what converting it whole gives, and converting allocates a few blocks, not the
     /// model (before streaming, the checkpoint alone was read into 88 MB of arrays).</summary>
     [Theory]
-    [InlineData("gguf", DType.Q8_0)]
-    [InlineData("gguf", DType.F16)]
-    [InlineData("hf", DType.BF16)]
-    public void ALargeModelIsConvertedInBlocksOfRows(string format, DType type)
+    [InlineData("gguf", ElementType.Q8_0)]
+    [InlineData("gguf", ElementType.F16)]
+    [InlineData("hf", ElementType.BF16)]
+    public void ALargeModelIsConvertedInBlocksOfRows(string format, ElementType type)
     {
         using var temp = new TempDirectory();
         var config = new LlamaConfig(Dim: 1536, HiddenDim: 2048, Layers: 1, Heads: 24, KvHeads: 8, VocabSize: 2048, MaxSeqLen: 64,
@@ -97,7 +98,7 @@ public sealed class StreamingConversionTests
         using var converted = ModelCheckpoint.Open(output);
         foreach (var (name, shape) in ModelCheckpoint.Names.Expected(config))
         {
-            var expectedType = format == "gguf" && shape.Length == 1 ? DType.F32 : type;
+            var expectedType = format == "gguf" && shape.Length == 1 ? ElementType.F32 : type;
             Assert.True(converted.Read(name, shape).Bytes.SequenceEqual(CheckpointConverter.Encode(source.Read(name, shape), expectedType)), name);
         }
     }

@@ -1,6 +1,7 @@
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Numerics;
 using Kangaroo.Native.Tests.Engine;
 
 namespace Kangaroo.Native.Tests.Speculation;
@@ -26,9 +27,9 @@ public sealed class DraftVocabularyTests(SharedDevices devices, ConvertedModels 
     }
 
     [Theory]
-    [InlineData(DType.F16)]
-    [InlineData(DType.BF16)]
-    public void DraftRowsKeep16BitHeadsExact(DType type)
+    [InlineData(ElementType.F16)]
+    [InlineData(ElementType.BF16)]
+    public void DraftRowsKeep16BitHeadsExact(ElementType type)
     {
         using var checkpoint = ModelCheckpoint.Open(converted.Directory(type));
         using var model = new LlamaModel(checkpoint, devices.Get("cpu"));
@@ -53,7 +54,7 @@ public sealed class DraftVocabularyTests(SharedDevices devices, ConvertedModels 
         model.Device.Download(full, fullValues);
         model.Device.Download(draft, draftValues);
         Assert.Equal(Vocabulary.Length, head.Size);
-        Assert.Equal((long)Vocabulary.Length * dim * (model.LmHead.Type == Kangaroo.Native.Kernels.WeightType.F32 ? 4 : 2), head.Bytes);
+        Assert.Equal((long)Vocabulary.Length * dim * (model.LmHead.Type == ElementType.F32 ? 4 : 2), head.Bytes);
         for (var row = 0; row < 2; row++)
             for (var i = 0; i < Vocabulary.Length; i++)
                 Assert.Equal(fullValues[row * vocab + Vocabulary[i]], draftValues[row * Vocabulary.Length + i]);

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Engine.Training;
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Training.Reference64;
 
 namespace Kangaroo.Native.Tests.Training;
@@ -37,7 +38,7 @@ public sealed class AdapterGradientTests(SharedDevices devices) : IClassFixture<
         var targets = RandomDistributions(random, rows, vocab);
 
         using var rotary = new RotaryTable(d, dim / heads, rows + 2, theta);
-        using var head = d.UploadWeight(WeightType.F32, MemoryMarshal.AsBytes(lmHead.AsSpan()), vocab, dim);
+        using var head = d.UploadWeight(ElementType.F32, MemoryMarshal.AsBytes(lmHead.AsSpan()), vocab, dim);
         using var graph = new AdapterGraph(d, weights, heads, eps, head, rotary, rows + 1);
         using var s = d.Allocate(rows * dim);
         using var p = d.Allocate(rows * vocab);
@@ -69,7 +70,7 @@ public sealed class AdapterGradientTests(SharedDevices devices) : IClassFixture<
         const int dim = 8, vocab = 11, rows = 4;
         using var rotary = new RotaryTable(d, 4, rows, 10000f);
         var lmHead = RandomFloats(random, vocab * dim);
-        using var head = d.UploadWeight(WeightType.F32, MemoryMarshal.AsBytes(lmHead.AsSpan()), vocab, dim);
+        using var head = d.UploadWeight(ElementType.F32, MemoryMarshal.AsBytes(lmHead.AsSpan()), vocab, dim);
         using var graph = new AdapterGraph(d, AdapterWeights.Random(dim, 1, 4), 2, 1e-5f, head, rotary, rows);
         using var s = d.Allocate(rows * dim);
         using var p = d.Allocate(rows * vocab);

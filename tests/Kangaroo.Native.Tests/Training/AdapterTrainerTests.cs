@@ -2,7 +2,7 @@ using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Engine.Training;
-using Kangaroo.Native.Kernels.Reference;
+using Kangaroo.Native.Kernels.Cpu;
 using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Tests.Training;
@@ -14,7 +14,7 @@ public sealed class AdapterTrainerTests
     private static LlamaModel OpenModel()
     {
         using var checkpoint = ModelCheckpoint.Open(SharedData.EmbeddedModel);
-        return new LlamaModel(checkpoint, new ReferenceDevice());
+        return new LlamaModel(checkpoint, new CpuDevice());
     }
 
     private static List<int[]> Generate(LlamaModel model, int count, int seqLen, int seed) =>

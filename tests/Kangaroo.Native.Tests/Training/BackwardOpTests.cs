@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
+using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Kernels.Numerics;
 using static Kangaroo.Native.Tests.Training.Reference64;
 
@@ -20,11 +21,11 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
 
 
     private static DeviceWeight Weight(ComputeDevice d, float[] values, int rows, int cols) =>
-        d.UploadWeight(WeightType.F32, MemoryMarshal.AsBytes(values.AsSpan()), rows, cols);
+        d.UploadWeight(ElementType.F32, MemoryMarshal.AsBytes(values.AsSpan()), rows, cols);
 
     private static double Dot(double[] c, double[] y) => c.Zip(y, (a, b) => a * b).Sum();
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void RmsNormBackward_matches_finite_differences(string kind)
     {
         foreach (var (rows, dim) in new[] { (1, 13), (5, 13), (3, 37) }) RmsNormBackwardMatchesFiniteDifferences(kind, rows, dim);
@@ -72,13 +73,13 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
         Assert.Equal(firstGamma, Read(d, oneGamma));
     }
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void MatMulBackwardInput_matches_finite_differences(string kind)
     {
-        foreach (var (rows, inDim, outDim, type) in new[] { (1, 7, 11, WeightType.F32), (4, 7, 11, WeightType.F32), (3, 19, 5, WeightType.F16), (3, 9, 23, WeightType.BF16) }) MatMulBackwardInputMatchesFiniteDifferences(kind, rows, inDim, outDim, type);
+        foreach (var (rows, inDim, outDim, type) in new[] { (1, 7, 11, ElementType.F32), (4, 7, 11, ElementType.F32), (3, 19, 5, ElementType.F16), (3, 9, 23, ElementType.BF16) }) MatMulBackwardInputMatchesFiniteDifferences(kind, rows, inDim, outDim, type);
     }
 
-    private void MatMulBackwardInputMatchesFiniteDifferences(string kind, int rows, int inDim, int outDim, WeightType type)
+    private void MatMulBackwardInputMatchesFiniteDifferences(string kind, int rows, int inDim, int outDim, ElementType type)
     {
         var d = devices.Get(kind);
         var random = new Random(rows + inDim * 7 + outDim * 31);
@@ -89,12 +90,12 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
         byte[] bytes;
         switch (type)
         {
-            case WeightType.F16:
+            case ElementType.F16:
                 var halves = w.Select(v => (Half)v).ToArray();
                 w = halves.Select(h => (float)h).ToArray();
                 bytes = MemoryMarshal.AsBytes(halves.AsSpan()).ToArray();
                 break;
-            case WeightType.BF16:
+            case ElementType.BF16:
                 var bf = w.Select(v => (ushort)(BitConverter.SingleToInt32Bits(v) >>> 16)).ToArray();
                 w = bf.Select(b => BitConverter.Int32BitsToSingle(b << 16)).ToArray();
                 bytes = MemoryMarshal.AsBytes(bf.AsSpan()).ToArray();
@@ -122,7 +123,7 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
         Assert.Equal(gradient.AsSpan((rows - 1) * inDim, inDim).ToArray(), Read(d, single));
     }
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void MatMulWeightGradient_matches_finite_differences(string kind)
     {
         foreach (var (rows, inDim, outDim) in new[] { (1, 7, 11), (5, 13, 6) }) MatMulWeightGradientMatchesFiniteDifferences(kind, rows, inDim, outDim);
@@ -152,7 +153,7 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
         Assert.Equal(gradient, Read(d, split));
     }
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void RopeBackward_matches_finite_differences(string kind)
     {
         foreach (var (rows, heads, headDim, startPos) in new[] { (1, 2, 6, 0), (4, 3, 6, 5), (3, 1, 10, 11) }) RopeBackwardMatchesFiniteDifferences(kind, rows, heads, headDim, startPos);
@@ -180,7 +181,7 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
         Assert.InRange(RelativeError(Read(d, roundTrip), x64), 0, 1e-6);
     }
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void AttentionBackward_matches_finite_differences(string kind)
     {
         foreach (var (rows, startPos, heads, kvHeads, headDim) in new[] { (1, 0, 3, 3, 5), (4, 0, 2, 2, 6), (3, 2, 4, 2, 5), (2, 6, 3, 1, 7) }) AttentionBackwardMatchesFiniteDifferences(kind, rows, startPos, heads, kvHeads, headDim);
@@ -225,7 +226,7 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
         Assert.Equal(Read(d, dv), Read(d, dv1));
     }
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void SoftCrossEntropy_gradient_and_statistics(string kind)
     {
         foreach (var (rows, cols) in new[] { (1, 17), (4, 23) }) SoftCrossEntropyGradientAndStatistics(kind, rows, cols);
@@ -261,7 +262,7 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
         }
     }
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void AdamWMatchesPyTorchFormula(string kind)
     {
         var d = devices.Get(kind);
@@ -290,7 +291,7 @@ public sealed class BackwardOpTests(SharedDevices devices) : IClassFixture<Share
         Assert.InRange(RelativeError(Read(d, tp), expected), 0, 1e-5);
     }
 
-    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void ClampFillAndUpdateWeight(string kind)
     {
         var d = devices.Get(kind);

@@ -1,0 +1,176 @@
+using System.Numerics.Tensors;
+using Kangaroo.Native.Numerics;
+
+namespace Kangaroo.Native.Kernels.Cpu;
+
+/// <summary>
+/// The <c>cpu</c> device: every operation in managed code, tuned (vector tiles in <see cref="FloatTiles"/>,
+/// <see cref="HalfTiles"/> and <see cref="BlockTiles"/>, System.Numerics.Tensors for element-wise and row
+/// operations), tested against <see cref="Reference.ReferenceDevice"/>. Matrix products split their output
+/// rows across cores when a matrix is large enough to pay for it; each output element is one dot product
+/// in a fixed summation order whatever the number of rows. Nothing is allocated per call on the decode path.
+/// This file: buffers, and the row-wise operations (one pass over each row: embedding, RMSNorm, bias,
+/// rotary, SwiGLU, add, softmax, arg max), which move their rows' bytes once and compute little.
+/// </summary>
+public sealed partial class CpuDevice : HostDevice
+{
+    private float[] _exponentials = [];
+
+    public override string Kind => "cpu";
+    public override string Name => $"managed, vectorised ({Environment.ProcessorCount} cores)";
+
+    public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
+    {
+        var weight = new CpuWeight(this, type, data, rows, cols);
+        AllocatedBytes += weight.Bytes;
+        return weight;
+    }
+
+    public override void Embed(ReadOnlySpan<int> tokens, DeviceWeight table, DeviceTensor output)
+    {
+        var weights = (CpuWeight)table;
+        var o = Span(output);
+        for (var r = 0; r < tokens.Length; r++)
+        {
+            if ((uint)tokens[r] >= (uint)weights.Rows) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[r]} is outside the vocabulary of {weights.Rows}");
+            weights.Row(tokens[r], o.Slice(r * weights.Cols, weights.Cols));
+        }
+    }
+
+    public override void RmsNorm(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, float eps)
+    {
+        var w = (CpuWeight)weight;
+        if (w.Type.IsQuantized()) throw QuantizedNorm(w.Type);
+        var dim = w.Cols;
+        Span<float> gamma = dim <= 4096 ? stackalloc float[dim] : new float[dim];
+        w.Row(0, gamma);
+        var x = Span(input);
+        var y = Span(output);
+        for (var r = 0; r < rows; r++)
+        {
+            var row = x.Slice(r * dim, dim);
+            var scale = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(row) / dim + eps);
+            var target = y.Slice(r * dim, dim);
+            TensorPrimitives.Multiply(row, scale, target);
+            TensorPrimitives.Multiply(target, gamma, target);
+        }
+    }
+
+    public override void AddBias(DeviceTensor x, DeviceTensor bias, int rows)
+    {
+        var b = Span(bias);
+        var v = Span(x);
+        for (var r = 0; r < rows; r++) TensorPrimitives.Add(v.Slice(r * b.Length, b.Length), b, v.Slice(r * b.Length, b.Length));
+    }
+
+    public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table) => Rotate(x, rows, heads, startPos, table, 1f);
+
+    /// <summary>Rotates by +angle (forward) or -angle (<paramref name="sinSign"/> = -1: the adjoint, for backward).</summary>
+    private void Rotate(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table, float sinSign)
+    {
+        var v = Span(x);
+        var cos = Span(table.Cos);
+        var sin = Span(table.Sin);
+        var width = heads * table.HeadDim;
+        for (var r = 0; r < rows; r++) RotateHeads(v.Slice(r * width, width), startPos + r, table.HeadDim, cos, sin, sinSign);
+    }
+
+    /// <summary>Rotates every head of one row, in place, at position <paramref name="pos"/> (cos and sin: the
+    /// rotary table's, all positions).</summary>
+    private static void RotateHeads(Span<float> row, int pos, int headDim, ReadOnlySpan<float> cosines, ReadOnlySpan<float> sines, float sinSign)
+    {
+        var half = headDim / 2;
+        var cos = cosines.Slice(pos * half, half);
+        var sin = sines.Slice(pos * half, half);
+        for (var first = 0; first < row.Length; first += headDim)
+        {
+            var head = row.Slice(first, headDim);
+            for (var i = 0; i < half; i++)
+            {
+                float x0 = head[i], x1 = head[i + half], c = cos[i], s = sinSign * sin[i];
+                head[i] = x0 * c - x1 * s;
+                head[i + half] = x0 * s + x1 * c;
+            }
+        }
+    }
+
+    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values,
+        int rows, int heads, int kvHeads, int startPos, RotaryTable table)
+    {
+        var (dim, kvDim) = (heads * table.HeadDim, kvHeads * table.HeadDim);
+        var source = Span(qkv);
+        var q = Span(query);
+        var k = Span(keys);
+        var v = Span(values);
+        var cos = Span(table.Cos);
+        var sin = Span(table.Sin);
+        for (var r = 0; r < rows; r++)
+        {
+            var row = source.Slice(r * (dim + 2 * kvDim), dim + 2 * kvDim);
+            var qr = q.Slice(r * dim, dim);
+            var kr = k.Slice(r * kvDim, kvDim);
+            row[..dim].CopyTo(qr);
+            row.Slice(dim, kvDim).CopyTo(kr);
+            row.Slice(dim + kvDim, kvDim).CopyTo(v.Slice(r * kvDim, kvDim));
+            RotateHeads(qr, startPos + r, table.HeadDim, cos, sin, 1f);
+            RotateHeads(kr, startPos + r, table.HeadDim, cos, sin, 1f);
+        }
+    }
+
+    public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim)
+    {
+        var source = Span(gateUp);
+        var y = Span(output);
+        for (var r = 0; r < rows; r++)
+        {
+            var gate = source.Slice(2 * r * hiddenDim, hiddenDim);
+            var up = source.Slice((2 * r + 1) * hiddenDim, hiddenDim);
+            var o = y.Slice(r * hiddenDim, hiddenDim);
+            for (var i = 0; i < hiddenDim; i++) o[i] = gate[i] / (1f + MathF.Exp(-gate[i])) * up[i];
+        }
+    }
+
+    public override void Add(DeviceTensor target, DeviceTensor addend, int length) =>
+        TensorPrimitives.Add(Span(target)[..length], Span(addend)[..length], Span(target)[..length]);
+
+    public override void Softmax(DeviceTensor logits, int rows, int cols, float temperature)
+    {
+        var x = Span(logits);
+        for (var r = 0; r < rows; r++)
+        {
+            var row = x.Slice(r * cols, cols);
+            if (temperature != 1f) TensorPrimitives.Divide(row, temperature, row);
+            StableSoftmax(row);
+        }
+    }
+
+    /// <summary>softmax computed as exp(x - max) / sum, which cannot overflow.</summary>
+    private static void StableSoftmax(Span<float> row)
+    {
+        TensorPrimitives.Subtract(row, TensorPrimitives.Max(row), row);
+        TensorPrimitives.Exp(row, row);
+        TensorPrimitives.Divide(row, TensorPrimitives.Sum(row), row);
+    }
+
+    public override void ArgMax(DeviceTensor logits, int rows, int cols, Span<TopToken> result)
+    {
+        var x = Span(logits);
+        for (var r = 0; r < rows; r++)
+        {
+            var row = x.Slice(r * cols, cols);
+            var best = TensorPrimitives.IndexOfMax(row);
+            result[r] = new TopToken(best, 1f / SumOfExponentials(row, row[best]));
+        }
+    }
+
+    /// <summary>sum_c e^(row[c] - max), vectorised through a scratch row that only grows: over a large
+    /// vocabulary a scalar exp per logit would cost more than the rest of the arg max.</summary>
+    private float SumOfExponentials(ReadOnlySpan<float> row, float max)
+    {
+        if (_exponentials.Length < row.Length) _exponentials = new float[row.Length];
+        var shifted = _exponentials.AsSpan(0, row.Length);
+        TensorPrimitives.Subtract(row, max, shifted);
+        TensorPrimitives.Exp(shifted, shifted);
+        return TensorPrimitives.Sum(shifted);
+    }
+}

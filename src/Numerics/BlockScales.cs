@@ -1,0 +1,23 @@
+using System.Buffers.Binary;
+
+namespace Kangaroo.Native.Numerics;
+
+/// <summary>The f16 scale at the start of a block, as the block formats read and write it.</summary>
+internal static class BlockScales
+{
+    /// <summary>Writes d rounded to f16 (to nearest, ties to even) at the block's start; refuses a d
+    /// that f16 cannot hold.</summary>
+    public static void WriteF16(Span<byte> block, float d, ElementType type)
+    {
+        var scale = (Half)d;
+        if (Half.IsInfinity(scale))
+            throw new ArgumentException($"values too large for {type}'s f16 scale (|d| = {MathF.Abs(d)} > 65504)");
+        BinaryPrimitives.WriteHalfLittleEndian(block, scale);
+    }
+
+    /// <summary>The f16 at the block's start is NaN or infinite (exponent bits all set).</summary>
+    public static bool IsNonFiniteF16(ReadOnlySpan<byte> block) => (BinaryPrimitives.ReadUInt16LittleEndian(block) & 0x7C00) == 0x7C00;
+
+    /// <summary>The f16 at the block's start is +0 or -0.</summary>
+    public static bool IsZeroF16(ReadOnlySpan<byte> block) => (BinaryPrimitives.ReadUInt16LittleEndian(block) & 0x7FFF) == 0;
+}

@@ -1,0 +1,124 @@
+namespace Kangaroo.Native.Numerics;
+
+/// <summary>How the values of a tensor are stored: float32, IEEE half, bfloat16, or one of llama.cpp's
+/// block-quantized formats (<see cref="IBlockFormat"/>), whose blocks run along a row.
+/// <see cref="ElementTypes"/> is the table of their properties.</summary>
+public enum ElementType { F32, F16, BF16, Q8_0, Q4_0 }
+
+/// <summary>One row of the element-type table.</summary>
+/// <param name="Name">As the CLI spells it (<c>q8_0</c>); ggml and safetensors spell it in upper case.</param>
+/// <param name="GgmlId">ggml's number for the type, as GGUF stores it.</param>
+/// <param name="BlockLength">Values per block: 1 for the float types, whose every value is its own block.</param>
+/// <param name="BlockBytes">Bytes per block.</param>
+/// <param name="Format">The block format of a quantized type; null for the float types.</param>
+/// <param name="InSafeTensors">Whether safetensors can hold the type.</param>
+public sealed record ElementTypeInfo(ElementType Type, string Name, uint GgmlId, int BlockLength, int BlockBytes, IBlockFormat? Format, bool InSafeTensors);
+
+/// <summary>The element-type table, and what follows from it: row and tensor byte counts, and the
+/// names the CLI, GGUF and safetensors use. Code that handles some types takes its cases from here and
+/// throws <see cref="Unsupported"/> for any other.</summary>
+public static class ElementTypes
+{
+    private static readonly ElementTypeInfo[] Table =
+    [
+        new(ElementType.F32, "f32", GgmlId: 0, BlockLength: 1, BlockBytes: 4, Format: null, InSafeTensors: true),
+        new(ElementType.F16, "f16", GgmlId: 1, BlockLength: 1, BlockBytes: 2, Format: null, InSafeTensors: true),
+        new(ElementType.BF16, "bf16", GgmlId: 30, BlockLength: 1, BlockBytes: 2, Format: null, InSafeTensors: true),
+        Quantized(ElementType.Q8_0, "q8_0", ggmlId: 8, new Q8_0Format()),
+        Quantized(ElementType.Q4_0, "q4_0", ggmlId: 2, new Q4_0Format()),
+    ];
+
+    private static ElementTypeInfo Quantized(ElementType type, string name, uint ggmlId, IBlockFormat format) =>
+        new(type, name, ggmlId, format.BlockLength, format.BlockBytes, format, InSafeTensors: false);
+
+    /// <summary>Every row, in the order of <see cref="ElementType"/>.</summary>
+    public static IReadOnlyList<ElementTypeInfo> All => Table;
+
+    public static ElementTypeInfo Info(this ElementType type) =>
+        (uint)type < (uint)Table.Length && Table[(int)type].Type == type ? Table[(int)type] : throw Unsupported(type, "the element-type table");
+
+    public static int BlockLength(this ElementType type) => type.Info().BlockLength;
+
+    public static int BlockBytes(this ElementType type) => type.Info().BlockBytes;
+
+    public static bool IsQuantized(this ElementType type) => type.Info().Format is not null;
+
+    /// <summary>The block format of a quantized type; <see cref="NotSupportedException"/> for a float type.</summary>
+    public static IBlockFormat Format(this ElementType type) =>
+        type.Info().Format ?? throw new NotSupportedException($"{type} is not a block-quantized type");
+
+    /// <summary>Bytes of one row of <paramref name="cols"/> values; a quantized row must be whole blocks.</summary>
+    public static long RowBytes(this ElementType type, int cols)
+    {
+        var info = type.Info();
+        if (cols % info.BlockLength != 0) throw NotWholeBlocks(type, cols);
+        return (long)cols / info.BlockLength * info.BlockBytes;
+    }
+
+    /// <summary>Bytes of a tensor of <paramref name="shape"/> (outermost dimension first). Blocks run along
+    /// the last dimension, so its length must be a whole number of blocks; any other is refused, naming it.</summary>
+    public static long ByteCount(this ElementType type, params int[] shape)
+    {
+        var info = type.Info();
+        var rowLength = shape.Length == 0 ? 1 : shape[^1];
+        if (rowLength % info.BlockLength != 0) throw NotWholeBlocks(type, rowLength);
+        return checked(shape.Aggregate(1L, (a, b) => checked(a * b)) / info.BlockLength * info.BlockBytes);
+    }
+
+    private static ArgumentException NotWholeBlocks(ElementType type, int rowLength) =>
+        new($"rows of {rowLength} values cannot be stored as {type}: its blocks of {type.BlockLength()} values need a row length that is a multiple of {type.BlockLength()}");
+
+    /// <summary>The type ggml numbers <paramref name="ggmlId"/>, or null when the table has none.</summary>
+    public static ElementType? FromGgmlId(uint ggmlId) => Table.Where(t => t.GgmlId == ggmlId).Select(t => (ElementType?)t.Type).FirstOrDefault();
+
+    /// <summary>Parses a name as the CLI spells it (<c>f32</c>, <c>q8_0</c>, ...; any case).</summary>
+    public static ElementType Parse(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return Table.Where(t => t.Name.Equals(name, StringComparison.OrdinalIgnoreCase)).Select(t => (ElementType?)t.Type).FirstOrDefault()
+            ?? throw new ArgumentException($"unknown dtype '{name}' (expected {string.Join(", ", Table.Select(t => t.Name))})");
+    }
+
+    /// <summary>The type's name in safetensors headers (<c>F32</c>, <c>F16</c>, <c>BF16</c>).</summary>
+    public static string SafeTensorsName(this ElementType type) =>
+        type.Info() is { InSafeTensors: true } info ? info.Name.ToUpperInvariant()
+            : throw new NotSupportedException($"safetensors cannot hold {type} tensors (a quantized type; GGUF can)");
+
+    /// <summary>Parses a safetensors dtype name (<c>F32</c>, <c>F16</c> or <c>BF16</c>, exactly).</summary>
+    public static bool TryParseSafeTensors(string name, out ElementType type)
+    {
+        var info = Table.FirstOrDefault(t => t.InSafeTensors && t.Name.ToUpperInvariant() == name);
+        type = info?.Type ?? default;
+        return info is not null;
+    }
+
+    /// <summary>The values of <paramref name="bytes"/> (whole blocks of <paramref name="type"/>) as float32,
+    /// exactly as the type defines them: f16 and bf16 widened, quantized blocks dequantized by their format.</summary>
+    public static void ToFloats(ElementType type, ReadOnlySpan<byte> bytes, Span<float> destination)
+    {
+        var info = type.Info();
+        if (bytes.Length % info.BlockBytes != 0 || destination.Length < (long)bytes.Length / info.BlockBytes * info.BlockLength)
+            throw new ArgumentException($"{bytes.Length} bytes are not whole {type} blocks, or the destination of {destination.Length} values is too short");
+        switch (type)
+        {
+            case ElementType.F32:
+                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).CopyTo(destination);
+                break;
+            case ElementType.F16:
+                for (var i = 0; i < bytes.Length / 2; i++) destination[i] = Widening.F16(BitConverter.ToUInt16(bytes[(2 * i)..]));
+                break;
+            case ElementType.BF16:
+                for (var i = 0; i < bytes.Length / 2; i++) destination[i] = Widening.BF16(BitConverter.ToUInt16(bytes[(2 * i)..]));
+                break;
+            case var _ when info.Format is { } format:
+                for (var b = 0; b < bytes.Length / info.BlockBytes; b++)
+                    format.Dequantize(bytes.Slice(b * info.BlockBytes, info.BlockBytes), destination.Slice(b * info.BlockLength, info.BlockLength));
+                break;
+            default:
+                throw Unsupported(type, "widening to float32");
+        }
+    }
+
+    /// <summary>The error for a type that a piece of code does not handle: it names the type and the code.</summary>
+    public static NotSupportedException Unsupported(ElementType type, string what) => new($"{what} does not handle element type {type}");
+}

@@ -1,0 +1,49 @@
+using System.Buffers.Binary;
+
+namespace Kangaroo.Native.Numerics;
+
+/// <summary>Q4_0, 18 bytes per 32 values: an f16 scale d, then 16 bytes of nibbles, value j in the low
+/// nibble of byte j and value 16 + j in its high nibble; value = d * (q - 8). Reference quantization:
+/// d = m / -8 where m is the first value of largest magnitude (with its sign),
+/// q = min(15, trunc(x * (1 / d) + 8.5)), with the float32 d; the stored d is rounded to f16.</summary>
+public sealed class Q4_0Format : IBlockFormat
+{
+    public const int BlockLength = 32;
+    public const int BlockBytes = 2 + BlockLength / 2;
+
+    public ElementType Type => ElementType.Q4_0;
+    int IBlockFormat.BlockLength => BlockLength;
+    int IBlockFormat.BlockBytes => BlockBytes;
+    public bool CanQuantize => true;
+
+    public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
+    {
+        var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block));
+        for (var j = 0; j < BlockLength / 2; j++)
+        {
+            values[j] = d * ((block[2 + j] & 0xF) - 8);
+            values[BlockLength / 2 + j] = d * ((block[2 + j] >> 4) - 8);
+        }
+    }
+
+    public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
+    {
+        var (amax, max) = (0f, 0f);
+        foreach (var v in values[..BlockLength])
+            if (amax < MathF.Abs(v)) (amax, max) = (MathF.Abs(v), v); // ggml keeps the first on ties
+        var d = max / -8f;
+        var inverse = d != 0f ? 1f / d : 0f;
+        BlockScales.WriteF16(block, d, Type);
+        for (var j = 0; j < BlockLength / 2; j++)
+        {
+            var low = Math.Min(15, (int)(values[j] * inverse + 8.5f));
+            var high = Math.Min(15, (int)(values[BlockLength / 2 + j] * inverse + 8.5f));
+            block[2 + j] = (byte)(low | high << 4);
+        }
+    }
+
+    public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block);
+
+    /// <summary>A zero scale (either sign), or quants that are all 8 (both nibbles of every byte).</summary>
+    public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.IsZeroF16(block) || !block[2..BlockBytes].ContainsAnyExcept((byte)0x88);
+}
