@@ -230,9 +230,11 @@ public static class CheckpointConverter
                     if ((bf16[i] & 0x7FFF) == 0x7F80 && float.IsFinite(values[i])) overflows++;
                 }
                 break;
-            default:
+            case var _ when type.IsQuantized():
                 Quantization.Quantize(type, values, output);
                 break;
+            default:
+                throw ElementTypes.Unsupported(type, "conversion");
         }
         return output;
     }
