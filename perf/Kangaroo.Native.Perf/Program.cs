@@ -34,8 +34,9 @@ try
             var dtype = ElementTypes.Parse(options.Get("dtype", "f16"));
             var outDir = options.Required("out");
             var clock = Stopwatch.StartNew();
-            ModelGenerator.Write(outDir, config, dtype, options.Get("tokenizer", Path.Combine(Options.RepositoryRoot(), "models", "stories260K", "tok512.model")));
-            Console.WriteLine($"wrote {outDir} ({shape}, {dtype}, {new FileInfo(Path.Combine(outDir, "model.safetensors")).Length / 1e9:F2} GB) in {clock.Elapsed.TotalSeconds:F1} s");
+            var weights = ModelGenerator.Write(outDir, config, dtype, options.Get("tokenizer", Path.Combine(Options.RepositoryRoot(), "models", "stories260K", "tok512.model")),
+                llama2c: options.Get("format", "hf") switch { "hf" => false, "llama2c" => true, var f => throw new ArgumentException($"unknown format '{f}' (hf or llama2c)") });
+            Console.WriteLine($"wrote {weights} ({shape}, {dtype}, {new FileInfo(weights).Length / 1e9:F2} GB) in {clock.Elapsed.TotalSeconds:F1} s");
             return 0;
         case "profile":
             DecodeProfile.Run(options.Get("model", Path.Combine(Options.RepositoryRoot(), "models", "stories260K", "stories260K.bin")), options.Get("device", "cpu"),
@@ -63,7 +64,7 @@ try
             Console.WriteLine($"""
                 kangaroo-perf membw [--mb 256]
                 kangaroo-perf kernels [--devices cpu,opencl,cuda] [--quick] [--filter TEXT] [--max-error 1e-3 (fail above)]
-                kangaroo-perf make-model --out DIR [--shape tinyllama|stories110m|tiny-gqa] [--dtype f16|bf16|f32]
+                kangaroo-perf make-model --out DIR [--shape tinyllama|stories110m|tiny-gqa] [--dtype f16|bf16|f32] [--format hf|llama2c (f32 only)]
                 kangaroo-perf profile [--model PATH] [--device cpu] [--decoder autoregressive|early-exit|kangaroo|auto] [--adapter PATH (default: beside the model)] [--tokens 256] [--prompts 4] [--exit-layer L --draft-steps 3 --threshold 0]
                 kangaroo-perf soak [--model PATH] [--device cpu] [--generations 1000] [--tokens 64] [--per-session 10]
                 kangaroo-perf serve-soak [--kangaroo src/Cli/bin/Release/net10.0/kangaroo.dll] [--requests 1000] [--clients 8] [--tokens 48] [--model PATH] [--device cpu] [--decoder auto]

@@ -22,15 +22,27 @@ public static class ConvertCommand
             var type = ElementTypes.Parse(result.GetValue(dtype)!);
             using var source = ModelCheckpoint.Open(result.GetValue(model) ?? CliRunner.DefaultModel);
             var target = result.GetValue(output)!;
-            if (target.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+            var progress = new ProgressLine();
+            void Show(ConversionProgress p) => progress.Show(p.Bytes, p.TotalBytes,
+                $"converting: {p.Tensors}/{p.TotalTensors} tensors, {ProgressLine.Megabytes(p.Bytes)}/{ProgressLine.Megabytes(p.TotalBytes)} MB", force: p.Tensors == p.TotalTensors);
+            IReadOnlyList<string> written;
+            try
             {
-                CheckpointConverter.ConvertToGguf(source, target, type);
-                Console.WriteLine(target);
+                if (target.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+                {
+                    CheckpointConverter.ConvertToGguf(source, target, type, Show);
+                    written = [target];
+                }
+                else
+                {
+                    written = CheckpointConverter.Convert(source, target, type, Show);
+                }
             }
-            else
+            finally
             {
-                foreach (var file in CheckpointConverter.Convert(source, target, type)) Console.WriteLine(file);
+                progress.Finish();
             }
+            foreach (var file in written) Console.WriteLine(file);
             return 0;
         }));
         return command;

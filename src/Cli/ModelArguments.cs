@@ -29,13 +29,23 @@ public sealed class ModelArguments(bool withTokenizer)
         command.Options.Add(Weights);
     }
 
-    /// <summary>Opens the session, for <paramref name="sequences"/> sequences at once; with --weights, says on
-    /// stderr which matrices could not be quantized.</summary>
+    /// <summary>Opens the session, for <paramref name="sequences"/> sequences at once, with its progress on a terminal;
+    /// with --weights, says on stderr which matrices could not be quantized.</summary>
     public InferenceSession Open(ParseResult result, int sequences = 1)
     {
         var weights = result.GetValue(Weights) is { } name ? ElementTypes.Parse(name) : (ElementType?)null;
-        var session = InferenceSession.Open(result.GetValue(Model) ?? CliRunner.DefaultModel, result.GetValue(Device)!,
-            withTokenizer ? result.GetValue(Tokenizer) : null, result.GetValue(Context), weights, sequences);
+        var progress = new ProgressLine();
+        InferenceSession session;
+        try
+        {
+            session = InferenceSession.Open(result.GetValue(Model) ?? CliRunner.DefaultModel, result.GetValue(Device)!,
+                withTokenizer ? result.GetValue(Tokenizer) : null, result.GetValue(Context), weights, sequences,
+                (done, blocks) => progress.Show(done, blocks, $"loading: {done}/{blocks} blocks", force: done == blocks));
+        }
+        finally
+        {
+            progress.Finish();
+        }
         if (session.Model.Weights.Unquantized is { Count: > 0 } kept)
             Console.Error.WriteLine($"note: {kept.Count} matrices keep their stored type, their rows are not whole blocks of {weights!.Value.BlockLength()}: " +
                 $"{string.Join(", ", kept.Take(3))}{(kept.Count > 3 ? ", ..." : "")}");

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Kangaroo.Native.Engine;
@@ -87,7 +86,7 @@ public static class SpecBench
         var answers = decoders.Select(_ => new List<Answer>()).ToArray();
         foreach (var decoder in decoders)
             _ = string.Concat(new ChatConversation(template, session.Tokenizer!, decoder).Reply(questions[0].Turns[0], Math.Min(maxNewTokens, 16), greedy));
-        var progress = Stopwatch.StartNew();
+        var progress = new ProgressLine();
         for (var q = 0; q < questions.Count; q++)
         {
             for (var d = 0; d < decoders.Count; d++)
@@ -101,13 +100,9 @@ public static class SpecBench
                 }).ToList();
                 answers[d].Add(new Answer(questions[q], turns));
             }
-            if (!Console.IsErrorRedirected && progress.ElapsedMilliseconds > 1000)
-            {
-                Console.Error.Write($"\rkangaroo: question {q + 1}/{questions.Count}\u001b[K");
-                progress.Restart();
-            }
+            progress.Show(q + 1, questions.Count, $"question {q + 1}/{questions.Count}, {decoders.Count} decoders");
         }
-        if (!Console.IsErrorRedirected) Console.Error.Write("\r\u001b[K");
+        progress.Finish();
         return decoders.Select((decoder, d) =>
         {
             var file = AnswerFile(answerFile, decoder.Name);

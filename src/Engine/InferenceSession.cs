@@ -33,18 +33,19 @@ public sealed class InferenceSession : IDisposable
     /// <see cref="LlamaModel.DefaultContext"/>. <paramref name="weights"/> Q8_0 or Q4_0 quantizes the
     /// model's matrices as they are loaded (norms stay as stored; <see cref="ModelWeights.Unquantized"/>
     /// lists any matrix whose rows are not whole blocks of 32). <paramref name="sequences"/> is how many
-    /// generations may run at once (KV cache slots; a server's parallel requests).</summary>
+    /// generations may run at once (KV cache slots; a server's parallel requests). <paramref name="loaded"/>
+    /// is told (blocks loaded, blocks) as the model's transformer blocks reach the device.</summary>
     public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, ElementType? weights = null,
-        int sequences = 1)
+        int sequences = 1, Action<int, int>? loaded = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(deviceName);
-        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context, weights, sequences);
+        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context, weights, sequences, loaded);
     }
 
     /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the
     /// session owns and disposes it, also when opening fails.</summary>
     public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null, ElementType? weights = null,
-        int sequences = 1)
+        int sequences = 1, Action<int, int>? loaded = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(sequences);
         ArgumentException.ThrowIfNullOrEmpty(modelPath);
@@ -61,7 +62,7 @@ public sealed class InferenceSession : IDisposable
         var device = createDevice();
         try
         {
-            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context, (tokenizer as HfTokenizer)?.EosIds, weights, sequences), tokenizer);
+            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context, (tokenizer as HfTokenizer)?.EosIds, weights, sequences, loaded), tokenizer);
         }
         catch
         {

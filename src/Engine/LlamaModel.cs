@@ -45,11 +45,13 @@ public sealed class LlamaModel : IDisposable
     /// (the tokenizer's eos_token).</param>
     /// <param name="quantize">Q8_0 or Q4_0: matrices quantized as they are loaded (<see cref="ModelWeights.Load"/>).</param>
     /// <param name="sequences">Sequences that can generate at once (KV cache slots).</param>
-    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, ElementType? quantize = null, int sequences = 1)
+    /// <param name="loaded">Told (blocks loaded, blocks) as each transformer block reaches the device.</param>
+    public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, ElementType? quantize = null, int sequences = 1,
+        Action<int, int>? loaded = null)
     {
         var c = Config = checkpoint.Config with { EosIds = checkpoint.Config.EosIds.Union(stopIds ?? []).ToArray() };
         Device = device;
-        Weights = ModelWeights.Load(checkpoint, device, quantize);
+        Weights = ModelWeights.Load(checkpoint, device, quantize, loaded);
         try
         {
             var positions = ContextSize.Choose(c, device, Weights.Bytes, context, sequences);

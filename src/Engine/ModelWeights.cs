@@ -51,14 +51,15 @@ public sealed class ModelWeights : IDisposable
     /// quantized as it is loaded, with llama.cpp's reference rounding, and stays quantized on the
     /// device; norm gains and biases stay as stored, and so do matrices whose rows are not whole blocks
     /// (<see cref="Unquantized"/>). Null: weights stay in their stored type.</param>
-    public static ModelWeights Load(ModelCheckpoint checkpoint, ComputeDevice device, ElementType? quantize = null)
+    /// <param name="loaded">Told (blocks loaded, blocks) as each transformer block reaches the device.</param>
+    public static ModelWeights Load(ModelCheckpoint checkpoint, ComputeDevice device, ElementType? quantize = null, Action<int, int>? loaded = null)
     {
         if (quantize is { } requested && requested.Info().Format is not { CanQuantize: true })
             throw new ArgumentException($"weights cannot be quantized to {requested}: expected one of {string.Join(", ", ElementTypes.All.Where(t => t.Format is { CanQuantize: true }).Select(t => t.Type))}", nameof(quantize));
         var weights = new ModelWeights();
         try
         {
-            weights.LoadAll(checkpoint, device, quantize);
+            weights.LoadAll(checkpoint, device, quantize, loaded);
             return weights;
         }
         catch
@@ -68,7 +69,7 @@ public sealed class ModelWeights : IDisposable
         }
     }
 
-    private void LoadAll(ModelCheckpoint checkpoint, ComputeDevice device, ElementType? quantize)
+    private void LoadAll(ModelCheckpoint checkpoint, ComputeDevice device, ElementType? quantize, Action<int, int>? loaded)
     {
         var c = checkpoint.Config;
         DeviceWeight Vector(string name) => Upload(device, checkpoint, 0, null, (name, c.Dim));
@@ -90,6 +91,7 @@ public sealed class ModelWeights : IDisposable
                 Vector(Name(N.FeedForwardNorm)),
                 Matrix(c.Dim, (Name(N.Gate), c.HiddenDim), (Name(N.Up), c.HiddenDim)),
                 Matrix(c.HiddenDim, (Name(N.Down), c.Dim)));
+            loaded?.Invoke(l + 1, c.Layers);
         }
         Layers = layers;
         _biases = [.. biases];

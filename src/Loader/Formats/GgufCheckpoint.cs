@@ -1,3 +1,5 @@
+using Kangaroo.Native.Numerics;
+
 namespace Kangaroo.Native.Loader;
 
 /// <summary>
@@ -153,6 +155,15 @@ public sealed class GgufCheckpoint : ModelCheckpoint
         if (!_permuted.TryGetValue(name, out var rowsInHalves))
             _permuted[name] = rowsInHalves = RotaryLayout.ToHalves(tensor.Bytes, heads, Config.HeadDim);
         return new TensorData(tensor.Type, tensor.Shape, rowsInHalves);
+    }
+
+    /// <summary>None for a tensor whose rows are not whole blocks: <see cref="GgufFile.Read"/> dequantizes it whole.</summary>
+    protected override TensorExtent? ExtentOf(string name)
+    {
+        if (!_ggufNames.TryGetValue(name, out var gguf) || !_file.Contains(gguf)) return null;
+        var info = _file.Info(gguf);
+        if (info.Shape[^1] % info.Type.BlockLength() != 0) return null;
+        return new TensorExtent(Source, _file.DataOffset + info.Offset, info.Type, info.Shape, AdjacentPairs: true);
     }
 
     protected override string FileOf(string name) => Source;

@@ -157,6 +157,14 @@ public sealed class HfModelDirectory : ModelCheckpoint
             : throw new ModelFormatException($"{FileOf(name)}: tensor '{name}' is missing" +
                 (name == ModelCheckpoint.Names.LmHead && !Config.TiedEmbeddings ? $" ({ConfigFile} does not set tie_word_embeddings)" : ""));
 
+    protected override TensorExtent? ExtentOf(string name)
+    {
+        var stored = _aliases.GetValueOrDefault(name, name);
+        if (!_fileOfTensor.TryGetValue(stored, out var file)) return null;
+        var info = file.Info(stored);
+        return new TensorExtent(file.Path, file.DataOffset + info.Begin, info.Type, info.Shape);
+    }
+
     protected override string FileOf(string name) =>
         _fileOfTensor.TryGetValue(_aliases.GetValueOrDefault(name, name), out var file) ? file.Path
         : _files.Count == 1 ? _files[0].Path

@@ -27,6 +27,9 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public IReadOnlyDictionary<string, SafeTensorInfo> Tensors => _tensors;
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
+    /// <summary>Where the data section starts in the file (tensor offsets count from there).</summary>
+    public long DataOffset { get; }
+
     private SafeTensorsFile(string path)
     {
         Path = path;
@@ -44,7 +47,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             if (8 + headerLength > fileLength)
                 throw Error($"header length {headerLength} runs past the end of the {fileLength}-byte file");
 
-            _data = basePtr + 8 + headerLength;
+            DataOffset = 8 + headerLength;
+            _data = basePtr + DataOffset;
             var dataLength = fileLength - 8 - headerLength;
             (_tensors, Metadata) = ParseHeader(new ReadOnlySpan<byte>(basePtr + 8, (int)headerLength), dataLength);
         }

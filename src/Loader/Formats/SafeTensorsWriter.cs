@@ -29,12 +29,13 @@ public static class SafeTensorsWriter
             if (tensor.Shape.All(d => d >= 0) && spec.ByteCount != tensor.Bytes.LongLength)
                 throw new ArgumentException($"tensor '{tensor.Name}': {tensor.Bytes.Length} bytes for shape {TensorData.FormatShape(tensor.Shape)} x {tensor.Type.SafeTensorsName()}");
         }
-        Write(path, list.Select(t => new SafeTensorSpec(t.Name, t.Type, t.Shape)).ToList(), i => list[i].Bytes, metadata);
+        Write(path, list.Select(t => new SafeTensorSpec(t.Name, t.Type, t.Shape)).ToList(), (i, stream) => stream.Write(list[i].Bytes), metadata);
     }
 
-    /// <summary>Writes the header for <paramref name="tensors"/>, then asks <paramref name="bytesOf"/> for
-    /// each tensor's bytes in order, so that only one tensor needs to be in memory at a time.</summary>
-    public static void Write(string path, IReadOnlyList<SafeTensorSpec> tensors, Func<int, byte[]> bytesOf, IReadOnlyDictionary<string, string>? metadata = null)
+    /// <summary>Writes the header for <paramref name="tensors"/>, then has <paramref name="writeTensor"/> write
+    /// each tensor's bytes to the file in order, in as many pieces as it likes: nothing of a tensor needs to be
+    /// in memory at once. A tensor that writes another number of bytes than its spec needs is refused.</summary>
+    public static void Write(string path, IReadOnlyList<SafeTensorSpec> tensors, Action<int, Stream> writeTensor, IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var header = new Dictionary<string, object>();
@@ -64,11 +65,11 @@ public static class SafeTensorsWriter
             for (var i = 0; i < padding; i++) stream.WriteByte((byte)' ');
             for (var i = 0; i < tensors.Count; i++)
             {
-                var bytes = bytesOf(i);
-                if (bytes.LongLength != tensors[i].ByteCount)
+                var start = stream.Position;
+                writeTensor(i, stream);
+                if (stream.Position - start != tensors[i].ByteCount)
                     throw new ArgumentException(
-                        $"{path}: tensor '{tensors[i].Name}' has {bytes.LongLength} bytes but shape {TensorData.FormatShape(tensors[i].Shape)} x {tensors[i].Type.SafeTensorsName()} needs {tensors[i].ByteCount}");
-                stream.Write(bytes);
+                        $"{path}: tensor '{tensors[i].Name}' has {stream.Position - start} bytes but shape {TensorData.FormatShape(tensors[i].Shape)} x {tensors[i].Type.SafeTensorsName()} needs {tensors[i].ByteCount}");
             }
         });
     }
