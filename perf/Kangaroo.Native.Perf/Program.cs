@@ -47,6 +47,10 @@ try
             Soak.Run(options.Get("model", Path.Combine(Options.RepositoryRoot(), "models", "stories260K", "stories260K.bin")), options.Get("device", "cpu"),
                 options.Int("generations", 1000), options.Int("tokens", 64), options.Int("per-session", 10), Console.WriteLine);
             return 0;
+        case "batch":
+            BatchThroughput.Run(options.Required("model"), options.Get("device", "cpu"), options.Flag("weights") ? ElementTypes.Parse(options.Required("weights")) : null,
+                options.Get("streams", "1,2,4,8").Split(',').Select(int.Parse).ToArray(), options.Int("tokens", 64), options.Int("rounds", 2), Console.WriteLine);
+            return 0;
         case "serve-soak":
             var serveArguments = new List<string> { "--device", options.Get("device", "cpu"), "--decoder", options.Get("decoder", "auto") };
             if (options.Flag("model")) serveArguments.AddRange(["--model", options.Required("model")]);
@@ -67,6 +71,7 @@ try
                 kangaroo-perf make-model --out DIR [--shape tinyllama|stories110m|tiny-gqa] [--dtype f16|bf16|f32] [--format hf|llama2c (f32 only)]
                 kangaroo-perf profile [--model PATH] [--device cpu] [--decoder autoregressive|early-exit|kangaroo|auto] [--adapter PATH (default: beside the model)] [--tokens 256] [--prompts 4] [--exit-layer L --draft-steps 3 --threshold 0]
                 kangaroo-perf soak [--model PATH] [--device cpu] [--generations 1000] [--tokens 64] [--per-session 10]
+                kangaroo-perf batch --model PATH [--weights q8_0] [--device cpu] [--streams 1,2,4,8] [--tokens 64] [--rounds 2]
                 kangaroo-perf serve-soak [--kangaroo src/Cli/bin/Release/net10.0/kangaroo.dll] [--requests 1000] [--clients 8] [--tokens 48] [--model PATH] [--device cpu] [--decoder auto]
                 kangaroo-perf vs-llamacpp {SideBySideArguments.Usage}   # our half of perf/vs-llamacpp.sh (one JSON line)
                 kangaroo-perf golden --golden stories260K-greedy.jsonl [--model PATH] [--device cuda] [--tokens N]
