@@ -45,8 +45,9 @@ public abstract class ModelCheckpoint : IDisposable
     /// <summary>Most bytes <see cref="ReadRows"/> reads at once (one row, or one head of q or k, when that is more).</summary>
     public const int RowBlockBytes = 4 << 20;
 
-    /// <summary>The element type <see cref="Read"/> gives a tensor, from the file's header where it can be.</summary>
-    public ElementType TypeOf(string name, params int[] expectedShape) => ExtentOf(name)?.Type ?? Read(name, expectedShape).Type;
+    /// <summary>The element type <see cref="Read"/> gives a tensor, from the file's header where it can be,
+    /// without checking its shape or values (<see cref="Read"/> and <see cref="ReadRows"/> do).</summary>
+    public ElementType TypeOf(string name) => ExtentOf(name)?.Type ?? ReadTensor(name).Type;
 
     /// <summary>Reads a tensor and checks its shape against what the configuration implies and its
     /// values: a NaN or infinity anywhere, or an embedding, final norm or LM head of zeros, would make

@@ -92,7 +92,7 @@ public static class CheckpointConverter
     /// blocks of a quantized type keeps its stored type, so that the file is the model that
     /// <c>--weights</c> quantizes at load.</summary>
     private static ElementType TypeInGguf(ModelCheckpoint source, string name, int[] shape, ElementType type) =>
-        shape.Length == 1 ? ElementType.F32 : shape[^1] % type.BlockLength() != 0 ? source.TypeOf(name, shape) : type;
+        shape.Length == 1 ? ElementType.F32 : shape[^1] % type.BlockLength() != 0 ? source.TypeOf(name) : type;
 
     private static List<KeyValuePair<string, object>> GgufMetadata(ModelCheckpoint source, IReadOnlyList<GgufTensorSpec> specs, TextTokenizer? tokenizer)
     {
