@@ -106,7 +106,8 @@ public sealed class AdapterWeights
         return this;
     }
 
-    /// <summary>Writes the adapter as safetensors to <paramref name="path"/>, with the exit layer, <paramref name="targetIdentity"/> and the draft vocabulary in the metadata.</summary>
+    /// <summary>Writes the adapter as safetensors to <paramref name="path"/> (replaced atomically), with <see cref="Metadata"/>,
+    /// the exit layer, <paramref name="targetIdentity"/>, the draft vocabulary and the acceptance statistics in its metadata.</summary>
     public void Save(string path, string targetIdentity)
     {
         var metadata = new Dictionary<string, string>(Metadata)
