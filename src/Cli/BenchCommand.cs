@@ -10,7 +10,7 @@ namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo bench</c>: prefill speed, then each decoder over the same prompts, on one
 /// device in one process, with speedups against autoregressive decoding measured side by side.</summary>
-public static class BenchCommand
+internal static class BenchCommand
 {
     /// <summary>Story openings for the embedded TinyStories model.</summary>
     private static readonly string[] StoryPrompts =

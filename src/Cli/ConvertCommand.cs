@@ -6,7 +6,7 @@ namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo convert</c>: any model the loader reads (llama2.c checkpoint, Hugging Face
 /// directory, GGUF) to a Hugging Face directory, or to a GGUF file when <c>--out</c> ends in .gguf.</summary>
-public static class ConvertCommand
+internal static class ConvertCommand
 {
     public static Command Create()
     {

@@ -7,7 +7,7 @@ namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo bench --costs</c>: what the parts of a speculative round cost on this device,
 /// and what they make of the adapter's acceptance and of the paper's 2.5 tokens per round.</summary>
-public static class CostsCommand
+internal static class CostsCommand
 {
     /// <summary>The paper's compression rate (Vicuna-7B, gamma 6, eta 0.6), taken as drafted over
     /// three drafts per round for the projection.</summary>

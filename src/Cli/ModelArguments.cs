@@ -8,7 +8,7 @@ namespace Kangaroo.Native.Cli;
 
 /// <summary>The options that choose a model and the device it runs on, shared by generate, bench and
 /// train-adapter; <c>--tokenizer</c> only where a command encodes text the user chooses.</summary>
-public sealed class ModelArguments(bool withTokenizer)
+internal sealed class ModelArguments(bool withTokenizer)
 {
     public Option<string> Model { get; } = new("--model") { Description = "Hugging Face model directory or llama2.c .bin (default: the embedded stories260K)" };
     public Option<string> Tokenizer { get; } = new("--tokenizer") { Description = "tokenizer.json, tokenizer.model or llama2.c tokenizer .bin (default: the one beside the model)" };

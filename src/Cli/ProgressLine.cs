@@ -9,7 +9,7 @@ namespace Kangaroo.Native.Cli;
 /// terminal: when stderr is redirected to a file or a pipe nothing is drawn, so logs and scripts see only
 /// the finished lines (<see cref="Finish"/>).
 /// </summary>
-public sealed class ProgressLine
+internal sealed class ProgressLine
 {
     private const int BarWidth = 24;
     private readonly Stopwatch _started = Stopwatch.StartNew();

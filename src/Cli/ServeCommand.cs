@@ -8,7 +8,7 @@ using Microsoft.Extensions.Hosting;
 namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo serve</c>: the OpenAI-compatible server over one model, until SIGTERM or Ctrl-C.</summary>
-public static class ServeCommand
+internal static class ServeCommand
 {
     public const string ApiKeyVariable = "KANGAROO_API_KEY";
 

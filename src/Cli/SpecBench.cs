@@ -15,7 +15,7 @@ namespace Kangaroo.Native.Cli;
 /// the second turn's prompt). Writes Spec-Bench's answer file per decoder and prints speedup, compression rate
 /// and CTAR per task and overall, as the Kangaroo paper's table.
 /// </summary>
-public static class SpecBench
+internal static class SpecBench
 {
     /// <summary>Spec-Bench's tasks in the paper's order; MT-bench's eight categories are one task.</summary>
     private static readonly string[] Tasks = ["mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag"];
@@ -35,12 +35,24 @@ public static class SpecBench
         public double TokensPerSecond => Turns.Sum(t => t.NewTokens) / Math.Max(1e-9, Turns.Sum(t => t.WallTime));
     }
 
+    /// <summary>One decoder's results on one task.</summary>
+    /// <param name="Task">the Spec-Bench task.</param>
+    /// <param name="Questions">how many questions of the task were answered.</param>
+    /// <param name="BaselineTokensPerSecond">the autoregressive baseline's mean tokens/s on those questions.</param>
+    /// <param name="TokensPerSecond">this decoder's mean tokens/s on them.</param>
     /// <param name="Speedup">per question over the baseline's, averaged (docs/kangaroo.md, "Metrics").</param>
     /// <param name="SpeedRatio">mean tokens/s over the baseline's mean, as Spec-Bench's speed.py computes its speedup; less
     /// sensitive to a few noisy questions.</param>
+    /// <param name="CompressionRate">tokens committed per round, over all rounds of the task.</param>
+    /// <param name="Ctar">CTAR(w) for w = 1..6 over all rounds of the task.</param>
+    /// <param name="SameOutput">the share of questions answered exactly as the baseline did.</param>
     public sealed record TaskResult(string Task, int Questions, double BaselineTokensPerSecond, double TokensPerSecond, double Speedup,
         double SpeedRatio, double CompressionRate, double[] Ctar, double SameOutput);
 
+    /// <summary>One decoder's run over the questions.</summary>
+    /// <param name="Decoder">the decoder's name.</param>
+    /// <param name="AnswerFile">the answers file written, in Spec-Bench's format.</param>
+    /// <param name="Tasks">the results per task.</param>
     /// <param name="CutPrompts">turns whose prompt was cut to fit the context.</param>
     public sealed record DecoderResult(string Decoder, string AnswerFile, List<TaskResult> Tasks, int CutPrompts);
 

@@ -10,7 +10,7 @@ namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo train-adapter</c>: trains a Kangaroo adapter for a model by self-distillation
 /// and writes it as safetensors, with a checkpoint at the end of every epoch.</summary>
-public static class TrainAdapterCommand
+internal static class TrainAdapterCommand
 {
     public static Command Create()
     {

@@ -16,6 +16,7 @@ public sealed class Batch
     private bool _changed;
     private readonly BatchRows _rows;
 
+    /// <summary>An empty batch of at most <paramref name="capacity"/> rows.</summary>
     public Batch(int capacity)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(capacity);
@@ -23,10 +24,13 @@ public sealed class Batch
         _rows = new BatchRows(capacity);
     }
 
+    /// <summary>The most rows the batch takes.</summary>
     public int Capacity => _tokens.Length;
 
+    /// <summary>Rows in the batch now.</summary>
     public int Count { get; private set; }
 
+    /// <summary>The token of each row.</summary>
     public ReadOnlySpan<int> Tokens => _tokens.AsSpan(0, Count);
 
     /// <summary>Which slot and position each row is, for the device.</summary>
@@ -40,6 +44,7 @@ public sealed class Batch
         }
     }
 
+    /// <summary>Removes every row.</summary>
     public void Clear()
     {
         Count = 0;
@@ -60,8 +65,10 @@ public sealed class Batch
         return first;
     }
 
+    /// <summary>The cache slot (sequence) of <paramref name="row"/>.</summary>
     public int Slot(int row) => _slots[row];
 
+    /// <summary>The position of <paramref name="row"/> in its sequence.</summary>
     public int Position(int row) => _positions[row];
 
     /// <summary>The runs of rows [first, first + count): (slot, first position, rows) for each sequence.</summary>

@@ -10,9 +10,13 @@ namespace Kangaroo.Native.Engine;
 /// programs start from.</summary>
 public sealed class InferenceSession : IDisposable
 {
+    /// <summary>The device the model runs on; the session owns it.</summary>
     public ComputeDevice Device { get; }
+    /// <summary>The model on <see cref="Device"/>, with its KV cache.</summary>
     public LlamaModel Model { get; }
+    /// <summary>The model's tokenizer; null when none was given or found beside the model.</summary>
     public ModelTokenizer? Tokenizer { get; }
+    /// <summary>The path the model was opened from.</summary>
     public string ModelPath { get; }
 
     /// <summary>Every file the session was opened from: the model's files and the tokenizer.</summary>
@@ -30,7 +34,7 @@ public sealed class InferenceSession : IDisposable
     /// <summary>Opens a model (Hugging Face directory, GGUF file or llama2.c .bin) on a device; the tokenizer is
     /// <paramref name="tokenizerPath"/> or the one found beside the model. <paramref name="context"/>
     /// is the positions of the KV cache (the longest prompt plus generation), by default
-    /// <see cref="LlamaModel.DefaultContext"/>. <paramref name="weights"/> Q8_0 or Q4_0 quantizes the
+    /// <see cref="ContextSize.Default"/>. <paramref name="weights"/> Q8_0 or Q4_0 quantizes the
     /// model's matrices as they are loaded (norms stay as stored; <see cref="ModelWeights.Unquantized"/>
     /// lists any matrix whose rows are not whole blocks of 32). <paramref name="sequences"/> is how many
     /// generations may run at once (KV cache slots; a server's parallel requests). <paramref name="loaded"/>
@@ -91,6 +95,7 @@ public sealed class InferenceSession : IDisposable
         }
     }
 
+    /// <summary>The file name of the Kangaroo adapter looked for beside the model.</summary>
     public const string AdapterFileName = "kangaroo-adapter.safetensors";
 
     /// <summary>Where the <c>auto</c> decoder keeps measured costs between runs (null: measure every time).</summary>

@@ -19,6 +19,7 @@ public sealed class KvCache : IDisposable
     private readonly bool[] _claimed;
     private long _writes;
 
+    /// <summary>Attention layers cached.</summary>
     public int Layers { get; }
 
     /// <summary>Sequences the cache holds at once.</summary>
@@ -27,8 +28,10 @@ public sealed class KvCache : IDisposable
     /// <summary>Positions of each slot: the longest sequence.</summary>
     public int Positions { get; }
 
+    /// <summary>Values per position: kv heads times head dimension.</summary>
     public int KvDim { get; }
 
+    /// <summary>Allocates the zeroed caches on <paramref name="device"/>; the cache owns them.</summary>
     public KvCache(ComputeDevice device, int layers, int positions, int kvDim, int slots = 1)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(slots);
@@ -50,6 +53,7 @@ public sealed class KvCache : IDisposable
     /// <summary>The keys of every slot of a layer, [slots, positions, kvDim].</summary>
     public DeviceTensor Keys(int layer) => _keys[layer];
 
+    /// <summary>The values of every slot of a layer, [slots, positions, kvDim].</summary>
     public DeviceTensor Values(int layer) => _values[layer];
 
     /// <summary>Positions slot <paramref name="slot"/> holds in layer <paramref name="layer"/>.</summary>
@@ -97,16 +101,19 @@ public sealed class KvCache : IDisposable
         }
     }
 
+    /// <summary>Whether a sequence holds <paramref name="slot"/>.</summary>
     public bool IsClaimed(int slot)
     {
         lock (_claimed) return _claimed[slot];
     }
 
+    /// <summary>Frees <paramref name="slot"/> for the next claim; its contents stay.</summary>
     public void Release(int slot)
     {
         lock (_claimed) _claimed[slot] = false;
     }
 
+    /// <summary>Frees the device buffers.</summary>
     public void Dispose()
     {
         foreach (var t in _keys) t.Dispose();

@@ -23,12 +23,18 @@ public sealed class LlamaModel : IDisposable
     private readonly DeviceTensor _gateUp, _hidden;
     private bool _disposed;
 
+    /// <summary>The model's hyperparameters; the EOS ids include the extra stop ids.</summary>
     public LlamaConfig Config { get; }
+    /// <summary>The device the model runs on; the caller owns it.</summary>
     public ComputeDevice Device { get; }
+    /// <summary>The weights on the device.</summary>
     public ModelWeights Weights { get; }
+    /// <summary>The KV cache, one slot per sequence.</summary>
     public KvCache Cache { get; }
+    /// <summary>The rotary embedding's cos/sin table for every position of the context.</summary>
     public RotaryTable Rotary { get; }
 
+    /// <summary>Transformer blocks.</summary>
     public int Layers => Config.Layers;
 
     /// <summary>Positions the KV cache holds per sequence: the longest prompt plus generation this model can run.</summary>
@@ -40,6 +46,10 @@ public sealed class LlamaModel : IDisposable
     /// <summary>The LM head [vocab, dim] (the embedding when tied).</summary>
     public DeviceWeight LmHead => Weights.LmHead;
 
+    /// <summary>Loads <paramref name="checkpoint"/>'s weights onto <paramref name="device"/> and allocates the KV cache,
+    /// rotary table and scratch buffers; the model owns them all, not the device.</summary>
+    /// <param name="checkpoint">the model's configuration and tensors; read while the constructor runs.</param>
+    /// <param name="device">where the model runs.</param>
     /// <param name="context">Positions of the KV cache per sequence; by default <see cref="ContextSize.Default"/>.</param>
     /// <param name="stopIds">Token ids that end generation besides the configuration's eos_token_id
     /// (the tokenizer's eos_token).</param>
@@ -153,6 +163,7 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Bytes of the final norm and LM head read for one row of logits.</summary>
     public long HeadBytes => Weights.FinalNorm.Bytes + Weights.LmHead.Bytes;
 
+    /// <summary>Frees the weights, caches and scratch buffers.</summary>
     public void Dispose()
     {
         if (_disposed) return;

@@ -27,8 +27,11 @@ public sealed class ModelWeights : IDisposable
     private readonly List<string> _unquantized = [];
     private DeviceTensor[] _biases = [];
 
+    /// <summary>The transformer blocks, in order.</summary>
     public IReadOnlyList<Layer> Layers { get; private set; } = [];
+    /// <summary>The token embedding [vocab, dim].</summary>
     public DeviceWeight Embedding { get; private set; } = null!;
+    /// <summary>The final RMSNorm gain [dim].</summary>
     public DeviceWeight FinalNorm { get; private set; } = null!;
 
     /// <summary>The LM head [vocab, dim]: the embedding when they are tied.</summary>
@@ -47,6 +50,9 @@ public sealed class ModelWeights : IDisposable
     /// <summary>The model's identity for adapters: shape and a fingerprint of its weights.</summary>
     public string Fingerprint { get; private set; } = "";
 
+    /// <summary>Reads every tensor of <paramref name="checkpoint"/> once, checks its values and uploads it.</summary>
+    /// <param name="checkpoint">the model's configuration and tensors.</param>
+    /// <param name="device">where the weights go; the returned weights own their buffers.</param>
     /// <param name="quantize">A block type (Q8_0, Q4_0): every matrix (the embedding and LM head included) is
     /// quantized as it is loaded, with llama.cpp's reference rounding, and stays quantized on the
     /// device; norm gains and biases stay as stored, and so do matrices whose rows are not whole blocks
@@ -199,6 +205,7 @@ public sealed class ModelWeights : IDisposable
         return device.UploadWeight(type, bytes, ids.Length, dim);
     }
 
+    /// <summary>Frees every weight on the device.</summary>
     public void Dispose()
     {
         foreach (var weight in _owned) weight.Dispose();

@@ -14,18 +14,20 @@ public sealed class Sequence : IDisposable
 
     internal Sequence(LlamaModel model, int slot) => (Model, Slot) = (model, slot);
 
+    /// <summary>The model whose cache holds the sequence.</summary>
     public LlamaModel Model { get; }
 
     /// <summary>The cache slot holding this sequence's keys and values.</summary>
     public int Slot { get; }
 
+    /// <summary>The prompt and committed tokens.</summary>
     public List<int> Tokens { get; } = [];
 
     /// <summary>Positions every layer of the slot holds.</summary>
     public int Cached => Model.Cache.CommonLength(Slot);
 
     /// <summary>The draft head's view of the sequence, kept by a self-speculative decoder (null otherwise).</summary>
-    public DraftState? Draft { get; set; }
+    internal DraftState? Draft { get; set; }
 
     /// <summary>Forgets every position at or after <paramref name="length"/>, in the model's cache and the draft head's.</summary>
     public void Truncate(int length)

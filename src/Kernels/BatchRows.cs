@@ -12,6 +12,7 @@ public sealed class BatchRows
     private readonly int[] _positions;
     private int _count;
 
+    /// <summary>Room for <paramref name="capacity"/> rows, none set yet.</summary>
     public BatchRows(int capacity)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(capacity);
@@ -31,20 +32,25 @@ public sealed class BatchRows
     /// <summary>The first row of <see cref="Root"/> this view starts at.</summary>
     public int Offset { get; }
 
+    /// <summary>Rows set (of this view).</summary>
     public int Count => _count;
 
+    /// <summary>The most rows the whole can hold.</summary>
     public int Capacity => _slots.Length;
 
     /// <summary>Changes whenever <see cref="Set"/> changes the rows.</summary>
     public long Version { get; private set; }
 
+    /// <summary>The KV cache slot of <paramref name="row"/>.</summary>
     public int Slot(int row) => _slots[Offset + CheckRow(row)];
 
+    /// <summary>The position of <paramref name="row"/> in its sequence.</summary>
     public int Position(int row) => _positions[Offset + CheckRow(row)];
 
     /// <summary>Every row's slot and position, of the whole (not a view): what a device copies.</summary>
     public ReadOnlySpan<int> AllSlots => _slots.AsSpan(0, Root._count);
 
+    /// <summary>Every row's position, of the whole (not a view).</summary>
     public ReadOnlySpan<int> AllPositions => _positions.AsSpan(0, Root._count);
 
     /// <summary>Makes the rows (slots[r], positions[r]) for r in [0, slots.Length).</summary>

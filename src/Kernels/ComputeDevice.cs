@@ -5,11 +5,13 @@ namespace Kangaroo.Native.Kernels;
 /// <summary>A float32 buffer on a device, or a view into one (<see cref="Slice"/>).</summary>
 public abstract class DeviceTensor : IDisposable
 {
+    /// <summary>Elements (float32 values) in the buffer or view.</summary>
     public abstract int Length { get; }
 
     /// <summary>A view of <paramref name="length"/> elements from <paramref name="offset"/>; it owns no memory.</summary>
     public abstract DeviceTensor Slice(int offset, int length);
 
+    /// <summary>Frees the buffer's device memory; a view (<see cref="Slice"/>) owns none.</summary>
     public abstract void Dispose();
 }
 
@@ -18,10 +20,19 @@ public abstract class DeviceTensor : IDisposable
 /// blocks dequantized inside the kernels. A quantized weight's rows are whole blocks.</summary>
 public abstract class DeviceWeight(ElementType type, int rows, int cols) : IDisposable
 {
+    /// <summary>The stored element type.</summary>
     public ElementType Type { get; } = type;
+
+    /// <summary>Rows: output features of a matrix, 1 for a vector.</summary>
     public int Rows { get; } = rows;
+
+    /// <summary>Values per row: input features of a matrix.</summary>
     public int Cols { get; } = cols;
+
+    /// <summary>Bytes of the weight in its stored type.</summary>
     public long Bytes { get; } = rows * type.RowBytes(cols);
+
+    /// <summary>Frees the weight's device memory.</summary>
     public abstract void Dispose();
 }
 
@@ -67,8 +78,10 @@ public abstract class ComputeDevice : IDisposable
     /// <summary>Uploads a weight [rows, cols] given as little-endian bytes of <paramref name="type"/>.</summary>
     public abstract DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols);
 
+    /// <summary>Copies host values into the first <c>source.Length</c> elements of <paramref name="destination"/>.</summary>
     public abstract void Upload(ReadOnlySpan<float> source, DeviceTensor destination);
 
+    /// <summary>Copies the first <c>destination.Length</c> elements of <paramref name="source"/> to the host, after the queued work that writes them.</summary>
     public abstract void Download(DeviceTensor source, Span<float> destination);
 
     /// <summary>destination[0..source.Length) = source.</summary>
@@ -200,5 +213,6 @@ public abstract class ComputeDevice : IDisposable
     /// <summary>Waits until all queued work is done.</summary>
     public abstract void Synchronize();
 
+    /// <summary>Releases the device (its accelerator and kernels); its tensors and weights must be disposed first.</summary>
     public abstract void Dispose();
 }

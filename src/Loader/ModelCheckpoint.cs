@@ -10,6 +10,7 @@ namespace Kangaroo.Native.Loader;
 /// </summary>
 public abstract class ModelCheckpoint : IDisposable
 {
+    /// <summary>The model's hyperparameters, from its configuration file or header.</summary>
     public abstract LlamaConfig Config { get; }
 
     /// <summary>The file or directory the model came from.</summary>
@@ -21,6 +22,7 @@ public abstract class ModelCheckpoint : IDisposable
     /// <summary>Every file the model was read from, its tokenizer included (what must never be written to).</summary>
     public virtual IReadOnlyList<string> Files => TokenizerPath is null ? [Source] : [Source, TokenizerPath];
 
+    /// <summary>Whether the checkpoint holds a tensor of that Hugging Face name.</summary>
     public abstract bool Contains(string name);
 
     /// <summary>Reads a tensor; throws naming the file when it is missing.</summary>
@@ -174,26 +176,43 @@ public abstract class ModelCheckpoint : IDisposable
         throw new ModelFormatException($"{path}: no such model file or directory");
     }
 
+    /// <summary>Closes the files; tensors read from them are invalid afterwards.</summary>
     public virtual void Dispose() => GC.SuppressFinalize(this);
 
     /// <summary>Hugging Face names of the weights of one transformer block.</summary>
     public static class Names
     {
+        /// <summary>The token embedding [vocab, dim].</summary>
         public const string Embedding = "model.embed_tokens.weight";
+        /// <summary>The final RMSNorm gain [dim].</summary>
         public const string FinalNorm = "model.norm.weight";
+        /// <summary>The LM head [vocab, dim].</summary>
         public const string LmHead = "lm_head.weight";
+        /// <summary>The full name of block <paramref name="layer"/>'s weight <paramref name="suffix"/> (one of the constants below).</summary>
         public static string Layer(int layer, string suffix) => $"model.layers.{layer}.{suffix}";
+        /// <summary>The attention's RMSNorm gain [dim].</summary>
         public const string AttentionNorm = "input_layernorm.weight";
+        /// <summary>The query projection [heads * headDim, dim].</summary>
         public const string Query = "self_attn.q_proj.weight";
+        /// <summary>The key projection [kvHeads * headDim, dim].</summary>
         public const string Key = "self_attn.k_proj.weight";
+        /// <summary>The value projection [kvHeads * headDim, dim].</summary>
         public const string Value = "self_attn.v_proj.weight";
+        /// <summary>The attention output projection [dim, heads * headDim].</summary>
         public const string Output = "self_attn.o_proj.weight";
+        /// <summary>The feed-forward's RMSNorm gain [dim].</summary>
         public const string FeedForwardNorm = "post_attention_layernorm.weight";
+        /// <summary>The feed-forward gate projection [hiddenDim, dim].</summary>
         public const string Gate = "mlp.gate_proj.weight";
+        /// <summary>The feed-forward up projection [hiddenDim, dim].</summary>
         public const string Up = "mlp.up_proj.weight";
+        /// <summary>The feed-forward down projection [dim, hiddenDim].</summary>
         public const string Down = "mlp.down_proj.weight";
+        /// <summary>The query bias [heads * headDim], where the model has attention biases.</summary>
         public const string QueryBias = "self_attn.q_proj.bias";
+        /// <summary>The key bias [kvHeads * headDim], where the model has attention biases.</summary>
         public const string KeyBias = "self_attn.k_proj.bias";
+        /// <summary>The value bias [kvHeads * headDim], where the model has attention biases.</summary>
         public const string ValueBias = "self_attn.v_proj.bias";
 
         /// <summary>How many heads of rows a weight has that RoPE rotates (whose order

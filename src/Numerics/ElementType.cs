@@ -3,9 +3,26 @@ namespace Kangaroo.Native.Numerics;
 /// <summary>How the values of a tensor are stored: float32, IEEE half, bfloat16, or one of llama.cpp's
 /// block-quantized formats (<see cref="IBlockFormat"/>), whose blocks run along a row.
 /// <see cref="ElementTypes"/> is the table of their properties.</summary>
-public enum ElementType { F32, F16, BF16, Q8_0, Q4_0 }
+public enum ElementType
+{
+    /// <summary>IEEE 754 single precision: 4 bytes a value.</summary>
+    F32,
+
+    /// <summary>IEEE 754 half precision: 2 bytes a value.</summary>
+    F16,
+
+    /// <summary>bfloat16, float32's upper half: 2 bytes a value.</summary>
+    BF16,
+
+    /// <summary>llama.cpp's Q8_0: blocks of 32 int8 values and an f16 scale (<see cref="Q8_0Format"/>).</summary>
+    Q8_0,
+
+    /// <summary>llama.cpp's Q4_0: blocks of 32 4-bit values and an f16 scale (<see cref="Q4_0Format"/>).</summary>
+    Q4_0,
+}
 
 /// <summary>One row of the element-type table.</summary>
+/// <param name="Type">The type the row describes.</param>
 /// <param name="Name">As the CLI spells it (<c>q8_0</c>); ggml and safetensors spell it in upper case.</param>
 /// <param name="GgmlId">ggml's number for the type, as GGUF stores it.</param>
 /// <param name="BlockLength">Values per block: 1 for the float types, whose every value is its own block.</param>
@@ -34,13 +51,17 @@ public static class ElementTypes
     /// <summary>Every row, in the order of <see cref="ElementType"/>.</summary>
     public static IReadOnlyList<ElementTypeInfo> All => Table;
 
+    /// <summary>The type's row; throws <see cref="NotSupportedException"/> for a value outside the table.</summary>
     public static ElementTypeInfo Info(this ElementType type) =>
         (uint)type < (uint)Table.Length && Table[(int)type].Type == type ? Table[(int)type] : throw Unsupported(type, "the element-type table");
 
+    /// <summary>Values per block: 1 for the float types.</summary>
     public static int BlockLength(this ElementType type) => type.Info().BlockLength;
 
+    /// <summary>Bytes per block (per value for the float types).</summary>
     public static int BlockBytes(this ElementType type) => type.Info().BlockBytes;
 
+    /// <summary>Whether the type is block-quantized (has an <see cref="IBlockFormat"/>).</summary>
     public static bool IsQuantized(this ElementType type) => type.Info().Format is not null;
 
     /// <summary>The block format of a quantized type; <see cref="NotSupportedException"/> for a float type.</summary>

@@ -19,6 +19,8 @@ public sealed class AutoregressiveBatch : IDisposable
     private readonly List<(Generation Generation, int Row)> _decoding = [];
     private readonly List<(Generation Generation, int First, int Rows)> _rows = [];
 
+    /// <summary>Allocates the pass's buffers on <paramref name="model"/>'s device.</summary>
+    /// <param name="model">the model whose generations the batch steps.</param>
     /// <param name="rows">Rows of a pass: the most generations a step decodes, and the prefill chunk.</param>
     public AutoregressiveBatch(LlamaModel model, int rows = LlamaModel.MaxBlockRows)
     {
@@ -83,6 +85,7 @@ public sealed class AutoregressiveBatch : IDisposable
         if (g.Prefilled) _decoding.Add((g, first));
     }
 
+    /// <summary>Frees the pass's device buffers; the model and its generations stay.</summary>
     public void Dispose()
     {
         foreach (var t in new[] { _residual, _last, _logits }) t.Dispose();

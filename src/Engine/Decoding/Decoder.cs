@@ -13,7 +13,9 @@ public abstract class Decoder(LlamaModel model) : IDisposable
     private bool _disposed;
     private readonly Dictionary<int, (List<int> Tokens, long Version)> _held = []; // per cache slot: what this decoder's last generation there left
 
+    /// <summary>The model this decoder runs; the decoder does not own it.</summary>
     public LlamaModel Model { get; } = model;
+    /// <summary>The decoder's name: autoregressive, kangaroo or early-exit.</summary>
     public abstract string Name { get; }
 
     /// <summary>The statistics of the latest generation.</summary>

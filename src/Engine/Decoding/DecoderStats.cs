@@ -10,6 +10,7 @@ public sealed class DecoderStats
     /// <summary>Tokens committed per round, the bonus or correction token included.</summary>
     public List<int> AcceptLengths { get; } = [];
 
+    /// <summary>Tokens generated, the stop token included.</summary>
     public int GeneratedTokens { get; set; }
 
     /// <summary>Tokens of the prompt.</summary>
@@ -18,9 +19,13 @@ public sealed class DecoderStats
     /// <summary>Positions of the prompt whose keys and values were kept in the caches from the previous
     /// generation (see <see cref="Decoder.Generate"/>'s <c>reuseCache</c>) instead of being prefilled.</summary>
     public int ReusedTokens { get; set; }
+    /// <summary>Time from the start to the end of prefill.</summary>
     public TimeSpan Prefill { get; set; }
+    /// <summary>Time spent drafting (zero for plain decoding).</summary>
     public TimeSpan Draft { get; set; }
+    /// <summary>Time spent in verification passes (zero for plain decoding).</summary>
     public TimeSpan Verify { get; set; }
+    /// <summary>Time of the whole generation, prefill included.</summary>
     public TimeSpan Total { get; set; }
 
     /// <summary>Mean tokens committed per verification round (1 for plain decoding).</summary>

@@ -1,6 +1,14 @@
 namespace Kangaroo.Native.Engine.Decoding;
 
-public enum StopReason { StopToken, Length }
+/// <summary>Why a generation ended.</summary>
+public enum StopReason
+{
+    /// <summary>The model generated one of its stop (EOS) tokens, which is the last token yielded.</summary>
+    StopToken,
+
+    /// <summary>The token budget ran out: the requested maximum, or the end of the context.</summary>
+    Length,
+}
 
 /// <summary>
 /// One request's generation, stepped by its <see cref="Decoder"/> (or, with others, by an
@@ -21,13 +29,17 @@ public sealed class Generation : IDisposable
         if (budget == 0) Stop = StopReason.Length;
     }
 
+    /// <summary>The decoder that started the generation and steps it alone.</summary>
     public Decoder Decoder { get; }
+    /// <summary>The sequence it extends: the prompt, then the committed tokens, in its own cache slot.</summary>
     public Sequence Sequence { get; }
+    /// <summary>Tokens of the prompt.</summary>
     public int PromptLength { get; }
 
     /// <summary>The most tokens it may generate (see <see cref="Decoder.Budget"/>).</summary>
     public int Budget { get; }
 
+    /// <summary>Tokens generated so far, the stop token included.</summary>
     public int Produced => Sequence.Tokens.Count - PromptLength;
 
     internal TokenSampler Sampler { get; }
@@ -35,11 +47,13 @@ public sealed class Generation : IDisposable
     /// <summary>Why it ended; null while it runs.</summary>
     public StopReason? Stop { get; private set; }
 
+    /// <summary>True once <see cref="Stop"/> is set: further steps do nothing.</summary>
     public bool Finished => Stop is not null;
 
     /// <summary>Every prompt position but the last is in the cache: the next step decodes.</summary>
     public bool Prefilled => Sequence.Cached >= Sequence.Tokens.Count - 1;
 
+    /// <summary>The generation's statistics, updated at each step.</summary>
     public DecoderStats Stats { get; }
 
     /// <summary>The tokens the last step committed (none while prefilling), the stop token included.</summary>
@@ -78,6 +92,7 @@ public sealed class Generation : IDisposable
         if (Stop is null && Produced == Budget) Stop = StopReason.Length;
     }
 
+    /// <summary>Ends the generation (as <see cref="StopReason.Length"/> if it was still running) and gives its cache slot back.</summary>
     public void Dispose()
     {
         if (_disposed) return;

@@ -11,8 +11,10 @@ namespace Kangaroo.Native.Engine.Kangaroo;
 /// </summary>
 public abstract class DraftHead(DraftLmHead lmHead) : IDisposable
 {
+    /// <summary>The LM-head rows the head scores.</summary>
     protected DraftLmHead LmHead { get; } = lmHead;
 
+    /// <summary>The head's name, also its decoder's: kangaroo or early-exit.</summary>
     public abstract string Name { get; }
 
     /// <summary>Positions of the sequence in cache slot <paramref name="slot"/> the head has seen.</summary>
@@ -35,6 +37,7 @@ public abstract class DraftHead(DraftLmHead lmHead) : IDisposable
     /// <summary>Forgets positions at or after <paramref name="length"/> of the sequence in <paramref name="slot"/>.</summary>
     public abstract void Truncate(int slot, int length);
 
+    /// <summary>Frees the head's device buffers and its LM-head rows.</summary>
     public virtual void Dispose() => LmHead.Dispose();
 }
 
@@ -47,6 +50,7 @@ public sealed class DraftLmHead : IDisposable
     private readonly int[]? _ids;
     private readonly DeviceWeight? _rows;
 
+    /// <summary>The rows of <paramref name="draftVocabulary"/> gathered from <paramref name="model"/>'s LM head, or the whole head when null.</summary>
     public DraftLmHead(LlamaModel model, int[]? draftVocabulary)
     {
         _model = model;
@@ -54,8 +58,11 @@ public sealed class DraftLmHead : IDisposable
         if (_ids is not null) _rows = model.Weights.GatherHeadRows(model.Device, _ids);
     }
 
+    /// <summary>Entries of a row of draft logits.</summary>
     public int Size => _ids?.Length ?? _model.Config.VocabSize;
+    /// <summary>The token of entry <paramref name="index"/>.</summary>
     public int TokenId(int index) => _ids?[index] ?? index;
+    /// <summary>Bytes of LM-head rows one draft row reads.</summary>
     public long Bytes => _rows?.Bytes ?? _model.LmHead.Bytes;
 
     /// <summary>logits[r, :] over the draft vocabulary for hidden rows that are already normed.</summary>
@@ -65,6 +72,7 @@ public sealed class DraftLmHead : IDisposable
         else _model.Device.MatMul(hidden, _rows, logits, rows);
     }
 
+    /// <summary>Frees the gathered rows (the model's own head stays).</summary>
     public void Dispose() => _rows?.Dispose();
 }
 
@@ -74,10 +82,14 @@ public sealed class ExitNormHead(LlamaModel model, int[]? draftVocabulary = null
 {
     private readonly DeviceTensor _normed = model.AllocateResidual(1);
 
+    /// <inheritdoc/>
     public override string Name => "early-exit";
+    /// <inheritdoc/>
     public override int Cached(int slot) => int.MaxValue;
+    /// <inheritdoc/>
     public override long WeightBytes => model.HeadBytes - model.LmHead.Bytes + LmHead.Bytes;
 
+    /// <inheritdoc/>
     public override void Run(DeviceTensor states, int slot, int start, int rows, DeviceTensor? logits)
     {
         if (logits is null) return;
@@ -85,10 +97,12 @@ public sealed class ExitNormHead(LlamaModel model, int[]? draftVocabulary = null
         LmHead.Logits(_normed, 1, logits);
     }
 
+    /// <inheritdoc/>
     public override void Truncate(int slot, int length)
     {
     }
 
+    /// <inheritdoc/>
     public override void Dispose()
     {
         _normed.Dispose();
@@ -110,8 +124,10 @@ public sealed class AdapterHead : DraftHead
     private readonly Batch _batch = new(LlamaModel.MaxBlockRows);
     private readonly DeviceTensor _sum, _normed;
 
+    /// <summary>The adapter's parameters on the host.</summary>
     public AdapterWeights Weights { get; }
 
+    /// <summary>Uploads <paramref name="weights"/> to <paramref name="model"/>'s device, after checking they were made for it.</summary>
     public AdapterHead(LlamaModel model, AdapterWeights weights) : base(new DraftLmHead(model, weights.CheckFits(model.Config, model.Fingerprint, "adapter").DraftVocabulary))
     {
         _model = model;
@@ -131,10 +147,14 @@ public sealed class AdapterHead : DraftHead
         _normed = device.Allocate(dim);
     }
 
+    /// <inheritdoc/>
     public override string Name => "kangaroo";
+    /// <inheritdoc/>
     public override int Cached(int slot) => _cache.Length(slot, 0);
+    /// <inheritdoc/>
     public override long WeightBytes => _inputNorm.Bytes + _qkv.Bytes + _output.Bytes + _outputNorm.Bytes + LmHead.Bytes;
 
+    /// <inheritdoc/>
     public override void Run(DeviceTensor states, int slot, int start, int rows, DeviceTensor? logits)
     {
         var (d, dim) = (_model.Device, _model.Config.Dim);
@@ -154,8 +174,10 @@ public sealed class AdapterHead : DraftHead
         }
     }
 
+    /// <inheritdoc/>
     public override void Truncate(int slot, int length) => _cache.Truncate(slot, length);
 
+    /// <inheritdoc/>
     public override void Dispose()
     {
         foreach (var w in new[] { _inputNorm, _qkv, _output, _outputNorm }) w.Dispose();

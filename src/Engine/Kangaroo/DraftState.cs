@@ -9,7 +9,7 @@ namespace Kangaroo.Native.Engine.Kangaroo;
 /// last position of a fully accepted round all add to it, so the head catches up with one pass over
 /// many positions instead of one per position.
 /// </summary>
-public sealed class DraftState : IDisposable
+internal sealed class DraftState : IDisposable
 {
     private readonly ComputeDevice _device;
     private readonly DeviceTensor _backlog;

@@ -7,6 +7,7 @@ namespace Kangaroo.Native.Engine.Kangaroo;
 /// confidence threshold eta below which drafting stops early.</summary>
 public sealed record SpeculationOptions(int ExitLayer, int DraftSteps = 6, float Threshold = 0.6f)
 {
+    /// <summary>Returns the options if they fit a model of <paramref name="layers"/> layers, else throws <see cref="ArgumentException"/>.</summary>
     public SpeculationOptions Validate(int layers)
     {
         if (ExitLayer < 1 || ExitLayer >= layers) throw new ArgumentException($"--exit-layer {ExitLayer} must be in 1..{layers - 1} for a {layers}-layer model");
@@ -77,8 +78,10 @@ public sealed class SelfSpeculativeDecoder : Decoder
         _top = new TopToken[_maxDrafts + 1];
     }
 
+    /// <inheritdoc/>
     public override string Name => _name;
 
+    /// <inheritdoc/>
     protected override void ReleaseBuffers()
     {
         _step.Dispose();
@@ -95,6 +98,7 @@ public sealed class SelfSpeculativeDecoder : Decoder
     /// <summary>The settings of the rounds: fixed, or the controller's current choice.</summary>
     public SpeculationOptions Options => new(_exit, _gamma, _eta);
 
+    /// <summary>The draft head the rounds draft with.</summary>
     public DraftHead Head => _head;
 
     /// <summary>The running estimate of how often drafts are accepted, by depth and confidence: the
@@ -123,6 +127,7 @@ public sealed class SelfSpeculativeDecoder : Decoder
         return Math.Min(cached, draft.Covered);
     }
 
+    /// <inheritdoc/>
     protected override void Advance(Generation generation)
     {
         var began = generation.Elapsed;

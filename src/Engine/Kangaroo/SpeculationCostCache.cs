@@ -10,6 +10,7 @@ namespace Kangaroo.Native.Engine.Kangaroo;
 /// a folder that cannot be written only means no caching.</summary>
 public sealed class SpeculationCostCache(string directory)
 {
+    /// <summary>The folder of the JSON files.</summary>
     public string Directory { get; } = directory;
 
     /// <summary>KANGAROO_CACHE_DIR, else the user's cache folder ($XDG_CACHE_HOME or ~/.cache on Unix,
@@ -27,6 +28,7 @@ public sealed class SpeculationCostCache(string directory)
 
     private string PathOf(string key) => Path.Combine(Directory, Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key)))[..24] + ".json");
 
+    /// <summary>The costs stored under <paramref name="key"/>, or null when there are none.</summary>
     public SpeculationCosts? Get(string key)
     {
         try
@@ -40,6 +42,7 @@ public sealed class SpeculationCostCache(string directory)
         }
     }
 
+    /// <summary>Stores <paramref name="costs"/> under <paramref name="key"/>, replacing the file atomically; a failure to write is ignored.</summary>
     public void Put(string key, SpeculationCosts costs)
     {
         try

@@ -22,9 +22,11 @@ public sealed record SpeculationCosts(
     [property: JsonPropertyName("verify_ms")] double[] VerifyMs,
     [property: JsonPropertyName("draft_byte_ratio")] double DraftByteRatio)
 {
+    /// <summary>A draft step's cost relative to an autoregressive step.</summary>
     [JsonPropertyName("draft_ratio")]
     public double DraftRatio => DraftStepMs / AutoregressiveStepMs;
 
+    /// <summary>Verification of k = 1..gamma+1 rows (index k - 1) relative to an autoregressive step.</summary>
     [JsonPropertyName("verify_ratio")]
     public double[] VerifyRatio => VerifyMs.Select(v => v / AutoregressiveStepMs).ToArray();
 

@@ -8,6 +8,7 @@ namespace Kangaroo.Native.Engine.Training;
 /// <summary>Sums of the per-position metrics over a set of positions.</summary>
 public readonly record struct LossSums(double Loss, double Overlap, double Agreement, long Positions)
 {
+    /// <summary>Sums of both sets of positions.</summary>
     public static LossSums operator +(LossSums a, LossSums b) =>
         new(a.Loss + b.Loss, a.Overlap + b.Overlap, a.Agreement + b.Agreement, a.Positions + b.Positions);
 
@@ -33,7 +34,7 @@ public readonly record struct LossSums(double Loss, double Overlap, double Agree
 /// </code>
 /// The backward pass is the same chain in reverse, each step a <see cref="ComputeDevice"/> operation.
 /// </summary>
-public sealed class AdapterGraph : IDisposable
+internal sealed class AdapterGraph : IDisposable
 {
     /// <summary>A trained tensor: its value, the weight the forward reads, gradient and moments.</summary>
     private sealed record Parameter(string Name, DeviceTensor Value, DeviceWeight Weight, DeviceTensor Gradient,

@@ -18,6 +18,7 @@ public sealed partial class CpuDevice
 {
     private float[] _scores = [];
 
+    /// <inheritdoc/>
     public override void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output,
         BatchRows rows, int heads, int kvHeads, int headDim, int slotPositions)
     {
@@ -63,6 +64,7 @@ public sealed partial class CpuDevice
         StableSoftmax(p);
     }
 
+    /// <inheritdoc/>
     public override void AttentionBackward(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor dOutput,
         DeviceTensor dQ, DeviceTensor dKeys, DeviceTensor dValues, int rows, int startPos, int heads, int kvHeads, int headDim)
     {

@@ -16,6 +16,7 @@ public sealed partial class CpuDevice
     /// <summary>Multiply-adds (counting at most four rows) from which a matmul is split over the cores.</summary>
     private const long ParallelMatMulElements = 1 << 20;
 
+    /// <inheritdoc/>
     public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false)
     {
         var w = (CpuWeight)weight;

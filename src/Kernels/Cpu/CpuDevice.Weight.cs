@@ -136,6 +136,7 @@ public sealed partial class CpuDevice
             }
         }
 
+        /// <inheritdoc/>
         public override void Dispose()
         {
             if (_data == null) return;

@@ -16,9 +16,12 @@ public sealed partial class CpuDevice : HostDevice
 {
     private float[] _exponentials = [];
 
+    /// <inheritdoc/>
     public override string Kind => "cpu";
+    /// <inheritdoc/>
     public override string Name => $"managed, vectorised ({Environment.ProcessorCount} cores)";
 
+    /// <inheritdoc/>
     public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
     {
         var weight = new CpuWeight(this, type, data, rows, cols);
@@ -26,6 +29,7 @@ public sealed partial class CpuDevice : HostDevice
         return weight;
     }
 
+    /// <inheritdoc/>
     public override void Embed(ReadOnlySpan<int> tokens, DeviceWeight table, DeviceTensor output)
     {
         var weights = (CpuWeight)table;
@@ -37,6 +41,7 @@ public sealed partial class CpuDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void RmsNorm(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, float eps)
     {
         var w = (CpuWeight)weight;
@@ -56,6 +61,7 @@ public sealed partial class CpuDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void AddBias(DeviceTensor x, DeviceTensor bias, int rows)
     {
         var b = Span(bias);
@@ -63,6 +69,7 @@ public sealed partial class CpuDevice : HostDevice
         for (var r = 0; r < rows; r++) TensorPrimitives.Add(v.Slice(r * b.Length, b.Length), b, v.Slice(r * b.Length, b.Length));
     }
 
+    /// <inheritdoc/>
     public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table) => Rotate(x, rows, heads, startPos, table, 1f);
 
     /// <summary>Rotates by +angle (forward) or -angle (<paramref name="sinSign"/> = -1: the adjoint, for backward).</summary>
@@ -94,6 +101,7 @@ public sealed partial class CpuDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache,
         BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table)
     {
@@ -117,6 +125,7 @@ public sealed partial class CpuDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim)
     {
         var source = Span(gateUp);
@@ -130,9 +139,11 @@ public sealed partial class CpuDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void Add(DeviceTensor target, DeviceTensor addend, int length) =>
         TensorPrimitives.Add(Span(target)[..length], Span(addend)[..length], Span(target)[..length]);
 
+    /// <inheritdoc/>
     public override void Softmax(DeviceTensor logits, int rows, int cols, float temperature)
     {
         var x = Span(logits);
@@ -152,6 +163,7 @@ public sealed partial class CpuDevice : HostDevice
         TensorPrimitives.Divide(row, TensorPrimitives.Sum(row), row);
     }
 
+    /// <inheritdoc/>
     public override void ArgMax(DeviceTensor logits, int rows, int cols, Span<TopToken> result)
     {
         var x = Span(logits);

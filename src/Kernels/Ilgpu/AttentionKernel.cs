@@ -16,7 +16,7 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 ///   launch: explicit, one group per (row, head) (grid = rows * heads, group = G = GroupWidths.Attention). Within a tile,
 ///           thread t scores position tile + t (a dot over headDim), then threads own output
 ///           dimensions d, d + G, ... and accumulate V rows (coalesced along d). q and acc live in
-///           shared memory (headDim <= 256). The work for a (row, head) depends only on its own
+///           shared memory (headDim &lt;= 256). The work for a (row, head) depends only on its own
 ///           slot and position, so a block of rows is bit-identical to one-row calls, and rows of
 ///           other sequences in the same pass change nothing.
 ///   bytes:  per (row, head): (p + 1) * headDim * 8 (keys + values, shared by the heads of a kv

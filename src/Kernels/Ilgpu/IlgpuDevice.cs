@@ -43,6 +43,9 @@ public sealed partial class IlgpuDevice : ComputeDevice
     private MemoryBuffer1D<int, Stride1D.Dense> _argMaxResult;
     private int[] _hostArgMax = new int[128];
 
+    /// <param name="kind">the device name it was created as: ilgpu-cpu, cuda or opencl.</param>
+    /// <param name="context">the ILGPU context; the device owns and disposes it.</param>
+    /// <param name="accelerator">the accelerator the kernels run on; the device owns and disposes it.</param>
     /// <param name="groupWidth">Threads per group for every explicitly grouped kernel instead of the
     /// accelerator's widths (<see cref="GroupWidths.For"/>); tests use it to cover wide groups on OpenCL.</param>
     internal IlgpuDevice(string kind, Context context, Accelerator accelerator, int? groupWidth = null)
@@ -62,8 +65,10 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _argMaxResult = accelerator.Allocate1D<int>(128);
     }
 
+    /// <inheritdoc/>
     public override string Kind { get; }
 
+    /// <inheritdoc/>
     public override string Name => $"{_accelerator.Name} ({_accelerator.AcceleratorType}, group size {_groups})";
 
     /// <summary>Threads per group of the explicitly grouped kernels, per family (reductions run over this many partials).</summary>
@@ -72,6 +77,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
     /// <summary>The accelerator's memory; the CPU emulator's is the host memory the process may use.</summary>
     public override long MemoryBytes => Math.Min(_accelerator.MemorySize, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
 
+    /// <inheritdoc/>
     public override DeviceTensor Allocate(int length)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
@@ -81,6 +87,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         return new IlgpuTensor(this, buffer, buffer.View.SubView(0, length));
     }
 
+    /// <inheritdoc/>
     public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
     {
         var weight = new IlgpuWeight(this, type, data, rows, cols);
@@ -88,21 +95,25 @@ public sealed partial class IlgpuDevice : ComputeDevice
         return weight;
     }
 
+    /// <inheritdoc/>
     public override void Upload(ReadOnlySpan<float> source, DeviceTensor destination) =>
         View(destination).SubView(0, source.Length).CopyFromCPU(source);
 
+    /// <inheritdoc/>
     public override void Download(DeviceTensor source, Span<float> destination)
     {
         View(source).SubView(0, destination.Length).CopyToCPU(destination);
         _accelerator.Synchronize();
     }
 
+    /// <inheritdoc/>
     public override void Copy(DeviceTensor source, DeviceTensor destination)
     {
         var from = View(source);
         from.CopyTo(View(destination).SubView(0, from.Length));
     }
 
+    /// <inheritdoc/>
     public override void Embed(ReadOnlySpan<int> tokens, DeviceWeight table, DeviceTensor output)
     {
         var weight = Weight(table);
@@ -125,6 +136,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void RmsNorm(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, float eps)
     {
         var w = Weight(weight);
@@ -142,6 +154,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false)
     {
         var w = Weight(weight);
@@ -160,6 +173,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void AddBias(DeviceTensor x, DeviceTensor bias, int rows)
     {
         if (rows <= 0) return;
@@ -168,6 +182,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _addBias(rows * width, View(x, (long)rows * width, nameof(x)), View(bias), width);
     }
 
+    /// <inheritdoc/>
     public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table) => Rotate(x, rows, heads, startPos, table, 1f);
 
     /// <summary>Rotates by +angle (forward) or -angle (<paramref name="sinSign"/> = -1: the adjoint, for backward).</summary>
@@ -181,6 +196,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _rope(pairs, View(x, rows * heads * headDim, nameof(x)), View(table.Cos), View(table.Sin), heads, headDim, startPos, sinSign);
     }
 
+    /// <inheritdoc/>
     public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache,
         BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table)
     {
@@ -223,6 +239,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
             throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + rows - 1} are outside the rotary table of {table.Positions} positions");
     }
 
+    /// <inheritdoc/>
     public override void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output,
         BatchRows rows, int heads, int kvHeads, int headDim, int slotPositions)
     {
@@ -238,6 +255,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
             View(output, rows.Count * heads * headDim, nameof(output)), slots, positions, slotPositions, heads, kvHeads, headDim, 1f / MathF.Sqrt(headDim));
     }
 
+    /// <inheritdoc/>
     public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim)
     {
         if (rows <= 0) return;
@@ -245,6 +263,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _swiGlu(rows * hiddenDim, View(gateUp, 2L * rows * hiddenDim, nameof(gateUp)), View(output, (long)rows * hiddenDim, nameof(output)), hiddenDim);
     }
 
+    /// <inheritdoc/>
     public override void Add(DeviceTensor target, DeviceTensor addend, int length)
     {
         if (length <= 0) return;
@@ -252,6 +271,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _add(length, View(target, length, nameof(target)), View(addend, length, nameof(addend)));
     }
 
+    /// <inheritdoc/>
     public override void Softmax(DeviceTensor logits, int rows, int cols, float temperature)
     {
         if (rows <= 0) return;
@@ -259,6 +279,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _softmax(new KernelConfig(rows, _groups.Rows), View(logits, rows * cols, nameof(logits)), cols, temperature);
     }
 
+    /// <inheritdoc/>
     public override void ArgMax(DeviceTensor logits, int rows, int cols, Span<TopToken> result)
     {
         if (rows <= 0) return;
@@ -273,8 +294,10 @@ public sealed partial class IlgpuDevice : ComputeDevice
         for (var r = 0; r < rows; r++) result[r] = new TopToken(_hostArgMax[2 * r], BitConverter.Int32BitsToSingle(_hostArgMax[2 * r + 1]));
     }
 
+    /// <inheritdoc/>
     public override void Synchronize() => _accelerator.Synchronize();
 
+    /// <inheritdoc/>
     public override void Dispose()
     {
         DisposeTraining();
@@ -375,8 +398,10 @@ public sealed partial class IlgpuDevice : ComputeDevice
 
         public IlgpuDevice Owner => owner;
         public ArrayView<float> View => view;
+        /// <inheritdoc/>
         public override int Length => (int)view.Length;
 
+        /// <inheritdoc/>
         public override DeviceTensor Slice(int offset, int length)
         {
             ArgumentOutOfRangeException.ThrowIfNegative(offset);
@@ -385,6 +410,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
             return new IlgpuTensor(owner, null, view.SubView(offset, length));
         }
 
+        /// <inheritdoc/>
         public override void Dispose()
         {
             if (_buffer is null) return;
@@ -436,6 +462,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         /// <summary>A block-quantized weight's reader (the type's <see cref="IBlockRows"/> struct, boxed).</summary>
         public object Blocks => _disposed ? throw new ObjectDisposedException(nameof(IlgpuWeight)) : _blocks!;
 
+        /// <inheritdoc/>
         public override void Dispose()
         {
             if (_disposed) return;

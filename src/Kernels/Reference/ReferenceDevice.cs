@@ -14,8 +14,11 @@ namespace Kangaroo.Native.Kernels.Reference;
 /// </summary>
 public sealed class ReferenceDevice : HostDevice
 {
+    /// <inheritdoc/>
     public override string Kind => "reference";
+    /// <inheritdoc/>
     public override string Name => "reference (scalar, float64 sums)";
+    /// <inheritdoc/>
     public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
     {
         var weight = new Weight(this, type, data, rows, cols);
@@ -23,6 +26,7 @@ public sealed class ReferenceDevice : HostDevice
         return weight;
     }
 
+    /// <inheritdoc/>
     public override void Embed(ReadOnlySpan<int> tokens, DeviceWeight table, DeviceTensor output)
     {
         var w = Values(table);
@@ -34,6 +38,7 @@ public sealed class ReferenceDevice : HostDevice
             o[r * table.Cols + c] = w[tokens[r] * table.Cols + c];
     }
 
+    /// <inheritdoc/>
     public override void RmsNorm(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, float eps)
     {
         var gamma = NormGains(weight);
@@ -55,6 +60,7 @@ public sealed class ReferenceDevice : HostDevice
         return 1 / Math.Sqrt(sumOfSquares / row.Length + eps);
     }
 
+    /// <inheritdoc/>
     public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false)
     {
         var w = Values(weight);
@@ -77,6 +83,7 @@ public sealed class ReferenceDevice : HostDevice
         return sum;
     }
 
+    /// <inheritdoc/>
     public override void AddBias(DeviceTensor x, DeviceTensor bias, int rows)
     {
         var v = Span(x);
@@ -86,6 +93,7 @@ public sealed class ReferenceDevice : HostDevice
             v[r * b.Length + c] += b[c];
     }
 
+    /// <inheritdoc/>
     public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table) => Rotate(Span(x), rows, heads, startPos, table, 1);
 
     /// <summary>Rotates each head's pairs (i, i + headDim/2) of rows at positions startPos + r by +angle
@@ -106,6 +114,7 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache,
         BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table)
     {
@@ -126,6 +135,7 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output,
         BatchRows rows, int heads, int kvHeads, int headDim, int slotPositions)
     {
@@ -174,6 +184,7 @@ public sealed class ReferenceDevice : HostDevice
         for (var i = 0; i < p.Length; i++) p[i] /= sum;
     }
 
+    /// <inheritdoc/>
     public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim)
     {
         var source = Span(gateUp);
@@ -186,6 +197,7 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void Add(DeviceTensor target, DeviceTensor addend, int length)
     {
         var t = Span(target);
@@ -193,6 +205,7 @@ public sealed class ReferenceDevice : HostDevice
         for (var i = 0; i < length; i++) t[i] += a[i];
     }
 
+    /// <inheritdoc/>
     public override void Softmax(DeviceTensor logits, int rows, int cols, float temperature)
     {
         var x = Span(logits);
@@ -205,6 +218,7 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void ArgMax(DeviceTensor logits, int rows, int cols, Span<TopToken> result)
     {
         var x = Span(logits);
@@ -227,12 +241,14 @@ public sealed class ReferenceDevice : HostDevice
         return best;
     }
 
+    /// <inheritdoc/>
     public override void UpdateWeight(DeviceTensor source, DeviceWeight destination)
     {
         if (destination.Type != ElementType.F32) throw new InvalidOperationException($"only F32 weights can be updated, not {destination.Type}");
         Span(source)[..checked(destination.Rows * destination.Cols)].CopyTo(Values(destination));
     }
 
+    /// <inheritdoc/>
     public override void RmsNormBackward(DeviceTensor input, DeviceWeight weight, DeviceTensor dOutput, DeviceTensor? dInput,
         DeviceTensor dWeight, int rows, float eps, bool accumulate = false)
     {
@@ -258,6 +274,7 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void MatMulBackwardInput(DeviceTensor dOutput, DeviceWeight weight, DeviceTensor dInput, int rows, bool accumulate = false)
     {
         var w = Values(weight);
@@ -274,6 +291,7 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void MatMulWeightGradient(DeviceTensor dOutput, DeviceTensor input, DeviceTensor dWeight, int rows, int inDim, int outDim)
     {
         var dy = Span(dOutput);
@@ -285,8 +303,10 @@ public sealed class ReferenceDevice : HostDevice
             dw[o * inDim + i] += dy[r * outDim + o] * x[r * inDim + i];
     }
 
+    /// <inheritdoc/>
     public override void RopeBackward(DeviceTensor grad, int rows, int heads, int startPos, RotaryTable table) => Rotate(Span(grad), rows, heads, startPos, table, -1);
 
+    /// <inheritdoc/>
     public override void AttentionBackward(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor dOutput,
         DeviceTensor dQ, DeviceTensor dKeys, DeviceTensor dValues, int rows, int startPos, int heads, int kvHeads, int headDim)
     {
@@ -326,6 +346,7 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void SoftCrossEntropy(DeviceTensor logits, DeviceTensor targets, DeviceTensor rowStats, int rows, int cols, float gradScale)
     {
         var z = Span(logits);
@@ -350,12 +371,14 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void ClampValues(DeviceTensor tensor, float limit)
     {
         var x = Span(tensor);
         for (var i = 0; i < x.Length; i++) x[i] = Math.Clamp(x[i], -limit, limit);
     }
 
+    /// <inheritdoc/>
     public override void AdamW(DeviceTensor parameters, DeviceTensor gradients, DeviceTensor moment1, DeviceTensor moment2, AdamWStep step)
     {
         var p = Span(parameters);
@@ -392,6 +415,7 @@ public sealed class ReferenceDevice : HostDevice
 
         public float[] Values { get; }
 
+        /// <inheritdoc/>
         public override void Dispose()
         {
             if (_owner is null) return;

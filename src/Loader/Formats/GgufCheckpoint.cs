@@ -20,9 +20,13 @@ public sealed class GgufCheckpoint : ModelCheckpoint
     /// <summary>q and k in halves order, permuted once on first read.</summary>
     private readonly Dictionary<string, byte[]> _permuted = new(StringComparer.Ordinal);
 
+    /// <inheritdoc/>
     public override LlamaConfig Config { get; }
+    /// <inheritdoc/>
     public override string Source => _file.Path;
+    /// <inheritdoc/>
     public override string? TokenizerPath { get; }
+    /// <inheritdoc/>
     public override IReadOnlyList<string> Files => [Source];
 
     private GgufCheckpoint(GgufFile file)
@@ -38,6 +42,7 @@ public sealed class GgufCheckpoint : ModelCheckpoint
         TokenizerPath = file.Metadata.ContainsKey("tokenizer.ggml.model") ? file.Path : null;
     }
 
+    /// <summary>Opens a GGUF model file of the llama architecture and reads its configuration from the metadata; throws <see cref="ModelFormatException"/> naming the file when it is not one.</summary>
     public static new GgufCheckpoint Open(string path)
     {
         var file = GgufFile.Open(path);
@@ -143,8 +148,10 @@ public sealed class GgufCheckpoint : ModelCheckpoint
             : throw new ModelFormatException($"{file.Path}: linear rope scaling needs a positive llama.rope.scaling.factor (got {factor?.ToString() ?? "none"})");
     }
 
+    /// <inheritdoc/>
     public override bool Contains(string name) => _ggufNames.TryGetValue(name, out var gguf) && _file.Contains(gguf);
 
+    /// <inheritdoc/>
     protected override TensorData ReadTensor(string name)
     {
         if (!_ggufNames.TryGetValue(name, out var gguf)) throw Error($"tensor '{name}' is missing");
@@ -166,8 +173,10 @@ public sealed class GgufCheckpoint : ModelCheckpoint
         return new TensorExtent(Source, _file.DataOffset + info.Offset, info.Type, info.Shape, AdjacentPairs: true);
     }
 
+    /// <inheritdoc/>
     protected override string FileOf(string name) => Source;
 
+    /// <inheritdoc/>
     public override void Dispose()
     {
         _file.Dispose();

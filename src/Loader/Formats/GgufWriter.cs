@@ -7,6 +7,7 @@ namespace Kangaroo.Native.Loader;
 /// and shape (outermost dimension first; the file stores it innermost first).</summary>
 public sealed record GgufTensorSpec(string Name, ElementType Type, int[] Shape)
 {
+    /// <summary>Bytes of the tensor's data.</summary>
     public long ByteCount => Type.ByteCount(Shape);
 }
 

@@ -22,8 +22,11 @@ public sealed unsafe class Llama2cCheckpoint : ModelCheckpoint
     /// <summary>wq and wk in halves order, permuted once on first read.</summary>
     private readonly Dictionary<string, float[]> _permuted = new();
 
+    /// <inheritdoc/>
     public override LlamaConfig Config { get; }
+    /// <inheritdoc/>
     public override string Source { get; }
+    /// <inheritdoc/>
     public override string? TokenizerPath { get; }
 
     private Llama2cCheckpoint(string path)
@@ -85,6 +88,7 @@ public sealed unsafe class Llama2cCheckpoint : ModelCheckpoint
         _map = new MappedFile(path, length);
     }
 
+    /// <summary>Opens a llama2.c checkpoint (<c>.bin</c>: a header of seven int32, then float32 weights), memory-mapped; throws <see cref="ModelFormatException"/> when its header or size is not one.</summary>
     public static new Llama2cCheckpoint Open(string path) =>
         InputFile.Reading(path, () => new Llama2cCheckpoint(path));
 
@@ -94,8 +98,10 @@ public sealed unsafe class Llama2cCheckpoint : ModelCheckpoint
             .Select(name => Path.Combine(directory, name))
             .FirstOrDefault(File.Exists);
 
+    /// <inheritdoc/>
     public override bool Contains(string name) => _tensors.ContainsKey(name);
 
+    /// <inheritdoc/>
     protected override TensorData ReadTensor(string name)
     {
         if (!_tensors.TryGetValue(name, out var tensor)) throw new ModelFormatException($"{Source}: tensor '{name}' is missing");
@@ -110,11 +116,14 @@ public sealed unsafe class Llama2cCheckpoint : ModelCheckpoint
         return TensorData.FromFloats(inHalves, tensor.Shape);
     }
 
+    /// <inheritdoc/>
     protected override TensorExtent? ExtentOf(string name) =>
         _tensors.TryGetValue(name, out var tensor) ? new TensorExtent(Source, tensor.Offset, ElementType.F32, tensor.Shape, AdjacentPairs: true) : null;
 
+    /// <inheritdoc/>
     protected override string FileOf(string name) => Source;
 
+    /// <inheritdoc/>
     public override void Dispose()
     {
         _map.Dispose();

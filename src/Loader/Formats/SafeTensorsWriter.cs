@@ -10,16 +10,19 @@ public sealed record SafeTensorOutput(string Name, ElementType Type, int[] Shape
 /// quantized types: a Q8_0 or Q4_0 spec is refused.</summary>
 public sealed record SafeTensorSpec(string Name, ElementType Type, int[] Shape)
 {
+    /// <summary>The element type; a quantized type throws <see cref="NotSupportedException"/>.</summary>
     public ElementType Type { get; init; } = Type.IsQuantized()
         ? throw new NotSupportedException($"tensor '{Name}': safetensors has no {Type} type (quantized tensors are written as GGUF)")
         : Type;
 
+    /// <summary>Bytes of the tensor's data.</summary>
     public long ByteCount => Type.ByteCount(Shape);
 }
 
 /// <summary>Writes safetensors files, through <see cref="AtomicFile"/>.</summary>
 public static class SafeTensorsWriter
 {
+    /// <summary>Writes <paramref name="tensors"/>, in the order given, and <paramref name="metadata"/> as <c>__metadata__</c> to <paramref name="path"/>, replacing it atomically; a byte count that does not match a shape throws <see cref="ArgumentException"/>.</summary>
     public static void Write(string path, IEnumerable<SafeTensorOutput> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = tensors.ToList();

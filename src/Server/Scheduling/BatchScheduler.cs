@@ -41,8 +41,12 @@ public sealed class BatchScheduler : IGenerationScheduler
     private string _mode = "";
     private bool _disposed;
 
+    /// <summary>Starts the worker thread that decodes <paramref name="session"/>'s model in as many slots as its
+    /// KV cache holds.</summary>
+    /// <param name="session">the model and tokenizer to serve; stays the caller's.</param>
     /// <param name="decoder">a decoder of <paramref name="session"/>'s model, used by this scheduler only.</param>
     /// <param name="queueCapacity">admitted requests that may wait while the slots are busy.</param>
+    /// <exception cref="ArgumentException">The decoder is of another model, or the session has no tokenizer.</exception>
     public BatchScheduler(InferenceSession session, Decoder decoder, int queueCapacity)
     {
         ArgumentNullException.ThrowIfNull(session);
@@ -62,6 +66,7 @@ public sealed class BatchScheduler : IGenerationScheduler
     /// <summary>Tests: a pause after each step, standing in for a model slow enough to be caught mid-generation.</summary>
     internal TimeSpan TokenDelay { get; init; }
 
+    /// <inheritdoc/>
     public SchedulerStatus Status
     {
         get
@@ -78,6 +83,7 @@ public sealed class BatchScheduler : IGenerationScheduler
         _ => "none",
     };
 
+    /// <inheritdoc/>
     public IAsyncEnumerable<GenerationUpdate> Submit(GenerationRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
