@@ -15,9 +15,21 @@ namespace Kangaroo.Native.Kernels.Cpu;
 public sealed partial class CpuDevice : HostDevice
 {
     private float[] _exponentials = [];
+    private readonly ParallelOptions _parallel;
+
+    /// <param name="threads">Threads a large matrix product is split over; 0 (the default): one per core.</param>
+    public CpuDevice(int threads = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(threads);
+        Threads = threads == 0 ? Environment.ProcessorCount : threads;
+        _parallel = new ParallelOptions { MaxDegreeOfParallelism = Threads };
+    }
+
+    /// <summary>Threads a large matrix product is split over (every result is the same whatever their number).</summary>
+    public int Threads { get; }
 
     public override string Kind => "cpu";
-    public override string Name => $"managed, vectorised ({Environment.ProcessorCount} cores)";
+    public override string Name => $"managed, vectorised ({Threads} of {Environment.ProcessorCount} cores)";
 
     public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
     {
