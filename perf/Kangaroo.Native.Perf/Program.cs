@@ -52,7 +52,7 @@ try
                 options.Get("streams", "1,2,4,8").Split(',').Select(int.Parse).ToArray(), options.Int("tokens", 64), options.Int("rounds", 2), Console.WriteLine);
             return 0;
         case "serve-soak":
-            var serveArguments = new List<string> { "--device", options.Get("device", "cpu"), "--decoder", options.Get("decoder", "auto") };
+            var serveArguments = new List<string> { "--device", options.Get("device", "cpu"), "--decoder", options.Get("decoder", "auto"), "--parallel", options.Get("parallel", "8") };
             if (options.Flag("model")) serveArguments.AddRange(["--model", options.Required("model")]);
             return ServeSoak.Run(options.Get("kangaroo", Path.Combine(Options.RepositoryRoot(), "src", "Cli", "bin", "Release", "net10.0", "kangaroo.dll")), serveArguments,
                 options.Int("requests", 1000), options.Int("clients", 8), options.Int("tokens", 48), Console.WriteLine) ? 0 : 1;
@@ -72,7 +72,7 @@ try
                 kangaroo-perf profile [--model PATH] [--device cpu] [--decoder autoregressive|early-exit|kangaroo|auto] [--adapter PATH (default: beside the model)] [--tokens 256] [--prompts 4] [--exit-layer L --draft-steps 3 --threshold 0]
                 kangaroo-perf soak [--model PATH] [--device cpu] [--generations 1000] [--tokens 64] [--per-session 10]
                 kangaroo-perf batch --model PATH [--weights q8_0] [--device cpu] [--streams 1,2,4,8] [--tokens 64] [--rounds 2]
-                kangaroo-perf serve-soak [--kangaroo src/Cli/bin/Release/net10.0/kangaroo.dll] [--requests 1000] [--clients 8] [--tokens 48] [--model PATH] [--device cpu] [--decoder auto]
+                kangaroo-perf serve-soak [--kangaroo src/Cli/bin/Release/net10.0/kangaroo.dll] [--requests 1000] [--clients 8] [--tokens 48] [--model PATH] [--device cpu] [--decoder auto] [--parallel 8]
                 kangaroo-perf vs-llamacpp {SideBySideArguments.Usage}   # our half of perf/vs-llamacpp.sh (one JSON line)
                 kangaroo-perf golden --golden stories260K-greedy.jsonl [--model PATH] [--device cuda] [--tokens N]
                 """);

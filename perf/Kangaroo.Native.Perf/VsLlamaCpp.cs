@@ -21,10 +21,7 @@ public sealed class KangarooSideBySide : ISideBySideEngine
     public static int Run(IReadOnlyList<string> args)
     {
         var a = SideBySideArguments.Parse(args);
-        // The cpu device runs Environment.ProcessorCount threads; DOTNET_PROCESSOR_COUNT sets that.
-        if (a.Threads != Environment.ProcessorCount)
-            throw new ArgumentException($"--threads {a.Threads}: the cpu device uses {Environment.ProcessorCount} here; run with DOTNET_PROCESSOR_COUNT={a.Threads}");
-        return SideBySide.Run("kangaroo", a, () => new KangarooSideBySide(InferenceSession.Open(a.Model, "cpu", context: a.Context)),
+        return SideBySide.Run("kangaroo", a, () => new KangarooSideBySide(InferenceSession.Open(a.Model, "cpu", context: a.Context, threads: a.Threads)),
             e => ((KangarooSideBySide)e)._session.Device.Name);
     }
 

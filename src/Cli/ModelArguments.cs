@@ -13,6 +13,7 @@ internal sealed class ModelArguments(bool withTokenizer)
     public Option<string> Model { get; } = new("--model") { Description = "Hugging Face model directory or llama2.c .bin (default: the embedded stories260K)" };
     public Option<string> Tokenizer { get; } = new("--tokenizer") { Description = "tokenizer.json, tokenizer.model or llama2.c tokenizer .bin (default: the one beside the model)" };
     public Option<string> Device { get; } = new("--device") { Description = "auto|cuda|opencl|cpu|ilgpu-cpu", DefaultValueFactory = _ => "auto" };
+    public Option<int?> Threads { get; } = new("--threads") { Description = "threads of the cpu device (default: one per core)" };
     public Option<int?> Context { get; } = new("--context") { Description = "positions of the KV cache: longest prompt + generated tokens (default: the model's max_position_embeddings, as far as device memory allows)" };
     public Option<string> Weights { get; } = new Option<string>("--weights") { Description = $"{string.Join("|", QuantizingTypes)}: quantize the model's matrices when loading, llama.cpp's way (norms stay as stored; default: weights as stored)" }
         .AcceptOnlyFromAmong(QuantizingTypes);
@@ -25,6 +26,7 @@ internal sealed class ModelArguments(bool withTokenizer)
         command.Options.Add(Model);
         if (withTokenizer) command.Options.Add(Tokenizer);
         command.Options.Add(Device);
+        command.Options.Add(Threads);
         command.Options.Add(Context);
         command.Options.Add(Weights);
     }
@@ -34,13 +36,14 @@ internal sealed class ModelArguments(bool withTokenizer)
     public InferenceSession Open(ParseResult result, int sequences = 1)
     {
         var weights = result.GetValue(Weights) is { } name ? ElementTypes.Parse(name) : (ElementType?)null;
+        if (result.GetValue(Threads) is < 1 and var threads) throw new ArgumentException($"--threads {threads} must be >= 1");
         var progress = new ProgressLine();
         InferenceSession session;
         try
         {
             session = InferenceSession.Open(result.GetValue(Model) ?? CliRunner.DefaultModel, result.GetValue(Device)!,
                 withTokenizer ? result.GetValue(Tokenizer) : null, result.GetValue(Context), weights, sequences,
-                (done, blocks) => progress.Show(done, blocks, $"loading: {done}/{blocks} blocks", force: done == blocks));
+                (done, blocks) => progress.Show(done, blocks, $"loading: {done}/{blocks} blocks", force: done == blocks), result.GetValue(Threads) ?? 0);
         }
         finally
         {

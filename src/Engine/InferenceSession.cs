@@ -38,12 +38,14 @@ public sealed class InferenceSession : IDisposable
     /// model's matrices as they are loaded (norms stay as stored; <see cref="ModelWeights.Unquantized"/>
     /// lists any matrix whose rows are not whole blocks of 32). <paramref name="sequences"/> is how many
     /// generations may run at once (KV cache slots; a server's parallel requests). <paramref name="loaded"/>
-    /// is told (blocks loaded, blocks) as the model's transformer blocks reach the device.</summary>
+    /// is told (blocks loaded, blocks) as the model's transformer blocks reach the device. <paramref name="threads"/>
+    /// is the <c>cpu</c> device's threads (0: one per core; see <see cref="Devices.Create"/>).</summary>
     public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, ElementType? weights = null,
-        int sequences = 1, Action<int, int>? loaded = null)
+        int sequences = 1, Action<int, int>? loaded = null, int threads = 0)
     {
         ArgumentException.ThrowIfNullOrEmpty(deviceName);
-        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context, weights, sequences, loaded);
+        ArgumentOutOfRangeException.ThrowIfNegative(threads);
+        return Open(modelPath, () => Devices.Create(deviceName, threads), tokenizerPath, context, weights, sequences, loaded);
     }
 
     /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the

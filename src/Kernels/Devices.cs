@@ -27,11 +27,13 @@ public static class Devices
     /// <c>cuda</c> and <c>opencl</c> throw <see cref="InvalidOperationException"/> naming what is missing.
     /// <c>ilgpu-cpu</c> is ILGPU's CPU emulator: correct but slow, for testing kernels. <c>reference</c> is the
     /// scalar oracle every kernel is tested against (<see cref="ReferenceDevice"/>): for tests and debugging.
+    /// <paramref name="threads"/> is the <c>cpu</c> device's (<see cref="CpuDevice.Threads"/>; 0: one per core);
+    /// a GPU runs its own threads.
     /// </summary>
-    public static ComputeDevice Create(string name) => name switch
+    public static ComputeDevice Create(string name, int threads = 0) => name switch
     {
-        "cpu" => new CpuDevice(),
-        "auto" => (ComputeDevice?)IlgpuAccelerators.TryCreateCuda() ?? (ComputeDevice?)IlgpuAccelerators.TryCreateOpenCl(gpuOnly: true) ?? new CpuDevice(),
+        "cpu" => new CpuDevice(threads),
+        "auto" => (ComputeDevice?)IlgpuAccelerators.TryCreateCuda() ?? (ComputeDevice?)IlgpuAccelerators.TryCreateOpenCl(gpuOnly: true) ?? new CpuDevice(threads),
         "ilgpu-cpu" => IlgpuAccelerators.CreateEmulator(),
         "cuda" => IlgpuAccelerators.CreateCuda(),
         "opencl" => IlgpuAccelerators.CreateOpenCl(),

@@ -15,11 +15,24 @@ namespace Kangaroo.Native.Kernels.Cpu;
 public sealed partial class CpuDevice : HostDevice
 {
     private float[] _exponentials = [];
+    private readonly ParallelOptions _parallel;
+
+    /// <summary>A managed device running large matrix products on <paramref name="threads"/> threads.</summary>
+    /// <param name="threads">Threads a large matrix product is split over; 0 (the default): one per core.</param>
+    public CpuDevice(int threads = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(threads);
+        Threads = threads == 0 ? Environment.ProcessorCount : threads;
+        _parallel = new ParallelOptions { MaxDegreeOfParallelism = Threads };
+    }
+
+    /// <summary>Threads a large matrix product is split over (every result is the same whatever their number).</summary>
+    public int Threads { get; }
 
     /// <inheritdoc/>
     public override string Kind => "cpu";
     /// <inheritdoc/>
-    public override string Name => $"managed, vectorised ({Environment.ProcessorCount} cores)";
+    public override string Name => $"managed, vectorised ({Threads} of {Environment.ProcessorCount} cores)";
 
     /// <inheritdoc/>
     public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
