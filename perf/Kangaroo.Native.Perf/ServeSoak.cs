@@ -153,8 +153,13 @@ public static partial class ServeSoak
                 using var response = await Send(http, "/v1/chat/completions", JsonSerializer.Serialize(body), HttpCompletionOption.ResponseHeadersRead, cancel.Token);
                 Expect(response, 200);
                 using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel.Token));
+                // Drop after 1-5 events; a reply shorter than that ends with [DONE] first, which is fine.
                 for (var events = 0; events < 1 + i % 5;)
-                    if ((await reader.ReadLineAsync(cancel.Token) ?? throw new InvalidOperationException("the stream ended early")).StartsWith("data: ", StringComparison.Ordinal)) events++;
+                {
+                    var line = await reader.ReadLineAsync(cancel.Token) ?? throw new InvalidOperationException("the stream ended without data: [DONE]");
+                    if (line == "data: [DONE]") break;
+                    if (line.StartsWith("data: ", StringComparison.Ordinal)) events++;
+                }
                 await cancel.CancelAsync(); // and the connection goes with the response
                 return kind;
             }
@@ -166,7 +171,7 @@ public static partial class ServeSoak
                     1 => ("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"temperature\": \"hot\"}", 400),
                     2 => ("/v1/chat/completions", "{\"model\": \"gpt-4o\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", 404),
                     3 => ("/v1/completions", "{\"prompt\": \"hi\", \"n\": 2}", 400),
-                    4 => ("/v1/completions", JsonSerializer.Serialize(new { prompt = string.Concat(Enumerable.Repeat("Once upon a time there was a dog. ", 100)) }), 400),
+                    4 => ("/v1/completions", JsonSerializer.Serialize(new { prompt = string.Concat(Enumerable.Repeat("Once upon a time there was a dog. ", 1000)) }), 400), // ~10k tokens: past any context we serve here
                     _ => ("/v1/completions", "{\"prompt\": \"hi\", \"max_tokens\": -5}", 400),
                 };
                 using var response = await Send(http, path, json, HttpCompletionOption.ResponseContentRead, default);

@@ -1,9 +1,4 @@
-using System.CommandLine;
 using System.Diagnostics;
-using System.Text.Json;
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Engine.Kangaroo;
 using Spectre.Console;
 
 namespace Kangaroo.Native.Cli;

@@ -1,8 +1,4 @@
-using System.CommandLine;
-using System.Text.Json;
-using Kangaroo.Native.Engine;
 using Kangaroo.Native.Templates;
-using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Cli;
 

@@ -1,5 +1,3 @@
-using System.CommandLine;
-using Kangaroo.Native.Loader;
 using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Cli;

@@ -1,6 +1,3 @@
-using System.Text.Json;
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Kangaroo;
 using Spectre.Console;
 
 namespace Kangaroo.Native.Cli;

@@ -1,4 +1,3 @@
-using System.CommandLine;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Numerics;
 using Spectre.Console;

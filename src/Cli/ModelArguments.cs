@@ -1,7 +1,4 @@
-using System.CommandLine;
-using Kangaroo.Native.Engine;
 using Kangaroo.Native.Kernels;
-using Kangaroo.Native.Loader;
 using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Cli;

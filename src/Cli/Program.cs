@@ -1,4 +1,3 @@
-using System.CommandLine;
 using Kangaroo.Native.Cli;
 
 var root = new RootCommand("Kangaroo.Native: Llama inference with ILGPU kernels and Kangaroo self-speculative decoding")

@@ -1,6 +1,3 @@
-using System.Text.Json;
-using Kangaroo.Native.Loader;
-
 namespace Kangaroo.Native.Cli;
 
 /// <summary>One prompt of a <c>--prompt-file</c>: text to encode, or token ids as the golden files give them

@@ -1,6 +1,3 @@
-using System.CommandLine;
-using Kangaroo.Native.Engine;
-
 namespace Kangaroo.Native.Cli;
 
 /// <summary>The options of greedy decoding or sampling, shared by generate and chat.</summary>

@@ -1,5 +1,3 @@
-using System.CommandLine;
-using Kangaroo.Native.Engine;
 using Kangaroo.Native.Server;
 using Kangaroo.Native.Server.Scheduling;
 using Microsoft.AspNetCore.Builder;

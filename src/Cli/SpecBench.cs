@@ -1,10 +1,6 @@
 using System.Globalization;
-using System.Text.Json;
-using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Chat;
 using Kangaroo.Native.Templates;
-using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Loader;
 using Spectre.Console;
 
 namespace Kangaroo.Native.Cli;

@@ -1,7 +1,3 @@
-using System.CommandLine;
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
-
 namespace Kangaroo.Native.Cli;
 
 /// <summary>The options that choose and tune a self-speculative decoder, shared by generate, chat and bench

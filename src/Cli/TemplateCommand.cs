@@ -1,6 +1,3 @@
-using System.CommandLine;
-using System.Text.Json;
-using Kangaroo.Native.Loader;
 using Kangaroo.Native.Templates;
 
 namespace Kangaroo.Native.Cli;

@@ -1,10 +1,6 @@
-using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Engine.Training;
-using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Cli;
 

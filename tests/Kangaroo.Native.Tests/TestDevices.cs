@@ -1,5 +1,4 @@
 using System.Reflection;
-using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Kernels.Ilgpu;
 using Xunit.Sdk;
 

@@ -115,28 +115,8 @@ public sealed partial class CpuDevice : HostDevice
     }
 
     /// <inheritdoc/>
-    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache,
-        BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table)
-    {
-        var (dim, kvDim) = (heads * table.HeadDim, kvHeads * table.HeadDim);
-        CheckRows(rows, slotPositions, keyCache.Length, kvDim, table);
-        var source = Span(qkv);
-        var q = Span(query);
-        var cos = Span(table.Cos);
-        var sin = Span(table.Sin);
-        for (var r = 0; r < rows.Count; r++)
-        {
-            var row = source.Slice(r * (dim + 2 * kvDim), dim + 2 * kvDim);
-            var at = (int)(((long)rows.Slot(r) * slotPositions + rows.Position(r)) * kvDim);
-            var qr = q.Slice(r * dim, dim);
-            var kr = Span(keyCache).Slice(at, kvDim);
-            row[..dim].CopyTo(qr);
-            row.Slice(dim, kvDim).CopyTo(kr);
-            row.Slice(dim + kvDim, kvDim).CopyTo(Span(valueCache).Slice(at, kvDim));
-            RotateHeads(qr, rows.Position(r), table.HeadDim, cos, sin, 1f);
-            RotateHeads(kr, rows.Position(r), table.HeadDim, cos, sin, 1f);
-        }
-    }
+    protected override void RotateRow(Span<float> row, int position, RotaryTable table) =>
+        RotateHeads(row, position, table.HeadDim, Span(table.Cos), Span(table.Sin), 1f);
 
     /// <inheritdoc/>
     public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim)

@@ -115,25 +115,8 @@ public sealed class ReferenceDevice : HostDevice
     }
 
     /// <inheritdoc/>
-    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache,
-        BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table)
-    {
-        var (dim, kvDim) = (heads * table.HeadDim, kvHeads * table.HeadDim);
-        CheckRows(rows, slotPositions, keyCache.Length, kvDim, table);
-        var source = Span(qkv);
-        var q = Span(query);
-        for (var r = 0; r < rows.Count; r++)
-        {
-            var row = source.Slice(r * (dim + 2 * kvDim), dim + 2 * kvDim);
-            var at = (int)(((long)rows.Slot(r) * slotPositions + rows.Position(r)) * kvDim);
-            var k = Span(keyCache).Slice(at, kvDim);
-            row[..dim].CopyTo(q.Slice(r * dim, dim));
-            row.Slice(dim, kvDim).CopyTo(k);
-            row.Slice(dim + kvDim, kvDim).CopyTo(Span(valueCache).Slice(at, kvDim));
-            Rotate(q.Slice(r * dim, dim), 1, heads, rows.Position(r), table, 1);
-            Rotate(k, 1, kvHeads, rows.Position(r), table, 1);
-        }
-    }
+    protected override void RotateRow(Span<float> row, int position, RotaryTable table) =>
+        Rotate(row, 1, row.Length / table.HeadDim, position, table, 1);
 
     /// <inheritdoc/>
     public override void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output,

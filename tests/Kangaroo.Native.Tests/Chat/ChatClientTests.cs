@@ -1,5 +1,4 @@
 using Kangaroo.Native.Chat;
-using Kangaroo.Native.Engine;
 using Kangaroo.Native.Templates;
 using Microsoft.Extensions.AI;
 

@@ -1,4 +1,3 @@
-using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Chat;
 using Kangaroo.Native.Templates;
 

@@ -1,6 +1,3 @@
-using System.Text.Json;
-using Kangaroo.Native.Tests.Engine;
-
 namespace Kangaroo.Native.Tests.Cli;
 
 /// <summary>The <c>kangaroo</c> command end to end: output, JSON fields, and one-line errors.</summary>

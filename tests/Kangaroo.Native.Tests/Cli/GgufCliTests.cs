@@ -1,7 +1,3 @@
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
-using Kangaroo.Native.Tests.Engine;
-
 namespace Kangaroo.Native.Tests.Cli;
 
 /// <summary>The <c>kangaroo</c> command on GGUF files, as a new user runs it: generate (the format told

@@ -1,6 +1,3 @@
-using System.Text.Json;
-using Kangaroo.Native.Tests.Engine;
-
 namespace Kangaroo.Native.Tests.Cli;
 
 /// <summary><c>kangaroo generate</c> on a Hugging Face model as published (TinyStories-656K: tied

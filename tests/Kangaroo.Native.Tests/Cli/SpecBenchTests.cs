@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace Kangaroo.Native.Tests.Cli;
 
 /// <summary><c>bench --spec-bench</c> on TinyStories-656K with a ChatML template file, over one question of each of

@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace Kangaroo.Native.Tests.Cli;
 
 /// <summary><c>kangaroo template</c>: exactly the rendered text on stdout, errors as one line on stderr.</summary>

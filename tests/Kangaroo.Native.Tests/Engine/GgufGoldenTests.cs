@@ -1,8 +1,3 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
-
 namespace Kangaroo.Native.Tests.Engine;
 
 /// <summary>

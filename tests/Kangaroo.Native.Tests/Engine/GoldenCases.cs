@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace Kangaroo.Native.Tests.Engine;
 
 /// <summary>One record of ../shared/golden/stories260K-greedy.jsonl: llama2.c run.c's greedy output.</summary>

@@ -1,7 +1,3 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Kernels;
-
 namespace Kangaroo.Native.Tests.Engine;
 
 /// <summary>Greedy generation reproduces llama2.c's run.c token for token, on the <c>cpu</c> device and

@@ -1,7 +1,3 @@
-using System.Text.Json;
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
-
 namespace Kangaroo.Native.Tests.Engine;
 
 /// <summary>One record of a golden file of greedy generations from a float64 reference

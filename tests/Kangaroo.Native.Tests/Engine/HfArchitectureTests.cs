@@ -1,10 +1,5 @@
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Engine.Kangaroo;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
 using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
 
 namespace Kangaroo.Native.Tests.Engine;

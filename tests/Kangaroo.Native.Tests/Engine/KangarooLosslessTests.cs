@@ -1,7 +1,3 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Engine.Kangaroo;
-
 namespace Kangaroo.Native.Tests.Engine;
 
 /// <summary>Greedy self-speculative decoding commits exactly the golden (autoregressive) tokens,

@@ -1,7 +1,3 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Engine.Kangaroo;
-
 namespace Kangaroo.Native.Tests.Engine;
 
 /// <summary>The exit point: a forward split at any layer, or run in blocks of any size, is the forward.</summary>

@@ -1,6 +1,3 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Kangaroo;
-
 namespace Kangaroo.Native.Tests.Engine;
 
 /// <summary>README's "Use it from .NET" example, run as written (the model path aside): the

@@ -1,5 +1,3 @@
-using Kangaroo.Native.Engine;
-
 namespace Kangaroo.Native.Tests.Engine;
 
 /// <summary>Passes of one sequence for tests that drive the layer stack directly.</summary>

@@ -1,10 +1,5 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Kernels.Cpu;
 using Kangaroo.Native.Kernels.Reference;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Engine;
 

@@ -1,11 +1,3 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Engine.Kangaroo;
-using Kangaroo.Native.Kernels;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
-using Kangaroo.Native.Tests.Cli;
-
 namespace Kangaroo.Native.Tests.Engine;
 
 /// <summary>

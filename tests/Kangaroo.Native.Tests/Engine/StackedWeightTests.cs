@@ -1,7 +1,4 @@
-using Kangaroo.Native.Engine;
 using Kangaroo.Native.Kernels.Cpu;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
 using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
 
 namespace Kangaroo.Native.Tests.Engine;

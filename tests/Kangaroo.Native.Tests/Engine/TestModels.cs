@@ -1,7 +1,4 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Kernels.Cpu;
-using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Tests.Engine;
 

@@ -1,8 +1,3 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Engine.Kangaroo;
-using Kangaroo.Native.Loader;
-
 namespace Kangaroo.Native.Tests.Engine;
 
 /// <summary>

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using Kangaroo.Native.Cli;
 using Kangaroo.Native.Tests.Training;
 using Xunit.Sdk;
@@ -35,21 +34,8 @@ public sealed class ErrorLineFuzzTests(ConvertedModel converted, Xunit.Abstracti
     /// <summary>Runs <paramref name="args"/> as <c>kangaroo</c> does, with stdout and stderr captured.</summary>
     private static (int Code, string Stderr) Run(string[] args)
     {
-        var (stdout, stderr) = (Console.Out, Console.Error);
-        using var outWriter = new StringWriter();
-        using var errorWriter = new StringWriter();
-        Console.SetOut(outWriter);
-        Console.SetError(errorWriter);
-        try
-        {
-            var code = CliRunner.Invoke(new RootCommand { GenerateCommand.Create(), TemplateCommand.Create() }, args);
-            return (code, errorWriter.ToString());
-        }
-        finally
-        {
-            Console.SetOut(stdout);
-            Console.SetError(stderr);
-        }
+        var (code, _, error) = InProcessCli.Run([GenerateCommand.Create(), TemplateCommand.Create()], args);
+        return (code, error);
     }
 
     /// <summary>Why <paramref name="line"/> is not one clean line of at most <see cref="MaxLine"/> characters; null when it is.</summary>

@@ -1,8 +1,4 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Kernels.Cpu;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
 using Xunit.Sdk;
 
 namespace Kangaroo.Native.Tests.Fuzz;

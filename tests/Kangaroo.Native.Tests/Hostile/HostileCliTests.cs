@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Kangaroo.Native.Tests.Cli;
 
 namespace Kangaroo.Native.Tests.Hostile;
 

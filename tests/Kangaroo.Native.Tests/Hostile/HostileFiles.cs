@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Tests.Hostile;
 

@@ -1,8 +1,5 @@
 using System.Buffers.Binary;
 using System.Text;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Tests.Cli;
-using Kangaroo.Native.Tests.Engine;
 
 namespace Kangaroo.Native.Tests.Hostile;
 

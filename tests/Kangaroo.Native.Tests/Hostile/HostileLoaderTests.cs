@@ -1,7 +1,4 @@
 using System.Text;
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Hostile;
 

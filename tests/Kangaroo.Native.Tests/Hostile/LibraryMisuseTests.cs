@@ -1,5 +1,3 @@
-using Kangaroo.Native.Engine;
-
 namespace Kangaroo.Native.Tests.Hostile;
 
 /// <summary>The library's answers to misuse: clear exceptions for bad arguments, a disposed session,

@@ -2,10 +2,8 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
-using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Kernels.Cpu;
 using Kangaroo.Native.Kernels.Reference;
-using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Kernels.Numerics;
 
 namespace Kangaroo.Native.Tests.Kernels;

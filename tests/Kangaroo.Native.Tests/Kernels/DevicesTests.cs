@@ -1,4 +1,3 @@
-using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Kernels.Ilgpu;
 using Xunit.Abstractions;
 

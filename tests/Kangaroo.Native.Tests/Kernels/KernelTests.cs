@@ -1,7 +1,5 @@
 using System.Runtime.InteropServices;
-using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Kernels.Reference;
-using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Kernels.Numerics;
 
 namespace Kangaroo.Native.Tests.Kernels;

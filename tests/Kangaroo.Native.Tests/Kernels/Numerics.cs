@@ -1,6 +1,4 @@
 using System.Runtime.InteropServices;
-using Kangaroo.Native.Kernels;
-using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Kernels;
 

@@ -1,7 +1,4 @@
-using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Kernels.Reference;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Kernels.Numerics;
 
 namespace Kangaroo.Native.Tests.Kernels;

@@ -1,6 +1,3 @@
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
-
 namespace Kangaroo.Native.Tests.Loader;
 
 public class CheckpointConverterTests

@@ -1,9 +1,4 @@
-using Kangaroo.Native.Engine;
 using Kangaroo.Native.Templates;
-using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
-using Kangaroo.Native.Tests.Engine;
 
 namespace Kangaroo.Native.Tests.Loader;
 

@@ -1,9 +1,5 @@
 using System.Text.Json.Nodes;
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Kernels.Cpu;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
 using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
 
 namespace Kangaroo.Native.Tests.Loader;

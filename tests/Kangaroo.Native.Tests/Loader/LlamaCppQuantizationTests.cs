@@ -1,6 +1,3 @@
-using System.Text.Json;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Loader.LlamaCppFiles;
 
 namespace Kangaroo.Native.Tests.Loader;

@@ -1,8 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json.Nodes;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Loader;
 

@@ -1,8 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Loader;
 

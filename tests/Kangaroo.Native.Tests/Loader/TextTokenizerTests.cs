@@ -1,6 +1,4 @@
 using System.Text;
-using System.Text.Json;
-using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Tests.Loader;
 

@@ -1,6 +1,4 @@
 using System.Runtime.InteropServices;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Tests.Numerics;
 

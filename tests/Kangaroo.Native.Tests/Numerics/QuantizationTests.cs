@@ -1,6 +1,3 @@
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
-
 namespace Kangaroo.Native.Tests.Numerics;
 
 /// <summary>llama.cpp's reference Q8_0/Q4_0 rounding on blocks whose results are known by hand, and

@@ -1,4 +1,3 @@
-using Kangaroo.Native.Engine;
 using Kangaroo.Native.Server.Scheduling;
 
 namespace Kangaroo.Native.Tests.Server;

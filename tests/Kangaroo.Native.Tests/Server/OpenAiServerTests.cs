@@ -1,6 +1,4 @@
 using System.ClientModel;
-using System.Text.Json;
-using Kangaroo.Native.Tests.Cli;
 using OpenAI.Chat;
 
 namespace Kangaroo.Native.Tests.Server;

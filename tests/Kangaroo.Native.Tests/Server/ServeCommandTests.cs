@@ -3,9 +3,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using System.Text.Json;
 using System.Text.RegularExpressions;
-using Kangaroo.Native.Tests.Cli;
 using OpenAI;
 using OpenAI.Chat;
 

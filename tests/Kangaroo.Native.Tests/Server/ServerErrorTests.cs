@@ -1,7 +1,6 @@
 using System.ClientModel;
 using System.Net;
 using System.Text;
-using System.Text.Json;
 using OpenAI.Chat;
 
 namespace Kangaroo.Native.Tests.Server;

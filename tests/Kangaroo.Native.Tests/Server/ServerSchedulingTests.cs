@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json;
 using OpenAI.Chat;
 
 namespace Kangaroo.Native.Tests.Server;

@@ -1,8 +1,6 @@
 using System.ClientModel;
 using System.Net.Http.Headers;
 using System.Text;
-using System.Text.Json;
-using Kangaroo.Native.Engine;
 using Kangaroo.Native.Templates;
 using Kangaroo.Native.Server;
 using Kangaroo.Native.Server.Scheduling;

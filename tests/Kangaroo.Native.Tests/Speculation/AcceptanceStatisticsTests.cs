@@ -1,6 +1,3 @@
-using Kangaroo.Native.Engine.Kangaroo;
-using Kangaroo.Native.Loader;
-
 namespace Kangaroo.Native.Tests.Speculation;
 
 /// <summary>The forecast of tokens per round from acceptance statistics, checked against closed forms

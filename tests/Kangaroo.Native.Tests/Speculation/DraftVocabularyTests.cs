@@ -1,9 +1,3 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Kangaroo;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Numerics;
-using Kangaroo.Native.Tests.Engine;
-
 namespace Kangaroo.Native.Tests.Speculation;
 
 /// <summary>

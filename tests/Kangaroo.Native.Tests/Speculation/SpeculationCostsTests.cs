@@ -1,6 +1,3 @@
-using Kangaroo.Native.Engine.Kangaroo;
-using Kangaroo.Native.Tests.Engine;
-
 namespace Kangaroo.Native.Tests.Speculation;
 
 /// <summary>Measured costs of a round's parts: their shape, the byte ratio against a count made from

@@ -1,5 +1,3 @@
-using Kangaroo.Native.Engine.Kangaroo;
-
 namespace Kangaroo.Native.Tests.Speculation;
 
 /// <summary>The choice between autoregressive decoding and speculation from costs and acceptance.</summary>

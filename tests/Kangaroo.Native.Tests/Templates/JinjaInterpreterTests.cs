@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Kangaroo.Native.Templates;
 
 namespace Kangaroo.Native.Tests.Templates;

@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace Kangaroo.Native.Tests.Templates;
 
 /// <summary>The records of a JSONL file of rendered templates, and theory cases over them: each case is

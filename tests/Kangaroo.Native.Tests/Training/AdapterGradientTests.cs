@@ -1,8 +1,5 @@
 using System.Runtime.InteropServices;
-using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Engine.Training;
-using Kangaroo.Native.Kernels;
-using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Training.Reference64;
 
 namespace Kangaroo.Native.Tests.Training;

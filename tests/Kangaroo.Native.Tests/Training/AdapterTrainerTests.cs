@@ -1,9 +1,5 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Engine.Training;
 using Kangaroo.Native.Kernels.Cpu;
-using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Tests.Training;
 

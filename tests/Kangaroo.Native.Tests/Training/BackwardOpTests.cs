@@ -1,6 +1,4 @@
 using System.Runtime.InteropServices;
-using Kangaroo.Native.Kernels;
-using Kangaroo.Native.Numerics;
 using static Kangaroo.Native.Tests.Kernels.Numerics;
 using static Kangaroo.Native.Tests.Training.Reference64;
 

@@ -1,7 +1,3 @@
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Kangaroo;
-using Kangaroo.Native.Tests.Engine;
-
 namespace Kangaroo.Native.Tests.Training;
 
 /// <summary>The adapter shipped beside the embedded model (perf/training.md records how it was

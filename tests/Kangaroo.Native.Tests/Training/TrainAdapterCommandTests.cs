@@ -1,9 +1,5 @@
 using System.CommandLine;
 using Kangaroo.Native.Cli;
-using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Kangaroo;
-using Kangaroo.Native.Loader;
-using Kangaroo.Native.Tests.Engine;
 
 namespace Kangaroo.Native.Tests.Training;
 
@@ -22,24 +18,8 @@ public sealed class TrainAdapterCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static (int Code, string Out, string Error) Run(params string[] args)
-    {
-        var (stdout, stderr) = (Console.Out, Console.Error);
-        using var outWriter = new StringWriter();
-        using var errorWriter = new StringWriter();
-        Console.SetOut(outWriter);
-        Console.SetError(errorWriter);
-        try
-        {
-            var code = CliRunner.Invoke(new RootCommand { TrainAdapterCommand.Create() }, ["train-adapter", "--model", SharedData.EmbeddedModel, "--device", "cpu", .. args]);
-            return (code, outWriter.ToString(), errorWriter.ToString());
-        }
-        finally
-        {
-            Console.SetOut(stdout);
-            Console.SetError(stderr);
-        }
-    }
+    private static (int Code, string Out, string Error) Run(params string[] args) =>
+        InProcessCli.Run([TrainAdapterCommand.Create()], ["train-adapter", "--model", SharedData.EmbeddedModel, "--device", "cpu", .. args]);
 
     [Fact]
     public void TrainsSavesAndDecodesLosslessly()

@@ -1,5 +1,4 @@
 using Kangaroo.Native.Engine.Training;
-using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Tests.Training;
 
