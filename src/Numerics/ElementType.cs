@@ -3,7 +3,7 @@ namespace Kangaroo.Native.Numerics;
 /// <summary>How the values of a tensor are stored: float32, IEEE half, bfloat16, or one of llama.cpp's
 /// block-quantized formats (<see cref="IBlockFormat"/>), whose blocks run along a row.
 /// <see cref="ElementTypes"/> is the table of their properties.</summary>
-public enum ElementType { F32, F16, BF16, Q8_0, Q4_0 }
+public enum ElementType { F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K }
 
 /// <summary>One row of the element-type table.</summary>
 /// <param name="Name">As the CLI spells it (<c>q8_0</c>); ggml and safetensors spell it in upper case.</param>
@@ -26,6 +26,14 @@ public static class ElementTypes
         new(ElementType.BF16, "bf16", GgmlId: 30, BlockLength: 1, BlockBytes: 2, Format: null, InSafeTensors: true),
         Quantized(ElementType.Q8_0, "q8_0", ggmlId: 8, new Q8_0Format()),
         Quantized(ElementType.Q4_0, "q4_0", ggmlId: 2, new Q4_0Format()),
+        Quantized(ElementType.Q4_1, "q4_1", ggmlId: 3, new Q4_1Format()),
+        Quantized(ElementType.Q5_0, "q5_0", ggmlId: 6, new Q5_0Format()),
+        Quantized(ElementType.Q5_1, "q5_1", ggmlId: 7, new Q5_1Format()),
+        Quantized(ElementType.Q2_K, "q2_k", ggmlId: 10, new Q2_KFormat()),
+        Quantized(ElementType.Q3_K, "q3_k", ggmlId: 11, new Q3_KFormat()),
+        Quantized(ElementType.Q4_K, "q4_k", ggmlId: 12, new Q4_KFormat()),
+        Quantized(ElementType.Q5_K, "q5_k", ggmlId: 13, new Q5_KFormat()),
+        Quantized(ElementType.Q6_K, "q6_k", ggmlId: 14, new Q6_KFormat()),
     ];
 
     private static ElementTypeInfo Quantized(ElementType type, string name, uint ggmlId, IBlockFormat format) =>
