@@ -24,8 +24,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
     private readonly WeightKernels<F32Weights> _f32;
     private readonly WeightKernels<F16Weights> _f16;
     private readonly WeightKernels<BF16Weights> _bf16;
-    private readonly BlockKernels<Q8_0Weights> _q8;
-    private readonly BlockKernels<Q4_0Weights> _q4;
+    private readonly Dictionary<ElementType, IBlockKernels> _blocks;
 
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>? _rope;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? _attention;
@@ -52,8 +51,19 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _f32 = new WeightKernels<F32Weights>(this);
         _f16 = new WeightKernels<F16Weights>(this);
         _bf16 = new WeightKernels<BF16Weights>(this);
-        _q8 = new BlockKernels<Q8_0Weights>(this);
-        _q4 = new BlockKernels<Q4_0Weights>(this);
+        _blocks = new()
+        {
+            [ElementType.Q8_0] = new BlockKernels<Q8_0Weights>(this),
+            [ElementType.Q4_0] = new BlockKernels<Q4_0Weights>(this),
+            [ElementType.Q4_1] = new BlockKernels<Q4_1Weights>(this),
+            [ElementType.Q5_0] = new BlockKernels<Q5_0Weights>(this),
+            [ElementType.Q5_1] = new BlockKernels<Q5_1Weights>(this),
+            [ElementType.Q2_K] = new BlockKernels<Q2_KWeights>(this),
+            [ElementType.Q3_K] = new BlockKernels<Q3_KWeights>(this),
+            [ElementType.Q4_K] = new BlockKernels<Q4_KWeights>(this),
+            [ElementType.Q5_K] = new BlockKernels<Q5_KWeights>(this),
+            [ElementType.Q6_K] = new BlockKernels<Q6_KWeights>(this),
+        };
         _tokens = accelerator.Allocate1D<int>(64);
         _argMaxResult = accelerator.Allocate1D<int>(128);
     }
@@ -293,13 +303,9 @@ public sealed partial class IlgpuDevice : ComputeDevice
             ? w
             : throw new ArgumentException($"weight belongs to another device ({weight.GetType().Name}), not to {Kind}");
 
-    /// <summary>The storage and kernels of a block-quantized type; adding a type is a reader struct and a line here.</summary>
-    private IBlockKernels Blocks(ElementType type) => type switch
-    {
-        ElementType.Q8_0 => _q8,
-        ElementType.Q4_0 => _q4,
-        _ => throw ElementTypes.Unsupported(type, "the ILGPU kernels"),
-    };
+    /// <summary>The storage and kernels of a block-quantized type; adding a type is a reader struct and a line of <see cref="_blocks"/>.</summary>
+    private IBlockKernels Blocks(ElementType type) =>
+        _blocks.TryGetValue(type, out var kernels) ? kernels : throw ElementTypes.Unsupported(type, "the ILGPU kernels");
 
     /// <summary>A block type's upload and kernels, over its reader boxed in the weight (<see cref="IlgpuWeight.Blocks"/>).</summary>
     private interface IBlockKernels

@@ -20,9 +20,11 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 /// Block-quantized weights (<see cref="IBlockRows"/>; <see cref="MatMulBlocks{TBlocks}"/>): the same
 /// launch and passes, but thread t walks units of 4 columns (4t, 4t + 4G, ...) sharing a scale d and
 /// offset m: r[k] += d * (q0 x0 + q1 x1 + q2 x2 + q3 x3), plus m * (x0 + x1 + x2 + x3) for types with
-/// offsets. For Q8_0 and Q4_0 a unit is one 32-bit word of quants and the block's f16 scale, which the
-/// 8 threads of a block load in the same instruction (one transaction), so each weight byte still
-/// crosses the bus once: out * in * 34/32 (Q8_0) or 18/32 (Q4_0) bytes.
+/// offsets (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K). For Q8_0 and Q4_0 a unit is one 32-bit word of quants and the
+/// block's f16 scale, which the 8 threads of a block load in the same instruction (one transaction), so
+/// each weight byte still crosses the bus once: out * in * 34/32 (Q8_0) or 18/32 (Q4_0) bytes; the other
+/// types likewise read their blocks' words as stored (Q4_K 144, Q5_K 176, Q6_K 210 bytes per 256 values,
+/// ...), the scale words shared by the threads of a block.
 /// </summary>
 internal static class MatMulKernel
 {

@@ -54,4 +54,23 @@ internal static class RandomBlocks
         }
         return bytes;
     }
+
+    /// <summary>The offset term b of each value (value = a q + b) of the types that have one (Q4_1, Q5_1, Q2_K,
+    /// Q4_K, Q5_K): the values of the blocks with every quant bit cleared (quant 0 means 0 there); zeros for the
+    /// other types. Kernels round a (q . x) and b sum(x) separately, so their error scales with |a q| + |b|.</summary>
+    public static float[] Offsets(ElementType type, byte[] bytes)
+    {
+        var values = new float[bytes.Length / type.BlockBytes() * type.BlockLength()];
+        if (type is not (ElementType.Q4_1 or ElementType.Q5_1 or ElementType.Q2_K or ElementType.Q4_K or ElementType.Q5_K)) return values;
+        var (halves, scales) = Fields(type);
+        var size = type.BlockBytes();
+        var kept = new byte[bytes.Length];
+        for (var b = 0; b < bytes.Length / size; b++)
+        {
+            foreach (var h in halves) bytes.AsSpan(b * size + h, 2).CopyTo(kept.AsSpan(b * size + h));
+            bytes.AsSpan(b * size, size)[scales].CopyTo(kept.AsSpan(b * size, size)[scales]);
+        }
+        ElementTypes.ToFloats(type, kept, values);
+        return values;
+    }
 }
