@@ -19,11 +19,43 @@ public sealed class LlamaModel : IDisposable
     public const int MaxBlockRows = 64;
 
     /// <summary>A block's weights. The q, k and v projections are stacked into one [qDim + 2 kvDim, dim]
-    /// matrix (their biases, when the model has them, into one vector) and gate and up into one
-    /// [2 hiddenDim, dim], so each runs as one matmul launch.</summary>
+    /// product (their biases, when the model has them, into one vector) and gate and up into one
+    /// [2 hiddenDim, dim], so each runs as one matmul launch where the parts share an element type.</summary>
     private sealed record Layer(
-        DeviceWeight AttentionNorm, DeviceWeight Qkv, DeviceTensor? QkvBias, DeviceWeight Output,
-        DeviceWeight FeedForwardNorm, DeviceWeight GateUp, DeviceWeight Down);
+        DeviceWeight AttentionNorm, StackedWeight Qkv, DeviceTensor? QkvBias, DeviceWeight Output,
+        DeviceWeight FeedForwardNorm, StackedWeight GateUp, DeviceWeight Down);
+
+    /// <summary>Matrices [rows_i, cols] stacked into one [sum rows_i, cols] product: one weight where the
+    /// parts share an element type, else one weight per run of parts of one type, each filling its columns
+    /// of the output (each matrix keeps the type its file gave it: llama.cpp's Q4_K_M gives some layers'
+    /// q and k Q4_K and their v Q6_K). Every output is the dot product one weight would compute.</summary>
+    private sealed class StackedWeight(DeviceWeight[] parts)
+    {
+        private DeviceTensor? _output;
+        private DeviceTensor[] _columns = [];
+
+        public IReadOnlyList<DeviceWeight> Parts => parts;
+
+        public long Bytes => parts.Sum(p => p.Bytes);
+
+        /// <summary>output[r, :] = the parts' outputs side by side, for r in [0, rows).</summary>
+        public void MatMul(ComputeDevice device, DeviceTensor input, DeviceTensor output, int rows)
+        {
+            if (parts is [var only])
+            {
+                device.MatMul(input, only, output, rows);
+                return;
+            }
+            if (_output != output) // views from each part's first column, made once per output buffer
+            {
+                _columns = new DeviceTensor[parts.Length];
+                for (int k = 0, offset = 0; k < parts.Length; offset += parts[k++].Rows) _columns[k] = output.Slice(offset, output.Length - offset);
+                _output = output;
+            }
+            var width = parts.Sum(p => p.Rows);
+            for (var k = 0; k < parts.Length; k++) device.MatMul(input, parts[k], _columns[k], rows, outputStride: width);
+        }
+    }
 
     private readonly List<DeviceWeight> _weights = [];
     private readonly Layer[] _layers;
@@ -76,17 +108,17 @@ public sealed class LlamaModel : IDisposable
         Device = device;
         DeviceWeight Load(string name, int rows, int cols)
         {
-            if (cols != 0) return Stack(cols, (name, rows));
+            if (cols != 0) return Stack(cols, (name, rows)).Parts.Single();
             var tensor = checkpoint.Read(name, rows);
             var weight = device.UploadWeight(tensor.Type, tensor.Bytes, 1, rows);
             _weights.Add(weight);
             return weight;
         }
-        DeviceWeight Stack(int cols, params (string Name, int Rows)[] parts)
+        StackedWeight Stack(int cols, params (string Name, int Rows)[] parts)
         {
-            var weight = UploadStacked(checkpoint, device, cols, quantize, parts);
-            _weights.Add(weight);
-            return weight;
+            var weights = UploadStacked(checkpoint, device, cols, quantize, parts);
+            _weights.AddRange(weights);
+            return new StackedWeight(weights);
         }
 
         _embedding = Load(N.Embedding, c.VocabSize, c.Dim);
@@ -159,20 +191,33 @@ public sealed class LlamaModel : IDisposable
         return bias;
     }
 
-    /// <summary>Uploads weights [rows_i, cols] one under another as one [sum rows_i, cols] matrix, so that
+    /// <summary>Uploads weights [rows_i, cols] one under another as [sum rows_i, cols] matrices, so that
     /// one matmul computes every projection (each output element is the same dot product as with the
-    /// separate matrices); a single part is uploaded as it is. The matrix is <paramref name="quantize"/>
-    /// when given and its rows are whole blocks; otherwise the parts' own type, or F32 when they differ.
-    /// Quantized rows are whole blocks, so stacking them is stacking their bytes.</summary>
-    private DeviceWeight UploadStacked(ModelCheckpoint checkpoint, ComputeDevice device, int cols, ElementType? quantize, params (string Name, int Rows)[] parts)
+    /// separate matrices): one matrix per run of consecutive parts of one element type, a single part as
+    /// it is. The type is <paramref name="quantize"/> when given and the rows are whole blocks, otherwise
+    /// each part's own. Quantized rows are whole blocks, so stacking them is stacking their bytes.</summary>
+    private DeviceWeight[] UploadStacked(ModelCheckpoint checkpoint, ComputeDevice device, int cols, ElementType? quantize, params (string Name, int Rows)[] parts)
     {
-        var types = parts.Select(p => checkpoint.Read(p.Name, p.Rows, cols).Type).Distinct().ToArray();
-        var type = types.Length == 1 ? types[0] : ElementType.F32;
+        var types = parts.Select(p => checkpoint.Read(p.Name, p.Rows, cols).Type).ToArray();
         if (quantize is { } q)
         {
-            if (cols % q.BlockLength() == 0) type = q;
+            if (cols % q.BlockLength() == 0) Array.Fill(types, q);
             else _unquantized.AddRange(parts.Select(p => p.Name));
         }
+        var weights = new List<DeviceWeight>();
+        for (var first = 0; first < parts.Length;)
+        {
+            var end = first + 1;
+            while (end < parts.Length && types[end] == types[first]) end++;
+            weights.Add(UploadRun(checkpoint, device, cols, types[first], parts[first..end]));
+            first = end;
+        }
+        return [.. weights];
+    }
+
+    /// <summary>Parts stored in <paramref name="type"/>, or quantized to it, as one matrix.</summary>
+    private static DeviceWeight UploadRun(ModelCheckpoint checkpoint, ComputeDevice device, int cols, ElementType type, (string Name, int Rows)[] parts)
+    {
         var rows = parts.Sum(p => p.Rows);
         if (parts is [var only] && checkpoint.Read(only.Name, only.Rows, cols) is var single && single.Type == type)
             return device.UploadWeight(type, single.Bytes, rows, cols);
@@ -183,8 +228,7 @@ public sealed class LlamaModel : IDisposable
             var tensor = checkpoint.Read(name, partRows, cols);
             var target = stacked.AsSpan(offset, checked((int)type.ByteCount(partRows, cols)));
             if (tensor.Type == type) tensor.Bytes.CopyTo(target);
-            else if (type.IsQuantized()) Quantize(tensor, type, target, $"{checkpoint.Source}: tensor '{name}'");
-            else TensorData.Widen(tensor.Type, tensor.Bytes, MemoryMarshal.Cast<byte, float>(target));
+            else Quantize(tensor, type, target, $"{checkpoint.Source}: tensor '{name}'");
             offset += target.Length;
         }
         return device.UploadWeight(type, stacked, rows, cols);
@@ -301,14 +345,14 @@ public sealed class LlamaModel : IDisposable
         var (keys, values) = Cache.Append(l, pos, n);
 
         d.RmsNorm(x, w.AttentionNorm, _normed, n, c.NormEps);
-        d.MatMul(_normed, w.Qkv, _qkv, n);
+        w.Qkv.MatMul(d, _normed, _qkv, n);
         if (w.QkvBias is not null) d.AddBias(_qkv, w.QkvBias, n);
         d.SplitQkv(_qkv, _query, keys, values, n, c.Heads, c.KvHeads, pos, Rotary);
         d.Attention(_query, Cache.Keys(l), Cache.Values(l), _attention, n, pos, c.Heads, c.KvHeads, c.HeadDim);
         d.MatMul(_attention, w.Output, x, n, accumulate: true);
 
         d.RmsNorm(x, w.FeedForwardNorm, _normed, n, c.NormEps);
-        d.MatMul(_normed, w.GateUp, _gateUp, n);
+        w.GateUp.MatMul(d, _normed, _gateUp, n);
         d.SwiGlu(_gateUp, _hidden, n, c.HiddenDim);
         d.MatMul(_hidden, w.Down, x, n, accumulate: true);
     }

@@ -148,20 +148,21 @@ public sealed partial class IlgpuDevice : ComputeDevice
         }
     }
 
-    public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false)
+    public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false, int outputStride = 0)
     {
         var w = Weight(weight);
+        var stride = OutputStride(w, outputStride);
         if (rows <= 0) return;
         var x = View(input, rows * w.Cols, nameof(input));
-        var y = View(output, rows * w.Rows, nameof(output));
+        var y = View(output, (rows - 1L) * stride + w.Rows, nameof(output));
         var config = new KernelConfig(w.Rows, _groups.MatMul);
         var add = accumulate ? 1 : 0;
         switch (w.Type)
         {
-            case ElementType.F32: _f32.MatMul(config, x, new F32Weights(w.Floats), y, rows, w.Cols, w.Rows, add); break;
-            case ElementType.F16: _f16.MatMul(config, x, new F16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
-            case ElementType.BF16: _bf16.MatMul(config, x, new BF16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
-            case var _ when w.Type.IsQuantized(): Blocks(w.Type).MatMul(config, x, w.Blocks, y, rows, w.Cols, w.Rows, add); break;
+            case ElementType.F32: _f32.MatMul(config, x, new F32Weights(w.Floats), y, rows, w.Cols, stride, add); break;
+            case ElementType.F16: _f16.MatMul(config, x, new F16Weights(w.Halves), y, rows, w.Cols, stride, add); break;
+            case ElementType.BF16: _bf16.MatMul(config, x, new BF16Weights(w.Halves), y, rows, w.Cols, stride, add); break;
+            case var _ when w.Type.IsQuantized(): Blocks(w.Type).MatMul(config, x, w.Blocks, y, rows, w.Cols, stride, add); break;
             default: throw ElementTypes.Unsupported(w.Type, "the matmul kernel");
         }
     }
