@@ -7,6 +7,8 @@
 # Either way the platform is registered in /etc/OpenCL/vendors (read by ocl-icd by default), so
 # ILGPU finds it without any environment variable. Idempotent: a second run takes seconds.
 # Needs root (apt-get). Logs of long steps go to /tmp/install-opencl/*.log.
+# Where LLVM 15 cannot name the CPU (one newer than it), PoCL is configured with the closest target
+# LLVM knows, chosen from the CPU's flags by pocl-cpu-target.sh, or INSTALL_OPENCL_CPU=<llc -mcpu name>.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -19,6 +21,8 @@ JOBS="$(nproc 2>/dev/null || echo 2)"
 
 log() { echo "install-opencl: $*"; }
 die() { echo "install-opencl: ERROR: $*" >&2; exit 1; }
+# shellcheck source=pocl-cpu-target.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pocl-cpu-target.sh"
 
 # run_quiet NAME CMD... : runs CMD with output in $WORK/NAME.log; on failure prints the log's tail.
 run_quiet() {
@@ -142,6 +146,25 @@ else
         srcdir="$(find "$WORK/src" -mindepth 1 -maxdepth 1 -type d -name 'pocl*' | head -n1)"
         [ -n "$srcdir" ] || die "could not unpack $orig"
 
+        # PoCL's cmake takes the CPU from `llc --version` and stops where LLVM cannot name it. Then
+        # the distro build gets the chosen target as the "detected" CPU (it refuses a forced one; at
+        # run time it picks its kernel library and CPU from the CPU's features), and the host build
+        # gets it forced (baked into libpocl: kernels compiled at run time use it, no variable needed).
+        llc_out="$(llc-15 --version 2>&1)" || die "llc-15 --version failed: $llc_out"
+        flags_line="$(grep -m1 -E '^(flags|Features)[[:space:]]*:' /proc/cpuinfo || true)"
+        if [ -n "${INSTALL_OPENCL_CPU:-}" ]; then
+            cpu="$INSTALL_OPENCL_CPU"
+            log "CPU target $cpu: given by INSTALL_OPENCL_CPU"
+        elif [ -n "$(llc_host_cpu "$llc_out")" ]; then
+            cpu=""
+            log "CPU target $(llc_host_cpu "$llc_out"): LLVM 15 names this CPU; PoCL detects it itself"
+        else
+            choice="$(pocl_cpu_target "$llc_out" "$flags_line")"
+            cpu="${choice%%:*}"
+            log "CPU target $choice"
+        fi
+        DISTRO_CPU=() HOST_CPU=()
+        [ -z "$cpu" ] || { DISTRO_CPU=(-DLLC_HOST_CPU_AUTO="$cpu"); HOST_CPU=(-DLLC_HOST_CPU="$cpu"); }
         CMAKE_FLAGS=(
             -DCMAKE_BUILD_TYPE=Release
             -DWITH_LLVM_CONFIG=/usr/bin/llvm-config-15
@@ -151,25 +174,43 @@ else
             -DENABLE_ALMAIF_DEVICE=OFF -DENABLE_REMOTE_CLIENT=OFF -DENABLE_REMOTE_SERVER=OFF
             -DENABLE_LOADABLE_DRIVERS=OFF -DSTATIC_LLVM=OFF
         )
-        build_pocl() { # build_pocl VARIANT EXTRA_CMAKE_FLAGS...
+        # build_pocl VARIANT EXTRA_CMAKE_FLAGS...: on failure, $failed says which step and why.
+        failed="" step=""
+        build_pocl() {
             local variant="$1"; shift
             local b="$WORK/build-$variant"
             rm -rf "$b"; mkdir -p "$b"
-            log "cmake ($variant kernel library)"
-            (cd "$b" && run_quiet "cmake-$variant" cmake "$srcdir" "${CMAKE_FLAGS[@]}" "$@") || return 1
-            log "make -j$JOBS ($variant kernel library; log: $WORK/make-$variant.log)"
-            (cd "$b" && run_quiet "make-$variant" make -j"$JOBS") || return 1
-            log "make install -> $PREFIX"
-            rm -rf "$PREFIX"
-            (cd "$b" && run_quiet "install-$variant" make install) || return 1
-            echo "pocl $(basename "$orig") kernellib=$variant llvm=15" >"$PREFIX/BUILD-INFO"
+            log "cmake ($variant kernel library${cpu:+, CPU $cpu})"
+            step="configure"
+            if (cd "$b" && run_quiet "cmake-$variant" cmake "$srcdir" "${CMAKE_FLAGS[@]}" "$@"); then
+                log "make -j$JOBS ($variant kernel library; log: $WORK/make-$variant.log)"
+                step="make"
+                if (cd "$b" && run_quiet "make-$variant" make -j"$JOBS"); then
+                    log "make install -> $PREFIX"
+                    rm -rf "$PREFIX"
+                    step="install"
+                    if (cd "$b" && run_quiet "install-$variant" make install); then
+                        echo "pocl $(basename "$orig") kernellib=$variant cpu=${cpu:-detected} llvm=15" >"$PREFIX/BUILD-INFO"
+                        return 0
+                    fi
+                fi
+            fi
+            local logf="$WORK/$([ "$step" = configure ] && echo cmake || echo "$step")-$variant.log" why=""
+            grep -q "could not recognize your CPU" "$logf" 2>/dev/null && why="LLVM 15 cannot name this CPU; "
+            failed="PoCL $step failed for the $variant kernel library (${why}see $logf)"
+            return 1
         }
         # 'distro' builds the kernel library for all x86-64 CPU variants, so the result is portable
         # across CPUs (the machine that runs it may differ from the one that built it). If that
         # fails, fall back to a kernel library for this host's CPU only.
-        if ! build_pocl distro -DKERNELLIB_HOST_CPU_VARIANTS=distro; then
-            log "distro (portable) kernel library build failed; falling back to a host-CPU-only build"
-            build_pocl host || die "PoCL build failed (logs in $WORK)"
+        if ! build_pocl distro -DKERNELLIB_HOST_CPU_VARIANTS=distro "${DISTRO_CPU[@]}"; then
+            log "$failed; falling back to a host-CPU-only build"
+            first="$failed"
+            if ! build_pocl host "${HOST_CPU[@]}"; then
+                try="INSTALL_OPENCL_CPU=<a CPU from 'llc-15 -mcpu=help', e.g. x86-64-v2> bash $0"
+                [ "$step" = configure ] || try="bash $0 again after fixing the first error in that log (out of memory or disk?), or $try"
+                die "$first; then $failed; try: $try"
+            fi
         fi
         register_opt_pocl || die "no libpocl.so under $PREFIX after install"
         rm -rf "$WORK/src" "$WORK"/build-* "$WORK/apt"

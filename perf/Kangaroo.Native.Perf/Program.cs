@@ -46,6 +46,13 @@ try
             Soak.Run(options.Get("model", Path.Combine(Options.RepositoryRoot(), "models", "stories260K", "stories260K.bin")), options.Get("device", "cpu"),
                 options.Int("generations", 1000), options.Int("tokens", 64), options.Int("per-session", 10), Console.WriteLine);
             return 0;
+        case "serve-soak":
+            var serveArguments = new List<string> { "--device", options.Get("device", "cpu"), "--decoder", options.Get("decoder", "auto") };
+            if (options.Flag("model")) serveArguments.AddRange(["--model", options.Required("model")]);
+            return ServeSoak.Run(options.Get("kangaroo", Path.Combine(Options.RepositoryRoot(), "src", "Cli", "bin", "Release", "net10.0", "kangaroo.dll")), serveArguments,
+                options.Int("requests", 1000), options.Int("clients", 8), options.Int("tokens", 48), Console.WriteLine) ? 0 : 1;
+        case "vs-llamacpp":
+            return KangarooSideBySide.Run(args[1..]);
         case "golden":
             var log = new List<string>();
             var ok = GoldenCheck.Run(options.Get("model", Path.Combine(Options.RepositoryRoot(), "models", "stories260K", "stories260K.bin")), options.Required("golden"),
@@ -53,12 +60,14 @@ try
             Console.WriteLine(ok ? "golden: all identical" : "golden: MISMATCH");
             return ok ? 0 : 1;
         default:
-            Console.WriteLine("""
+            Console.WriteLine($"""
                 kangaroo-perf membw [--mb 256]
                 kangaroo-perf kernels [--devices cpu,opencl,cuda] [--quick] [--filter TEXT] [--max-error 1e-3 (fail above)]
                 kangaroo-perf make-model --out DIR [--shape tinyllama|stories110m|tiny-gqa] [--dtype f16|bf16|f32]
                 kangaroo-perf profile [--model PATH] [--device cpu] [--decoder autoregressive|early-exit|kangaroo|auto] [--adapter PATH (default: beside the model)] [--tokens 256] [--prompts 4] [--exit-layer L --draft-steps 3 --threshold 0]
                 kangaroo-perf soak [--model PATH] [--device cpu] [--generations 1000] [--tokens 64] [--per-session 10]
+                kangaroo-perf serve-soak [--kangaroo src/Cli/bin/Release/net10.0/kangaroo.dll] [--requests 1000] [--clients 8] [--tokens 48] [--model PATH] [--device cpu] [--decoder auto]
+                kangaroo-perf vs-llamacpp {SideBySideArguments.Usage}   # our half of perf/vs-llamacpp.sh (one JSON line)
                 kangaroo-perf golden --golden stories260K-greedy.jsonl [--model PATH] [--device cuda] [--tokens N]
                 """);
             return command == "help" ? 0 : 2;

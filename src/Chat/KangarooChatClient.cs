@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
-using System.Text;
 using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 using Kangaroo.Native.Loader;
 using Microsoft.Extensions.AI;
 using Decoder = Kangaroo.Native.Engine.Decoding.Decoder;
@@ -117,67 +116,29 @@ public sealed class KangarooChatClient : IChatClient
         var prompt = _template.Encode(_tokenizer, messages.Select(m => (m.Role.Value, m.Text)));
         var sampling = Sampling(options);
         var maxOutputTokens = options?.MaxOutputTokens ?? _defaultMaxOutputTokens;
-        var stops = options?.StopSequences?.Where(s => s.Length > 0).ToList() ?? [];
         var responseId = Guid.NewGuid().ToString("N");
         var createdAt = DateTimeOffset.UtcNow;
         ChatResponseUpdate Update(IList<AIContent> contents) =>
             new(ChatRole.Assistant, contents) { ResponseId = responseId, MessageId = responseId, ModelId = _metadata.DefaultModelId, CreatedAt = createdAt };
 
-        var stream = _tokenizer.NewStream();
-        var pending = new StringBuilder();
+        var reply = new ReplyText(_tokenizer, _session.Model.Config.EosIds, options?.StopSequences);
         var generated = 0;
-        var finish = ChatFinishReason.Length;
         foreach (var token in _decoder.Generate(prompt, maxOutputTokens, sampling, cancellationToken, reuseCache: true))
         {
             cancellationToken.ThrowIfCancellationRequested();
             generated++;
-            var atEnd = _session.Model.Config.EosIds.Contains(token);
-            pending.Append(atEnd ? stream.Flush() : stream.Append(token));
-            var (text, stopped) = Release(pending, stops, atEnd);
+            var text = reply.Append(token);
             if (text.Length > 0) yield return Update([new TextContent(text)]);
-            if (stopped || atEnd)
-            {
-                finish = ChatFinishReason.Stop;
-                break;
-            }
+            if (reply.Stopped) break;
         }
-        if (finish == ChatFinishReason.Length)
-        {
-            pending.Append(stream.Flush());
-            var (rest, stopped) = Release(pending, stops, atEnd: true);
-            if (rest.Length > 0) yield return Update([new TextContent(rest)]);
-            if (stopped) finish = ChatFinishReason.Stop;
-        }
+        var rest = reply.Finish();
+        if (rest.Length > 0) yield return Update([new TextContent(rest)]);
         var usage = new UsageDetails
         {
             InputTokenCount = prompt.Length, CachedInputTokenCount = _decoder.Stats.ReusedTokens, OutputTokenCount = generated, TotalTokenCount = prompt.Length + generated,
         };
         var last = Update([new UsageContent(usage)]);
-        last.FinishReason = finish;
+        last.FinishReason = reply.Stopped ? ChatFinishReason.Stop : ChatFinishReason.Length;
         yield return last;
-    }
-
-    /// <summary>The text of <paramref name="pending"/> that can be given out: up to the first stop sequence (then
-    /// <c>stopped</c>), else all but a tail that may still become one (all of it at the end).</summary>
-    private static (string Text, bool Stopped) Release(StringBuilder pending, List<string> stops, bool atEnd)
-    {
-        var text = pending.ToString();
-        var cut = stops.Select(s => text.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
-        if (cut >= 0)
-        {
-            pending.Clear();
-            return (text[..cut], true);
-        }
-        var held = atEnd ? 0 : stops.Select(s => HeldLength(text, s)).DefaultIfEmpty(0).Max();
-        pending.Remove(0, text.Length - held);
-        return (text[..^held], false);
-    }
-
-    /// <summary>The longest end of <paramref name="text"/> that is a beginning of <paramref name="stop"/>.</summary>
-    private static int HeldLength(string text, string stop)
-    {
-        for (var n = Math.Min(text.Length, stop.Length - 1); n > 0; n--)
-            if (string.CompareOrdinal(text, text.Length - n, stop, 0, n) == 0) return n;
-        return 0;
     }
 }

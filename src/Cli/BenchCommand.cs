@@ -26,9 +26,9 @@ public static class BenchCommand
     {
         var modelArguments = new ModelArguments(withTokenizer: false);
         var decoders = new Option<string>("--decoders") { Description = "comma-separated decoders to compare with autoregressive", DefaultValueFactory = _ => "auto,kangaroo,early-exit" };
-        var promptFile = new Option<string>("--prompt-file") { Description = "prompts: a text file (one per line) or JSONL with \"text\" or \"turns\" (default: built-in story openings)" };
+        var promptFile = new Option<string>("--prompt-file") { Description = "prompts: a text file (one per line) or JSONL with \"text\", \"turns\" or \"prompt_ids\" (a golden file: ids, and \"max_new\" or \"steps\" bound the tokens) (default: built-in story openings)" };
         var prompts = new Option<int>("--prompts") { Description = "number of prompts to use", DefaultValueFactory = _ => 8 };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "tokens per prompt", DefaultValueFactory = _ => 256 };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "most new tokens per prompt", DefaultValueFactory = _ => 256 };
         var json = new Option<bool>("--json") { Description = "print the results as JSON" };
         var costs = new Option<bool>("--costs") { Description = "time the parts of a speculative round (autoregressive step, draft step, verification of 1..gamma+1 rows) instead" };
         var draftVocab = new Option<int?>("--draft-vocab") { Description = "with --costs: time a draft head over K tokens of the vocabulary" };
@@ -72,11 +72,11 @@ public static class BenchCommand
                 else SpecBench.Print(session, specResults);
                 return 0;
             }
-            var texts = LoadPrompts(result.GetValue(promptFile)).Take(result.GetValue(prompts)).ToList();
-            var ids = texts.Select(session.EncodePrompt).ToList();
+            var promptList = LoadPrompts(result.GetValue(promptFile)).Take(result.GetValue(prompts))
+                .Select(p => (Ids: p.Ids ?? session.EncodePrompt(p.Text!), MaxNew: Math.Min(result.GetValue(maxNew), p.MaxNewTokens ?? int.MaxValue))).ToList();
             var prefill = MeasurePrefill(session);
             var created = DecoderNames(result.GetValue(decoders)!).Select(n => speculation.CreateDecoder(session, n, result)).ToList();
-            var results = Compare(session, created, ids, result.GetValue(maxNew));
+            var results = Compare(session, created, promptList);
             var controllers = created.OfType<SelfSpeculativeDecoder>().Where(d => d.Controller is not null).ToList();
             if (result.GetValue(json))
             {
@@ -87,7 +87,7 @@ public static class BenchCommand
             }
             else
             {
-                Print(session, prefill, results, ids.Count);
+                Print(session, prefill, results, promptList.Count);
                 foreach (var d in controllers)
                     AnsiConsole.MarkupLine(Markup.Escape($"{d.Name}: {d.Controller!.Plan.Describe()}; fell back to autoregressive {d.Controller.Fallbacks} times during generation"));
             }
@@ -100,7 +100,7 @@ public static class BenchCommand
     private static List<string> DecoderNames(string list) =>
         new[] { "autoregressive" }.Concat(list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(n => n != "autoregressive")).ToList();
 
-    public static IEnumerable<string> LoadPrompts(string? path) => path is null ? StoryPrompts : PromptFile.Read(path);
+    private static IEnumerable<Prompt> LoadPrompts(string? path) => path is null ? StoryPrompts.Select(p => new Prompt(p)) : PromptFile.Read(path);
 
     /// <summary>Prefill tokens per second over a prompt of half the context (at most 256 tokens).</summary>
     private static double MeasurePrefill(InferenceSession session)
@@ -127,12 +127,12 @@ public static class BenchCommand
     /// decoder, per prompt, then averaged over prompts. Before that, the decoders take turns on a short
     /// generation for at least a second, so that every decoder is timed in fully optimised code: the
     /// runtime recompiles hot methods only after their first 30 calls and a 100 ms delay.</summary>
-    public static List<DecoderResult> Compare(InferenceSession session, List<Decoder> decoders, List<int[]> prompts, int maxNew)
+    public static List<DecoderResult> Compare(InferenceSession session, List<Decoder> decoders, List<(int[] Ids, int MaxNew)> prompts)
     {
         var greedy = new SamplingOptions();
         var warmUp = Stopwatch.StartNew();
         do
-            foreach (var decoder in decoders) _ = decoder.Generate(prompts[0], Math.Min(maxNew, 16), greedy).ToList();
+            foreach (var decoder in decoders) _ = decoder.Generate(prompts[0].Ids, Math.Min(prompts[0].MaxNew, 16), greedy).ToList();
         while (warmUp.Elapsed < TimeSpan.FromSeconds(1));
         var speeds = decoders.Select(_ => new List<double>()).ToArray();
         var outputs = decoders.Select(_ => new List<int[]>()).ToArray();
@@ -141,7 +141,7 @@ public static class BenchCommand
         {
             for (var d = 0; d < decoders.Count; d++)
             {
-                outputs[d].Add(decoders[d].Generate(prompt, maxNew, greedy).ToArray());
+                outputs[d].Add(decoders[d].Generate(prompt.Ids, prompt.MaxNew, greedy).ToArray());
                 session.Device.Synchronize();
                 stats[d].Add(decoders[d].Stats);
                 speeds[d].Add(decoders[d].Stats.DecodeTokensPerSecond);

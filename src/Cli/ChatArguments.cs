@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Cli;
@@ -31,22 +31,32 @@ public sealed class ChatArguments(bool withSystem)
             InputFile.Require(path, "--chat-template file");
             return ChatTemplate.Load(path);
         }
-        var config = Path.Combine(Directory.Exists(session.ModelPath) ? session.ModelPath : Path.GetDirectoryName(Path.GetFullPath(session.ModelPath))!, "tokenizer_config.json");
+        var config = ModelConfig(session);
         if (!File.Exists(config) || !HasChatTemplate(config))
             throw new ArgumentException($"{session.ModelPath} has no chat template (no chat_template in a tokenizer_config.json beside it): pass --chat-template FILE");
         return ChatTemplate.Load(config);
     }
 
+    /// <summary>As <see cref="Load"/>, but null when no <c>--chat-template</c> is given and the model has no template.</summary>
+    public ChatTemplate? LoadIfAny(ParseResult result, InferenceSession session)
+    {
+        var config = ModelConfig(session);
+        return result.GetValue(Template) is null && !(File.Exists(config) && HasChatTemplate(config)) ? null : Load(result, session);
+    }
+
+    private static string ModelConfig(InferenceSession session) =>
+        Path.Combine(Directory.Exists(session.ModelPath) ? session.ModelPath : Path.GetDirectoryName(Path.GetFullPath(session.ModelPath))!, "tokenizer_config.json");
+
     private static bool HasChatTemplate(string config)
     {
         try
         {
-            using var document = JsonDocument.Parse(File.ReadAllText(config));
+            using var document = JsonText.Parse(File.ReadAllText(config));
             return document.RootElement.ValueKind == JsonValueKind.Object && document.RootElement.TryGetProperty("chat_template", out _);
         }
         catch (JsonException e)
         {
-            throw new FormatException($"{config} is not valid JSON: {e.Message}");
+            throw new FormatException($"{config} is not valid JSON: {ErrorText.Json(e)}");
         }
     }
 }

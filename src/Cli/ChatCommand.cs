@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Engine.Kangaroo;
 

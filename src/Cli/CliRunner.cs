@@ -5,7 +5,7 @@ using Kangaroo.Native.Loader;
 
 namespace Kangaroo.Native.Cli;
 
-/// <summary>Runs the command line: a usage or input error prints one line to stderr and exits non-zero.</summary>
+/// <summary>Runs the command line: a usage or input error prints one line to stderr (escaped: see <see cref="ErrorText"/>) and exits non-zero.</summary>
 public static class CliRunner
 {
     public const int ErrorExitCode = 1;
@@ -35,7 +35,7 @@ public static class CliRunner
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            Console.Error.WriteLine($"kangaroo: {Describe(parsed.Errors[0])}");
+            Console.Error.WriteLine($"kangaroo: {ErrorText.OneLine(Describe(parsed.Errors[0]))}");
             return ErrorExitCode;
         }
         return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
@@ -88,7 +88,8 @@ public static class CliRunner
             }
             // .NET appends " (Parameter 'name')" to argument errors: the name of a C# parameter, not ours.
             var message = e is ArgumentException { ParamName: { } name } ? e.Message.Replace($" (Parameter '{name}')", "") : e.Message;
-            Console.Error.WriteLine($"kangaroo: {message.ReplaceLineEndings(" ")}");
+            // The last guard: whatever a message quotes from a file or the command line, it prints as one line.
+            Console.Error.WriteLine($"kangaroo: {ErrorText.OneLine(message)}");
             return ErrorExitCode;
         }
     }

@@ -5,6 +5,7 @@ var root = new RootCommand("Kangaroo.Native: Llama inference with ILGPU kernels 
 {
     GenerateCommand.Create(),
     ChatCommand.Create(),
+    ServeCommand.Create(),
     BenchCommand.Create(),
     DevicesCommand.Create(),
     ConvertCommand.Create(),

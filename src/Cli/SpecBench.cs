@@ -3,7 +3,9 @@ using System.Globalization;
 using System.Text.Json;
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 using Kangaroo.Native.Engine.Decoding;
+using Kangaroo.Native.Loader;
 using Spectre.Console;
 
 namespace Kangaroo.Native.Cli;
@@ -34,7 +36,7 @@ public static class SpecBench
         public double TokensPerSecond => Turns.Sum(t => t.NewTokens) / Math.Max(1e-9, Turns.Sum(t => t.WallTime));
     }
 
-    /// <param name="Speedup">per question over the baseline's, averaged (docs/kangaroo.md).</param>
+    /// <param name="Speedup">per question over the baseline's, averaged (docs/kangaroo.md, "Metrics").</param>
     /// <param name="SpeedRatio">mean tokens/s over the baseline's mean, as Spec-Bench's speed.py computes its speedup; less
     /// sensitive to a few noisy questions.</param>
     public sealed record TaskResult(string Task, int Questions, double BaselineTokensPerSecond, double TokensPerSecond, double Speedup,
@@ -55,14 +57,14 @@ public static class SpecBench
             if (line.Trim().Length == 0) continue;
             try
             {
-                using var document = JsonDocument.Parse(line);
+                using var document = JsonText.Parse(line);
                 var root = document.RootElement;
                 questions.Add(new Question(root.GetProperty("question_id").GetInt32(), root.GetProperty("category").GetString() ?? "",
                     root.GetProperty("turns").EnumerateArray().Select(t => t.GetString() ?? "").ToArray()));
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
             {
-                throw new FormatException($"--spec-bench {path}: line {number} is not a question {{question_id, category, turns}}: {e.Message}");
+                throw new FormatException($"--spec-bench {path}: line {number} is not a question {{question_id, category, turns}}: {ErrorText.Of(e)}");
             }
         }
         if (questions.Count == 0) throw new FormatException($"--spec-bench {path}: no questions in the file");

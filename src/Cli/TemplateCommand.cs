@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Loader;
+using Kangaroo.Native.Templates;
 
 namespace Kangaroo.Native.Cli;
 
@@ -45,12 +46,12 @@ public static class TemplateCommand
         JsonElement root;
         try
         {
-            using var document = JsonDocument.Parse(File.ReadAllText(path));
+            using var document = JsonText.Parse(File.ReadAllText(path));
             root = document.RootElement.Clone();
         }
         catch (JsonException e)
         {
-            throw new FormatException($"{option} {path} is not valid JSON: {e.Message}");
+            throw new FormatException($"{option} {path} is not valid JSON: {ErrorText.Json(e)}");
         }
         if (root.ValueKind != JsonValueKind.Array) throw new FormatException($"{option} {path} must hold a JSON list, not {root.ValueKind.ToString().ToLowerInvariant()}");
         return root.EnumerateArray().Cast<object?>().ToList();

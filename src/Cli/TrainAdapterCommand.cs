@@ -42,7 +42,7 @@ public static class TrainAdapterCommand
             var dataPath = result.GetValue(data);
             var generateCount = result.GetValue(selfGenerate);
             var promptPath = result.GetValue(promptFile);
-            var promptTexts = (result.GetValue(prompts) ?? []).Concat(promptPath is null ? [] : PromptFile.Read(promptPath)).ToList();
+            var promptTexts = (result.GetValue(prompts) ?? []).Concat(promptPath is null ? [] : PromptFile.ReadTexts(promptPath)).ToList();
             if (dataPath is null && generateCount == 0) throw new ArgumentException("give --data FILE, --self-generate N, or both");
             if (generateCount is < 0 or > TrainingData.MaxSelfGenerated)
                 throw new ArgumentException($"--self-generate {generateCount} must be in 0..{TrainingData.MaxSelfGenerated}");

@@ -39,18 +39,18 @@ public static partial class InputFile
     }
 
     /// <summary>Parses a JSON file's bytes, refusing what System.Text.Json would only notice later
-    /// (text that is not UTF-8 throws InvalidOperationException from the first string read) and, where
+    /// (text that is not UTF-8, or escapes of lone surrogates, throw InvalidOperationException from the first string read) and, where
     /// asked, duplicate keys; every failure is a <see cref="ModelFormatException"/> naming the file.</summary>
     public static System.Text.Json.JsonDocument ParseJson(string path, byte[] bytes, bool allowDuplicates = false)
     {
         if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new ModelFormatException($"{path}: not valid UTF-8 text");
         try
         {
-            return System.Text.Json.JsonDocument.Parse(bytes, new System.Text.Json.JsonDocumentOptions { AllowDuplicateProperties = allowDuplicates });
+            return JsonText.Parse(bytes, new System.Text.Json.JsonDocumentOptions { AllowDuplicateProperties = allowDuplicates });
         }
         catch (System.Text.Json.JsonException e)
         {
-            throw new ModelFormatException($"{path}: not valid JSON ({e.Message})");
+            throw new ModelFormatException($"{path}: not valid JSON ({ErrorText.Json(e)})");
         }
     }
 

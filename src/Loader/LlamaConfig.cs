@@ -112,11 +112,12 @@ public sealed record LlamaConfig(
         JsonNode? root;
         try
         {
+            JsonText.CheckStrings(System.Text.Encoding.UTF8.GetBytes(text));
             root = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {
-            throw new ModelFormatException($"{path}: not valid JSON ({e.Message})");
+            throw new ModelFormatException($"{path}: not valid JSON ({ErrorText.Json(e)})");
         }
         if (root is not JsonObject json) throw new ModelFormatException($"{path}: not a JSON object");
         ModelFormatException Error(string problem) => new($"{path}: {problem}");

@@ -10,7 +10,8 @@ namespace Kangaroo.Native.Tests;
 /// scalar oracle) and <c>ilgpu-cpu</c> (ILGPU's CPU emulator) always exist; <c>opencl</c> and <c>cuda</c> only where ILGPU finds a usable device.
 /// Absent devices make their test cases skip visibly, with the reason, except that
 /// <c>KANGAROO_REQUIRE_OPENCL=1</c> (set by CI after installing PoCL) makes OpenCL cases run, so a
-/// missing OpenCL runtime fails them instead of silently skipping.
+/// missing OpenCL runtime fails them instead of silently skipping, and <c>KANGAROO_REQUIRE_CUDA=1</c>
+/// (set by perf/gpu.sh on a GPU machine) does the same for the CUDA cases.
 /// <c>opencl-wide</c> is the OpenCL device with every explicitly grouped kernel at 256 threads per group:
 /// CPU runtimes (PoCL) launch narrow groups in the product, so this tier keeps wide groups and
 /// multi-level tree reductions covered on a real OpenCL compiler (it runs and skips with <c>opencl</c>).
@@ -18,6 +19,7 @@ namespace Kangaroo.Native.Tests;
 public static class TestDevices
 {
     public const string RequireOpenClVariable = "KANGAROO_REQUIRE_OPENCL";
+    public const string RequireCudaVariable = "KANGAROO_REQUIRE_CUDA";
 
     /// <summary>The ILGPU device tiers, cheapest first.</summary>
     public static readonly IReadOnlyList<string> IlgpuKinds = ["ilgpu-cpu", "opencl", "opencl-wide", "cuda"];
@@ -34,8 +36,12 @@ public static class TestDevices
         kind is "cpu" or "reference" or "ilgpu-cpu" || Seen.Value.Any(d => d.Kind == Backend(kind) && d.Usable);
 
     /// <summary>True when tests for <paramref name="kind"/> must run even if the device is absent.</summary>
-    public static bool IsRequired(string kind) =>
-        Backend(kind) == "opencl" && Environment.GetEnvironmentVariable(RequireOpenClVariable) == "1";
+    public static bool IsRequired(string kind) => Backend(kind) switch
+    {
+        "opencl" => Environment.GetEnvironmentVariable(RequireOpenClVariable) == "1",
+        "cuda" => Environment.GetEnvironmentVariable(RequireCudaVariable) == "1",
+        _ => false,
+    };
 
     /// <summary>Why tests on <paramref name="kind"/> are skipped, or null when they run.</summary>
     public static string? SkipReason(string kind)
@@ -43,7 +49,12 @@ public static class TestDevices
         if (IsAvailable(kind) || IsRequired(kind)) return null;
         kind = Backend(kind);
         var rejected = Seen.Value.Where(d => d.Kind == kind).Select(d => $"{d.Name}: {d.Note}").ToList();
-        var hint = kind == "opencl" ? $"; install PoCL 4+ (scripts/install-opencl.sh), and set {RequireOpenClVariable}=1 to make this a failure" : "";
+        var hint = kind switch
+        {
+            "opencl" => $"; install PoCL 4+ (scripts/install-opencl.sh), and set {RequireOpenClVariable}=1 to make this a failure",
+            "cuda" => $"; perf/gpu.sh runs this tier on a GPU machine with {RequireCudaVariable}=1, which makes this a failure",
+            _ => "",
+        };
         return rejected.Count == 0
             ? $"no {kind} device on this machine{hint}"
             : $"no usable {kind} device (rejected: {string.Join("; ", rejected)}){hint}";

@@ -1,6 +1,7 @@
 using System.Text;
 using Kangaroo.Native.Engine.Decoding;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Templates;
 using Decoder = Kangaroo.Native.Engine.Decoding.Decoder;
 
 namespace Kangaroo.Native.Engine.Chat;

@@ -148,7 +148,7 @@ public sealed class AcceptanceStatistics
         var statistics = new AcceptanceStatistics();
         try
         {
-            using var document = JsonDocument.Parse(json);
+            using var document = JsonText.Parse(json);
             var root = document.RootElement;
             if (root.GetProperty("buckets").GetInt32() != Buckets)
                 throw new ModelFormatException($"{source}: {MetadataKey} has {root.GetProperty("buckets")} confidence buckets, expected {Buckets}");
@@ -157,7 +157,7 @@ public sealed class AcceptanceStatistics
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or IndexOutOfRangeException)
         {
-            throw new ModelFormatException($"{source}: {MetadataKey} is malformed ({e.Message})");
+            throw new ModelFormatException($"{source}: {MetadataKey} is malformed ({ErrorText.Of(e)})");
         }
         for (var d = 0; d < MaxDepth; d++)
             for (var b = 0; b < Buckets; b++)

@@ -17,7 +17,7 @@ public sealed record SpeculationOptions(int ExitLayer, int DraftSteps = 6, float
 }
 
 /// <summary>
-/// Kangaroo's double early exit (docs/kangaroo.md), with either the trained adapter or the plain
+/// Kangaroo's double early exit (Liu et al., arXiv:2404.18911; docs/kangaroo.md), with either the trained adapter or the plain
 /// early-exit head drafting; with a <see cref="SpeculationController"/> it is the <c>auto</c> decoder,
 /// which speculates only while that is expected to pay and steps autoregressively otherwise. One round: draft with the shallow blocks [0, l) and the head until gamma
 /// drafts or a draft less likely than eta; verify every drafted position at once with the deep blocks

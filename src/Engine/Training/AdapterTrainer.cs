@@ -48,7 +48,7 @@ public sealed record EpochReport(int Epoch, int Step, LossSums Train, LossSums H
 public sealed record TrainingResult(AdapterWeights Weights, IReadOnlyList<EpochReport> Epochs, bool Cancelled);
 
 /// <summary>
-/// Trains a Kangaroo adapter by self-distillation from a frozen target (docs/kangaroo.md, "Training
+/// Trains a Kangaroo adapter by self-distillation from a frozen target (Liu et al., arXiv:2404.18911; docs/kangaroo.md, "Training
 /// the adapter"). For each sequence the target runs once: its residual stream after the exit layer is
 /// the adapter's input, and its next-token distribution p at every position is the label. The adapter
 /// (an <see cref="AdapterGraph"/>) minimises -sum_v p_v log q_v averaged over the positions of a

@@ -55,7 +55,7 @@ public static class TrainingData
     {
         try
         {
-            using var json = JsonDocument.Parse(line);
+            using var json = JsonText.Parse(line);
             var root = json.RootElement;
             if (root.ValueKind == JsonValueKind.Object)
             {
@@ -67,7 +67,7 @@ public static class TrainingData
         }
         catch (JsonException e)
         {
-            throw new ArgumentException($"{path}:{number}: not valid JSON ({e.Message})");
+            throw new ArgumentException($"{path}:{number}: not valid JSON ({ErrorText.Json(e)})");
         }
         throw new ArgumentException($"{path}:{number}: expected an object with a string field \"text\" or a \"turns\" array of strings");
     }

@@ -108,7 +108,6 @@ public sealed partial class CpuDevice
         }
     }
 
-
     /// <summary>output[d] = sum_t weights[t] * values[offset + t * stride + d], t ascending (one fused
     /// multiply-add per term), for d in [0, output.Length).</summary>
     private static void WeightedSum(ReadOnlySpan<float> weights, ReadOnlySpan<float> values, int offset, int stride, Span<float> output)

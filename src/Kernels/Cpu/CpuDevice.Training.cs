@@ -82,7 +82,6 @@ public sealed partial class CpuDevice
     public override void RopeBackward(DeviceTensor grad, int rows, int heads, int startPos, RotaryTable table) =>
         Rotate(grad, rows, heads, startPos, table, -1f);
 
-
     public override void SoftCrossEntropy(DeviceTensor logits, DeviceTensor targets, DeviceTensor rowStats, int rows, int cols, float gradScale)
     {
         var z = Span(logits);

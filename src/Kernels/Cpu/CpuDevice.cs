@@ -163,8 +163,8 @@ public sealed partial class CpuDevice : HostDevice
         }
     }
 
-    /// <summary>sum_c e^(row[c] - max), vectorised through a scratch row that only grows (a scalar exp
-    /// loop was most of a 32k-vocabulary arg max).</summary>
+    /// <summary>sum_c e^(row[c] - max), vectorised through a scratch row that only grows: over a large
+    /// vocabulary a scalar exp per logit would cost more than the rest of the arg max.</summary>
     private float SumOfExponentials(ReadOnlySpan<float> row, float max)
     {
         if (_exponentials.Length < row.Length) _exponentials = new float[row.Length];

@@ -1,6 +1,6 @@
 using Kangaroo.Native.Chat;
 using Kangaroo.Native.Engine;
-using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 using Microsoft.Extensions.AI;
 
 namespace Kangaroo.Native.Tests.Chat;

@@ -1,5 +1,6 @@
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Chat;
+using Kangaroo.Native.Templates;
 
 namespace Kangaroo.Native.Tests.Chat;
 

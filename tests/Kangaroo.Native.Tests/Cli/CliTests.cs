@@ -130,6 +130,19 @@ public sealed class CliTests
         Assert.Equal(7, json.GetProperty("auto").GetProperty("costs").GetProperty("verify_ms").GetArrayLength());
     }
 
+    /// <summary>A golden file is a prompt file: its token ids are the prompts and its limits bound each generation,
+    /// so bench decodes exactly the golden tokens.</summary>
+    [Fact]
+    public void BenchTakesAGoldenFileAsPrompts()
+    {
+        var golden = SharedData.Path("golden", "stories260K-greedy.jsonl");
+        var result = KangarooProcess.Run("bench", "--device", "cpu", "--decoders", "kangaroo", "--prompt-file", golden, "--json");
+        Assert.Equal(0, result.ExitCode);
+        var results = JsonDocument.Parse(result.Stdout).RootElement.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(GoldenCase.All.Sum(g => g.GeneratedIds.Length), results[0].GetProperty("Tokens").GetInt32());
+        Assert.True(results[1].GetProperty("IdenticalToAutoregressive").GetBoolean());
+    }
+
     [Fact]
     public void PromptLongerThanTheContextIsRefused()
     {

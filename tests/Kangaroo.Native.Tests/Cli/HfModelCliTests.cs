@@ -1,3 +1,6 @@
+using System.Text.Json;
+using Kangaroo.Native.Tests.Engine;
+
 namespace Kangaroo.Native.Tests.Cli;
 
 /// <summary><c>kangaroo generate</c> on a Hugging Face model as published (TinyStories-656K: tied
@@ -6,21 +9,25 @@ public sealed class HfModelCliTests
 {
     private static readonly string Model = SharedData.Path("models", "TinyStories-656K");
 
+    private static readonly GreedyGolden OnceUponATime = GreedyGolden.Load("tinystories656K-greedy.jsonl").Single(g => g.Prompt == "Once upon a time");
+
+    /// <summary>The prompt encodes as Hugging Face's tokenizer does and generates the float64 golden's ids.</summary>
     [Fact]
-    public void GenerateWritesAStory()
+    public void GenerateWritesTheGoldenStory()
     {
-        var result = KangarooProcess.Run("generate", "--model", Model, "--prompt", "Once upon a time", "--max-new-tokens", "30", "--device", "cpu");
-        Assert.Equal(0, result.ExitCode);
-        Assert.StartsWith("Once upon a time, a little girl named Lily lived in a small house", result.Stdout);
+        var result = KangarooProcess.Run("generate", "--model", Model, "--prompt", OnceUponATime.Prompt, "--max-new-tokens", "30", "--device", "cpu", "--json");
+        Assert.Equal(OnceUponATime.PromptIds, KangarooProcess.JsonIds(result, "prompt_ids"));
+        Assert.Equal(OnceUponATime.GeneratedIds.Take(30), KangarooProcess.JsonIds(result, "generated_ids"));
+        Assert.StartsWith(", a little girl named Lily lived in a small house", JsonDocument.Parse(result.Stdout).RootElement.GetProperty("text").GetString());
     }
 
     [Fact]
     public void TokenizerJsonIsAcceptedAsTokenizer()
     {
         var result = KangarooProcess.Run("generate", "--model", Model, "--tokenizer", Path.Combine(Model, "tokenizer.json"),
-            "--prompt", "Once upon a time", "--max-new-tokens", "5", "--device", "cpu");
-        Assert.Equal(0, result.ExitCode);
-        Assert.StartsWith("Once upon a time", result.Stdout);
+            "--prompt", OnceUponATime.Prompt, "--max-new-tokens", "5", "--device", "cpu", "--json");
+        Assert.Equal(OnceUponATime.PromptIds, KangarooProcess.JsonIds(result, "prompt_ids"));
+        Assert.Equal(OnceUponATime.GeneratedIds.Take(5), KangarooProcess.JsonIds(result, "generated_ids"));
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 
 namespace Kangaroo.Native.Tests.Cli;
 
@@ -45,6 +46,13 @@ public static class KangarooProcess
     /// <summary>The command line that runs <c>kangaroo</c> with <paramref name="args"/>, quoted for a POSIX shell.</summary>
     public static string ShellCommand(params string[] args) =>
         string.Join(' ', new[] { "dotnet", Path.Combine(AppContext.BaseDirectory, "kangaroo.dll") }.Concat(args).Select(a => "'" + a.Replace("'", "'\\''") + "'"));
+
+    /// <summary>An array of ids from a successful <c>generate --json</c> (prompt_ids, generated_ids, ...).</summary>
+    public static int[] JsonIds(Result result, string name)
+    {
+        Assert.True(result.ExitCode == 0, $"exit code {result.ExitCode}: {result.Stderr}");
+        return JsonDocument.Parse(result.Stdout).RootElement.GetProperty(name).EnumerateArray().Select(e => e.GetInt32()).ToArray();
+    }
 
     /// <summary>Asserts a failed run that printed exactly one line to stderr containing every fragment.</summary>
     public static void AssertOneLineError(Result result, params string[] fragments)

@@ -80,11 +80,14 @@ public sealed class QuantizedModelTests(SharedDevices devices) : IClassFixture<S
         }
     }
 
-    /// <summary>TinyStories-656K quantized at load gives the ids of the float64 golden of llama.cpp's own
-    /// Q8_0 and Q4_0 files of the model (../shared/golden/gguf-greedy.jsonl): the same blocks, read by
-    /// every device's kernels. The CPU emulator checks the first 32 tokens of two records per type.</summary>
+    /// <summary>TinyStories-656K quantized at load gives the ids of the float64 goldens of the model's Q8_0
+    /// file (written by llama.cpp's converter) and Q4_0 file (written by a reimplementation of llama.cpp's
+    /// rounding, not by llama.cpp: ../shared/models/gguf/SOURCE.md) in ../shared/golden/gguf-greedy.jsonl:
+    /// the same blocks, read by every device's kernels. That our rounding is llama.cpp's own is checked
+    /// against llama.cpp-written files in LlamaCppQuantizationTests. The CPU emulator checks the first 32
+    /// tokens of two records per type.</summary>
     [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
-    public void Quantized_TinyStories_matches_the_golden_of_llama_cpp_quantized_files(string kind)
+    public void Quantized_TinyStories_matches_the_golden_of_its_Q8_0_and_Q4_0_files(string kind)
     {
         var goldens = GreedyGolden.Load("gguf-greedy.jsonl");
         foreach (var type in new[] { ElementType.Q8_0, ElementType.Q4_0 })

@@ -89,6 +89,71 @@ public sealed class Mutator(int seed)
         return (bytes.ToArray(), string.Join(", ", what));
     }
 
+    /// <summary>JSON escapes of characters that break or disguise a line (decoded inside a JSON string).</summary>
+    private static readonly byte[][] JsonEscapes =
+    [
+        @"\n"u8.ToArray(), @"\r\n"u8.ToArray(), @"\t"u8.ToArray(), @"\u0000"u8.ToArray(), @"\u001b[31m"u8.ToArray(), @"\u0085"u8.ToArray(),
+        @"\u2028"u8.ToArray(), @"\u202e"u8.ToArray(), @"\ufffd"u8.ToArray(), @"\ud800"u8.ToArray(), @"\udc00x"u8.ToArray(),
+    ];
+
+    /// <summary>Bytes that break or disguise a line in an error message: newlines, control characters
+    /// (a terminal escape among them), invalid UTF-8, Unicode separators and a bidi override, and the
+    /// JSON escapes of such characters (decoded inside a JSON string).</summary>
+    private static readonly byte[][] HostileBytes =
+    [
+        "\n"u8.ToArray(), "\r\n"u8.ToArray(), "\r"u8.ToArray(), "\t"u8.ToArray(), "\u001b[2J"u8.ToArray(), [0], [7], [0x7f],
+        [0xff], [0xfe, 0xff], [0xc3], [0x80], [0xed, 0xa0, 0x80], // invalid UTF-8 (a lone lead, a lone continuation, an encoded surrogate)
+        "\u0085"u8.ToArray(), "\u2028"u8.ToArray(), "\u2029"u8.ToArray(), "\u202e"u8.ToArray(), "\ufeff"u8.ToArray(),
+        .. JsonEscapes,
+    ];
+
+    /// <summary>A mutation aimed at error messages: <see cref="HostileBytes"/> (sometimes with a long
+    /// run of text, to be cut short) inserted, most often just after a quote so that they land inside a
+    /// string, or written over a binary file's bytes; a third of the time one of <see cref="Mutate"/>'s
+    /// mutations follows. A safetensors header keeps a consistent length, so the bytes reach the checks
+    /// behind it (tensor names, metadata).</summary>
+    public (byte[] Bytes, string What) MutateHostile(byte[] original, Layout layout, int hotBytes)
+    {
+        var bytes = original.ToList();
+        var what = new List<string>();
+        for (var m = 1 + _random.Next(2); m > 0 && bytes.Count > 0; m--)
+        {
+            var payload = new List<byte>();
+            // In JSON, mostly escapes: raw control bytes make the text invalid JSON, escapes reach the strings.
+            var escapesOnly = layout != Layout.Binary && _random.Next(3) > 0;
+            for (var k = 1 + _random.Next(3); k > 0; k--)
+                payload.AddRange(escapesOnly ? JsonEscapes[_random.Next(JsonEscapes.Length)] : HostileBytes[_random.Next(HostileBytes.Length)]);
+            if (_random.Next(6) == 0) payload.InsertRange(_random.Next(payload.Count + 1), Enumerable.Range(0, 300 + _random.Next(3000)).Select(i => (byte)('a' + i % 26)));
+            var (start, end) = (0, Math.Min(hotBytes, bytes.Count));
+            if (layout == Layout.SafeTensors)
+            {
+                var headerLength = bytes.Count >= 8 ? BitConverter.ToInt64(bytes.Take(8).ToArray()) : -1;
+                if (headerLength <= 0 || headerLength > bytes.Count - 8) return (bytes.ToArray(), "header length implausible");
+                (start, end) = (8, 8 + (int)headerLength);
+            }
+            var quotes = Enumerable.Range(start, end - start).Where(i => bytes[i] is (byte)'"' or (byte)'\'').ToList();
+            var at = quotes.Count > 0 && _random.Next(3) > 0 ? quotes[_random.Next(quotes.Count)] + 1 : start + _random.Next(end - start + 1);
+            if (layout == Layout.Binary && _random.Next(2) == 0)
+            {
+                for (var i = 0; i < payload.Count && at + i < bytes.Count; i++) bytes[at + i] = payload[i];
+                what.Add($"write {payload.Count} hostile bytes at {at}");
+            }
+            else
+            {
+                bytes.InsertRange(at, payload);
+                what.Add($"insert {payload.Count} hostile bytes at {at}");
+                if (layout == Layout.SafeTensors)
+                {
+                    var newLength = BitConverter.GetBytes((long)(end - start + payload.Count));
+                    for (var i = 0; i < 8; i++) bytes[i] = newLength[i];
+                }
+            }
+        }
+        if (_random.Next(3) > 0 || bytes.Count == 0) return (bytes.ToArray(), string.Join(", ", what));
+        var (mutated, more) = Mutate(bytes.ToArray(), layout, hotBytes);
+        return (mutated, string.Join(", ", what) + ", " + more);
+    }
+
     private int Position(int length, int hot) => _random.Next(2) == 0 && hot > 0 ? _random.Next(hot) : _random.Next(length);
 
     /// <summary>Replaces one number of the JSON text (all of a .json file, or a safetensors header,

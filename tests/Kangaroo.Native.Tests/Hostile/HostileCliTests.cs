@@ -62,10 +62,9 @@ public sealed class HostileCliTests : IDisposable
         Assert.Equal(File.ReadAllBytes(HostileFiles.EmbeddedTokenizer), File.ReadAllBytes(tokenizer));
     }
 
-    [Fact]
+    [PosixFact]
     public void OutThatIsAFifoOrADeviceIsRefused()
     {
-        if (OperatingSystem.IsWindows()) return;
         var fifo = HostileFiles.Fifo(_temp.File("adapter.fifo"));
         KangarooProcess.AssertOneLineError(KangarooProcess.Run(TrainAdapter(SharedData.EmbeddedModel, fifo)), "not a regular file");
         Assert.Equal(Kangaroo.Native.Loader.FileKind.Other, Kangaroo.Native.Loader.InputFile.KindOf(fifo));
@@ -73,10 +72,9 @@ public sealed class HostileCliTests : IDisposable
         Assert.Equal(Kangaroo.Native.Loader.FileKind.Other, Kangaroo.Native.Loader.InputFile.KindOf("/dev/full"));
     }
 
-    [Fact]
+    [PosixFact]
     public void OutThroughASymlinkWritesItsTarget()
     {
-        if (OperatingSystem.IsWindows()) return;
         var target = _temp.File("target.safetensors");
         File.WriteAllText(target, "old");
         var link = _temp.File("link.safetensors");
@@ -106,18 +104,16 @@ public sealed class HostileCliTests : IDisposable
         KangarooProcess.AssertOneLineError(KangarooProcess.Run([.. Generate, "--model", model]), model, "non-finite");
     }
 
-    [Fact]
+    [PosixFact]
     public void FifoModelIsRefusedNotWaitedOn()
     {
-        if (OperatingSystem.IsWindows()) return;
         var fifo = HostileFiles.Fifo(_temp.File("model.bin"));
         KangarooProcess.AssertOneLineError(KangarooProcess.Run([.. Generate, "--model", fifo]), fifo, "not a regular file");
     }
 
-    [Fact]
+    [PosixFact]
     public void PromptFileThatIsAFifoOrBadJsonIsRefused()
     {
-        if (OperatingSystem.IsWindows()) return;
         var fifo = HostileFiles.Fifo(_temp.File("prompts.fifo"));
         KangarooProcess.AssertOneLineError(KangarooProcess.Run("bench", "--device", "cpu", "--prompt-file", fifo), fifo, "not a regular file");
         KangarooProcess.AssertOneLineError(KangarooProcess.Run("train-adapter", "--device", "cpu", "--exit-layer", "1", "--self-generate", "2",
@@ -126,7 +122,7 @@ public sealed class HostileCliTests : IDisposable
         File.WriteAllLines(json, ["Once upon a time", "{\"text\": \"Tom had", "{\"turns\": [3]}"]);
         KangarooProcess.AssertOneLineError(KangarooProcess.Run("bench", "--device", "cpu", "--prompt-file", json), json, "line 2 is not valid JSON");
         File.WriteAllLines(json, ["Once upon a time", "{\"turns\": [3]}"]);
-        KangarooProcess.AssertOneLineError(KangarooProcess.Run("bench", "--device", "cpu", "--prompt-file", json), json, "line 2 has neither");
+        KangarooProcess.AssertOneLineError(KangarooProcess.Run("bench", "--device", "cpu", "--prompt-file", json), json, "line 2 has no \"prompt_ids\"");
     }
 
     /// <summary>Runs kangaroo through the shell, for redirections a ProcessStartInfo cannot make.</summary>
@@ -143,21 +139,19 @@ public sealed class HostileCliTests : IDisposable
         return new KangarooProcess.Result(process.ExitCode, stdout.Result, stderr.Result);
     }
 
-    [Fact]
+    [PosixFact]
     public void ClosedStderrIsExitOneNotAnAbort()
     {
-        if (OperatingSystem.IsWindows()) return;
         Assert.Equal(1, Shell("2>&-", [.. Generate, "--seed", "-1"]).ExitCode);
         Assert.Equal(1, Shell("2>&-", [.. Generate, "--top-k", "-1"]).ExitCode);
         Assert.Equal(0, Shell("2>&-", Generate).ExitCode);
     }
 
-    [Theory]
+    [PosixTheory]
     [InlineData(">&-", "Bad file descriptor")]
     [InlineData(">/dev/full", "No space left on device")]
     public void UnwritableStdoutIsOneLine(string redirection, string problem)
     {
-        if (OperatingSystem.IsWindows()) return;
         KangarooProcess.AssertOneLineError(Shell(redirection, Generate), $"cannot write to stdout: {problem}");
         KangarooProcess.AssertOneLineError(Shell(redirection, [.. Generate, "--json"]), $"cannot write to stdout: {problem}");
     }
