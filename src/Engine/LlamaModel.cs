@@ -103,7 +103,7 @@ public sealed class LlamaModel : IDisposable
     public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, ElementType? quantize = null)
     {
         if (quantize is { } requested && requested.Info().Format is not { CanQuantize: true })
-            throw new ArgumentException($"weights cannot be quantized to {requested}: expected one of {string.Join(", ", ElementTypes.All.Where(t => t.Format is { CanQuantize: true }).Select(t => t.Type))}", nameof(quantize));
+            throw new ArgumentException($"weights cannot be quantized to {requested}: expected one of {string.Join(", ", ElementTypes.Quantizable.Select(t => t.Type))}", nameof(quantize));
         var c = Config = checkpoint.Config with { EosIds = checkpoint.Config.EosIds.Union(stopIds ?? []).ToArray() };
         Device = device;
         DeviceWeight Load(string name, int rows, int cols)

@@ -42,6 +42,9 @@ public static class ElementTypes
     /// <summary>Every row, in the order of <see cref="ElementType"/>.</summary>
     public static IReadOnlyList<ElementTypeInfo> All => Table;
 
+    /// <summary>The block types this library writes (llama.cpp's reference quantization): every block type but Q2_K.</summary>
+    public static IReadOnlyList<ElementTypeInfo> Quantizable { get; } = [.. Table.Where(t => t.Format is { CanQuantize: true })];
+
     public static ElementTypeInfo Info(this ElementType type) =>
         (uint)type < (uint)Table.Length && Table[(int)type].Type == type ? Table[(int)type] : throw Unsupported(type, "the element-type table");
 
