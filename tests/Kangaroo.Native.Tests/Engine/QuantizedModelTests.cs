@@ -9,9 +9,10 @@ using Kangaroo.Native.Tests.Cli;
 namespace Kangaroo.Native.Tests.Engine;
 
 /// <summary>
-/// Models quantized at load (<c>--weights q8_0|q4_0</c>): what stays unquantized, and that Kangaroo
-/// (drafts and verification on the quantized weights, the adapter f32) and the auto decoder commit
-/// exactly the tokens autoregressive decoding of the same quantized model commits, on every device.
+/// Models quantized at load (<c>--weights q8_0|q4_0</c>) or by llama.cpp's quantizer (a K-quant file): what
+/// stays unquantized, and that Kangaroo (drafts and verification on the quantized weights, the adapter f32)
+/// and the auto decoder commit exactly the tokens autoregressive decoding of the same quantized model
+/// commits, on every device.
 /// </summary>
 public sealed class QuantizedModelTests(SharedDevices devices) : IClassFixture<SharedDevices>
 {
@@ -77,6 +78,33 @@ public sealed class QuantizedModelTests(SharedDevices devices) : IClassFixture<S
                 for (var i = 0; i < prompts.Count; i++)
                     Assert.True(expected[i].SequenceEqual(decoder.Generate(prompts[i].PromptIds, tokens, new SamplingOptions())),
                         $"{decoder.Name} on {type} weights ({kind}) differs from autoregressive decoding on prompt {i}");
+        }
+    }
+
+    /// <summary>Kangaroo stays lossless on a file llama.cpp's quantizer wrote: the widened TinyStories-656K in
+    /// Q4_K_M, whose stacked q|k|v and gate|up mix Q4_K and Q6_K parts (one matmul per type into shared
+    /// columns), drafting with an untrained adapter at the exit layer 1 (drafts often rejected, so both the
+    /// accepted and the rejected paths of verification run) and always drafting 3 tokens.</summary>
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void Kangaroo_matches_autoregressive_decoding_of_a_K_quant_file(string kind)
+    {
+        const string file = "TinyStories-656K-x2-Q4_K_M.gguf";
+        using var checkpoint = ModelCheckpoint.Open(SharedData.Path("models", "gguf-kquants", file));
+        using var model = new LlamaModel(checkpoint, devices.Get(kind));
+        var prompts = GreedyGolden.Load("gguf-kquants-greedy.jsonl").Where(r => r.Model == file).Take(kind == "ilgpu-cpu" ? 1 : 3).Select(r => r.PromptIds).ToList();
+        var tokens = kind == "ilgpu-cpu" ? 12 : 64;
+        var adapter = AdapterWeights.Random(model.Config.Dim, exitLayer: 1, seed: 5);
+        using var head = new AdapterHead(model, adapter);
+        Decoder[] decoders =
+        [
+            new SelfSpeculativeDecoder(model, head, new SpeculationOptions(adapter.ExitLayer, 6, 0.6f)),
+            new SelfSpeculativeDecoder(model, head, new SpeculationOptions(adapter.ExitLayer, 3, 0f)),
+        ];
+        foreach (var prompt in prompts)
+        {
+            var expected = new AutoregressiveDecoder(model).Generate(prompt, tokens, new SamplingOptions()).ToArray();
+            foreach (var decoder in decoders)
+                Assert.True(expected.SequenceEqual(decoder.Generate(prompt, tokens, new SamplingOptions())), $"{decoder.Name} on the Q4_K_M file ({kind}) differs from autoregressive decoding");
         }
     }
 
