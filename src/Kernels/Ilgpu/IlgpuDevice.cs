@@ -315,7 +315,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
 
         void Embed(Index1D length, ArrayView<int> tokens, object rows, ArrayView<float> output, int dim);
 
-        void MatMul(KernelConfig config, ArrayView<float> input, object rows, ArrayView<float> output, int count, int inDim, int outDim, int accumulate);
+        void MatMul(KernelConfig config, ArrayView<float> input, object rows, ArrayView<float> output, int count, int inDim, int outputStride, int accumulate);
     }
 
     /// <summary>The kernels that read block-quantized weights: value by value (the embedding lookup) and
@@ -330,9 +330,9 @@ public sealed partial class IlgpuDevice : ComputeDevice
         public void Embed(Index1D length, ArrayView<int> tokens, object rows, ArrayView<float> output, int dim) =>
             _values.Embed(length, tokens, (TBlocks)rows, output, dim);
 
-        public void MatMul(KernelConfig config, ArrayView<float> input, object rows, ArrayView<float> output, int count, int inDim, int outDim, int accumulate) =>
+        public void MatMul(KernelConfig config, ArrayView<float> input, object rows, ArrayView<float> output, int count, int inDim, int outputStride, int accumulate) =>
             (_matMul ??= device._accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, TBlocks, ArrayView<float>, int, int, int, int>>(MatMulKernel.MatMulBlocks<TBlocks>)))
-                (config, input, (TBlocks)rows, output, count, inDim, outDim, accumulate);
+                (config, input, (TBlocks)rows, output, count, inDim, outputStride, accumulate);
     }
 
     /// <summary>The kernels that read weights, compiled on first use for one weight reader type.</summary>
