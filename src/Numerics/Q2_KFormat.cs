@@ -11,17 +11,22 @@ namespace Kangaroo.Native.Numerics;
 /// </summary>
 public sealed class Q2_KFormat : IBlockFormat
 {
+    /// <summary>Values per block.</summary>
     public const int BlockLength = 256;
+    /// <summary>Bytes per block.</summary>
     public const int BlockBytes = 16 + BlockLength / 4 + 4;
 
+    /// <inheritdoc/>
     public ElementType Type => ElementType.Q2_K;
     int IBlockFormat.BlockLength => BlockLength;
     int IBlockFormat.BlockBytes => BlockBytes;
+    /// <inheritdoc/>
     public bool CanQuantize => false;
 
     /// <summary>The 2-bit quant (0..3) of value <paramref name="v"/>.</summary>
     public static int Quant(ReadOnlySpan<byte> block, int v) => block[16 + 32 * (v / 128) + v % 32] >> 2 * (v % 128 / 32) & 3;
 
+    /// <inheritdoc/>
     public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
         var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[80..]));
@@ -33,9 +38,12 @@ public sealed class Q2_KFormat : IBlockFormat
         }
     }
 
+    /// <inheritdoc/>
     public void Quantize(ReadOnlySpan<float> values, Span<byte> block) => throw new NotSupportedException("quantizing to Q2_K is not implemented");
 
+    /// <inheritdoc/>
     public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block[80..]) || BlockScales.IsNonFiniteF16(block[82..]);
 
+    /// <inheritdoc/>
     public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
 }

@@ -14,12 +14,16 @@ namespace Kangaroo.Native.Numerics;
 /// </summary>
 public sealed class Q3_KFormat : IBlockFormat
 {
+    /// <summary>Values per block.</summary>
     public const int BlockLength = 256;
+    /// <summary>Bytes per block.</summary>
     public const int BlockBytes = BlockLength / 8 + BlockLength / 4 + 12 + 2;
 
+    /// <inheritdoc/>
     public ElementType Type => ElementType.Q3_K;
     int IBlockFormat.BlockLength => BlockLength;
     int IBlockFormat.BlockBytes => BlockBytes;
+    /// <inheritdoc/>
     public bool CanQuantize => true;
 
     /// <summary>The 3-bit quant (0..7) of value <paramref name="v"/>.</summary>
@@ -29,12 +33,14 @@ public sealed class Q3_KFormat : IBlockFormat
         return (block[32 + 32 * h + l] >> 2 * k & 3) | (block[l] >> 4 * h + k & 1) << 2;
     }
 
+    /// <inheritdoc/>
     public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
         var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[108..]));
         for (var v = 0; v < BlockLength; v++) values[v] = d * PackedScales.SignedScale(block[96..108], v / 16) * (Quant(block, v) - 4);
     }
 
+    /// <inheritdoc/>
     public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
         Span<sbyte> levels = stackalloc sbyte[BlockLength];
@@ -74,7 +80,9 @@ public sealed class Q3_KFormat : IBlockFormat
         }
     }
 
+    /// <inheritdoc/>
     public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block[108..]);
 
+    /// <inheritdoc/>
     public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
 }

@@ -13,14 +13,19 @@ namespace Kangaroo.Native.Numerics;
 /// </summary>
 public sealed class Q4_KFormat : IBlockFormat
 {
+    /// <summary>Values per block.</summary>
     public const int BlockLength = 256;
+    /// <summary>Bytes per block.</summary>
     public const int BlockBytes = 4 + 12 + BlockLength / 2;
 
+    /// <inheritdoc/>
     public ElementType Type => ElementType.Q4_K;
     int IBlockFormat.BlockLength => BlockLength;
     int IBlockFormat.BlockBytes => BlockBytes;
+    /// <inheritdoc/>
     public bool CanQuantize => true;
 
+    /// <inheritdoc/>
     public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
         var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block));
@@ -34,6 +39,7 @@ public sealed class Q4_KFormat : IBlockFormat
         }
     }
 
+    /// <inheritdoc/>
     public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
         Span<byte> levels = stackalloc byte[BlockLength];
@@ -84,7 +90,9 @@ public sealed class Q4_KFormat : IBlockFormat
         }
     }
 
+    /// <inheritdoc/>
     public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block) || BlockScales.IsNonFiniteF16(block[2..]);
 
+    /// <inheritdoc/>
     public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
 }

@@ -9,14 +9,19 @@ namespace Kangaroo.Native.Numerics;
 /// stored d is rounded to f16.</summary>
 public sealed class Q5_0Format : IBlockFormat
 {
+    /// <summary>Values per block.</summary>
     public const int BlockLength = 32;
+    /// <summary>Bytes per block.</summary>
     public const int BlockBytes = 6 + BlockLength / 2;
 
+    /// <inheritdoc/>
     public ElementType Type => ElementType.Q5_0;
     int IBlockFormat.BlockLength => BlockLength;
     int IBlockFormat.BlockBytes => BlockBytes;
+    /// <inheritdoc/>
     public bool CanQuantize => true;
 
+    /// <inheritdoc/>
     public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
         var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block));
@@ -28,6 +33,7 @@ public sealed class Q5_0Format : IBlockFormat
         }
     }
 
+    /// <inheritdoc/>
     public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
         var (amax, max) = (0f, 0f);
@@ -47,7 +53,9 @@ public sealed class Q5_0Format : IBlockFormat
         BinaryPrimitives.WriteUInt32LittleEndian(block[2..], high);
     }
 
+    /// <inheritdoc/>
     public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block);
 
+    /// <inheritdoc/>
     public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
 }

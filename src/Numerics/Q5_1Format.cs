@@ -8,14 +8,19 @@ namespace Kangaroo.Native.Numerics;
 /// q = trunc((x - min) * (1 / d) + 0.5) with the float32 d and min; the stored d and m are rounded to f16.</summary>
 public sealed class Q5_1Format : IBlockFormat
 {
+    /// <summary>Values per block.</summary>
     public const int BlockLength = 32;
+    /// <summary>Bytes per block.</summary>
     public const int BlockBytes = 8 + BlockLength / 2;
 
+    /// <inheritdoc/>
     public ElementType Type => ElementType.Q5_1;
     int IBlockFormat.BlockLength => BlockLength;
     int IBlockFormat.BlockBytes => BlockBytes;
+    /// <inheritdoc/>
     public bool CanQuantize => true;
 
+    /// <inheritdoc/>
     public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
         var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block));
@@ -28,6 +33,7 @@ public sealed class Q5_1Format : IBlockFormat
         }
     }
 
+    /// <inheritdoc/>
     public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
         var (min, max) = (float.MaxValue, -float.MaxValue);
@@ -51,7 +57,9 @@ public sealed class Q5_1Format : IBlockFormat
         BinaryPrimitives.WriteUInt32LittleEndian(block[4..], high);
     }
 
+    /// <inheritdoc/>
     public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block) || BlockScales.IsNonFiniteF16(block[2..]);
 
+    /// <inheritdoc/>
     public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
 }

@@ -13,12 +13,16 @@ namespace Kangaroo.Native.Numerics;
 /// </summary>
 public sealed class Q6_KFormat : IBlockFormat
 {
+    /// <summary>Values per block.</summary>
     public const int BlockLength = 256;
+    /// <summary>Bytes per block.</summary>
     public const int BlockBytes = BlockLength / 2 + BlockLength / 4 + 16 + 2;
 
+    /// <inheritdoc/>
     public ElementType Type => ElementType.Q6_K;
     int IBlockFormat.BlockLength => BlockLength;
     int IBlockFormat.BlockBytes => BlockBytes;
+    /// <inheritdoc/>
     public bool CanQuantize => true;
 
     /// <summary>The 6-bit quant (0..63) of value <paramref name="v"/>.</summary>
@@ -29,12 +33,14 @@ public sealed class Q6_KFormat : IBlockFormat
         return low | (block[128 + 32 * h + l] >> 2 * k & 3) << 4;
     }
 
+    /// <inheritdoc/>
     public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
         var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[208..]));
         for (var v = 0; v < BlockLength; v++) values[v] = d * (sbyte)block[192 + v / 16] * (Quant(block, v) - 32);
     }
 
+    /// <inheritdoc/>
     public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
         Span<sbyte> levels = stackalloc sbyte[BlockLength];
@@ -65,7 +71,9 @@ public sealed class Q6_KFormat : IBlockFormat
         }
     }
 
+    /// <inheritdoc/>
     public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block[208..]);
 
+    /// <inheritdoc/>
     public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
 }
