@@ -25,7 +25,6 @@ done
 kangaroo="$repo/src/Cli/bin/Release/net10.0/kangaroo"
 perf="$repo/perf/Kangaroo.Native.Perf/bin/Release/net10.0/kangaroo-perf"
 peer="$repo/perf/LlamaCppPeer/bin/Release/net10.0/llamacpp-peer"
-export DOTNET_PROCESSOR_COUNT="$threads" # our cpu device runs this many threads
 
 # side (ours|llama.cpp) model prompt-ids tokens prefill > JSON line, or exit status != 0 with the reason on stderr
 side() {

@@ -191,7 +191,8 @@ public static class KernelBench
             8L * positions * kvDim + 8L * rows * dim, 4L * rows * heads * positions * headDim, d =>
             {
                 var (tq, tk, tv, o) = (Tensor(d, q), Tensor(d, k), Tensor(d, v), d.Allocate(rows * dim));
-                return new Prepared(() => d.Attention(tq, tk, tv, o, rows, context, heads, kvHeads, headDim), Reader(d, o, rows * dim), [tq, tk, tv, o]);
+                var batch = BatchRows.Sequence(0, context, rows);
+                return new Prepared(() => d.Attention(tq, tk, tv, o, batch, heads, kvHeads, headDim, positions), Reader(d, o, rows * dim), [tq, tk, tv, o]);
             });
     }
 
@@ -212,10 +213,12 @@ public static class KernelBench
         var x = Random(rows * (dim + 2 * kvDim), 8);
         return new Case("split qkv", $"{heads}/{kvHeads} heads x {headDim}", "-", rows, 8L * x.Length + 4L * rows * headDim, 3L * rows * (dim + kvDim), d =>
         {
-            var (qkv, q, k, v) = (Tensor(d, x), d.Allocate(rows * dim), d.Allocate(rows * kvDim), d.Allocate(rows * kvDim));
+            const int start = 1000; // the rows' positions in a one-sequence cache of start + rows positions
+            var (qkv, q, k, v) = (Tensor(d, x), d.Allocate(rows * dim), d.Allocate((start + rows) * kvDim), d.Allocate((start + rows) * kvDim));
             var table = new RotaryTable(d, headDim, 2048, 10000f);
-            var (readQ, readK, readV) = (Reader(d, q, rows * dim), Reader(d, k, rows * kvDim), Reader(d, v, rows * kvDim));
-            return new Prepared(() => d.SplitQkv(qkv, q, k, v, rows, heads, kvHeads, 1000, table), () => [.. readQ(), .. readK(), .. readV()], [qkv, q, k, v, table]);
+            var batch = BatchRows.Sequence(0, start, rows);
+            var (readQ, readK, readV) = (Reader(d, q, rows * dim), Reader(d, k.Slice(start * kvDim, rows * kvDim), rows * kvDim), Reader(d, v.Slice(start * kvDim, rows * kvDim), rows * kvDim));
+            return new Prepared(() => d.SplitQkv(qkv, q, k, v, batch, heads, kvHeads, start + rows, table), () => [.. readQ(), .. readK(), .. readV()], [qkv, q, k, v, table]);
         });
     }
 

@@ -9,7 +9,8 @@ namespace Kangaroo.Native.Perf;
 /// Writes a Hugging Face Llama directory with random weights of a realistic shape, for speed
 /// measurements only (its output is noise): config.json, model.safetensors (streamed one tensor at a
 /// time) and a tokenizer.model whose first pieces are stories260K's tok512 (so prompts encode) padded
-/// with unreachable pieces to the model's vocabulary.
+/// with unreachable pieces to the model's vocabulary. Or, for measuring conversion, the same weights as
+/// a llama2.c checkpoint (model.bin, f32) beside that tokenizer.model.
 /// </summary>
 public static class ModelGenerator
 {
@@ -25,23 +26,44 @@ public static class ModelGenerator
             NormEps: 1e-5f, RopeTheta: 10000f, TiedEmbeddings: false, BosId: 1, EosIds: [2]),
     };
 
-    public static void Write(string directory, LlamaConfig config, ElementType type, string baseTokenizer, int seed = 1234)
+    /// <summary>Writes the model into <paramref name="directory"/>; returns the weights file.</summary>
+    public static string Write(string directory, LlamaConfig config, ElementType type, string baseTokenizer, bool llama2c = false, int seed = 1234)
     {
         if (type.IsQuantized())
             throw new ArgumentException($"make-model writes safetensors, which has no {type}; quantize at load with --weights instead", nameof(type));
+        if (llama2c && type != ElementType.F32) throw new ArgumentException($"a llama2.c checkpoint holds f32, not {type}", nameof(type));
         Directory.CreateDirectory(directory);
         var expected = ModelCheckpoint.Names.Expected(config);
-        var specs = expected.Select(t => new SafeTensorSpec(t.Name, type, t.Shape)).ToList();
-        SafeTensorsWriter.Write(Path.Combine(directory, "model.safetensors"), specs, i =>
-        {
-            var (name, shape) = expected[i];
-            var count = shape.Aggregate(1L, (a, b) => a * b);
-            // Norm gains are 1; matrices uniform with the variance of a 1/sqrt(fan-in) init.
-            var scale = shape.Length == 1 ? 0f : MathF.Sqrt(3f / shape[^1]);
-            return Fill(checked((int)count), type, scale, seed + i);
-        }, new Dictionary<string, string> { ["format"] = "pt", ["generator"] = "kangaroo-perf make-model (random weights)" });
-        File.WriteAllText(Path.Combine(directory, "config.json"), config.ToJson() + "\n", new UTF8Encoding(false));
+        // Norm gains are 1; matrices uniform with the variance of a 1/sqrt(fan-in) init.
+        byte[] Tensor(int i) => Fill(checked((int)expected[i].Shape.Aggregate(1L, (a, b) => a * b)), type,
+            expected[i].Shape.Length == 1 ? 0f : MathF.Sqrt(3f / expected[i].Shape[^1]), seed + i);
         File.WriteAllBytes(Path.Combine(directory, "tokenizer.model"), PaddedTokenizer(baseTokenizer, config.VocabSize));
+        if (llama2c) return WriteLlama2c(Path.Combine(directory, "model.bin"), config, expected, Tensor);
+        var specs = expected.Select(t => new SafeTensorSpec(t.Name, type, t.Shape)).ToList();
+        var weights = Path.Combine(directory, "model.safetensors");
+        SafeTensorsWriter.Write(weights, specs, (i, stream) => stream.Write(Tensor(i)),
+            new Dictionary<string, string> { ["format"] = "pt", ["generator"] = "kangaroo-perf make-model (random weights)" });
+        File.WriteAllText(Path.Combine(directory, "config.json"), config.ToJson() + "\n", new UTF8Encoding(false));
+        return weights;
+    }
+
+    /// <summary>run.c's legacy format: the header, then each kind of weight for every layer in turn (the
+    /// rotary tables as zeros: the engine recomputes them).</summary>
+    private static string WriteLlama2c(string path, LlamaConfig c, IReadOnlyList<(string Name, int[] Shape)> expected, Func<int, byte[]> tensor)
+    {
+        var index = expected.Select((t, i) => (t.Name, i)).ToDictionary(t => t.Name, t => t.i);
+        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write);
+        foreach (var field in new[] { c.Dim, c.HiddenDim, c.Layers, c.Heads, c.KvHeads, c.TiedEmbeddings ? c.VocabSize : -c.VocabSize, c.MaxSeqLen })
+            stream.Write(BitConverter.GetBytes(field));
+        void Put(string name) => stream.Write(tensor(index[name]));
+        Put(ModelCheckpoint.Names.Embedding);
+        foreach (var kind in new[] { ModelCheckpoint.Names.AttentionNorm, ModelCheckpoint.Names.Query, ModelCheckpoint.Names.Key, ModelCheckpoint.Names.Value,
+                     ModelCheckpoint.Names.Output, ModelCheckpoint.Names.FeedForwardNorm, ModelCheckpoint.Names.Gate, ModelCheckpoint.Names.Down, ModelCheckpoint.Names.Up })
+            for (var l = 0; l < c.Layers; l++) Put(ModelCheckpoint.Names.Layer(l, kind));
+        Put(ModelCheckpoint.Names.FinalNorm);
+        stream.Write(new byte[4L * c.MaxSeqLen * c.HeadDim]);
+        if (!c.TiedEmbeddings) Put(ModelCheckpoint.Names.LmHead);
+        return path;
     }
 
     /// <summary>count values: uniform in [-scale, scale], or all 1 when scale is 0.</summary>

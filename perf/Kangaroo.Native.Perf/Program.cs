@@ -34,8 +34,9 @@ try
             var dtype = ElementTypes.Parse(options.Get("dtype", "f16"));
             var outDir = options.Required("out");
             var clock = Stopwatch.StartNew();
-            ModelGenerator.Write(outDir, config, dtype, options.Get("tokenizer", Path.Combine(Options.RepositoryRoot(), "models", "stories260K", "tok512.model")));
-            Console.WriteLine($"wrote {outDir} ({shape}, {dtype}, {new FileInfo(Path.Combine(outDir, "model.safetensors")).Length / 1e9:F2} GB) in {clock.Elapsed.TotalSeconds:F1} s");
+            var weights = ModelGenerator.Write(outDir, config, dtype, options.Get("tokenizer", Path.Combine(Options.RepositoryRoot(), "models", "stories260K", "tok512.model")),
+                llama2c: options.Get("format", "hf") switch { "hf" => false, "llama2c" => true, var f => throw new ArgumentException($"unknown format '{f}' (hf or llama2c)") });
+            Console.WriteLine($"wrote {weights} ({shape}, {dtype}, {new FileInfo(weights).Length / 1e9:F2} GB) in {clock.Elapsed.TotalSeconds:F1} s");
             return 0;
         case "profile":
             DecodeProfile.Run(options.Get("model", Path.Combine(Options.RepositoryRoot(), "models", "stories260K", "stories260K.bin")), options.Get("device", "cpu"),
@@ -46,8 +47,12 @@ try
             Soak.Run(options.Get("model", Path.Combine(Options.RepositoryRoot(), "models", "stories260K", "stories260K.bin")), options.Get("device", "cpu"),
                 options.Int("generations", 1000), options.Int("tokens", 64), options.Int("per-session", 10), Console.WriteLine);
             return 0;
+        case "batch":
+            BatchThroughput.Run(options.Required("model"), options.Get("device", "cpu"), options.Flag("weights") ? ElementTypes.Parse(options.Required("weights")) : null,
+                options.Get("streams", "1,2,4,8").Split(',').Select(int.Parse).ToArray(), options.Int("tokens", 64), options.Int("rounds", 2), Console.WriteLine);
+            return 0;
         case "serve-soak":
-            var serveArguments = new List<string> { "--device", options.Get("device", "cpu"), "--decoder", options.Get("decoder", "auto") };
+            var serveArguments = new List<string> { "--device", options.Get("device", "cpu"), "--decoder", options.Get("decoder", "auto"), "--parallel", options.Get("parallel", "8") };
             if (options.Flag("model")) serveArguments.AddRange(["--model", options.Required("model")]);
             return ServeSoak.Run(options.Get("kangaroo", Path.Combine(Options.RepositoryRoot(), "src", "Cli", "bin", "Release", "net10.0", "kangaroo.dll")), serveArguments,
                 options.Int("requests", 1000), options.Int("clients", 8), options.Int("tokens", 48), Console.WriteLine) ? 0 : 1;
@@ -63,10 +68,11 @@ try
             Console.WriteLine($"""
                 kangaroo-perf membw [--mb 256]
                 kangaroo-perf kernels [--devices cpu,opencl,cuda] [--quick] [--filter TEXT] [--max-error 1e-3 (fail above)]
-                kangaroo-perf make-model --out DIR [--shape tinyllama|stories110m|tiny-gqa] [--dtype f16|bf16|f32]
+                kangaroo-perf make-model --out DIR [--shape tinyllama|stories110m|tiny-gqa] [--dtype f16|bf16|f32] [--format hf|llama2c (f32 only)]
                 kangaroo-perf profile [--model PATH] [--device cpu] [--decoder autoregressive|early-exit|kangaroo|auto] [--adapter PATH (default: beside the model)] [--tokens 256] [--prompts 4] [--exit-layer L --draft-steps 3 --threshold 0]
                 kangaroo-perf soak [--model PATH] [--device cpu] [--generations 1000] [--tokens 64] [--per-session 10]
-                kangaroo-perf serve-soak [--kangaroo src/Cli/bin/Release/net10.0/kangaroo.dll] [--requests 1000] [--clients 8] [--tokens 48] [--model PATH] [--device cpu] [--decoder auto]
+                kangaroo-perf batch --model PATH [--weights q8_0] [--device cpu] [--streams 1,2,4,8] [--tokens 64] [--rounds 2]
+                kangaroo-perf serve-soak [--kangaroo src/Cli/bin/Release/net10.0/kangaroo.dll] [--requests 1000] [--clients 8] [--tokens 48] [--model PATH] [--device cpu] [--decoder auto] [--parallel 8]
                 kangaroo-perf vs-llamacpp {SideBySideArguments.Usage}   # our half of perf/vs-llamacpp.sh (one JSON line)
                 kangaroo-perf golden --golden stories260K-greedy.jsonl [--model PATH] [--device cuda] [--tokens N]
                 """);

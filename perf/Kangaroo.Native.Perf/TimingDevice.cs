@@ -86,17 +86,17 @@ public sealed class TimingDevice(ComputeDevice inner, bool synchronize) : Comput
         Stop("rope", start);
     }
 
-    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values, int rows, int heads, int kvHeads, int startPos, RotaryTable table)
+    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache, BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table)
     {
         var start = Start();
-        inner.SplitQkv(qkv, query, keys, values, rows, heads, kvHeads, startPos, table);
+        inner.SplitQkv(qkv, query, keyCache, valueCache, rows, heads, kvHeads, slotPositions, table);
         Stop("split qkv", start);
     }
 
-    public override void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output, int rows, int startPos, int heads, int kvHeads, int headDim)
+    public override void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output, BatchRows rows, int heads, int kvHeads, int headDim, int slotPositions)
     {
         var start = Start();
-        inner.Attention(q, keys, values, output, rows, startPos, heads, kvHeads, headDim);
+        inner.Attention(q, keyCache, valueCache, output, rows, heads, kvHeads, headDim, slotPositions);
         Stop("attention", start);
     }
 

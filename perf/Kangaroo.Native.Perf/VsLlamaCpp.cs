@@ -1,6 +1,5 @@
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Decoding;
-using Kangaroo.Native.Kernels;
 
 namespace Kangaroo.Native.Perf;
 
@@ -12,22 +11,17 @@ public sealed class KangarooSideBySide : ISideBySideEngine
 {
     private readonly InferenceSession _session;
     private readonly Decoder _decoder;
-    private readonly DeviceTensor _residual;
 
     private KangarooSideBySide(InferenceSession session)
     {
         _session = session;
         _decoder = session.CreateDecoder("autoregressive");
-        _residual = session.Model.AllocateResidual(LlamaModel.MaxBlockRows);
     }
 
     public static int Run(IReadOnlyList<string> args)
     {
         var a = SideBySideArguments.Parse(args);
-        // The cpu device runs Environment.ProcessorCount threads; DOTNET_PROCESSOR_COUNT sets that.
-        if (a.Threads != Environment.ProcessorCount)
-            throw new ArgumentException($"--threads {a.Threads}: the cpu device uses {Environment.ProcessorCount} here; run with DOTNET_PROCESSOR_COUNT={a.Threads}");
-        return SideBySide.Run("kangaroo", a, () => new KangarooSideBySide(InferenceSession.Open(a.Model, "cpu", context: a.Context)),
+        return SideBySide.Run("kangaroo", a, () => new KangarooSideBySide(InferenceSession.Open(a.Model, "cpu", context: a.Context, threads: a.Threads)),
             e => ((KangarooSideBySide)e)._session.Device.Name);
     }
 
@@ -44,17 +38,16 @@ public sealed class KangarooSideBySide : ISideBySideEngine
         return (ids.ToArray(), (_decoder.Stats.Total - _decoder.Stats.Prefill).TotalSeconds);
     }
 
+    /// <summary>Puts every position of <paramref name="tokens"/> in the cache, as the prompt of a generation is prefilled.</summary>
     public void Prefill(int[] tokens)
     {
-        var model = _session.Model;
-        model.Cache.Truncate(0);
-        model.Prefill(tokens, tokens.Length, _residual);
-        model.Device.Synchronize();
+        using var generation = _decoder.Start([.. tokens, 0], 1, new SamplingOptions());
+        while (!generation.Prefilled) _decoder.Step(generation);
+        _session.Model.Device.Synchronize();
     }
 
     public void Dispose()
     {
-        _residual.Dispose();
         _decoder.Dispose();
         _session.Dispose();
     }

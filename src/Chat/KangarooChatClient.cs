@@ -28,7 +28,11 @@ public sealed class KangarooChatClient : IChatClient
     private readonly SemaphoreSlim _gate = new(1, 1);
 
     /// <summary>A client over a session the caller keeps and disposes.</summary>
+    /// <param name="session">the model and its tokenizer; one generation at a time runs on it.</param>
+    /// <param name="template">renders the conversation into the prompt.</param>
     /// <param name="decoder">as <see cref="InferenceSession.CreateDecoder"/>: auto, autoregressive, kangaroo or early-exit.</param>
+    /// <param name="defaultMaxOutputTokens">the reply's token limit when a request sets no <see cref="ChatOptions.MaxOutputTokens"/>.</param>
+    /// <exception cref="ArgumentException">The session has no tokenizer, or the decoder is unknown.</exception>
     public KangarooChatClient(InferenceSession session, ChatTemplate template, string decoder = "auto", int defaultMaxOutputTokens = 256)
         : this(session, ownsSession: false, template, decoder, defaultMaxOutputTokens)
     {
@@ -62,6 +66,8 @@ public sealed class KangarooChatClient : IChatClient
         }
     }
 
+    /// <summary>Generates the reply to <paramref name="messages"/> and returns it whole, with usage and the finish
+    /// reason; waits for any request in flight first.</summary>
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         await _gate.WaitAsync(cancellationToken);
@@ -75,6 +81,8 @@ public sealed class KangarooChatClient : IChatClient
         }
     }
 
+    /// <summary>Generates the reply to <paramref name="messages"/> as updates: text as it is committed, then one
+    /// with usage and the finish reason; waits for any request in flight first.</summary>
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
@@ -89,6 +97,8 @@ public sealed class KangarooChatClient : IChatClient
         }
     }
 
+    /// <summary>The client's <see cref="ChatClientMetadata"/>, <see cref="ChatTemplate"/> or
+    /// <see cref="InferenceSession"/>, or the client itself; null for any other type or any key.</summary>
     public object? GetService(Type serviceType, object? serviceKey = null) =>
         serviceKey is not null ? null
         : serviceType == typeof(ChatClientMetadata) ? _metadata
@@ -97,6 +107,7 @@ public sealed class KangarooChatClient : IChatClient
         : serviceType.IsInstanceOfType(this) ? this
         : null;
 
+    /// <summary>Disposes the decoder, and the session when <see cref="Open"/> made it.</summary>
     public void Dispose()
     {
         _gate.Dispose();

@@ -16,6 +16,8 @@ public sealed class ReplyText
     private readonly List<string> _stops;
     private readonly StringBuilder _pending = new();
 
+    /// <summary>A reply decoded with <paramref name="tokenizer"/>, stopped by a token or a text.</summary>
+    /// <param name="tokenizer">the model's tokenizer; the reply keeps a stream of it.</param>
     /// <param name="stopTokens">the model's stop (EOS) ids.</param>
     /// <param name="stopSequences">texts that end the reply before them; empty ones are ignored.</param>
     public ReplyText(ModelTokenizer tokenizer, IReadOnlyList<int> stopTokens, IEnumerable<string>? stopSequences)

@@ -10,7 +10,7 @@ namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo bench</c>: prefill speed, then each decoder over the same prompts, on one
 /// device in one process, with speedups against autoregressive decoding measured side by side.</summary>
-public static class BenchCommand
+internal static class BenchCommand
 {
     /// <summary>Story openings for the embedded TinyStories model.</summary>
     private static readonly string[] StoryPrompts =
@@ -80,7 +80,7 @@ public static class BenchCommand
             var controllers = created.OfType<SelfSpeculativeDecoder>().Where(d => d.Controller is not null).ToList();
             if (result.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(new { device = session.Device.Kind, device_name = session.Device.Name, weight_bytes = session.Model.WeightBytes,
+                Console.WriteLine(JsonSerializer.Serialize(new { device = session.Device.Kind, device_name = session.Device.Name, weight_bytes = session.Model.Weights.Bytes,
                     weight_bytes_by_type = WeightBytesByType(session),
                     device_bytes = session.Device.AllocatedBytes, prefill_tokens_per_second = prefill, results,
                     auto = controllers.Select(d => new { plan = d.Controller!.Plan, costs = d.Controller.Costs, fallbacks = d.Controller.Fallbacks }).FirstOrDefault() }));
@@ -102,23 +102,24 @@ public static class BenchCommand
 
     private static IEnumerable<Prompt> LoadPrompts(string? path) => path is null ? StoryPrompts.Select(p => new Prompt(p)) : PromptFile.Read(path);
 
-    /// <summary>Prefill tokens per second over a prompt of half the context (at most 256 tokens).</summary>
+    /// <summary>Prefill tokens per second over a prompt of half the context (at most 256 tokens): the
+    /// passes that put the prompt's positions in the cache before the first token is decoded.</summary>
     private static double MeasurePrefill(InferenceSession session)
     {
         var model = session.Model;
         var count = Math.Min(256, model.Context / 2);
-        var tokens = Enumerable.Range(0, count).Select(i => (i * 7919 + 3) % model.Config.VocabSize).ToArray();
-        using var residual = model.AllocateResidual(LlamaModel.MaxBlockRows);
-        model.Cache.Truncate(0);
-        model.Prefill(tokens, count, residual); // warm-up
+        var tokens = Enumerable.Range(0, count + 1).Select(i => (i * 7919 + 3) % model.Config.VocabSize).ToArray();
+        using var decoder = new AutoregressiveDecoder(model);
+        void Prefill()
+        {
+            using var generation = decoder.Start(tokens, 1, new SamplingOptions());
+            while (!generation.Prefilled) decoder.Step(generation);
+        }
+        Prefill(); // warm-up
         model.Device.Synchronize();
         var clock = Stopwatch.StartNew();
         const int repeats = 3;
-        for (var i = 0; i < repeats; i++)
-        {
-            model.Cache.Truncate(0);
-            model.Prefill(tokens, count, residual);
-        }
+        for (var i = 0; i < repeats; i++) Prefill();
         model.Device.Synchronize();
         return repeats * count / clock.Elapsed.TotalSeconds;
     }
@@ -167,14 +168,14 @@ public static class BenchCommand
 
     /// <summary>The model's weight bytes per element type, largest first, under the names --weights and --dtype use.</summary>
     private static Dictionary<string, long> WeightBytesByType(InferenceSession session) =>
-        session.Model.WeightBytesByType.OrderByDescending(t => t.Value).ToDictionary(t => t.Key.ToString().ToLowerInvariant(), t => t.Value);
+        session.Model.Weights.BytesByType.OrderByDescending(t => t.Value).ToDictionary(t => t.Key.ToString().ToLowerInvariant(), t => t.Value);
 
     private static void Print(InferenceSession session, double prefill, List<DecoderResult> results, int promptCount)
     {
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
         AnsiConsole.MarkupLine($"[bold]device[/] {Markup.Escape(session.Device.Kind)} ({Markup.Escape(session.Device.Name)})");
         var byType = string.Join(", ", WeightBytesByType(session).Select(t => $"{t.Key} {t.Value / 1e6:F1} MB"));
-        AnsiConsole.MarkupLine($"[bold]model[/] {Markup.Escape(session.ModelPath)}: {session.Model.WeightBytes / 1e6:F1} MB of weights ({byType}), {session.Device.AllocatedBytes / 1e6:F1} MB on the device");
+        AnsiConsole.MarkupLine($"[bold]model[/] {Markup.Escape(session.ModelPath)}: {session.Model.Weights.Bytes / 1e6:F1} MB of weights ({byType}), {session.Device.AllocatedBytes / 1e6:F1} MB on the device");
         AnsiConsole.MarkupLine($"[bold]prefill[/] {prefill:F0} tokens/s");
         var table = new Table().AddColumns("decoder", "decode tok/s", "speedup", "compression", "CTAR 1..6", "draft", "verify", "other", "tokens", "same output");
         foreach (var r in results)

@@ -7,7 +7,7 @@ using Kangaroo.Native.Loader;
 namespace Kangaroo.Native.Cli;
 
 /// <summary>The options of chat: the template, and the system message where a command starts a conversation.</summary>
-public sealed class ChatArguments(bool withSystem)
+internal sealed class ChatArguments(bool withSystem)
 {
     public Option<string> Template { get; } = new("--chat-template")
     {

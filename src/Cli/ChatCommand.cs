@@ -11,7 +11,7 @@ namespace Kangaroo.Native.Cli;
 /// <summary><c>kangaroo chat</c>: a conversation in the terminal. Each line on stdin is a user message whose
 /// reply streams to stdout; the conversation stays in the KV cache between turns (only each new turn is
 /// prefilled). Lines starting with '/' are commands; Ctrl-C stops a reply, not the session.</summary>
-public static class ChatCommand
+internal static class ChatCommand
 {
     private const string Help = "/reset forgets the conversation, /system TEXT sets the system message, /stats shows speed, /exit (or end of input) ends";
 

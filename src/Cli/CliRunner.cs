@@ -6,7 +6,7 @@ using Kangaroo.Native.Loader;
 namespace Kangaroo.Native.Cli;
 
 /// <summary>Runs the command line: a usage or input error prints one line to stderr (escaped: see <see cref="ErrorText"/>) and exits non-zero.</summary>
-public static class CliRunner
+internal static class CliRunner
 {
     public const int ErrorExitCode = 1;
 
@@ -97,7 +97,7 @@ public static class CliRunner
 
 /// <summary>stdout or stderr: a failed write or flush becomes an <see cref="IOException"/> that says
 /// which stream failed ("cannot write to stdout: No space left on device").</summary>
-public sealed class StandardStream(Stream inner, string name) : Stream
+internal sealed class StandardStream(Stream inner, string name) : Stream
 {
     public static TextWriter Writer(Stream stream, string name) =>
         TextWriter.Synchronized(new StreamWriter(new StandardStream(stream, name), new System.Text.UTF8Encoding(false)) { AutoFlush = true });

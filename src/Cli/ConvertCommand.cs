@@ -6,7 +6,7 @@ namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo convert</c>: any model the loader reads (llama2.c checkpoint, Hugging Face
 /// directory, GGUF) to a Hugging Face directory, or to a GGUF file when <c>--out</c> ends in .gguf.</summary>
-public static class ConvertCommand
+internal static class ConvertCommand
 {
     public static Command Create()
     {
@@ -24,15 +24,27 @@ public static class ConvertCommand
             var type = ElementTypes.Parse(result.GetValue(dtype)!);
             using var source = ModelCheckpoint.Open(result.GetValue(model) ?? CliRunner.DefaultModel);
             var target = result.GetValue(output)!;
-            if (target.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+            var progress = new ProgressLine();
+            void Show(ConversionProgress p) => progress.Show(p.Bytes, p.TotalBytes,
+                $"converting: {p.Tensors}/{p.TotalTensors} tensors, {ProgressLine.Megabytes(p.Bytes)}/{ProgressLine.Megabytes(p.TotalBytes)} MB", force: p.Tensors == p.TotalTensors);
+            IReadOnlyList<string> written;
+            try
             {
-                CheckpointConverter.ConvertToGguf(source, target, type);
-                Console.WriteLine(target);
+                if (target.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+                {
+                    CheckpointConverter.ConvertToGguf(source, target, type, Show);
+                    written = [target];
+                }
+                else
+                {
+                    written = CheckpointConverter.Convert(source, target, type, Show);
+                }
             }
-            else
+            finally
             {
-                foreach (var file in CheckpointConverter.Convert(source, target, type)) Console.WriteLine(file);
+                progress.Finish();
             }
+            foreach (var file in written) Console.WriteLine(file);
             return 0;
         }));
         return command;

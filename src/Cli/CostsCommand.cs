@@ -7,7 +7,7 @@ namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo bench --costs</c>: what the parts of a speculative round cost on this device,
 /// and what they make of the adapter's acceptance and of the paper's 2.5 tokens per round.</summary>
-public static class CostsCommand
+internal static class CostsCommand
 {
     /// <summary>The paper's compression rate (Vicuna-7B, gamma 6, eta 0.6), taken as drafted over
     /// three drafts per round for the projection.</summary>
@@ -41,14 +41,14 @@ public static class CostsCommand
         {
             Console.WriteLine(JsonSerializer.Serialize(new
             {
-                device = session.Device.Kind, device_name = session.Device.Name, model = session.ModelPath, weight_bytes = model.WeightBytes,
+                device = session.Device.Kind, device_name = session.Device.Name, model = session.ModelPath, weight_bytes = model.Weights.Bytes,
                 exit_layer = layer, draft_vocab = head.Vocabulary, adapter = source, acceptance = plan is null ? null : acceptanceSource, costs, plan,
                 projected_speedup_at_paper_acceptance = paper,
             }));
             return;
         }
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
-        AnsiConsole.MarkupLine(Markup.Escape($"device {session.Device.Kind} ({session.Device.Name}); model {session.ModelPath}: {model.WeightBytes / 1e6:F1} MB of weights"));
+        AnsiConsole.MarkupLine(Markup.Escape($"device {session.Device.Kind} ({session.Device.Name}); model {session.ModelPath}: {model.Weights.Bytes / 1e6:F1} MB of weights"));
         AnsiConsole.MarkupLine(Markup.Escape($"exit layer {layer} of {model.Layers}, draft vocabulary {head.Vocabulary} of {model.Config.VocabSize}, {source}"));
         var table = new Table().AddColumns("part", "ms", "x autoregressive step", "weight bytes x autoregressive");
         table.AddRow("autoregressive step", $"{costs.AutoregressiveStepMs:F4}", "1.00", "1.00");

@@ -6,7 +6,7 @@ using Spectre.Console;
 namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo devices</c>: every compute device, its memory and limits, or why it cannot be used.</summary>
-public static class DevicesCommand
+internal static class DevicesCommand
 {
     public static Command Create()
     {

@@ -8,7 +8,7 @@ using Kangaroo.Native.Engine.Kangaroo;
 namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo generate</c>: streams a continuation of a prompt, or prints one JSON object.</summary>
-public static class GenerateCommand
+internal static class GenerateCommand
 {
     public static Command Create()
     {

@@ -6,11 +6,11 @@ namespace Kangaroo.Native.Cli;
 /// <summary>One prompt of a <c>--prompt-file</c>: text to encode, or token ids as the golden files give them
 /// (<c>prompt_ids</c>) with the most new tokens the record allows (its <c>max_new</c>, or llama2.c's
 /// <c>steps</c>: positions including the prompt).</summary>
-public sealed record Prompt(string? Text, int[]? Ids = null, int? MaxNewTokens = null);
+internal sealed record Prompt(string? Text, int[]? Ids = null, int? MaxNewTokens = null);
 
 /// <summary><c>--prompt-file</c> of bench and train-adapter: one prompt per non-blank line, either plain
 /// text or a JSON object with <c>"prompt_ids"</c>, <c>"turns"</c> (the first turn is the prompt) or <c>"text"</c>.</summary>
-public static class PromptFile
+internal static class PromptFile
 {
     public static List<Prompt> Read(string path)
     {

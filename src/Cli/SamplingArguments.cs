@@ -4,7 +4,7 @@ using Kangaroo.Native.Engine;
 namespace Kangaroo.Native.Cli;
 
 /// <summary>The options of greedy decoding or sampling, shared by generate and chat.</summary>
-public sealed class SamplingArguments
+internal sealed class SamplingArguments
 {
     public Option<float> Temperature { get; } = new("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0f };
     public Option<int> TopK { get; } = new("--top-k") { Description = "sample among the k most likely tokens (0 = all)" };

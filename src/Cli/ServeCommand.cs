@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Kangaroo.Native.Engine;
 using Kangaroo.Native.Server;
 using Kangaroo.Native.Server.Scheduling;
 using Microsoft.AspNetCore.Builder;
@@ -7,7 +8,7 @@ using Microsoft.Extensions.Hosting;
 namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo serve</c>: the OpenAI-compatible server over one model, until SIGTERM or Ctrl-C.</summary>
-public static class ServeCommand
+internal static class ServeCommand
 {
     public const string ApiKeyVariable = "KANGAROO_API_KEY";
 
@@ -18,7 +19,7 @@ public static class ServeCommand
         var chatArguments = new ChatArguments(withSystem: false);
         var host = new Option<string>("--host") { Description = "address to listen on: an IP address or localhost", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "port to listen on (0: any free port)", DefaultValueFactory = _ => 8080 };
-        var parallel = new Option<int>("--parallel") { Description = "sequences decoded at once (the engine decodes one at a time for now: requests take turns)", DefaultValueFactory = _ => 1 };
+        var parallel = new Option<int>("--parallel") { Description = "sequences decoded together, each step one pass over a row of each (KV cache slots)", DefaultValueFactory = _ => 1 };
         var queue = new Option<int>("--queue") { Description = "requests that may wait for a slot; more are refused with 503 and Retry-After", DefaultValueFactory = _ => 64 };
         var apiKey = new Option<string>("--api-key") { Description = $"require 'Authorization: Bearer KEY' on every request but /health (default: ${ApiKeyVariable})" };
 
@@ -37,13 +38,13 @@ public static class ServeCommand
             var key = result.GetValue(apiKey) ?? (Environment.GetEnvironmentVariable(ApiKeyVariable) is { Length: > 0 } fromEnvironment ? fromEnvironment : null);
             if (key is { Length: 0 }) throw new ArgumentException("--api-key is empty");
 
-            using var session = modelArguments.Open(result);
+            if (result.GetValue(parallel) > LlamaModel.MaxBlockRows) throw new ArgumentException($"--parallel {result.GetValue(parallel)} must be at most {LlamaModel.MaxBlockRows}");
+            using var session = modelArguments.Open(result, result.GetValue(parallel));
             var model = new ServedModel(session, chatArguments.LoadIfAny(result, session));
             var notes = new List<string>();
             if (key is not null) notes.Add("API key required");
             if (model.Template is null) notes.Add("no chat template: /v1/chat/completions is refused (pass --chat-template FILE)");
-            if (result.GetValue(parallel) > 1) notes.Add($"--parallel {result.GetValue(parallel)}: the engine decodes one sequence at a time, requests take turns");
-            var scheduler = new SerialScheduler(session, speculation.CreateDecoder(session, result), result.GetValue(queue));
+            var scheduler = new BatchScheduler(session, speculation.CreateDecoder(session, result), result.GetValue(queue));
             try
             {
                 var app = KangarooServer.Create(model, scheduler, new ServerOptions

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Kangaroo.Native.Engine;
@@ -16,7 +15,7 @@ namespace Kangaroo.Native.Cli;
 /// the second turn's prompt). Writes Spec-Bench's answer file per decoder and prints speedup, compression rate
 /// and CTAR per task and overall, as the Kangaroo paper's table.
 /// </summary>
-public static class SpecBench
+internal static class SpecBench
 {
     /// <summary>Spec-Bench's tasks in the paper's order; MT-bench's eight categories are one task.</summary>
     private static readonly string[] Tasks = ["mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag"];
@@ -36,12 +35,24 @@ public static class SpecBench
         public double TokensPerSecond => Turns.Sum(t => t.NewTokens) / Math.Max(1e-9, Turns.Sum(t => t.WallTime));
     }
 
+    /// <summary>One decoder's results on one task.</summary>
+    /// <param name="Task">the Spec-Bench task.</param>
+    /// <param name="Questions">how many questions of the task were answered.</param>
+    /// <param name="BaselineTokensPerSecond">the autoregressive baseline's mean tokens/s on those questions.</param>
+    /// <param name="TokensPerSecond">this decoder's mean tokens/s on them.</param>
     /// <param name="Speedup">per question over the baseline's, averaged (docs/kangaroo.md, "Metrics").</param>
     /// <param name="SpeedRatio">mean tokens/s over the baseline's mean, as Spec-Bench's speed.py computes its speedup; less
     /// sensitive to a few noisy questions.</param>
+    /// <param name="CompressionRate">tokens committed per round, over all rounds of the task.</param>
+    /// <param name="Ctar">CTAR(w) for w = 1..6 over all rounds of the task.</param>
+    /// <param name="SameOutput">the share of questions answered exactly as the baseline did.</param>
     public sealed record TaskResult(string Task, int Questions, double BaselineTokensPerSecond, double TokensPerSecond, double Speedup,
         double SpeedRatio, double CompressionRate, double[] Ctar, double SameOutput);
 
+    /// <summary>One decoder's run over the questions.</summary>
+    /// <param name="Decoder">the decoder's name.</param>
+    /// <param name="AnswerFile">the answers file written, in Spec-Bench's format.</param>
+    /// <param name="Tasks">the results per task.</param>
     /// <param name="CutPrompts">turns whose prompt was cut to fit the context.</param>
     public sealed record DecoderResult(string Decoder, string AnswerFile, List<TaskResult> Tasks, int CutPrompts);
 
@@ -87,7 +98,7 @@ public static class SpecBench
         var answers = decoders.Select(_ => new List<Answer>()).ToArray();
         foreach (var decoder in decoders)
             _ = string.Concat(new ChatConversation(template, session.Tokenizer!, decoder).Reply(questions[0].Turns[0], Math.Min(maxNewTokens, 16), greedy));
-        var progress = Stopwatch.StartNew();
+        var progress = new ProgressLine();
         for (var q = 0; q < questions.Count; q++)
         {
             for (var d = 0; d < decoders.Count; d++)
@@ -101,13 +112,9 @@ public static class SpecBench
                 }).ToList();
                 answers[d].Add(new Answer(questions[q], turns));
             }
-            if (!Console.IsErrorRedirected && progress.ElapsedMilliseconds > 1000)
-            {
-                Console.Error.Write($"\rkangaroo: question {q + 1}/{questions.Count}\u001b[K");
-                progress.Restart();
-            }
+            progress.Show(q + 1, questions.Count, $"question {q + 1}/{questions.Count}, {decoders.Count} decoders");
         }
-        if (!Console.IsErrorRedirected) Console.Error.Write("\r\u001b[K");
+        progress.Finish();
         return decoders.Select((decoder, d) =>
         {
             var file = AnswerFile(answerFile, decoder.Name);

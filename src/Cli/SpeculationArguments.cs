@@ -6,7 +6,7 @@ namespace Kangaroo.Native.Cli;
 
 /// <summary>The options that choose and tune a self-speculative decoder, shared by generate, chat and bench
 /// (which compares the decoders of its own <c>--decoders</c> instead of taking <c>--decoder</c>).</summary>
-public sealed class SpeculationArguments(bool withDecoder)
+internal sealed class SpeculationArguments(bool withDecoder)
 {
     public Option<string> DecoderName { get; } = new("--decoder") { Description = "autoregressive|kangaroo|early-exit|auto", DefaultValueFactory = _ => "auto" };
     public Option<string> Adapter { get; } = new("--adapter") { Description = $"Kangaroo adapter (.safetensors; default: {InferenceSession.AdapterFileName} beside the model)" };

@@ -6,7 +6,7 @@ using Kangaroo.Native.Templates;
 namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo template</c>: renders a model's chat template over a conversation and prints exactly the text.</summary>
-public static class TemplateCommand
+internal static class TemplateCommand
 {
     public static Command Create()
     {

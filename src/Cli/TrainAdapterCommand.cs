@@ -10,7 +10,7 @@ namespace Kangaroo.Native.Cli;
 
 /// <summary><c>kangaroo train-adapter</c>: trains a Kangaroo adapter for a model by self-distillation
 /// and writes it as safetensors, with a checkpoint at the end of every epoch.</summary>
-public static class TrainAdapterCommand
+internal static class TrainAdapterCommand
 {
     public static Command Create()
     {
@@ -104,7 +104,7 @@ public static class TrainAdapterCommand
                 var commandLine = "kangaroo " + string.Join(' ', result.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value));
                 var outcome = trainer.Train(sequences,
                     p => progressBar.Show(p.Step, p.TotalSteps,
-                        $"epoch {p.Epoch}/{p.Epochs} loss {p.Recent.MeanLoss:F4} agree {p.Recent.MeanAgreement:P1} overlap {p.Recent.MeanOverlap:F3} {p.TokensPerSecond:F0} tok/s"),
+                        $"step {p.Step}/{p.TotalSteps}, epoch {p.Epoch}/{p.Epochs}: loss {p.Recent.MeanLoss:F4} agree {p.Recent.MeanAgreement:P1} overlap {p.Recent.MeanOverlap:F3} {p.TokensPerSecond:F0} tok/s"),
                     (report, weights) =>
                     {
                         weights.Metadata["kangaroo.train.data"] = string.Join("; ", sources);
@@ -194,31 +194,5 @@ public static class TrainAdapterCommand
             return info.LinkTarget is null ? info.FullName : info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? info.FullName;
         }
         return string.Equals(Resolve(a), Resolve(b), OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
-    }
-
-    /// <summary>A one-line progress bar on stderr, redrawn in place at most ten times a second; when
-    /// stderr is not a terminal only finished lines are printed.</summary>
-    private sealed class ProgressLine
-    {
-        private readonly Stopwatch _since = Stopwatch.StartNew();
-        private readonly bool _live = !Console.IsErrorRedirected;
-        private bool _drawn;
-
-        public void Show(int done, int total, string text, bool force = false)
-        {
-            if (!_live || (!force && _since.ElapsedMilliseconds < 100)) return;
-            _since.Restart();
-            const int width = 24;
-            var filled = total == 0 ? width : (int)((long)width * done / total);
-            Console.Error.Write($"\r[{new string('#', filled)}{new string('-', width - filled)}] {text}\u001b[K");
-            _drawn = true;
-        }
-
-        public void Finish(string text)
-        {
-            if (_drawn) Console.Error.Write("\r\u001b[K");
-            _drawn = false;
-            if (text.Length > 0) Console.Error.WriteLine($"kangaroo: {text}");
-        }
     }
 }

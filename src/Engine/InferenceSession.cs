@@ -10,9 +10,13 @@ namespace Kangaroo.Native.Engine;
 /// programs start from.</summary>
 public sealed class InferenceSession : IDisposable
 {
+    /// <summary>The device the model runs on; the session owns it.</summary>
     public ComputeDevice Device { get; }
+    /// <summary>The model on <see cref="Device"/>, with its KV cache.</summary>
     public LlamaModel Model { get; }
+    /// <summary>The model's tokenizer; null when none was given or found beside the model.</summary>
     public ModelTokenizer? Tokenizer { get; }
+    /// <summary>The path the model was opened from.</summary>
     public string ModelPath { get; }
 
     /// <summary>Every file the session was opened from: the model's files and the tokenizer.</summary>
@@ -30,19 +34,26 @@ public sealed class InferenceSession : IDisposable
     /// <summary>Opens a model (Hugging Face directory, GGUF file or llama2.c .bin) on a device; the tokenizer is
     /// <paramref name="tokenizerPath"/> or the one found beside the model. <paramref name="context"/>
     /// is the positions of the KV cache (the longest prompt plus generation), by default
-    /// <see cref="LlamaModel.DefaultContext"/>. <paramref name="weights"/> Q8_0 or Q4_0 quantizes the
-    /// model's matrices as they are loaded (norms stay as stored; <see cref="LlamaModel.Unquantized"/>
-    /// lists any matrix whose rows are not whole blocks of 32).</summary>
-    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, ElementType? weights = null)
+    /// <see cref="ContextSize.Default"/>. <paramref name="weights"/> Q8_0 or Q4_0 quantizes the
+    /// model's matrices as they are loaded (norms stay as stored; <see cref="ModelWeights.Unquantized"/>
+    /// lists any matrix whose rows are not whole blocks of 32). <paramref name="sequences"/> is how many
+    /// generations may run at once (KV cache slots; a server's parallel requests). <paramref name="loaded"/>
+    /// is told (blocks loaded, blocks) as the model's transformer blocks reach the device. <paramref name="threads"/>
+    /// is the <c>cpu</c> device's threads (0: one per core; see <see cref="Devices.Create"/>).</summary>
+    public static InferenceSession Open(string modelPath, string deviceName = "auto", string? tokenizerPath = null, int? context = null, ElementType? weights = null,
+        int sequences = 1, Action<int, int>? loaded = null, int threads = 0)
     {
         ArgumentException.ThrowIfNullOrEmpty(deviceName);
-        return Open(modelPath, () => Devices.Create(deviceName), tokenizerPath, context, weights);
+        ArgumentOutOfRangeException.ThrowIfNegative(threads);
+        return Open(modelPath, () => Devices.Create(deviceName, threads), tokenizerPath, context, weights, sequences, loaded);
     }
 
     /// <summary>Opens a model on a device the caller creates (a wrapped or instrumented one); the
     /// session owns and disposes it, also when opening fails.</summary>
-    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null, ElementType? weights = null)
+    public static InferenceSession Open(string modelPath, Func<ComputeDevice> createDevice, string? tokenizerPath = null, int? context = null, ElementType? weights = null,
+        int sequences = 1, Action<int, int>? loaded = null)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(sequences);
         ArgumentException.ThrowIfNullOrEmpty(modelPath);
         ArgumentNullException.ThrowIfNull(createDevice);
         if (tokenizerPath is { Length: 0 }) throw new ArgumentException("the tokenizer path is empty", nameof(tokenizerPath));
@@ -57,7 +68,7 @@ public sealed class InferenceSession : IDisposable
         var device = createDevice();
         try
         {
-            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context, (tokenizer as HfTokenizer)?.EosIds, weights), tokenizer);
+            return new InferenceSession(modelPath, [.. checkpoint.Files, .. tokenizer is null ? [] : new[] { tokenizer.Path }], device, new LlamaModel(checkpoint, device, context, (tokenizer as HfTokenizer)?.EosIds, weights, sequences, loaded), tokenizer);
         }
         catch
         {
@@ -86,6 +97,7 @@ public sealed class InferenceSession : IDisposable
         }
     }
 
+    /// <summary>The file name of the Kangaroo adapter looked for beside the model.</summary>
     public const string AdapterFileName = "kangaroo-adapter.safetensors";
 
     /// <summary>Where the <c>auto</c> decoder keeps measured costs between runs (null: measure every time).</summary>
@@ -111,12 +123,9 @@ public sealed class InferenceSession : IDisposable
                 if (adapterPath is null)
                     throw new ArgumentException($"--decoder kangaroo needs an adapter: pass --adapter, or train one with 'kangaroo train-adapter' ({ModelPath} has no {AdapterFileName})");
                 var weights = AdapterWeights.Load(adapterPath, exitLayer).CheckFits(Model.Config, Model.Fingerprint, adapterPath);
-                var options = new SpeculationOptions(weights.ExitLayer, draftSteps, threshold).Validate(Model.Layers);
-                var head = new AdapterHead(Model, weights);
-                var acceptance = weights.Acceptance?.Clone(AcceptanceStatistics.RunningMemory);
-                if (name == "kangaroo") return new SelfSpeculativeDecoder(Model, head, options, acceptance, ownsHead: true);
-                var costs = SpeculationCosts.ForDecoder(Model, head, weights.ExitLayer, draftSteps, CostCache);
-                return new SelfSpeculativeDecoder(Model, head, options, acceptance, new SpeculationController(costs, draftSteps), "auto", ownsHead: true);
+                return name == "kangaroo"
+                    ? KangarooDecoders.Fixed(Model, weights, new SpeculationOptions(weights.ExitLayer, draftSteps, threshold))
+                    : KangarooDecoders.Auto(Model, weights, draftSteps, CostCache);
             case "early-exit":
                 var adapter = adapterPath is null ? null : AdapterWeights.Load(adapterPath);
                 var layer = exitLayer ?? adapter?.ExitLayer ?? Math.Max(1, Model.Layers / 4);

@@ -7,8 +7,10 @@ namespace Kangaroo.Native.Engine;
 /// to the smallest set whose probability reaches <see cref="TopP"/> (1 = all), renormalised.</summary>
 public sealed record SamplingOptions(float Temperature = 0f, int TopK = 0, float TopP = 1f, ulong Seed = 42)
 {
+    /// <summary>True at temperature 0: the most likely token is taken.</summary>
     public bool Greedy => Temperature == 0f;
 
+    /// <summary>Returns the options if they are in range, else throws <see cref="ArgumentException"/>.</summary>
     public SamplingOptions Validate()
     {
         if (!(Temperature >= 0f) || !float.IsFinite(Temperature)) throw new ArgumentException($"--temperature {Temperature} must be >= 0");
@@ -23,7 +25,7 @@ public sealed record SamplingOptions(float Temperature = 0f, int TopK = 0, float
 /// from, and drawing from it with a seeded generator (xorshift64*, as llama2.c), so a seed always
 /// gives the same tokens.
 /// </summary>
-public sealed class TokenSampler(SamplingOptions options)
+internal sealed class TokenSampler(SamplingOptions options)
 {
     private ulong _state = options.Seed == 0 ? 0x9E3779B97F4A7C15UL : options.Seed;
     private int[] _order = [];

@@ -5,11 +5,13 @@ namespace Kangaroo.Native.Kernels;
 /// <summary>A float32 buffer on a device, or a view into one (<see cref="Slice"/>).</summary>
 public abstract class DeviceTensor : IDisposable
 {
+    /// <summary>Elements (float32 values) in the buffer or view.</summary>
     public abstract int Length { get; }
 
     /// <summary>A view of <paramref name="length"/> elements from <paramref name="offset"/>; it owns no memory.</summary>
     public abstract DeviceTensor Slice(int offset, int length);
 
+    /// <summary>Frees the buffer's device memory; a view (<see cref="Slice"/>) owns none.</summary>
     public abstract void Dispose();
 }
 
@@ -18,10 +20,19 @@ public abstract class DeviceTensor : IDisposable
 /// blocks dequantized inside the kernels. A quantized weight's rows are whole blocks.</summary>
 public abstract class DeviceWeight(ElementType type, int rows, int cols) : IDisposable
 {
+    /// <summary>The stored element type.</summary>
     public ElementType Type { get; } = type;
+
+    /// <summary>Rows: output features of a matrix, 1 for a vector.</summary>
     public int Rows { get; } = rows;
+
+    /// <summary>Values per row: input features of a matrix.</summary>
     public int Cols { get; } = cols;
+
+    /// <summary>Bytes of the weight in its stored type.</summary>
     public long Bytes { get; } = rows * type.RowBytes(cols);
+
+    /// <summary>Frees the weight's device memory.</summary>
     public abstract void Dispose();
 }
 
@@ -67,8 +78,10 @@ public abstract class ComputeDevice : IDisposable
     /// <summary>Uploads a weight [rows, cols] given as little-endian bytes of <paramref name="type"/>.</summary>
     public abstract DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols);
 
+    /// <summary>Copies host values into the first <c>source.Length</c> elements of <paramref name="destination"/>.</summary>
     public abstract void Upload(ReadOnlySpan<float> source, DeviceTensor destination);
 
+    /// <summary>Copies the first <c>destination.Length</c> elements of <paramref name="source"/> to the host, after the queued work that writes them.</summary>
     public abstract void Download(DeviceTensor source, Span<float> destination);
 
     /// <summary>destination[0..source.Length) = source.</summary>
@@ -102,17 +115,21 @@ public abstract class ComputeDevice : IDisposable
     public abstract void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table);
 
     /// <summary>The epilogue of a fused QKV projection: row r of <paramref name="qkv"/> is [q | k | v]
-    /// (widths heads, kvHeads and kvHeads times headDim) at position startPos + r. Writes q rotated as
-    /// <see cref="Rope"/> rotates into query[r], k rotated into keys[r] and v into values[r] (keys and
-    /// values are a layer's cache rows): one launch where two rotations and two copies would be four.</summary>
-    public abstract void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values,
-        int rows, int heads, int kvHeads, int startPos, RotaryTable table);
+    /// (widths heads, kvHeads and kvHeads times headDim) at position rows.Position(r) of the sequence in
+    /// cache slot rows.Slot(r). Writes q rotated as <see cref="Rope"/> rotates into query[r], and k
+    /// rotated and v into that sequence's position of the layer's caches (<paramref name="keyCache"/>,
+    /// <paramref name="valueCache"/>: [slots, slotPositions, kvHeads * headDim]): one launch where two
+    /// rotations and two copies would be four.</summary>
+    public abstract void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache,
+        BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table);
 
-    /// <summary>Causal grouped-query attention. Query row r (position startPos + r) attends to cache
-    /// positions 0..startPos + r; query head h reads key/value head h / (heads / kvHeads).
-    /// q and output are [rows, heads * headDim]; keys and values are a layer's cache [positions, kvHeads * headDim].</summary>
-    public abstract void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output,
-        int rows, int startPos, int heads, int kvHeads, int headDim);
+    /// <summary>Causal grouped-query attention. Query row r (position p = rows.Position(r) of the
+    /// sequence in slot s = rows.Slot(r)) attends to positions 0..p of slot s of the layer's caches
+    /// ([slots, slotPositions, kvHeads * headDim]); query head h reads key/value head h / (heads / kvHeads).
+    /// q and output are [rows, heads * headDim]. A row reads only its own sequence, so its result is
+    /// the same whatever else the pass holds.</summary>
+    public abstract void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output,
+        BatchRows rows, int heads, int kvHeads, int headDim, int slotPositions);
 
     /// <summary>The epilogue of a fused gate/up projection: row r of <paramref name="gateUp"/> is
     /// [gate | up] (hiddenDim each); output[r, i] = silu(gate[r, i]) * up[r, i].</summary>
@@ -187,8 +204,24 @@ public abstract class ComputeDevice : IDisposable
     protected static NotSupportedException QuantizedNorm(ElementType type) =>
         new($"RMSNorm weights cannot be {type}: norms stay F32, F16 or BF16 when a model is quantized");
 
+    /// <summary>Refuses rows that would write or read outside the caches or the rotary table: a position
+    /// past the slot's positions or the table, a slot past the cache.</summary>
+    protected static void CheckRows(BatchRows rows, int slotPositions, long cacheLength, int kvDim, RotaryTable? table = null)
+    {
+        var slots = cacheLength / ((long)slotPositions * kvDim);
+        for (var r = 0; r < rows.Count; r++)
+        {
+            var (slot, position) = (rows.Slot(r), rows.Position(r));
+            if (position < 0 || position >= slotPositions || table is not null && position >= table.Positions)
+                throw new ArgumentOutOfRangeException(nameof(rows), $"row {r} is at position {position}, outside the {Math.Min(slotPositions, table?.Positions ?? int.MaxValue)} positions of the cache");
+            if (slot < 0 || slot >= slots)
+                throw new ArgumentOutOfRangeException(nameof(rows), $"row {r} is in cache slot {slot}, outside the cache's {slots} slots");
+        }
+    }
+
     /// <summary>Waits until all queued work is done.</summary>
     public abstract void Synchronize();
 
+    /// <summary>Releases the device (its accelerator and kernels); its tensors and weights must be disposed first.</summary>
     public abstract void Dispose();
 }

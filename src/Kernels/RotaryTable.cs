@@ -5,9 +5,13 @@ namespace Kangaroo.Native.Kernels;
 /// theta^(-2i/headDim), or those scaled as config.json's rope_scaling says (LlamaConfig.RopeFrequencies).</summary>
 public sealed class RotaryTable : IDisposable
 {
+    /// <summary>Dimensions of an attention head: twice the number of frequencies.</summary>
     public int HeadDim { get; }
+    /// <summary>Positions the table covers: the context.</summary>
     public int Positions { get; }
+    /// <summary>cos(pos * frequency_i) as [positions, headDim / 2].</summary>
     public DeviceTensor Cos { get; }
+    /// <summary>sin(pos * frequency_i) as [positions, headDim / 2].</summary>
     public DeviceTensor Sin { get; }
 
     /// <summary>The unscaled table: frequency_i = theta^(-2i/headDim).</summary>
@@ -37,6 +41,7 @@ public sealed class RotaryTable : IDisposable
         device.Upload(sin, Sin);
     }
 
+    /// <summary>Frees the device buffers.</summary>
     public void Dispose()
     {
         Cos.Dispose();

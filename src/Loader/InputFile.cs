@@ -3,7 +3,20 @@ using System.Runtime.InteropServices;
 namespace Kangaroo.Native.Loader;
 
 /// <summary>What a path names, following symbolic links.</summary>
-public enum FileKind { Missing, Regular, Directory, Other }
+public enum FileKind
+{
+    /// <summary>Nothing is there (or a symbolic link leads nowhere).</summary>
+    Missing,
+
+    /// <summary>A regular file.</summary>
+    Regular,
+
+    /// <summary>A directory.</summary>
+    Directory,
+
+    /// <summary>Anything else: a FIFO, socket or device.</summary>
+    Other,
+}
 
 /// <summary>
 /// The one check every file the engine reads goes through before it is opened: it must be a regular

@@ -18,6 +18,7 @@ public static class JsonText
         return JsonDocument.Parse(utf8, options);
     }
 
+    /// <summary>Parses <paramref name="text"/>, refusing lone surrogates as the byte overload does.</summary>
     public static JsonDocument Parse(string text, JsonDocumentOptions options = default) =>
         Parse(Encoding.UTF8.GetBytes(text), options);
 

@@ -21,7 +21,7 @@ public sealed record RopeScaling(string Type, double Factor, double LowFreqFacto
     }
 }
 
-/// <summary>The shape and constants of a Llama-family decoder (Llama 2/3, TinyLlama, Mistral, Qwen2).</summary>
+/// <summary>The shape and constants of a Llama-family transformer (Llama 2/3, TinyLlama, Mistral, Qwen2).</summary>
 public sealed record LlamaConfig(
     int Dim,
     int HiddenDim,
@@ -43,11 +43,13 @@ public sealed record LlamaConfig(
 
     /// <summary>Width of the query and attention output: heads * head size (the hidden size unless head_dim says otherwise).</summary>
     public int QueryDim => Heads * HeadDim;
+    /// <summary>Width of the key and value projections: kv heads * head size.</summary>
     public int KvDim => KvHeads * HeadDim;
 
     /// <summary>Whether the q, k and v projections have biases (Qwen2, or <c>attention_bias</c>).</summary>
     public bool AttentionBias { get; init; }
 
+    /// <summary>Rotary frequency scaling (config.json's <c>rope_scaling</c>); null when there is none.</summary>
     public RopeScaling? RopeScaling { get; init; }
 
     /// <summary>Attention sees only this many past positions (Mistral's <c>sliding_window</c>); null when

@@ -10,17 +10,26 @@ namespace Kangaroo.Native.Loader;
 public static class RotaryLayout
 {
     /// <summary>Rows in adjacent-pair order (2i, 2i+1) to halves order (i, i + head/2).</summary>
-    public static T[] ToHalves<T>(ReadOnlySpan<T> weight, int heads, int headDim) => Permute(weight, heads, headDim, toHalves: true);
+    public static T[] ToHalves<T>(ReadOnlySpan<T> weight, int heads, int headDim)
+    {
+        var result = new T[weight.Length];
+        Permute(weight, result, heads, headDim, toHalves: true);
+        return result;
+    }
 
-    /// <summary>Rows in halves order to adjacent-pair order: the inverse of <see cref="ToHalves{T}"/>.</summary>
-    public static T[] ToAdjacentPairs<T>(ReadOnlySpan<T> weight, int heads, int headDim) => Permute(weight, heads, headDim, toHalves: false);
+    /// <summary>As <see cref="ToHalves{T}(ReadOnlySpan{T}, int, int)"/>, into <paramref name="destination"/> (as long as the weight).</summary>
+    public static void ToHalves<T>(ReadOnlySpan<T> weight, Span<T> destination, int heads, int headDim) => Permute(weight, destination, heads, headDim, toHalves: true);
 
-    private static T[] Permute<T>(ReadOnlySpan<T> weight, int heads, int headDim, bool toHalves)
+    /// <summary>Rows in halves order to adjacent-pair order, into <paramref name="destination"/> (as long as the weight):
+    /// the inverse of <see cref="ToHalves{T}(ReadOnlySpan{T}, int, int)"/>.</summary>
+    public static void ToAdjacentPairs<T>(ReadOnlySpan<T> weight, Span<T> destination, int heads, int headDim) => Permute(weight, destination, heads, headDim, toHalves: false);
+
+    private static void Permute<T>(ReadOnlySpan<T> weight, Span<T> destination, int heads, int headDim, bool toHalves)
     {
         if (heads <= 0 || headDim % 2 != 0 || weight.Length % (heads * headDim) != 0)
             throw new ArgumentException($"{weight.Length} elements are not {heads} heads of {headDim} rows");
+        if (destination.Length != weight.Length) throw new ArgumentException($"{destination.Length} elements to hold {weight.Length}");
         var rowLength = weight.Length / (heads * headDim);
-        var result = new T[weight.Length];
         var half = headDim / 2;
         for (var h = 0; h < heads; h++)
         for (var i = 0; i < half; i++)
@@ -29,8 +38,7 @@ public static class RotaryLayout
             var pairs = (h * headDim + 2 * i + part) * rowLength;
             var halves = (h * headDim + part * half + i) * rowLength;
             var (source, target) = toHalves ? (pairs, halves) : (halves, pairs);
-            weight.Slice(source, rowLength).CopyTo(result.AsSpan(target, rowLength));
+            weight.Slice(source, rowLength).CopyTo(destination.Slice(target, rowLength));
         }
-        return result;
     }
 }

@@ -7,12 +7,17 @@ namespace Kangaroo.Native.Loader;
 /// dimension (<see cref="IBlockFormat"/>).</summary>
 public readonly ref struct TensorData(ElementType type, int[] shape, ReadOnlySpan<byte> bytes)
 {
+    /// <summary>The element type of <see cref="Bytes"/>.</summary>
     public ElementType Type { get; } = type;
+    /// <summary>The dimensions, outermost first.</summary>
     public int[] Shape { get; } = shape;
+    /// <summary>The raw little-endian values or blocks.</summary>
     public ReadOnlySpan<byte> Bytes { get; } = bytes;
 
+    /// <summary>Values in the tensor (a quantized block counts its values).</summary>
     public long ElementCount => (long)Bytes.Length / Type.BlockBytes() * Type.BlockLength();
 
+    /// <summary>Float32 values as a tensor of <paramref name="shape"/>, borrowing their memory.</summary>
     public static TensorData FromFloats(ReadOnlySpan<float> values, params int[] shape) =>
         new(ElementType.F32, shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values));
 
@@ -66,5 +71,6 @@ public readonly ref struct TensorData(ElementType type, int[] shape, ReadOnlySpa
         return count;
     }
 
+    /// <summary>A shape as error messages write it: <c>[rows, cols]</c>.</summary>
     public static string FormatShape(IReadOnlyList<int> shape) => "[" + string.Join(", ", shape) + "]";
 }

@@ -3,9 +3,50 @@ namespace Kangaroo.Native.Numerics;
 /// <summary>How the values of a tensor are stored: float32, IEEE half, bfloat16, or one of llama.cpp's
 /// block-quantized formats (<see cref="IBlockFormat"/>), whose blocks run along a row.
 /// <see cref="ElementTypes"/> is the table of their properties.</summary>
-public enum ElementType { F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K }
+public enum ElementType
+{
+    /// <summary>IEEE 754 single precision: 4 bytes a value.</summary>
+    F32,
+
+    /// <summary>IEEE 754 half precision: 2 bytes a value.</summary>
+    F16,
+
+    /// <summary>bfloat16, float32's upper half: 2 bytes a value.</summary>
+    BF16,
+
+    /// <summary>llama.cpp's Q8_0: blocks of 32 int8 values and an f16 scale (<see cref="Q8_0Format"/>).</summary>
+    Q8_0,
+
+    /// <summary>llama.cpp's Q4_0: blocks of 32 4-bit values and an f16 scale (<see cref="Q4_0Format"/>).</summary>
+    Q4_0,
+
+    /// <summary>llama.cpp's Q4_1: blocks of 32 4-bit values, an f16 scale and an f16 min (<see cref="Q4_1Format"/>).</summary>
+    Q4_1,
+
+    /// <summary>llama.cpp's Q5_0: blocks of 32 5-bit values and an f16 scale (<see cref="Q5_0Format"/>).</summary>
+    Q5_0,
+
+    /// <summary>llama.cpp's Q5_1: blocks of 32 5-bit values, an f16 scale and an f16 min (<see cref="Q5_1Format"/>).</summary>
+    Q5_1,
+
+    /// <summary>llama.cpp's Q2_K: super-blocks of 256 2-bit values in 16 sub-blocks with 4-bit scales and mins (<see cref="Q2_KFormat"/>).</summary>
+    Q2_K,
+
+    /// <summary>llama.cpp's Q3_K: super-blocks of 256 3-bit values in 16 sub-blocks with 6-bit scales (<see cref="Q3_KFormat"/>).</summary>
+    Q3_K,
+
+    /// <summary>llama.cpp's Q4_K: super-blocks of 256 4-bit values in 8 sub-blocks with 6-bit scales and mins (<see cref="Q4_KFormat"/>).</summary>
+    Q4_K,
+
+    /// <summary>llama.cpp's Q5_K: super-blocks of 256 5-bit values in 8 sub-blocks with 6-bit scales and mins (<see cref="Q5_KFormat"/>).</summary>
+    Q5_K,
+
+    /// <summary>llama.cpp's Q6_K: super-blocks of 256 6-bit values in 16 sub-blocks with 8-bit scales (<see cref="Q6_KFormat"/>).</summary>
+    Q6_K,
+}
 
 /// <summary>One row of the element-type table.</summary>
+/// <param name="Type">The type the row describes.</param>
 /// <param name="Name">As the CLI spells it (<c>q8_0</c>); ggml and safetensors spell it in upper case.</param>
 /// <param name="GgmlId">ggml's number for the type, as GGUF stores it.</param>
 /// <param name="BlockLength">Values per block: 1 for the float types, whose every value is its own block.</param>
@@ -45,13 +86,17 @@ public static class ElementTypes
     /// <summary>The block types this library writes (llama.cpp's reference quantization): every block type but Q2_K.</summary>
     public static IReadOnlyList<ElementTypeInfo> Quantizable { get; } = [.. Table.Where(t => t.Format is { CanQuantize: true })];
 
+    /// <summary>The type's row; throws <see cref="NotSupportedException"/> for a value outside the table.</summary>
     public static ElementTypeInfo Info(this ElementType type) =>
         (uint)type < (uint)Table.Length && Table[(int)type].Type == type ? Table[(int)type] : throw Unsupported(type, "the element-type table");
 
+    /// <summary>Values per block: 1 for the float types.</summary>
     public static int BlockLength(this ElementType type) => type.Info().BlockLength;
 
+    /// <summary>Bytes per block (per value for the float types).</summary>
     public static int BlockBytes(this ElementType type) => type.Info().BlockBytes;
 
+    /// <summary>Whether the type is block-quantized (has an <see cref="IBlockFormat"/>).</summary>
     public static bool IsQuantized(this ElementType type) => type.Info().Format is not null;
 
     /// <summary>The block format of a quantized type; <see cref="NotSupportedException"/> for a float type.</summary>

@@ -9,10 +9,13 @@ namespace Kangaroo.Native.Numerics;
 /// </summary>
 public interface IBlockFormat
 {
+    /// <summary>The element type this format stores.</summary>
     ElementType Type { get; }
 
+    /// <summary>Values per block.</summary>
     int BlockLength { get; }
 
+    /// <summary>Bytes per block.</summary>
     int BlockBytes { get; }
 
     /// <summary>The block's values, exactly as the format defines them.</summary>

@@ -8,14 +8,19 @@ namespace Kangaroo.Native.Numerics;
 /// q = min(15, trunc(x * (1 / d) + 8.5)), with the float32 d; the stored d is rounded to f16.</summary>
 public sealed class Q4_0Format : IBlockFormat
 {
+    /// <summary>Values per block.</summary>
     public const int BlockLength = 32;
+    /// <summary>Bytes per block.</summary>
     public const int BlockBytes = 2 + BlockLength / 2;
 
+    /// <inheritdoc/>
     public ElementType Type => ElementType.Q4_0;
     int IBlockFormat.BlockLength => BlockLength;
     int IBlockFormat.BlockBytes => BlockBytes;
+    /// <inheritdoc/>
     public bool CanQuantize => true;
 
+    /// <inheritdoc/>
     public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
         var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block));
@@ -26,6 +31,7 @@ public sealed class Q4_0Format : IBlockFormat
         }
     }
 
+    /// <inheritdoc/>
     public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
         var (amax, max) = (0f, 0f);
@@ -42,6 +48,7 @@ public sealed class Q4_0Format : IBlockFormat
         }
     }
 
+    /// <inheritdoc/>
     public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block);
 
     /// <summary>A zero scale (either sign), or quants that are all 8 (both nibbles of every byte).</summary>

@@ -7,20 +7,26 @@ namespace Kangaroo.Native.Numerics;
 /// q = round(x * (1 / d)) half away from zero, with the float32 d; the stored d is rounded to f16.</summary>
 public sealed class Q8_0Format : IBlockFormat
 {
+    /// <summary>Values per block.</summary>
     public const int BlockLength = 32;
+    /// <summary>Bytes per block.</summary>
     public const int BlockBytes = 2 + BlockLength;
 
+    /// <inheritdoc/>
     public ElementType Type => ElementType.Q8_0;
     int IBlockFormat.BlockLength => BlockLength;
     int IBlockFormat.BlockBytes => BlockBytes;
+    /// <inheritdoc/>
     public bool CanQuantize => true;
 
+    /// <inheritdoc/>
     public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
         var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block));
         for (var j = 0; j < BlockLength; j++) values[j] = d * (sbyte)block[2 + j];
     }
 
+    /// <inheritdoc/>
     public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
         var amax = 0f;
@@ -32,6 +38,7 @@ public sealed class Q8_0Format : IBlockFormat
             block[2 + j] = (byte)(sbyte)MathF.Round(values[j] * inverse, MidpointRounding.AwayFromZero);
     }
 
+    /// <inheritdoc/>
     public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block);
 
     /// <summary>A zero scale (either sign), or quants that are all 0.</summary>

@@ -5,7 +5,7 @@ namespace Kangaroo.Native.Server;
 
 /// <summary>A refused request: the HTTP status and the fields of OpenAI's error object
 /// <c>{"error": {"message", "type", "param", "code"}}</c>.</summary>
-public sealed class ApiException(int status, string message, string? param = null, string? code = null) : Exception(message)
+internal sealed class ApiException(int status, string message, string? param = null, string? code = null) : Exception(message)
 {
     public int Status { get; } = status;
     public string? Param { get; } = param;

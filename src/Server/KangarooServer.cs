@@ -19,6 +19,7 @@ public sealed class ServerOptions
     /// <summary>When set, every request but <c>/health</c> must carry <c>Authorization: Bearer KEY</c>.</summary>
     public string? ApiKey { get; init; }
 
+    /// <summary>The largest request body accepted, in bytes; a larger one is refused with 413.</summary>
     public long MaxRequestBodyBytes { get; init; } = 8 << 20;
 
     /// <summary>How long a stopping server lets requests in flight finish before it cancels them.</summary>

@@ -10,7 +10,7 @@ namespace Kangaroo.Native.Server;
 /// A token limit above the context is refused; unset, <see cref="MaxTokens"/> leaves the limit to the
 /// context and <see cref="Seed"/> asks for a random seed. Temperature and top_p default to 1, as OpenAI's do.
 /// </summary>
-public sealed record OpenAiRequest(
+internal sealed record OpenAiRequest(
     string? Model,
     IReadOnlyList<(string Role, string Content)>? Messages,
     string? PromptText,

@@ -11,6 +11,9 @@ public sealed class ServedModel
     private readonly ModelTokenizer _tokenizer;
     private readonly Lock _encoding = new();
 
+    /// <summary>Serves <paramref name="session"/>'s model (the session stays the caller's to dispose), its chat
+    /// requests rendered through <paramref name="template"/>.</summary>
+    /// <exception cref="ArgumentException">The session has no tokenizer.</exception>
     public ServedModel(InferenceSession session, ChatTemplate? template)
     {
         ArgumentNullException.ThrowIfNull(session);
@@ -20,9 +23,16 @@ public sealed class ServedModel
         Id = NameOf(session.ModelPath);
     }
 
+    /// <summary>The session whose model is served.</summary>
     public InferenceSession Session { get; }
+
+    /// <summary>The chat template of <c>/v1/chat/completions</c>; null: chat completions are refused.</summary>
     public ChatTemplate? Template { get; }
+
+    /// <summary>The model's id in requests and responses: <see cref="NameOf"/> of the model's path.</summary>
     public string Id { get; }
+
+    /// <summary>The model's context in positions: the longest prompt plus reply a request may take.</summary>
     public int Context => Session.Model.Context;
 
     /// <summary>A model's name: its directory's name, or its file's name without the extension.</summary>
@@ -36,7 +46,7 @@ public sealed class ServedModel
     /// template with the generation prompt and encoded after one BOS (<c>generate --chat</c>), the text
     /// encoded with the model's BOS (<c>generate --prompt</c>), or the ids given (<c>--prompt-ids</c>). A
     /// prompt longer than the context, or a template's refusal, is a 400 naming the reason.</summary>
-    public int[] Encode(OpenAiRequest request)
+    internal int[] Encode(OpenAiRequest request)
     {
         var param = request.Messages is null ? "prompt" : "messages";
         int[] prompt;

@@ -4,6 +4,7 @@ namespace Kangaroo.Native.Templates;
 /// a syntax error, or an operation on the wrong kind of value. The message names the construct and its line.</summary>
 public class ChatTemplateException : FormatException
 {
+    /// <summary>A template error: <paramref name="message"/> says what, <paramref name="line"/> where, when known.</summary>
     public ChatTemplateException(string message, int? line = null)
         : base(line is null ? $"chat template: {message}" : $"chat template line {line}: {message}")
     {
@@ -23,10 +24,12 @@ public class ChatTemplateException : FormatException
 /// <summary>The template's own <c>raise_exception(message)</c>: the message is exactly the template's.</summary>
 public sealed class ChatTemplateRaisedException : ChatTemplateException
 {
+    /// <summary>The template raised <paramref name="message"/>.</summary>
     public ChatTemplateRaisedException(string message) : base(message) => RaisedMessage = message;
 
     /// <summary>The message the template passed to <c>raise_exception</c>.</summary>
     public string RaisedMessage { get; }
 
+    /// <summary>The template's message, without the location prefix.</summary>
     public override string Message => RaisedMessage;
 }

@@ -19,8 +19,12 @@ public sealed class ChatConversation
     private readonly ChatTemplate _template;
     private readonly ModelTokenizer _tokenizer;
 
+    /// <summary>A conversation with no turns yet.</summary>
+    /// <param name="template">renders the system message and turns into the prompt.</param>
+    /// <param name="tokenizer">the model's tokenizer.</param>
     /// <param name="decoder">a decoder of the model the tokenizer belongs to; the conversation is its only user
     /// while it lasts, else every turn prefills the whole conversation again.</param>
+    /// <param name="system">the system message, or null for none.</param>
     public ChatConversation(ChatTemplate template, ModelTokenizer tokenizer, Decoder decoder, string? system = null)
     {
         _template = template;
@@ -29,6 +33,7 @@ public sealed class ChatConversation
         System = system;
     }
 
+    /// <summary>The decoder that generates the replies.</summary>
     public Decoder Decoder { get; }
 
     /// <summary>The system message the conversation is rendered with (none when null); changing it keeps the turns.</summary>

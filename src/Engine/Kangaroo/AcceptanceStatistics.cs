@@ -7,6 +7,7 @@ namespace Kangaroo.Native.Engine.Kangaroo;
 /// and the probability of each number of drafts d = 1..gamma (index d - 1).</summary>
 public sealed record RoundForecast(double TokensPerRound, double[] DraftCountProbabilities)
 {
+    /// <summary>The expected number of drafts per round.</summary>
     public double ExpectedDrafts => DraftCountProbabilities.Select((p, i) => p * (i + 1)).Sum();
 }
 
@@ -21,11 +22,13 @@ public sealed record RoundForecast(double TokensPerRound, double[] DraftCountPro
 /// </summary>
 public sealed class AcceptanceStatistics
 {
+    /// <summary>Confidence buckets: [0, 0.1), [0.1, 0.2), ..., [0.9, 1].</summary>
     public const int Buckets = 10;
 
     /// <summary>The deepest draft counted; gamma above it reuses the last depth's statistics.</summary>
     public const int MaxDepth = 8;
 
+    /// <summary>The adapter file's metadata key under which the statistics are stored (<see cref="ToJson"/>).</summary>
     public const string MetadataKey = "kangaroo.acceptance";
 
     /// <summary>The memory of a decoder's running estimate: drafts per depth beyond which old counts are halved.</summary>
@@ -38,6 +41,7 @@ public sealed class AcceptanceStatistics
     /// <summary>Empty statistics that keep every count, or at most about <paramref name="memory"/> per depth.</summary>
     public AcceptanceStatistics(double memory = double.PositiveInfinity) => _memory = memory;
 
+    /// <summary>The bucket of a draft's confidence (its top-1 probability).</summary>
     public static int Bucket(float confidence) => Math.Clamp((int)(confidence * Buckets), 0, Buckets - 1);
 
     /// <summary>Drafts counted at <paramref name="depth"/> (1-based).</summary>
@@ -58,6 +62,7 @@ public sealed class AcceptanceStatistics
         }
     }
 
+    /// <summary>A copy of the counts that keeps at most about <paramref name="memory"/> drafts per depth.</summary>
     public AcceptanceStatistics Clone(double memory = double.PositiveInfinity)
     {
         var copy = new AcceptanceStatistics(memory);
@@ -132,6 +137,7 @@ public sealed class AcceptanceStatistics
         return statistics;
     }
 
+    /// <summary>The counts as JSON, as stored in an adapter's metadata.</summary>
     public string ToJson() => JsonSerializer.Serialize(new
     {
         buckets = Buckets,

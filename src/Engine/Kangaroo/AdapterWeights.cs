@@ -14,24 +14,41 @@ namespace Kangaroo.Native.Engine.Kangaroo;
 /// </summary>
 public sealed class AdapterWeights
 {
+    /// <summary>The safetensors key of the input RMSNorm gain [dim].</summary>
     public const string InputNormKey = "layers.0.input_layernorm.weight";
+    /// <summary>The safetensors key of the query projection [dim, dim].</summary>
     public const string QueryKey = "layers.0.self_attn.q_proj.weight";
+    /// <summary>The safetensors key of the key projection [dim, dim].</summary>
     public const string KeyKey = "layers.0.self_attn.k_proj.weight";
+    /// <summary>The safetensors key of the value projection [dim, dim].</summary>
     public const string ValueKey = "layers.0.self_attn.v_proj.weight";
+    /// <summary>The safetensors key of the attention output projection [dim, dim].</summary>
     public const string OutputKey = "layers.0.self_attn.o_proj.weight";
+    /// <summary>The safetensors key of the output RMSNorm gain [dim].</summary>
     public const string OutputNormKey = "norm.weight";
 
+    /// <summary>The metadata key of the exit layer.</summary>
     public const string ExitLayerMeta = "kangaroo.exit_layer";
+    /// <summary>The metadata key of the target model's identity (<see cref="LlamaModel.Fingerprint"/>).</summary>
     public const string TargetMeta = "kangaroo.target";
+    /// <summary>The metadata key of the draft vocabulary's token ids.</summary>
     public const string DraftVocabularyMeta = "kangaroo.draft_vocab";
 
+    /// <summary>The hidden size: the target model's dim.</summary>
     public int Dim { get; }
+    /// <summary>The layer after which the adapter reads the residual stream (1..layers-1).</summary>
     public int ExitLayer { get; }
+    /// <summary>The input RMSNorm gain [dim].</summary>
     public float[] InputNorm { get; }
+    /// <summary>The query projection [dim, dim], row-major.</summary>
     public float[] Query { get; }
+    /// <summary>The key projection [dim, dim], row-major.</summary>
     public float[] Key { get; }
+    /// <summary>The value projection [dim, dim], row-major.</summary>
     public float[] Value { get; }
+    /// <summary>The attention output projection [dim, dim], row-major.</summary>
     public float[] Output { get; }
+    /// <summary>The output RMSNorm gain [dim].</summary>
     public float[] OutputNorm { get; }
 
     /// <summary>Free-form metadata written with the file (training settings, metrics).</summary>
@@ -43,6 +60,7 @@ public sealed class AdapterWeights
     /// <summary>How often drafts were accepted on held-out text, if measured.</summary>
     public AcceptanceStatistics? Acceptance { get; set; }
 
+    /// <summary>Adapter parameters over the given arrays (not copied).</summary>
     public AdapterWeights(int dim, int exitLayer, float[] inputNorm, float[] query, float[] key, float[] value, float[] output, float[] outputNorm)
     {
         Dim = dim;
@@ -53,6 +71,7 @@ public sealed class AdapterWeights
     /// <summary>All parameter arrays, in a fixed order (for optimisers and tests).</summary>
     public IReadOnlyList<float[]> Parameters => [InputNorm, Query, Key, Value, Output, OutputNorm];
 
+    /// <summary>A deep copy: parameters, metadata and acceptance statistics.</summary>
     public AdapterWeights Clone()
     {
         var copy = new AdapterWeights(Dim, ExitLayer, (float[])InputNorm.Clone(), (float[])Query.Clone(), (float[])Key.Clone(),
@@ -87,6 +106,8 @@ public sealed class AdapterWeights
         return this;
     }
 
+    /// <summary>Writes the adapter as safetensors to <paramref name="path"/> (replaced atomically), with <see cref="Metadata"/>,
+    /// the exit layer, <paramref name="targetIdentity"/>, the draft vocabulary and the acceptance statistics in its metadata.</summary>
     public void Save(string path, string targetIdentity)
     {
         var metadata = new Dictionary<string, string>(Metadata)

@@ -7,6 +7,7 @@ namespace Kangaroo.Native.Engine.Kangaroo;
 /// confidence threshold eta below which drafting stops early.</summary>
 public sealed record SpeculationOptions(int ExitLayer, int DraftSteps = 6, float Threshold = 0.6f)
 {
+    /// <summary>Returns the options if they fit a model of <paramref name="layers"/> layers, else throws <see cref="ArgumentException"/>.</summary>
     public SpeculationOptions Validate(int layers)
     {
         if (ExitLayer < 1 || ExitLayer >= layers) throw new ArgumentException($"--exit-layer {ExitLayer} must be in 1..{layers - 1} for a {layers}-layer model");
@@ -17,14 +18,16 @@ public sealed record SpeculationOptions(int ExitLayer, int DraftSteps = 6, float
 }
 
 /// <summary>
-/// Kangaroo's double early exit (Liu et al., arXiv:2404.18911; docs/kangaroo.md), with either the trained adapter or the plain
-/// early-exit head drafting; with a <see cref="SpeculationController"/> it is the <c>auto</c> decoder,
-/// which speculates only while that is expected to pay and steps autoregressively otherwise. One round: draft with the shallow blocks [0, l) and the head until gamma
-/// drafts or a draft less likely than eta; verify every drafted position at once with the deep blocks
-/// [l, L); accept the longest agreeing prefix plus one target token; truncate every cache to what
-/// was committed. Greedy output equals autoregressive greedy exactly; with sampling, drafts are
-/// accepted with probability min(1, p/q) and rejections resampled from normalise(max(0, p - q)),
-/// which keeps the target's distribution.
+/// Kangaroo's double early exit (Liu et al., "Kangaroo: Lossless Self-Speculative Decoding via Double
+/// Early Exiting", arXiv:2404.18911; docs/kangaroo.md), with either the trained adapter or the plain early-exit head drafting; with a
+/// <see cref="SpeculationController"/> it is the <c>auto</c> decoder, which speculates only while that
+/// is expected to pay and steps autoregressively otherwise. A round: catch the head up on the states
+/// it has not seen; draft with the shallow blocks [0, l) and the head until gamma drafts or a draft
+/// less likely than eta; verify every drafted position at once with the deep blocks [l, L); accept
+/// the longest agreeing prefix plus one target token; truncate every cache to what was committed.
+/// Greedy output equals autoregressive greedy exactly; with sampling, drafts are accepted with
+/// probability min(1, p/q) and rejections resampled from normalise(max(0, p - q)), which keeps the
+/// target's distribution.
 /// </summary>
 public sealed class SelfSpeculativeDecoder : Decoder
 {
@@ -35,18 +38,17 @@ public sealed class SelfSpeculativeDecoder : Decoder
     private float _eta;
     private readonly int _exit;
     private readonly SpeculationController? _controller;
-    private readonly DeviceTensor _states;      // row 0: carried state of the previous round's last position; rows 1..gamma+1: this round
+    private readonly AutoregressiveBatch _step;
+    private readonly Batch _batch = new(LlamaModel.MaxBlockRows);
+    private readonly Dictionary<int, DraftState> _drafts = [];
+    private readonly DeviceTensor _states;      // the round's exit-layer states, one row per position
     private readonly DeviceTensor _draftLogits;
     private readonly DeviceTensor _verifyLogits;
     private readonly float[][] _draftDistributions;
     private readonly float[] _headDistribution;
     private readonly float[] _confidence;
     private readonly float[] _target;
-    private readonly int[] _token = new int[1];
     private readonly TopToken[] _top;
-    private bool _carried;
-    private DeviceTensor? _exitStates; // exit-layer states of the positions stepped autoregressively since the head last ran
-    private int _exitStatesFrom = -1;
     private readonly bool _ownsHead;
 
     /// <summary>A decoder that speculates in every round with <paramref name="options"/>, or, given a
@@ -65,7 +67,8 @@ public sealed class SelfSpeculativeDecoder : Decoder
         (_exit, _maxDrafts, _gamma, _eta) = (options.ExitLayer, options.DraftSteps, options.DraftSteps, options.Threshold);
         if (_maxDrafts >= LlamaModel.MaxBlockRows) throw new ArgumentException($"--draft-steps {_maxDrafts} must be below {LlamaModel.MaxBlockRows}");
         Acceptance = acceptance ?? new AcceptanceStatistics(AcceptanceStatistics.RunningMemory);
-        _states = model.AllocateResidual(Math.Max(LlamaModel.MaxBlockRows, _maxDrafts + 2));
+        _step = new AutoregressiveBatch(model);
+        _states = model.AllocateResidual(_maxDrafts + 1);
         _draftLogits = model.Device.Allocate(head.Vocabulary);
         _verifyLogits = model.AllocateLogits(_maxDrafts + 1);
         _draftDistributions = Enumerable.Range(0, _maxDrafts).Select(_ => new float[model.Config.VocabSize]).ToArray();
@@ -75,11 +78,15 @@ public sealed class SelfSpeculativeDecoder : Decoder
         _top = new TopToken[_maxDrafts + 1];
     }
 
+    /// <inheritdoc/>
     public override string Name => _name;
 
+    /// <inheritdoc/>
     protected override void ReleaseBuffers()
     {
-        foreach (var buffer in new[] { _states, _draftLogits, _verifyLogits, _exitStates }) buffer?.Dispose();
+        _step.Dispose();
+        foreach (var buffer in new[] { _states, _draftLogits, _verifyLogits }) buffer.Dispose();
+        foreach (var draft in _drafts.Values) draft.Dispose();
         if (_ownsHead) _head.Dispose();
     }
 
@@ -91,6 +98,7 @@ public sealed class SelfSpeculativeDecoder : Decoder
     /// <summary>The settings of the rounds: fixed, or the controller's current choice.</summary>
     public SpeculationOptions Options => new(_exit, _gamma, _eta);
 
+    /// <summary>The draft head the rounds draft with.</summary>
     public DraftHead Head => _head;
 
     /// <summary>The running estimate of how often drafts are accepted, by depth and confidence: the
@@ -104,115 +112,91 @@ public sealed class SelfSpeculativeDecoder : Decoder
 
     private bool Speculating => _controller is null || _controller.Current == SpeculationController.Mode.Speculate;
 
-    /// <summary>The head's cache holds a prefix of the target's (it is one position short after a round that
-    /// accepted every draft, and further behind after falling back), so speculation keeps only that prefix.</summary>
-    protected override int Prefill(IReadOnlyList<int> tokens, int cached)
+    /// <summary>The head's view of a sequence in this slot holds a prefix of the model's (it is one position
+    /// short after a round that accepted every draft, and further behind after plain steps), so speculation
+    /// keeps only that prefix. Without speculation in view, the head is left behind.</summary>
+    protected override int Begin(Generation generation, int cached)
     {
-        _carried = false;
-        _exitStatesFrom = -1;
         _controller?.Begin(Acceptance);
         if (_controller is not null) (_gamma, _eta) = (_controller.DraftSteps, _controller.Threshold);
-        if (Speculating) cached = Math.Min(cached, _head.CachedPositions);
-        Model.Cache.Truncate(cached);
-        _head.Truncate(cached);
-        if (Speculating) Model.Prefill(tokens, tokens.Count - 1, _states, _exit, (states, rows, start) => _head.Run(states, rows, start, logits: null), cached);
-        else Model.Prefill(tokens, tokens.Count - 1, _states, from: cached);
-        return cached;
+        var slot = generation.Sequence.Slot;
+        if (!_drafts.TryGetValue(slot, out var draft)) _drafts[slot] = draft = new DraftState(Model, _head, _exit, slot);
+        draft.Truncate(cached);
+        if (_controller?.Current == SpeculationController.Mode.Autoregressive) return cached;
+        generation.Sequence.Draft = draft;
+        return Math.Min(cached, draft.Covered);
     }
 
-    protected override void Step(List<int> tokens, int budget, TokenSampler sampler, List<int> committed)
+    /// <inheritdoc/>
+    protected override void Advance(Generation generation)
     {
-        var began = Elapsed;
-        if (Speculating) Speculate(tokens, budget, sampler, committed);
-        else StepAutoregressively(tokens, sampler, committed);
-        if (_controller is null) return;
-        _controller.Observe(committed.Count, (Elapsed - began).TotalMilliseconds, Acceptance);
+        var began = generation.Elapsed;
+        if (!generation.Prefilled || !Speculating || generation.Sequence.Draft is null) _step.Step([generation]);
+        else Speculate(generation);
+        if (_controller is null || generation.Committed.Count == 0) return;
+        _controller.Observe(generation.Committed.Count, (generation.Elapsed - began).TotalMilliseconds, Acceptance);
         (_gamma, _eta) = (_controller.DraftSteps, _controller.Threshold);
     }
 
-    /// <summary>One plain decoding step. After speculation fell back, the exit-layer state is kept so
-    /// that the head can catch up on these positions when speculation resumes.</summary>
-    private void StepAutoregressively(List<int> tokens, TokenSampler sampler, List<int> committed)
+    /// <summary>Embeds <paramref name="token"/> at <paramref name="position"/> into row <paramref name="row"/> of
+    /// the round's states and runs the shallow blocks over it.</summary>
+    private void Shallow(Sequence sequence, int token, int position, int row)
     {
-        var position = tokens.Count - 1;
-        var row = Row(1);
-        _token[0] = tokens[position];
-        Model.Embed(_token, row);
-        Model.RunBlocks(0, _exit, row, 1, position);
-        if (_controller!.Current == SpeculationController.Mode.FallenBack) KeepExitState(row, position);
-        Model.RunBlocks(_exit, Model.Layers, row, 1, position);
-        Model.Logits(row, 1, _verifyLogits);
-        Stats.TargetForwardPasses++;
-        committed.Add(Choose(_verifyLogits, 0, sampler, _target).Id);
+        _batch.Clear();
+        _batch.Add(sequence.Slot, position, [token]);
+        Model.Embed(_batch.Tokens, Row(row));
+        Model.RunBlocks(0, _exit, Row(row), _batch);
     }
 
-    private void KeepExitState(DeviceTensor row, int position)
+    private void Speculate(Generation generation)
     {
-        var dim = Model.Config.Dim;
-        _exitStates ??= Model.AllocateResidual(SpeculationController.LongestFallback + 1);
-        if (_exitStatesFrom < 0)
-        {
-            _exitStatesFrom = _head.CachedPositions;
-            if (_carried) Model.Device.Copy(Row(0), _exitStates.Slice(0, dim)); // the head is one position short
-            _carried = false;
-        }
-        Model.Device.Copy(row, _exitStates.Slice((position - _exitStatesFrom) * dim, dim));
-    }
-
-    private void Speculate(List<int> tokens, int budget, TokenSampler sampler, List<int> committed)
-    {
+        var sequence = generation.Sequence;
+        var draft = sequence.Draft!;
+        var tokens = sequence.Tokens;
         var start = tokens.Count - 1;
+        var budget = generation.Budget - generation.Produced;
         var drafts = new List<int>(_gamma);
-        var began = Elapsed;
-        if (_exitStatesFrom >= 0) // catch the head up on the positions stepped autoregressively
-        {
-            _head.Run(_exitStates!, start - _exitStatesFrom, _exitStatesFrom, logits: null);
-            _exitStatesFrom = -1;
-        }
+        var began = generation.Elapsed;
 
-        // Draft: shallow blocks, then the head, until gamma drafts, the budget, or low confidence.
+        // Draft: shallow blocks, then the head (caught up on what it has not seen), until gamma drafts,
+        // the budget, or low confidence. The last shallow pass is only verified, not drafted from.
         for (var step = 0; ; step++)
         {
             var position = start + step;
-            _token[0] = step == 0 ? tokens[start] : drafts[step - 1];
-            Model.Embed(_token, Row(step + 1));
-            Model.RunBlocks(0, _exit, Row(step + 1), 1, position);
+            Shallow(sequence, step == 0 ? tokens[start] : drafts[step - 1], position, step);
             if (step == Math.Min(_gamma, budget - 1)) break;
             if (step > 0 && _confidence[step - 1] < _eta) break;
-
-            var catchUp = _head.CachedPositions < position && _carried && step == 0;
-            var first = catchUp ? 0 : step + 1;
-            _head.Run(_states.Slice(first * Model.Config.Dim, (step + 2 - first) * Model.Config.Dim), step + 2 - first, position - (catchUp ? 1 : 0), _draftLogits);
-            drafts.Add(DraftToken(sampler, step));
+            draft.Follow(Row(step), position, 1, _exit);
+            draft.CatchUp(_draftLogits);
+            drafts.Add(DraftToken(generation.Sampler, step));
         }
-        var drafted = Elapsed;
-        Stats.Draft += drafted - began;
+        var drafted = generation.Elapsed;
+        generation.Stats.Draft += drafted - began;
 
         // Verify: the deep blocks over every shallow state of the round at once.
         var rows = drafts.Count + 1;
-        var verifyStates = _states.Slice(Model.Config.Dim, rows * Model.Config.Dim);
-        Model.RunBlocks(_exit, Model.Layers, verifyStates, rows, start);
+        _batch.Clear();
+        _batch.Add(sequence.Slot, start, [tokens[start], .. drafts]);
+        var verifyStates = _states.Slice(0, rows * Model.Config.Dim);
+        Model.RunBlocks(_exit, Model.Layers, verifyStates, _batch);
         Model.Logits(verifyStates, rows, _verifyLogits);
-        Stats.TargetForwardPasses++;
+        generation.Stats.TargetForwardPasses++;
 
-        var accepted = sampler.Options.Greedy ? AcceptGreedy(drafts, committed) : AcceptSampled(drafts, sampler, committed);
-        Stats.Verify += Elapsed - drafted;
+        // Accept, then truncate: keep the positions of the tokens before the last committed one.
+        var committed = new List<int>(rows);
+        var accepted = generation.Sampler.Options.Greedy ? AcceptGreedy(drafts, committed) : AcceptSampled(drafts, generation.Sampler, committed);
+        generation.Stats.Verify += generation.Elapsed - drafted;
         for (var i = 0; i < drafts.Count && i <= accepted; i++) Acceptance.Record(i + 1, _confidence[i], i < accepted);
-
-        // Roll back: keep the positions of the tokens before the last committed one.
-        var length = start + accepted + 1;
-        Model.Cache.Truncate(length);
-        _head.Truncate(length);
-        _carried = accepted == drafts.Count;
-        if (_carried) Model.Device.Copy(Row(rows), Row(0));
+        sequence.Truncate(start + accepted + 1);
+        if (accepted == drafts.Count) draft.Follow(Row(drafts.Count), start + drafts.Count, 1, _exit); // drafted from in the next round
+        generation.Commit(committed);
     }
-
     /// <summary>The draft token from the head's logits: its arg max (greedy) or a draw from its
     /// sampling distribution q, which is kept, over the whole vocabulary (0 outside a draft
     /// vocabulary), for verification. Records the confidence for eta: the head's top-1 probability.</summary>
     private int DraftToken(TokenSampler sampler, int step)
     {
-        var draft = Choose(_draftLogits, 0, sampler, _headDistribution);
+        var draft = Choose(Model.Device, _draftLogits, 0, sampler, _headDistribution);
         _confidence[step] = sampler.Options.Greedy ? draft.Probability : _headDistribution.Max();
         if (!sampler.Options.Greedy)
         {

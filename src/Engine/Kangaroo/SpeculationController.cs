@@ -12,7 +12,18 @@ namespace Kangaroo.Native.Engine.Kangaroo;
 public sealed class SpeculationController(SpeculationCosts costs, int maxDrafts, int window = SpeculationController.Window,
     int shortestFallback = SpeculationController.ShortestFallback)
 {
-    public enum Mode { Autoregressive, Speculate, FallenBack }
+    /// <summary>How the controller is decoding now.</summary>
+    public enum Mode
+    {
+        /// <summary>Plain steps for the whole generation: no setting was expected to pay.</summary>
+        Autoregressive,
+
+        /// <summary>Self-speculative rounds with the plan's (gamma, eta).</summary>
+        Speculate,
+
+        /// <summary>Speculation stopped paying: plain steps for a while, then a probe.</summary>
+        FallenBack,
+    }
 
     /// <summary>Rounds between checks of the realised speed.</summary>
     public const int Window = 16;
@@ -20,6 +31,7 @@ public sealed class SpeculationController(SpeculationCosts costs, int maxDrafts,
     /// <summary>Autoregressive steps after the first fallback; doubled after each probe that did not pay.</summary>
     public const int ShortestFallback = 32;
 
+    /// <summary>The most autoregressive steps of one fallback.</summary>
     public const int LongestFallback = 256;
 
     private double _autoregressiveMs = costs.AutoregressiveStepMs;
@@ -28,16 +40,27 @@ public sealed class SpeculationController(SpeculationCosts costs, int maxDrafts,
     private int _rounds;
     private double _tokens, _milliseconds;
 
+    /// <summary>The measured costs the plans are made from.</summary>
     public SpeculationCosts Costs { get; } = costs;
+    /// <summary>The current plan: the settings weighed and the one chosen, if any.</summary>
     public SpeculationPlan Plan { get; private set; } = SpeculationPlan.Make(costs, new AcceptanceStatistics(), maxDrafts);
+    /// <summary>How the controller is decoding now.</summary>
     public Mode Current { get; private set; }
 
     /// <summary>Times speculation stopped paying within generations and gave way to autoregressive steps.</summary>
     public int Fallbacks { get; private set; }
 
+    /// <summary>Gamma of the chosen setting (1 without one).</summary>
     public int DraftSteps => Plan.Chosen?.DraftSteps ?? 1;
+    /// <summary>Eta of the chosen setting (0 without one).</summary>
     public float Threshold => Plan.Chosen?.Threshold ?? 0f;
 
+    /// <summary>Whether speculating for one sequence at a time beats one batched plain step over
+    /// <paramref name="sequences"/> sequences, at the measured costs: true for one sequence when speculating.</summary>
+    public bool SpeculatesBeside(int sequences) =>
+        Current == Mode.Speculate && Plan.Chosen is { } chosen && (sequences == 1 || chosen.TokensPerSecond > sequences * 1000 / Costs.BatchStepMs(sequences));
+
+    /// <summary>Starts a generation: plans from <paramref name="acceptance"/> and the costs, and speculates or not accordingly.</summary>
     public void Begin(AcceptanceStatistics acceptance)
     {
         Replan(acceptance);

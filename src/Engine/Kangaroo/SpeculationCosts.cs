@@ -22,15 +22,28 @@ public sealed record SpeculationCosts(
     [property: JsonPropertyName("verify_ms")] double[] VerifyMs,
     [property: JsonPropertyName("draft_byte_ratio")] double DraftByteRatio)
 {
+    /// <summary>A draft step's cost relative to an autoregressive step.</summary>
     [JsonPropertyName("draft_ratio")]
     public double DraftRatio => DraftStepMs / AutoregressiveStepMs;
 
+    /// <summary>Verification of k = 1..gamma+1 rows (index k - 1) relative to an autoregressive step.</summary>
     [JsonPropertyName("verify_ratio")]
     public double[] VerifyRatio => VerifyMs.Select(v => v / AutoregressiveStepMs).ToArray();
 
     /// <summary>The most drafts a round can have with these measurements.</summary>
     [JsonIgnore]
     public int MaxDrafts => VerifyMs.Length - 1;
+
+    /// <summary>Milliseconds of one plain step of <paramref name="rows"/> sequences in one pass: an
+    /// autoregressive step, scaled as verifying that many rows scales (measured up to gamma + 1 rows,
+    /// extrapolated linearly past them). What a server prices batched plain decoding with.</summary>
+    public double BatchStepMs(int rows)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rows);
+        var v = VerifyMs;
+        var ms = rows <= v.Length ? v[rows - 1] : v[^1] + (rows - v.Length) * (v.Length > 1 ? v[^1] - v[^2] : v[0]);
+        return AutoregressiveStepMs * ms / v[0];
+    }
 
     /// <summary>Milliseconds of a round with <paramref name="drafts"/> drafts.</summary>
     public double RoundMs(int drafts) => drafts * DraftStepMs + ShallowStepMs + VerifyMs[drafts];
@@ -45,9 +58,8 @@ public sealed record SpeculationCosts(
     /// </summary>
     public static SpeculationCosts Measure(LlamaModel model, DraftHead head, int exitLayer, int maxDrafts)
     {
-        using var generation = model.BeginGeneration(); // the caches are ours until the end
-        var c = model.Config;
-        var device = model.Device;
+        using var sequence = model.StartSequence(); // a cache slot of our own until the end
+        var (c, device, slot) = (model.Config, model.Device, sequence.Slot);
         var rows = maxDrafts + 1;
         if (maxDrafts >= LlamaModel.MaxBlockRows) throw new ArgumentException($"--draft-steps {maxDrafts} must be below {LlamaModel.MaxBlockRows}");
         var position = Math.Min(32, model.Context - rows);
@@ -57,49 +69,53 @@ public sealed record SpeculationCosts(
         using var logits = model.AllocateLogits(rows);
         using var draftLogits = device.Allocate(head.Vocabulary);
         var top = new TopToken[rows];
-        model.Cache.Truncate(0);
-        head.Truncate(0);
-        model.Prefill(tokens, position, states, exitLayer, (s, n, start) => head.Run(s, n, start, logits: null));
-
-        void Reset(int count)
+        var batch = new Batch(LlamaModel.MaxBlockRows);
+        void Reset(int start, int count)
         {
-            model.Cache.Truncate(position);
-            head.Truncate(position);
-            model.Embed(tokens.AsSpan(position, count), states);
+            sequence.Truncate(start);
+            head.Truncate(slot, start);
+            batch.Clear();
+            batch.Add(slot, start, tokens.AsSpan(start, count));
+            model.Embed(batch.Tokens, states);
         }
+        Reset(0, position); // the context the parts run at
+        model.RunBlocks(0, exitLayer, states, batch);
+        head.Run(states, slot, 0, position, null);
+        model.RunBlocks(exitLayer, model.Layers, states, batch);
+
         var parts = new List<(Action Setup, Action Run)>
         {
-            (() => Reset(1), () =>
+            (() => Reset(position, 1), () =>
             {
-                model.RunBlocks(0, model.Layers, states, 1, position);
+                model.RunBlocks(0, model.Layers, states, batch);
                 model.Logits(states, 1, logits);
                 device.ArgMax(logits, 1, c.VocabSize, top);
             }),
-            (() => Reset(1), () =>
+            (() => Reset(position, 1), () =>
             {
-                model.RunBlocks(0, exitLayer, states, 1, position);
+                model.RunBlocks(0, exitLayer, states, batch);
                 device.Synchronize();
             }),
-            (() => Reset(1), () =>
+            (() => Reset(position, 1), () =>
             {
-                model.RunBlocks(0, exitLayer, states, 1, position);
-                head.Run(states, 1, position, draftLogits);
+                model.RunBlocks(0, exitLayer, states, batch);
+                head.Run(states, slot, position, 1, draftLogits);
                 device.ArgMax(draftLogits, 1, head.Vocabulary, top);
             }),
         };
         for (var k = 1; k <= rows; k++)
         {
             var count = k;
-            parts.Add((() => Reset(count), () =>
+            parts.Add((() => Reset(position, count), () =>
             {
-                model.RunBlocks(exitLayer, model.Layers, states, count, position);
+                model.RunBlocks(exitLayer, model.Layers, states, batch);
                 model.Logits(states, count, logits);
                 device.ArgMax(logits, count, c.VocabSize, top.AsSpan(0, count));
             }));
         }
         var medians = MedianTimes(device, parts);
-        model.Cache.Truncate(0);
-        head.Truncate(0);
+        sequence.Truncate(0);
+        head.Truncate(slot, 0);
         var autoregressiveBytes = model.BlockBytes(0, model.Layers) + model.HeadBytes;
         var draftBytes = model.BlockBytes(0, exitLayer) + head.WeightBytes;
         return new SpeculationCosts(medians[0], medians[1], medians[2], medians[3..], (double)draftBytes / autoregressiveBytes);
@@ -135,7 +151,7 @@ public sealed record SpeculationCosts(
     /// measured (and stored).</summary>
     public static SpeculationCosts ForDecoder(LlamaModel model, DraftHead head, int exitLayer, int maxDrafts, SpeculationCostCache? cache)
     {
-        var key = string.Join('|', model.Fingerprint, string.Join(',', model.WeightBytesByType.Keys.Order()), model.Device.Kind, model.Device.Name, $"exit {exitLayer}", $"{head.Name} vocab {head.Vocabulary}",
+        var key = string.Join('|', model.Fingerprint, string.Join(',', model.Weights.BytesByType.Keys.Order()), model.Device.Kind, model.Device.Name, $"exit {exitLayer}", $"{head.Name} vocab {head.Vocabulary}",
             $"drafts {maxDrafts}", typeof(ComputeDevice).Assembly.ManifestModule.ModuleVersionId, typeof(SpeculationCosts).Assembly.ManifestModule.ModuleVersionId);
         return cache?.Get(key) ?? Store(Measure(model, head, exitLayer, maxDrafts));
 
@@ -143,54 +159,6 @@ public sealed record SpeculationCosts(
         {
             cache?.Put(key, costs);
             return costs;
-        }
-    }
-}
-
-/// <summary>Measured <see cref="SpeculationCosts"/> kept on disk, one small JSON file per key, so a
-/// generation does not re-measure them every time. A missing, unreadable or foreign file is a miss;
-/// a folder that cannot be written only means no caching.</summary>
-public sealed class SpeculationCostCache(string directory)
-{
-    public string Directory { get; } = directory;
-
-    /// <summary>KANGAROO_CACHE_DIR, else the user's cache folder ($XDG_CACHE_HOME or ~/.cache on Unix,
-    /// the local application data folder on Windows), under kangaroo/costs.</summary>
-    public static SpeculationCostCache UserDefault()
-    {
-        var root = Environment.GetEnvironmentVariable("KANGAROO_CACHE_DIR") is { Length: > 0 } explicitRoot ? explicitRoot
-            : OperatingSystem.IsWindows() ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData), "kangaroo")
-            : Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg
-                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "kangaroo");
-        return new SpeculationCostCache(Path.Combine(root, "costs"));
-    }
-
-    private sealed record Entry(string Key, SpeculationCosts Costs);
-
-    private string PathOf(string key) => Path.Combine(Directory, Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key)))[..24] + ".json");
-
-    public SpeculationCosts? Get(string key)
-    {
-        try
-        {
-            var entry = JsonSerializer.Deserialize<Entry>(File.ReadAllText(PathOf(key)));
-            return entry is { Costs.VerifyMs.Length: > 0 } && entry.Key == key ? entry.Costs : null;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
-        {
-            return null;
-        }
-    }
-
-    public void Put(string key, SpeculationCosts costs)
-    {
-        try
-        {
-            System.IO.Directory.CreateDirectory(Directory);
-            AtomicFile.Write(PathOf(key), stream => JsonSerializer.Serialize(stream, new Entry(key, costs)));
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
         }
     }
 }

@@ -26,8 +26,10 @@ public sealed record SpeculationPlan(
     [property: JsonPropertyName("options")] IReadOnlyList<SpeculationOption> Options,
     [property: JsonPropertyName("chosen")] SpeculationOption? Chosen)
 {
+    /// <summary>The forecast speedup over autoregressive decoding a setting needs to be chosen.</summary>
     public const double RequiredSpeedup = 1.05;
 
+    /// <summary>Whether a setting was chosen: false means autoregressive decoding.</summary>
     [JsonIgnore]
     public bool Speculates => Chosen is not null;
 

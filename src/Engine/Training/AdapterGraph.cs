@@ -8,6 +8,7 @@ namespace Kangaroo.Native.Engine.Training;
 /// <summary>Sums of the per-position metrics over a set of positions.</summary>
 public readonly record struct LossSums(double Loss, double Overlap, double Agreement, long Positions)
 {
+    /// <summary>Sums of both sets of positions.</summary>
     public static LossSums operator +(LossSums a, LossSums b) =>
         new(a.Loss + b.Loss, a.Overlap + b.Overlap, a.Agreement + b.Agreement, a.Positions + b.Positions);
 
@@ -33,7 +34,7 @@ public readonly record struct LossSums(double Loss, double Overlap, double Agree
 /// </code>
 /// The backward pass is the same chain in reverse, each step a <see cref="ComputeDevice"/> operation.
 /// </summary>
-public sealed class AdapterGraph : IDisposable
+internal sealed class AdapterGraph : IDisposable
 {
     /// <summary>A trained tensor: its value, the weight the forward reads, gradient and moments.</summary>
     private sealed record Parameter(string Name, DeviceTensor Value, DeviceWeight Weight, DeviceTensor Gradient,
@@ -49,6 +50,7 @@ public sealed class AdapterGraph : IDisposable
     private readonly DeviceTensor _normed, _q, _k, _v, _attention, _sum, _adapted, _logits, _stats;
     private readonly DeviceTensor _dAdapted, _dSum, _dAttention, _dq, _dk, _dv, _dNormed;
     private readonly float[] _hostStats;
+    private readonly BatchRows _positions; // one sequence at positions 0..maxRows-1, its keys and values in _k and _v
 
     public AdapterGraph(ComputeDevice device, AdapterWeights initial, int heads, float normEps, DeviceWeight lmHead, RotaryTable rotary, int maxRows)
     {
@@ -79,6 +81,7 @@ public sealed class AdapterGraph : IDisposable
         _logits = Rows(_vocab);
         _stats = Rows(3);
         _hostStats = new float[maxRows * 3];
+        _positions = BatchRows.Sequence(0, 0, maxRows);
     }
 
     private Parameter NewParameter(string name, float[] values, int rows, bool decay)
@@ -112,7 +115,7 @@ public sealed class AdapterGraph : IDisposable
         d.MatMul(_normed, _value.Weight, _v, rows);
         d.Rope(_q, rows, _heads, 0, _rotary);
         d.Rope(_k, rows, _heads, 0, _rotary);
-        d.Attention(_q, _k, _v, _attention, rows, 0, _heads, _heads, headDim);
+        d.Attention(_q, _k, _v, _attention, _positions.Slice(0, rows), _heads, _heads, headDim, _maxRows);
         d.Copy(s, _sum.Slice(0, n));
         d.MatMul(_attention, _output.Weight, _sum, rows, accumulate: true);
         d.RmsNorm(_sum, _outputNorm.Weight, _adapted, rows, _eps);

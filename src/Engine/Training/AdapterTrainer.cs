@@ -22,6 +22,7 @@ public sealed record TrainingOptions(
     float Beta2 = 0.95f,
     float Epsilon = 1e-8f)
 {
+    /// <summary>Returns the options if they fit a model of <paramref name="layers"/> layers and <paramref name="context"/> positions, else throws <see cref="ArgumentException"/>.</summary>
     public TrainingOptions Validate(int layers, int context)
     {
         if (ExitLayer < 1 || ExitLayer >= layers) throw new ArgumentException($"--exit-layer {ExitLayer} must be in 1..{layers - 1} for a {layers}-layer model");
@@ -45,6 +46,10 @@ public sealed record TrainingProgress(int Epoch, int Epochs, int Step, int Total
 /// positions seen this epoch and on the held-out sequences.</summary>
 public sealed record EpochReport(int Epoch, int Step, LossSums Train, LossSums HeldOut, TimeSpan Elapsed, double TokensPerSecond);
 
+/// <summary>What <see cref="AdapterTrainer.Train"/> produced.</summary>
+/// <param name="Weights">the trained adapter, with the training settings and metrics in its metadata.</param>
+/// <param name="Epochs">the report of each epoch, epoch 0 (before training) first.</param>
+/// <param name="Cancelled">whether the run was cancelled; the weights are then those of the last completed epoch.</param>
 public sealed record TrainingResult(AdapterWeights Weights, IReadOnlyList<EpochReport> Epochs, bool Cancelled);
 
 /// <summary>
@@ -63,6 +68,7 @@ public sealed class AdapterTrainer : IDisposable
     private readonly AdapterGraph _graph;
     private readonly DeviceTensor _residual, _states, _targets;
 
+    /// <summary>A trainer of an adapter for <paramref name="model"/>, from <paramref name="initial"/> or a seeded random one; allocates its buffers on the model's device.</summary>
     public AdapterTrainer(LlamaModel model, TrainingOptions options, AdapterWeights? initial = null)
     {
         _model = model;
@@ -77,6 +83,7 @@ public sealed class AdapterTrainer : IDisposable
         _targets = model.AllocateLogits(options.SeqLen);
     }
 
+    /// <summary>The validated options.</summary>
     public TrainingOptions Options => _options;
 
     /// <summary>Splits <paramref name="sequences"/> into training and held-out sets (by the seed).</summary>
@@ -176,11 +183,14 @@ public sealed class AdapterTrainer : IDisposable
         var m = _model;
         var rows = tokens.Length;
         var dim = m.Config.Dim;
-        m.Cache.Truncate(0);
+        using var sequence = m.StartSequence();
+        sequence.Truncate(0);
+        var batch = new Batch(rows);
+        batch.Add(sequence.Slot, 0, tokens);
         m.Embed(tokens, _residual);
-        m.RunBlocks(0, _options.ExitLayer, _residual, rows, 0);
+        m.RunBlocks(0, _options.ExitLayer, _residual, batch);
         m.Device.Copy(_residual.Slice(0, rows * dim), _states.Slice(0, rows * dim));
-        m.RunBlocks(_options.ExitLayer, m.Layers, _residual, rows, 0);
+        m.RunBlocks(_options.ExitLayer, m.Layers, _residual, batch);
         m.Logits(_residual, rows, _targets);
         m.Device.Softmax(_targets, rows, m.Config.VocabSize, 1f);
     }
@@ -214,6 +224,7 @@ public sealed class AdapterTrainer : IDisposable
         return weights;
     }
 
+    /// <summary>Frees the trainer's device buffers; the model stays.</summary>
     public void Dispose()
     {
         _graph.Dispose();

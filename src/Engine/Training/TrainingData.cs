@@ -93,6 +93,9 @@ public static class TrainingData
         return sequences;
     }
 
+    /// <summary>The most sequences <see cref="SelfGenerate"/> samples in one call.</summary>
+    public const int MaxSelfGenerated = 1_000_000;
+
     /// <summary>
     /// Samples <paramref name="count"/> sequences from the target at <paramref name="temperature"/>:
     /// sequence i starts from BOS alone or, in turn, from one of <paramref name="prompts"/> (token ids
@@ -100,9 +103,6 @@ public static class TrainingData
     /// Sequence i uses sampling seed f(seed, i), so the result depends only on the arguments. A
     /// temperature below 1 gives text closer to what greedy decoding produces.
     /// </summary>
-    /// <summary>The most sequences <see cref="SelfGenerate"/> samples in one call.</summary>
-    public const int MaxSelfGenerated = 1_000_000;
-
     public static List<int[]> SelfGenerate(LlamaModel model, int count, int seqLen, IReadOnlyList<int[]> prompts, int seed,
         float temperature = 1f, Action<int, long>? progress = null, CancellationToken cancel = default)
     {

@@ -5,33 +5,36 @@ namespace Kangaroo.Native.Kernels.Cpu;
 
 /// <summary>
 /// Causal grouped-query attention and its backward.
-///   math:   per query row r (position startPos + r) and head h: p = softmax(scale * q . k_t) over
-///           t = 0..startPos + r, output = sum_t p_t v_t, with kv head h / (heads / kvHeads).
+///   math:   per query row r (position p_r of the sequence in its cache slot) and head h: p = softmax(scale * q . k_t) over
+///           t = 0..p_r, output = sum_t p_t v_t, with kv head h / (heads / kvHeads).
 ///   tiles:  scores four keys at a time (<see cref="FloatTiles.Dot4"/>: one query against 4 keys, a short
 ///           tile repeating its last key); the weighted sum one vector of output dimensions at a time
 ///           over t ascending (<see cref="WeightedSum"/>). The forward and the backward compute p in
 ///           <see cref="AttentionWeights"/>, so they agree bit for bit.
-///   bytes:  per (row, head) 2 * 4 * (startPos + r + 1) * headDim of cache read, from cache for the
+///   bytes:  per (row, head) 2 * 4 * (p_r + 1) * headDim of cache read, from cache for the
 ///           heads that share a kv head.
 /// </summary>
 public sealed partial class CpuDevice
 {
     private float[] _scores = [];
 
-    public override void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output,
-        int rows, int startPos, int heads, int kvHeads, int headDim)
+    /// <inheritdoc/>
+    public override void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output,
+        BatchRows rows, int heads, int kvHeads, int headDim, int slotPositions)
     {
-        var query = Span(q);
-        var k = Span(keys);
-        var v = Span(values);
-        var o = Span(output);
         var kvDim = kvHeads * headDim;
+        CheckRows(rows, slotPositions, keyCache.Length, kvDim);
+        var query = Span(q);
+        var o = Span(output);
         var group = heads / kvHeads;
         var scale = 1f / MathF.Sqrt(headDim);
-        if (_scores.Length < startPos + rows) _scores = new float[Math.Max(startPos + rows, 2 * _scores.Length)]; // grows by doubling, not every token
-        for (var r = 0; r < rows; r++)
+        for (var r = 0; r < rows.Count; r++)
         {
-            var length = startPos + r + 1;
+            var length = rows.Position(r) + 1;
+            var slot = rows.Slot(r) * slotPositions * kvDim;
+            var k = Span(keyCache).Slice(slot, length * kvDim);
+            var v = Span(valueCache).Slice(slot, length * kvDim);
+            if (_scores.Length < length) _scores = new float[Math.Max(length, 2 * _scores.Length)]; // grows by doubling, not every token
             var scores = _scores.AsSpan(0, length);
             for (var h = 0; h < heads; h++)
             {
@@ -61,6 +64,7 @@ public sealed partial class CpuDevice
         StableSoftmax(p);
     }
 
+    /// <inheritdoc/>
     public override void AttentionBackward(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor dOutput,
         DeviceTensor dQ, DeviceTensor dKeys, DeviceTensor dValues, int rows, int startPos, int heads, int kvHeads, int headDim)
     {

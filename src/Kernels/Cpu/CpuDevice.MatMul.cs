@@ -2,7 +2,7 @@ namespace Kangaroo.Native.Kernels.Cpu;
 
 /// <summary>
 /// Matrix product with a Linear weight [out, in]: output[r, o] (+)= sum_i input[r, i] * w[o, i].
-///   launch: output features in chunks of whole 4-row tiles over the cores (<see cref="Parallel"/>) once
+///   launch: output features in chunks of whole 4-row tiles over the device's <see cref="Threads"/> (<see cref="Parallel"/>) once
 ///           a matrix has 2^20 multiply-adds (counting at most 4 input rows), else on the calling thread.
 ///           One input row: tiles of 4 weight rows (<see cref="CpuWeight.Dot4x1"/>). A block: pairs of
 ///           weight rows against tiles of 4 input rows (<see cref="FloatTiles.Dot2x4"/>, 16-bit rows widened
@@ -16,6 +16,7 @@ public sealed partial class CpuDevice
     /// <summary>Multiply-adds (counting at most four rows) from which a matmul is split over the cores.</summary>
     private const long ParallelMatMulElements = 1 << 20;
 
+    /// <inheritdoc/>
     public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false, int outputStride = 0)
     {
         var w = (CpuWeight)weight;
@@ -24,13 +25,13 @@ public sealed partial class CpuDevice
         if (rows <= 0) return;
         ArgumentOutOfRangeException.ThrowIfLessThan(x.Length, rows * w.Cols, nameof(input));
         ArgumentOutOfRangeException.ThrowIfLessThan(y.Length, (rows - 1) * stride + w.Rows, nameof(output));
-        if ((long)w.Rows * w.Cols * Math.Min(rows, 4) >= ParallelMatMulElements && Environment.ProcessorCount > 1)
+        if ((long)w.Rows * w.Cols * Math.Min(rows, 4) >= ParallelMatMulElements && Threads > 1)
         {
             // Chunks of whole 4-row tiles; several per core so that a core slowed by other work
             // does not hold up the rest.
-            var chunks = Environment.ProcessorCount * 4;
+            var chunks = Threads * 4;
             var perChunk = (w.Rows / chunks + 3) & ~3;
-            Parallel.For(0, (w.Rows + perChunk - 1) / perChunk, c => MatMulRows(x, w, y, rows, stride, accumulate, c * perChunk, Math.Min(w.Rows, (c + 1) * perChunk)));
+            Parallel.For(0, (w.Rows + perChunk - 1) / perChunk, _parallel, c => MatMulRows(x, w, y, rows, stride, accumulate, c * perChunk, Math.Min(w.Rows, (c + 1) * perChunk)));
         }
         else
         {

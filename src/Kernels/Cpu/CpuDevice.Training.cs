@@ -10,9 +10,11 @@ namespace Kangaroo.Native.Kernels.Cpu;
 /// </summary>
 public sealed partial class CpuDevice
 {
+    /// <inheritdoc/>
     public override void UpdateWeight(DeviceTensor source, DeviceWeight destination) =>
         Span(source)[..checked(destination.Rows * destination.Cols)].CopyTo(((CpuWeight)destination).Writable);
 
+    /// <inheritdoc/>
     public override void RmsNormBackward(DeviceTensor input, DeviceWeight weight, DeviceTensor dOutput, DeviceTensor? dInput,
         DeviceTensor dWeight, int rows, float eps, bool accumulate = false)
     {
@@ -44,6 +46,7 @@ public sealed partial class CpuDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void MatMulBackwardInput(DeviceTensor dOutput, DeviceWeight weight, DeviceTensor dInput, int rows, bool accumulate = false)
     {
         var w = (CpuWeight)weight;
@@ -63,6 +66,7 @@ public sealed partial class CpuDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void MatMulWeightGradient(DeviceTensor dOutput, DeviceTensor input, DeviceTensor dWeight, int rows, int inDim, int outDim)
     {
         var dy = Span(dOutput);
@@ -79,9 +83,11 @@ public sealed partial class CpuDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void RopeBackward(DeviceTensor grad, int rows, int heads, int startPos, RotaryTable table) =>
         Rotate(grad, rows, heads, startPos, table, -1f);
 
+    /// <inheritdoc/>
     public override void SoftCrossEntropy(DeviceTensor logits, DeviceTensor targets, DeviceTensor rowStats, int rows, int cols, float gradScale)
     {
         var z = Span(logits);
@@ -110,9 +116,11 @@ public sealed partial class CpuDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void ClampValues(DeviceTensor tensor, float limit) =>
         TensorPrimitives.Clamp(Span(tensor), -limit, limit, Span(tensor));
 
+    /// <inheritdoc/>
     public override void AdamW(DeviceTensor parameters, DeviceTensor gradients, DeviceTensor moment1, DeviceTensor moment2, AdamWStep step)
     {
         var p = Span(parameters);

@@ -152,6 +152,7 @@ public sealed partial class CpuDevice
             }
         }
 
+        /// <inheritdoc/>
         public override void Dispose()
         {
             if (_data == null) return;

@@ -15,10 +15,26 @@ namespace Kangaroo.Native.Kernels.Cpu;
 public sealed partial class CpuDevice : HostDevice
 {
     private float[] _exponentials = [];
+    private readonly ParallelOptions _parallel;
 
+    /// <summary>A managed device running large matrix products on <paramref name="threads"/> threads.</summary>
+    /// <param name="threads">Threads a large matrix product is split over; 0 (the default): one per core.</param>
+    public CpuDevice(int threads = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(threads);
+        Threads = threads == 0 ? Environment.ProcessorCount : threads;
+        _parallel = new ParallelOptions { MaxDegreeOfParallelism = Threads };
+    }
+
+    /// <summary>Threads a large matrix product is split over (every result is the same whatever their number).</summary>
+    public int Threads { get; }
+
+    /// <inheritdoc/>
     public override string Kind => "cpu";
-    public override string Name => $"managed, vectorised ({Environment.ProcessorCount} cores)";
+    /// <inheritdoc/>
+    public override string Name => $"managed, vectorised ({Threads} of {Environment.ProcessorCount} cores)";
 
+    /// <inheritdoc/>
     public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
     {
         var weight = new CpuWeight(this, type, data, rows, cols);
@@ -26,6 +42,7 @@ public sealed partial class CpuDevice : HostDevice
         return weight;
     }
 
+    /// <inheritdoc/>
     public override void Embed(ReadOnlySpan<int> tokens, DeviceWeight table, DeviceTensor output)
     {
         var weights = (CpuWeight)table;
@@ -37,6 +54,7 @@ public sealed partial class CpuDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void RmsNorm(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, float eps)
     {
         var w = (CpuWeight)weight;
@@ -56,6 +74,7 @@ public sealed partial class CpuDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void AddBias(DeviceTensor x, DeviceTensor bias, int rows)
     {
         var b = Span(bias);
@@ -63,6 +82,7 @@ public sealed partial class CpuDevice : HostDevice
         for (var r = 0; r < rows; r++) TensorPrimitives.Add(v.Slice(r * b.Length, b.Length), b, v.Slice(r * b.Length, b.Length));
     }
 
+    /// <inheritdoc/>
     public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table) => Rotate(x, rows, heads, startPos, table, 1f);
 
     /// <summary>Rotates by +angle (forward) or -angle (<paramref name="sinSign"/> = -1: the adjoint, for backward).</summary>
@@ -94,29 +114,31 @@ public sealed partial class CpuDevice : HostDevice
         }
     }
 
-    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values,
-        int rows, int heads, int kvHeads, int startPos, RotaryTable table)
+    /// <inheritdoc/>
+    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache,
+        BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table)
     {
         var (dim, kvDim) = (heads * table.HeadDim, kvHeads * table.HeadDim);
+        CheckRows(rows, slotPositions, keyCache.Length, kvDim, table);
         var source = Span(qkv);
         var q = Span(query);
-        var k = Span(keys);
-        var v = Span(values);
         var cos = Span(table.Cos);
         var sin = Span(table.Sin);
-        for (var r = 0; r < rows; r++)
+        for (var r = 0; r < rows.Count; r++)
         {
             var row = source.Slice(r * (dim + 2 * kvDim), dim + 2 * kvDim);
+            var at = (int)(((long)rows.Slot(r) * slotPositions + rows.Position(r)) * kvDim);
             var qr = q.Slice(r * dim, dim);
-            var kr = k.Slice(r * kvDim, kvDim);
+            var kr = Span(keyCache).Slice(at, kvDim);
             row[..dim].CopyTo(qr);
             row.Slice(dim, kvDim).CopyTo(kr);
-            row.Slice(dim + kvDim, kvDim).CopyTo(v.Slice(r * kvDim, kvDim));
-            RotateHeads(qr, startPos + r, table.HeadDim, cos, sin, 1f);
-            RotateHeads(kr, startPos + r, table.HeadDim, cos, sin, 1f);
+            row.Slice(dim + kvDim, kvDim).CopyTo(Span(valueCache).Slice(at, kvDim));
+            RotateHeads(qr, rows.Position(r), table.HeadDim, cos, sin, 1f);
+            RotateHeads(kr, rows.Position(r), table.HeadDim, cos, sin, 1f);
         }
     }
 
+    /// <inheritdoc/>
     public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim)
     {
         var source = Span(gateUp);
@@ -130,9 +152,11 @@ public sealed partial class CpuDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void Add(DeviceTensor target, DeviceTensor addend, int length) =>
         TensorPrimitives.Add(Span(target)[..length], Span(addend)[..length], Span(target)[..length]);
 
+    /// <inheritdoc/>
     public override void Softmax(DeviceTensor logits, int rows, int cols, float temperature)
     {
         var x = Span(logits);
@@ -152,6 +176,7 @@ public sealed partial class CpuDevice : HostDevice
         TensorPrimitives.Divide(row, TensorPrimitives.Sum(row), row);
     }
 
+    /// <inheritdoc/>
     public override void ArgMax(DeviceTensor logits, int rows, int cols, Span<TopToken> result)
     {
         var x = Span(logits);

@@ -129,13 +129,13 @@ internal readonly struct F16Widening : IHalfWidening
         return table;
     }
 
-    /// <summary>Half to float on 32-bit lanes holding the 16-bit pattern sign-extended. h << 13 puts
+    /// <summary>Half to float on 32-bit lanes holding the 16-bit pattern sign-extended. h &lt;&lt; 13 puts
     /// sign, exponent and mantissa in a float's places (the sign's copies land in bits 30..28, which the
     /// mask clears); multiplying by 2^112 rebiases the exponent from 15 to 127, and a half subnormal
     /// becomes a float subnormal that the product renormalises exactly. Exponent 31 (infinity, NaN) is
     /// the only case whose product reaches 2^16; those lanes take the float maximum exponent instead, a
     /// select that runs only when a vector holds one. Sign extension leaves one shift to do, where a
-    /// zero-extended pattern would need two (h << 16 >> 3).</summary>
+    /// zero-extended pattern would need two (h &lt;&lt; 16 &gt;&gt; 3).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector<float> Widen(Vector<int> h)
     {

@@ -6,7 +6,8 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 /// <summary>
 /// Causal grouped-query attention over a layer's KV cache, with an online (streaming) softmax so any
 /// context length fits in a fixed amount of shared memory.
-///   math:   for query row r (position p = startPos + r) and head h, kv head j = h / (heads / kvHeads):
+///   math:   for query row r (position p of the sequence in cache slot c, both from the pass's rows)
+///           and head h, kv head j = h / (heads / kvHeads), K and V the rows of slot c:
 ///             s_t = (q[r, h, :] . K[t, j, :]) * scale,  t in [0, p]      scale = 1 / sqrt(headDim)
 ///             out[r, h, :] = sum_t softmax(s)_t * V[t, j, :]
 ///           computed tile by tile (G positions per tile) with a running max m and sum l:
@@ -15,8 +16,9 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 ///   launch: explicit, one group per (row, head) (grid = rows * heads, group = G = GroupWidths.Attention). Within a tile,
 ///           thread t scores position tile + t (a dot over headDim), then threads own output
 ///           dimensions d, d + G, ... and accumulate V rows (coalesced along d). q and acc live in
-///           shared memory (headDim <= 256). The work for a (row, head) depends only on its own
-///           position, so a block of rows is bit-identical to one-row calls.
+///           shared memory (headDim &lt;= 256). The work for a (row, head) depends only on its own
+///           slot and position, so a block of rows is bit-identical to one-row calls, and rows of
+///           other sequences in the same pass change nothing.
 ///   bytes:  per (row, head): (p + 1) * headDim * 8 (keys + values, shared by the heads of a kv
 ///           group through the cache) + headDim * 8 (q in, out).
 ///   note:   each thread reads a whole key row (strided across threads); a version that splits the
@@ -26,7 +28,7 @@ internal static class AttentionKernel
 {
     [IlgpuKernel(KernelGrouping.Explicit)]
     public static void Attention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values, ArrayView<float> output,
-        int startPos, int heads, int kvHeads, int headDim, float scale)
+        ArrayView<int> slots, ArrayView<int> positions, int slotPositions, int heads, int kvHeads, int headDim, float scale)
     {
         var query = SharedMemory.Allocate<float>(KernelLimits.MaxHeadDim);
         var acc = SharedMemory.Allocate<float>(KernelLimits.MaxHeadDim);
@@ -39,7 +41,8 @@ internal static class AttentionKernel
         var kvDim = kvHeads * headDim;
         var kvOffset = head / (heads / kvHeads) * headDim;
         var qOffset = (row * heads + head) * headDim;
-        var length = startPos + row + 1;
+        var length = positions[row] + 1;
+        var first = slots[row] * slotPositions * kvDim; // the sequence's position 0
 
         for (var d = t; d < headDim; d += g)
         {
@@ -56,7 +59,7 @@ internal static class AttentionKernel
             var score = float.NegativeInfinity;
             if (position < length)
             {
-                var key = position * kvDim + kvOffset;
+                var key = first + position * kvDim + kvOffset;
                 var dot = 0f;
                 for (var d = 0; d < headDim; d++) dot += query[d] * keys[key + d];
                 score = dot * scale;
@@ -72,7 +75,7 @@ internal static class AttentionKernel
             for (var d = t; d < headDim; d += g)
             {
                 var a = acc[d] * correction;
-                for (var j = 0; j < count; j++) a += weights[j] * values[(tile + j) * kvDim + kvOffset + d];
+                for (var j = 0; j < count; j++) a += weights[j] * values[first + (tile + j) * kvDim + kvOffset + d];
                 acc[d] = a;
             }
             max = newMax;

@@ -28,6 +28,7 @@ public sealed partial class IlgpuDevice
     private TrainingWeightKernels<F16Weights> TrainF16 => _trainF16 ??= new(this);
     private TrainingWeightKernels<BF16Weights> TrainBF16 => _trainBF16 ??= new(this);
 
+    /// <inheritdoc/>
     public override void Fill(DeviceTensor tensor, float value)
     {
         var view = View(tensor);
@@ -36,6 +37,7 @@ public sealed partial class IlgpuDevice
         _fill((int)view.Length, view, value);
     }
 
+    /// <inheritdoc/>
     public override void UpdateWeight(DeviceTensor source, DeviceWeight destination)
     {
         var w = Weight(destination);
@@ -44,6 +46,7 @@ public sealed partial class IlgpuDevice
         View(source, length, nameof(source)).CopyTo(w.Floats.SubView(0, length));
     }
 
+    /// <inheritdoc/>
     public override void RmsNormBackward(DeviceTensor input, DeviceWeight weight, DeviceTensor dOutput, DeviceTensor? dInput,
         DeviceTensor dWeight, int rows, float eps, bool accumulate = false)
     {
@@ -69,6 +72,7 @@ public sealed partial class IlgpuDevice
         _rmsNormWeightGradient(dim, x, dy, scales, dw, rows, dim);
     }
 
+    /// <inheritdoc/>
     public override void MatMulBackwardInput(DeviceTensor dOutput, DeviceWeight weight, DeviceTensor dInput, int rows, bool accumulate = false)
     {
         var w = Weight(weight);
@@ -86,6 +90,7 @@ public sealed partial class IlgpuDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void MatMulWeightGradient(DeviceTensor dOutput, DeviceTensor input, DeviceTensor dWeight, int rows, int inDim, int outDim)
     {
         if (rows <= 0 || inDim <= 0 || outDim <= 0) return;
@@ -95,9 +100,11 @@ public sealed partial class IlgpuDevice
             View(dWeight, outDim * inDim, nameof(dWeight)), rows, inDim, outDim);
     }
 
+    /// <inheritdoc/>
     public override void RopeBackward(DeviceTensor grad, int rows, int heads, int startPos, RotaryTable table) =>
         Rotate(grad, rows, heads, startPos, table, -1f);
 
+    /// <inheritdoc/>
     public override void AttentionBackward(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor dOutput,
         DeviceTensor dQ, DeviceTensor dKeys, DeviceTensor dValues, int rows, int startPos, int heads, int kvHeads, int headDim)
     {
@@ -120,6 +127,7 @@ public sealed partial class IlgpuDevice
             stats, rows, startPos, heads, kvHeads, headDim, scale);
     }
 
+    /// <inheritdoc/>
     public override void SoftCrossEntropy(DeviceTensor logits, DeviceTensor targets, DeviceTensor rowStats, int rows, int cols, float gradScale)
     {
         if (rows <= 0) return;
@@ -129,6 +137,7 @@ public sealed partial class IlgpuDevice
             View(rowStats, rows * 3, nameof(rowStats)), cols, gradScale);
     }
 
+    /// <inheritdoc/>
     public override void ClampValues(DeviceTensor tensor, float limit)
     {
         var view = View(tensor);
@@ -137,6 +146,7 @@ public sealed partial class IlgpuDevice
         _clamp((int)view.Length, view, limit);
     }
 
+    /// <inheritdoc/>
     public override void AdamW(DeviceTensor parameters, DeviceTensor gradients, DeviceTensor moment1, DeviceTensor moment2, AdamWStep step)
     {
         var p = View(parameters);

@@ -27,8 +27,8 @@ public sealed partial class IlgpuDevice : ComputeDevice
     private readonly Dictionary<ElementType, IBlockKernels> _blocks;
 
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>? _rope;
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? _attention;
-    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>? _splitQkv;
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, int, int, int, int, float>? _attention;
+    private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, int, int, int, int>? _splitQkv;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, int>? _swiGlu;
     private Action<Index1D, ArrayView<float>, ArrayView<float>>? _add;
     private Action<Index1D, ArrayView<float>, ArrayView<float>, int>? _addBias;
@@ -37,9 +37,14 @@ public sealed partial class IlgpuDevice : ComputeDevice
 
     // Small per-call transfers use preallocated buffers that only grow.
     private MemoryBuffer1D<int, Stride1D.Dense> _tokens;
+    private MemoryBuffer1D<int, Stride1D.Dense> _rowSlots, _rowPositions; // the last BatchRows copied, see Rows
+    private (BatchRows? Rows, long Version) _rowsCopied;
     private MemoryBuffer1D<int, Stride1D.Dense> _argMaxResult;
     private int[] _hostArgMax = new int[128];
 
+    /// <param name="kind">the device name it was created as: ilgpu-cpu, cuda or opencl.</param>
+    /// <param name="context">the ILGPU context; the device owns and disposes it.</param>
+    /// <param name="accelerator">the accelerator the kernels run on; the device owns and disposes it.</param>
     /// <param name="groupWidth">Threads per group for every explicitly grouped kernel instead of the
     /// accelerator's widths (<see cref="GroupWidths.For"/>); tests use it to cover wide groups on OpenCL.</param>
     internal IlgpuDevice(string kind, Context context, Accelerator accelerator, int? groupWidth = null)
@@ -65,11 +70,15 @@ public sealed partial class IlgpuDevice : ComputeDevice
             [ElementType.Q6_K] = new BlockKernels<Q6_KWeights>(this),
         };
         _tokens = accelerator.Allocate1D<int>(64);
+        _rowSlots = accelerator.Allocate1D<int>(64);
+        _rowPositions = accelerator.Allocate1D<int>(64);
         _argMaxResult = accelerator.Allocate1D<int>(128);
     }
 
+    /// <inheritdoc/>
     public override string Kind { get; }
 
+    /// <inheritdoc/>
     public override string Name => $"{_accelerator.Name} ({_accelerator.AcceleratorType}, group size {_groups})";
 
     /// <summary>Threads per group of the explicitly grouped kernels, per family (reductions run over this many partials).</summary>
@@ -78,6 +87,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
     /// <summary>The accelerator's memory; the CPU emulator's is the host memory the process may use.</summary>
     public override long MemoryBytes => Math.Min(_accelerator.MemorySize, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
 
+    /// <inheritdoc/>
     public override DeviceTensor Allocate(int length)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
@@ -87,6 +97,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         return new IlgpuTensor(this, buffer, buffer.View.SubView(0, length));
     }
 
+    /// <inheritdoc/>
     public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
     {
         var weight = new IlgpuWeight(this, type, data, rows, cols);
@@ -94,21 +105,25 @@ public sealed partial class IlgpuDevice : ComputeDevice
         return weight;
     }
 
+    /// <inheritdoc/>
     public override void Upload(ReadOnlySpan<float> source, DeviceTensor destination) =>
         View(destination).SubView(0, source.Length).CopyFromCPU(source);
 
+    /// <inheritdoc/>
     public override void Download(DeviceTensor source, Span<float> destination)
     {
         View(source).SubView(0, destination.Length).CopyToCPU(destination);
         _accelerator.Synchronize();
     }
 
+    /// <inheritdoc/>
     public override void Copy(DeviceTensor source, DeviceTensor destination)
     {
         var from = View(source);
         from.CopyTo(View(destination).SubView(0, from.Length));
     }
 
+    /// <inheritdoc/>
     public override void Embed(ReadOnlySpan<int> tokens, DeviceWeight table, DeviceTensor output)
     {
         var weight = Weight(table);
@@ -131,6 +146,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void RmsNorm(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, float eps)
     {
         var w = Weight(weight);
@@ -148,6 +164,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false, int outputStride = 0)
     {
         var w = Weight(weight);
@@ -167,6 +184,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void AddBias(DeviceTensor x, DeviceTensor bias, int rows)
     {
         if (rows <= 0) return;
@@ -175,6 +193,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _addBias(rows * width, View(x, (long)rows * width, nameof(x)), View(bias), width);
     }
 
+    /// <inheritdoc/>
     public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table) => Rotate(x, rows, heads, startPos, table, 1f);
 
     /// <summary>Rotates by +angle (forward) or -angle (<paramref name="sinSign"/> = -1: the adjoint, for backward).</summary>
@@ -188,17 +207,35 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _rope(pairs, View(x, rows * heads * headDim, nameof(x)), View(table.Cos), View(table.Sin), heads, headDim, startPos, sinSign);
     }
 
-    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values,
-        int rows, int heads, int kvHeads, int startPos, RotaryTable table)
+    /// <inheritdoc/>
+    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache,
+        BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table)
     {
-        if (rows <= 0) return;
-        CheckPositions(startPos, rows, table);
+        if (rows.Count <= 0) return;
         var headDim = table.HeadDim;
         var (dim, kvDim) = (heads * headDim, kvHeads * headDim);
-        _splitQkv ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>>(RopeKernel.SplitQkv));
-        _splitQkv(rows * ((heads + kvHeads) * (headDim / 2) + kvDim), View(qkv, rows * (dim + 2 * kvDim), nameof(qkv)),
-            View(query, rows * dim, nameof(query)), View(keys, rows * kvDim, nameof(keys)), View(values, rows * kvDim, nameof(values)),
-            View(table.Cos), View(table.Sin), heads, kvHeads, headDim, startPos);
+        CheckRows(rows, slotPositions, Math.Min(keyCache.Length, valueCache.Length), kvDim, table);
+        var (slots, positions) = Rows(rows);
+        _splitQkv ??= _accelerator.LoadAutoGroupedStreamKernel(Checked<Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, int, int, int, int>>(RopeKernel.SplitQkv));
+        _splitQkv(rows.Count * ((heads + kvHeads) * (headDim / 2) + kvDim), View(qkv, rows.Count * (dim + 2 * kvDim), nameof(qkv)),
+            View(query, rows.Count * dim, nameof(query)), View(keyCache), View(valueCache),
+            View(table.Cos), View(table.Sin), slots, positions, slotPositions, heads, kvHeads, headDim);
+    }
+
+    /// <summary>The device copies of a pass's slots and positions (a view's rows of them), copied once
+    /// per version of the rows: the layers of a pass share one copy.</summary>
+    private (ArrayView<int> Slots, ArrayView<int> Positions) Rows(BatchRows rows)
+    {
+        var root = rows.Root;
+        if (!ReferenceEquals(_rowsCopied.Rows, root) || _rowsCopied.Version != root.Version)
+        {
+            EnsureCapacity(ref _rowSlots, root.Count);
+            EnsureCapacity(ref _rowPositions, root.Count);
+            _rowSlots.View.BaseView.SubView(0, root.Count).CopyFromCPU(root.AllSlots);
+            _rowPositions.View.BaseView.SubView(0, root.Count).CopyFromCPU(root.AllPositions);
+            _rowsCopied = (root, root.Version);
+        }
+        return (_rowSlots.View.BaseView.SubView(rows.Offset, rows.Count), _rowPositions.View.BaseView.SubView(rows.Offset, rows.Count));
     }
 
     private static void CheckHeadGroups(int heads, int kvHeads)
@@ -213,20 +250,23 @@ public sealed partial class IlgpuDevice : ComputeDevice
             throw new ArgumentOutOfRangeException(nameof(startPos), $"positions {startPos}..{startPos + rows - 1} are outside the rotary table of {table.Positions} positions");
     }
 
-    public override void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output,
-        int rows, int startPos, int heads, int kvHeads, int headDim)
+    /// <inheritdoc/>
+    public override void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output,
+        BatchRows rows, int heads, int kvHeads, int headDim, int slotPositions)
     {
-        if (rows <= 0) return;
+        if (rows.Count <= 0) return;
         if (headDim > KernelLimits.MaxHeadDim)
             throw new ArgumentOutOfRangeException(nameof(headDim), $"head dimension {headDim} exceeds the attention kernel's limit of {KernelLimits.MaxHeadDim}");
         CheckHeadGroups(heads, kvHeads);
-        var cache = (startPos + rows) * kvHeads * headDim;
-        _attention ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>>(AttentionKernel.Attention));
-        _attention(new KernelConfig(rows * heads, _groups.Attention),
-            View(q, rows * heads * headDim, nameof(q)), View(keys, cache, nameof(keys)), View(values, cache, nameof(values)),
-            View(output, rows * heads * headDim, nameof(output)), startPos, heads, kvHeads, headDim, 1f / MathF.Sqrt(headDim));
+        CheckRows(rows, slotPositions, Math.Min(keyCache.Length, valueCache.Length), kvHeads * headDim);
+        var (slots, positions) = Rows(rows);
+        _attention ??= _accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, int, int, int, int, float>>(AttentionKernel.Attention));
+        _attention(new KernelConfig(rows.Count * heads, _groups.Attention),
+            View(q, rows.Count * heads * headDim, nameof(q)), View(keyCache), View(valueCache),
+            View(output, rows.Count * heads * headDim, nameof(output)), slots, positions, slotPositions, heads, kvHeads, headDim, 1f / MathF.Sqrt(headDim));
     }
 
+    /// <inheritdoc/>
     public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim)
     {
         if (rows <= 0) return;
@@ -234,6 +274,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _swiGlu(rows * hiddenDim, View(gateUp, 2L * rows * hiddenDim, nameof(gateUp)), View(output, (long)rows * hiddenDim, nameof(output)), hiddenDim);
     }
 
+    /// <inheritdoc/>
     public override void Add(DeviceTensor target, DeviceTensor addend, int length)
     {
         if (length <= 0) return;
@@ -241,6 +282,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _add(length, View(target, length, nameof(target)), View(addend, length, nameof(addend)));
     }
 
+    /// <inheritdoc/>
     public override void Softmax(DeviceTensor logits, int rows, int cols, float temperature)
     {
         if (rows <= 0) return;
@@ -248,6 +290,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _softmax(new KernelConfig(rows, _groups.Rows), View(logits, rows * cols, nameof(logits)), cols, temperature);
     }
 
+    /// <inheritdoc/>
     public override void ArgMax(DeviceTensor logits, int rows, int cols, Span<TopToken> result)
     {
         if (rows <= 0) return;
@@ -262,12 +305,16 @@ public sealed partial class IlgpuDevice : ComputeDevice
         for (var r = 0; r < rows; r++) result[r] = new TopToken(_hostArgMax[2 * r], BitConverter.Int32BitsToSingle(_hostArgMax[2 * r + 1]));
     }
 
+    /// <inheritdoc/>
     public override void Synchronize() => _accelerator.Synchronize();
 
+    /// <inheritdoc/>
     public override void Dispose()
     {
         DisposeTraining();
         _tokens.Dispose();
+        _rowSlots.Dispose();
+        _rowPositions.Dispose();
         _argMaxResult.Dispose();
         _accelerator.Dispose();
         _context.Dispose();
@@ -358,8 +405,10 @@ public sealed partial class IlgpuDevice : ComputeDevice
 
         public IlgpuDevice Owner => owner;
         public ArrayView<float> View => view;
+        /// <inheritdoc/>
         public override int Length => (int)view.Length;
 
+        /// <inheritdoc/>
         public override DeviceTensor Slice(int offset, int length)
         {
             ArgumentOutOfRangeException.ThrowIfNegative(offset);
@@ -368,6 +417,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
             return new IlgpuTensor(owner, null, view.SubView(offset, length));
         }
 
+        /// <inheritdoc/>
         public override void Dispose()
         {
             if (_buffer is null) return;
@@ -419,6 +469,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
         /// <summary>A block-quantized weight's reader (the type's <see cref="IBlockRows"/> struct, boxed).</summary>
         public object Blocks => _disposed ? throw new ObjectDisposedException(nameof(IlgpuWeight)) : _blocks!;
 
+        /// <inheritdoc/>
         public override void Dispose()
         {
             if (_disposed) return;

@@ -10,8 +10,10 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 ///             x[r, h, i] = x0 * c - x1 * s;  x[r, h, i + half] = x0 * s + x1 * c
 ///           cos/sin come from RotaryTable (computed once on the host in double precision).
 ///           Backward (adjoint) is the rotation by minus the angle: the same kernel with sinSign = -1.
-///           SplitQkv is the epilogue of the fused QKV projection: row [q | k | v] -> rotated q into
-///           the query buffer, rotated k and plain v into the layer's cache rows.
+///           SplitQkv is the epilogue of the fused QKV projection: row [q | k | v] at position p of the
+///           sequence in cache slot s -> rotated q into the query buffer, rotated k and plain v into
+///           cache row s * slotPositions + p of the layer (row r's slot and position come from the
+///           pass's rows).
 ///   launch: implicit. Rope: one thread per pair (rows * heads * headDim/2), in place. SplitQkv: one
 ///           thread per pair of q and k plus one per element of v (rows * ((heads + kvHeads) * half + kvDim)).
 ///   bytes:  Rope: rows * heads * headDim * 8 (read + write x) + rows * headDim * 4 (cos and sin rows).
@@ -35,7 +37,7 @@ internal static class RopeKernel
 
     [IlgpuKernel(KernelGrouping.Implicit)]
     public static void SplitQkv(Index1D index, ArrayView<float> qkv, ArrayView<float> query, ArrayView<float> keys, ArrayView<float> values,
-        ArrayView<float> cos, ArrayView<float> sin, int heads, int kvHeads, int headDim, int startPos)
+        ArrayView<float> cos, ArrayView<float> sin, ArrayView<int> slots, ArrayView<int> positions, int slotPositions, int heads, int kvHeads, int headDim)
     {
         int thread = index;
         var half = headDim / 2;
@@ -43,21 +45,23 @@ internal static class RopeKernel
         var kvDim = kvHeads * headDim;
         var perRow = (heads + kvHeads) * half + kvDim;
         var row = thread / perRow;
-        var slot = thread - row * perRow;
+        var part = thread - row * perRow;
         var source = row * (dim + 2 * kvDim);
-        if (slot < (heads + kvHeads) * half)
+        var position = positions[row];
+        var cacheRow = (slots[row] * slotPositions + position) * kvDim;
+        if (part < (heads + kvHeads) * half)
         {
-            var head = slot / half; // q heads first, then k heads: [q | k] is one run of heads in the row
-            var i = slot - head * half;
+            var head = part / half; // q heads first, then k heads: [q | k] is one run of heads in the row
+            var i = part - head * half;
             var from = source + head * headDim + i;
-            var angle = (startPos + row) * half + i;
+            var angle = position * half + i;
             if (head < heads) Rotate(qkv, from, query, row * dim + head * headDim + i, half, cos, sin, angle, 1f);
-            else Rotate(qkv, from, keys, row * kvDim + (head - heads) * headDim + i, half, cos, sin, angle, 1f);
+            else Rotate(qkv, from, keys, cacheRow + (head - heads) * headDim + i, half, cos, sin, angle, 1f);
         }
         else
         {
-            var e = slot - (heads + kvHeads) * half;
-            values[row * kvDim + e] = qkv[source + dim + kvDim + e];
+            var e = part - (heads + kvHeads) * half;
+            values[cacheRow + e] = qkv[source + dim + kvDim + e];
         }
     }
 

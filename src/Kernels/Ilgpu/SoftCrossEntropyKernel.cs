@@ -8,7 +8,7 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 /// and the per-row training metrics, in one pass over each row.
 ///   math:   logsumexp = m + log sum_c e^(z_c - m) (m = max z);  log q_c = z_c - logsumexp
 ///           loss = -sum_c p_c log q_c (terms with p_c = 0 skipped);  overlap = sum_c min(p_c, q_c)
-///           agree = [argmax q == argmax p] (lowest index on ties);  z_c <- gradScale * (q_c - p_c)
+///           agree = [argmax q == argmax p] (lowest index on ties);  z_c &lt;- gradScale * (q_c - p_c)
 ///   launch: explicit, one group per row (grid = rows, group = G = GroupWidths.Rows): a max and a sum
 ///           tree for logsumexp, then each thread handles columns t, t + G, ... and two sum trees and
 ///           two (value, index) arg-max trees combine the partials. A row depends only on itself.

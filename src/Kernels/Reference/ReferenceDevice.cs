@@ -14,8 +14,11 @@ namespace Kangaroo.Native.Kernels.Reference;
 /// </summary>
 public sealed class ReferenceDevice : HostDevice
 {
+    /// <inheritdoc/>
     public override string Kind => "reference";
+    /// <inheritdoc/>
     public override string Name => "reference (scalar, float64 sums)";
+    /// <inheritdoc/>
     public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
     {
         var weight = new Weight(this, type, data, rows, cols);
@@ -23,6 +26,7 @@ public sealed class ReferenceDevice : HostDevice
         return weight;
     }
 
+    /// <inheritdoc/>
     public override void Embed(ReadOnlySpan<int> tokens, DeviceWeight table, DeviceTensor output)
     {
         var w = Values(table);
@@ -34,6 +38,7 @@ public sealed class ReferenceDevice : HostDevice
             o[r * table.Cols + c] = w[tokens[r] * table.Cols + c];
     }
 
+    /// <inheritdoc/>
     public override void RmsNorm(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, float eps)
     {
         var gamma = NormGains(weight);
@@ -55,6 +60,7 @@ public sealed class ReferenceDevice : HostDevice
         return 1 / Math.Sqrt(sumOfSquares / row.Length + eps);
     }
 
+    /// <inheritdoc/>
     public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false, int outputStride = 0)
     {
         var w = Values(weight);
@@ -77,6 +83,7 @@ public sealed class ReferenceDevice : HostDevice
         return sum;
     }
 
+    /// <inheritdoc/>
     public override void AddBias(DeviceTensor x, DeviceTensor bias, int rows)
     {
         var v = Span(x);
@@ -86,6 +93,7 @@ public sealed class ReferenceDevice : HostDevice
             v[r * b.Length + c] += b[c];
     }
 
+    /// <inheritdoc/>
     public override void Rope(DeviceTensor x, int rows, int heads, int startPos, RotaryTable table) => Rotate(Span(x), rows, heads, startPos, table, 1);
 
     /// <summary>Rotates each head's pairs (i, i + headDim/2) of rows at positions startPos + r by +angle
@@ -106,53 +114,61 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
-    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keys, DeviceTensor values,
-        int rows, int heads, int kvHeads, int startPos, RotaryTable table)
+    /// <inheritdoc/>
+    public override void SplitQkv(DeviceTensor qkv, DeviceTensor query, DeviceTensor keyCache, DeviceTensor valueCache,
+        BatchRows rows, int heads, int kvHeads, int slotPositions, RotaryTable table)
     {
         var (dim, kvDim) = (heads * table.HeadDim, kvHeads * table.HeadDim);
+        CheckRows(rows, slotPositions, keyCache.Length, kvDim, table);
         var source = Span(qkv);
         var q = Span(query);
-        var k = Span(keys);
-        var v = Span(values);
-        for (var r = 0; r < rows; r++)
+        for (var r = 0; r < rows.Count; r++)
         {
             var row = source.Slice(r * (dim + 2 * kvDim), dim + 2 * kvDim);
+            var at = (int)(((long)rows.Slot(r) * slotPositions + rows.Position(r)) * kvDim);
+            var k = Span(keyCache).Slice(at, kvDim);
             row[..dim].CopyTo(q.Slice(r * dim, dim));
-            row.Slice(dim, kvDim).CopyTo(k.Slice(r * kvDim, kvDim));
-            row.Slice(dim + kvDim, kvDim).CopyTo(v.Slice(r * kvDim, kvDim));
+            row.Slice(dim, kvDim).CopyTo(k);
+            row.Slice(dim + kvDim, kvDim).CopyTo(Span(valueCache).Slice(at, kvDim));
+            Rotate(q.Slice(r * dim, dim), 1, heads, rows.Position(r), table, 1);
+            Rotate(k, 1, kvHeads, rows.Position(r), table, 1);
         }
-        Rotate(q, rows, heads, startPos, table, 1);
-        Rotate(k, rows, kvHeads, startPos, table, 1);
     }
 
-    public override void Attention(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor output,
-        int rows, int startPos, int heads, int kvHeads, int headDim)
+    /// <inheritdoc/>
+    public override void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output,
+        BatchRows rows, int heads, int kvHeads, int headDim, int slotPositions)
     {
+        var kvDim = kvHeads * headDim;
+        CheckRows(rows, slotPositions, keyCache.Length, kvDim);
         var query = Span(q);
-        var k = Span(keys);
-        var v = Span(values);
         var o = Span(output);
-        for (var r = 0; r < rows; r++)
-        for (var h = 0; h < heads; h++)
+        for (var r = 0; r < rows.Count; r++)
         {
-            var p = AttentionWeights(query, k, r, h, startPos, heads, kvHeads, headDim);
-            var kv = h / (heads / kvHeads) * headDim;
-            for (var d = 0; d < headDim; d++)
+            var slot = rows.Slot(r) * slotPositions * kvDim;
+            var k = Span(keyCache)[slot..];
+            var v = Span(valueCache)[slot..];
+            for (var h = 0; h < heads; h++)
             {
-                var sum = 0.0;
-                for (var t = 0; t < p.Length; t++) sum += p[t] * v[t * kvHeads * headDim + kv + d];
-                o[(r * heads + h) * headDim + d] = (float)sum;
+                var p = AttentionWeights(query, k, r, h, rows.Position(r) + 1, heads, kvHeads, headDim);
+                var kv = h / (heads / kvHeads) * headDim;
+                for (var d = 0; d < headDim; d++)
+                {
+                    var sum = 0.0;
+                    for (var t = 0; t < p.Length; t++) sum += p[t] * v[t * kvDim + kv + d];
+                    o[(r * heads + h) * headDim + d] = (float)sum;
+                }
             }
         }
     }
 
-    /// <summary>softmax(q . k_t / sqrt(headDim)) over positions t = 0..startPos + r, in float64, for query
+    /// <summary>softmax(q . k_t / sqrt(headDim)) over positions t = 0..length - 1, in float64, for query
     /// row r and head h (kv head h / (heads / kvHeads)).</summary>
-    private static double[] AttentionWeights(ReadOnlySpan<float> query, ReadOnlySpan<float> keys, int r, int h, int startPos, int heads, int kvHeads, int headDim)
+    private static double[] AttentionWeights(ReadOnlySpan<float> query, ReadOnlySpan<float> keys, int r, int h, int length, int heads, int kvHeads, int headDim)
     {
         var qh = query.Slice((r * heads + h) * headDim, headDim);
         var kv = h / (heads / kvHeads) * headDim;
-        var p = new double[startPos + r + 1];
+        var p = new double[length];
         for (var t = 0; t < p.Length; t++) p[t] = Dot(qh, keys.Slice(t * kvHeads * headDim + kv, headDim)) / Math.Sqrt(headDim);
         Softmax(p);
         return p;
@@ -168,6 +184,7 @@ public sealed class ReferenceDevice : HostDevice
         for (var i = 0; i < p.Length; i++) p[i] /= sum;
     }
 
+    /// <inheritdoc/>
     public override void SwiGlu(DeviceTensor gateUp, DeviceTensor output, int rows, int hiddenDim)
     {
         var source = Span(gateUp);
@@ -180,6 +197,7 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void Add(DeviceTensor target, DeviceTensor addend, int length)
     {
         var t = Span(target);
@@ -187,6 +205,7 @@ public sealed class ReferenceDevice : HostDevice
         for (var i = 0; i < length; i++) t[i] += a[i];
     }
 
+    /// <inheritdoc/>
     public override void Softmax(DeviceTensor logits, int rows, int cols, float temperature)
     {
         var x = Span(logits);
@@ -199,6 +218,7 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void ArgMax(DeviceTensor logits, int rows, int cols, Span<TopToken> result)
     {
         var x = Span(logits);
@@ -221,12 +241,14 @@ public sealed class ReferenceDevice : HostDevice
         return best;
     }
 
+    /// <inheritdoc/>
     public override void UpdateWeight(DeviceTensor source, DeviceWeight destination)
     {
         if (destination.Type != ElementType.F32) throw new InvalidOperationException($"only F32 weights can be updated, not {destination.Type}");
         Span(source)[..checked(destination.Rows * destination.Cols)].CopyTo(Values(destination));
     }
 
+    /// <inheritdoc/>
     public override void RmsNormBackward(DeviceTensor input, DeviceWeight weight, DeviceTensor dOutput, DeviceTensor? dInput,
         DeviceTensor dWeight, int rows, float eps, bool accumulate = false)
     {
@@ -252,6 +274,7 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void MatMulBackwardInput(DeviceTensor dOutput, DeviceWeight weight, DeviceTensor dInput, int rows, bool accumulate = false)
     {
         var w = Values(weight);
@@ -268,6 +291,7 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void MatMulWeightGradient(DeviceTensor dOutput, DeviceTensor input, DeviceTensor dWeight, int rows, int inDim, int outDim)
     {
         var dy = Span(dOutput);
@@ -279,8 +303,10 @@ public sealed class ReferenceDevice : HostDevice
             dw[o * inDim + i] += dy[r * outDim + o] * x[r * inDim + i];
     }
 
+    /// <inheritdoc/>
     public override void RopeBackward(DeviceTensor grad, int rows, int heads, int startPos, RotaryTable table) => Rotate(Span(grad), rows, heads, startPos, table, -1);
 
+    /// <inheritdoc/>
     public override void AttentionBackward(DeviceTensor q, DeviceTensor keys, DeviceTensor values, DeviceTensor dOutput,
         DeviceTensor dQ, DeviceTensor dKeys, DeviceTensor dValues, int rows, int startPos, int heads, int kvHeads, int headDim)
     {
@@ -295,7 +321,7 @@ public sealed class ReferenceDevice : HostDevice
         for (var r = 0; r < rows; r++)
         for (var h = 0; h < heads; h++)
         {
-            var p = AttentionWeights(query, k, r, h, startPos, heads, kvHeads, headDim);
+            var p = AttentionWeights(query, k, r, h, startPos + r + 1, heads, kvHeads, headDim);
             var (row, kv) = ((r * heads + h) * headDim, h / (heads / kvHeads) * headDim);
             var ds = new double[p.Length];
             var weighted = 0.0;
@@ -320,6 +346,7 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void SoftCrossEntropy(DeviceTensor logits, DeviceTensor targets, DeviceTensor rowStats, int rows, int cols, float gradScale)
     {
         var z = Span(logits);
@@ -344,12 +371,14 @@ public sealed class ReferenceDevice : HostDevice
         }
     }
 
+    /// <inheritdoc/>
     public override void ClampValues(DeviceTensor tensor, float limit)
     {
         var x = Span(tensor);
         for (var i = 0; i < x.Length; i++) x[i] = Math.Clamp(x[i], -limit, limit);
     }
 
+    /// <inheritdoc/>
     public override void AdamW(DeviceTensor parameters, DeviceTensor gradients, DeviceTensor moment1, DeviceTensor moment2, AdamWStep step)
     {
         var p = Span(parameters);
@@ -386,6 +415,7 @@ public sealed class ReferenceDevice : HostDevice
 
         public float[] Values { get; }
 
+        /// <inheritdoc/>
         public override void Dispose()
         {
             if (_owner is null) return;

@@ -1,19 +1,27 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
 using System.Text;
 using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Loader;
 
+/// <summary>How far a conversion is: tensors written and bytes of tensor data written, of the totals.</summary>
+public readonly record struct ConversionProgress(int Tensors, int TotalTensors, long Bytes, long TotalBytes);
+
 /// <summary>
 /// Writes any <see cref="ModelCheckpoint"/> as a Hugging Face Llama directory (<c>config.json</c>,
 /// <c>model.safetensors</c> in F32, F16 or BF16 under the Hugging Face tensor names, and the tokenizer
 /// as a SentencePiece <c>tokenizer.model</c>) or as a GGUF file that llama.cpp's tools read.
+/// The output's layout (every tensor's name, type and shape) comes from the configuration and the
+/// source's headers; then each tensor is read, converted and written a block of rows at a time
+/// (<see cref="ModelCheckpoint.ReadRows"/>), so a conversion holds a few blocks of
+/// <see cref="ModelCheckpoint.RowBlockBytes"/>, whatever the model's size.
 /// </summary>
 public static class CheckpointConverter
 {
     /// <summary>Converts <paramref name="source"/> into <paramref name="outputDirectory"/> (created if needed).
     /// Returns the paths written.</summary>
-    public static IReadOnlyList<string> Convert(ModelCheckpoint source, string outputDirectory, ElementType type)
+    public static IReadOnlyList<string> Convert(ModelCheckpoint source, string outputDirectory, ElementType type, Action<ConversionProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentException.ThrowIfNullOrEmpty(outputDirectory);
@@ -37,7 +45,8 @@ public static class CheckpointConverter
         var written = new List<string>();
         var specs = expected.Select(t => new SafeTensorSpec(t.Name, type, t.Shape)).ToList();
         var weights = Path.Combine(output, "model.safetensors");
-        SafeTensorsWriter.Write(weights, specs, i => EncodeChecked(source, expected[i].Name, expected[i].Shape, type),
+        var counter = new Counter(specs.Count, specs.Sum(s => s.ByteCount), progress);
+        SafeTensorsWriter.Write(weights, specs, (i, stream) => WriteTensor(source, expected[i].Name, expected[i].Shape, type, 0, stream, counter),
             new Dictionary<string, string> { ["format"] = "pt" });
         written.Add(weights);
 
@@ -62,7 +71,7 @@ public static class CheckpointConverter
     /// <c>tokenizer.ggml.*</c> (model "llama"). The stop token is written as <c>eos_token_id</c>: for a
     /// llama2.c checkpoint that is BOS, where run.c stops.
     /// </summary>
-    public static void ConvertToGguf(ModelCheckpoint source, string outputFile, ElementType type)
+    public static void ConvertToGguf(ModelCheckpoint source, string outputFile, ElementType type, Action<ConversionProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentException.ThrowIfNullOrEmpty(outputFile);
@@ -74,20 +83,16 @@ public static class CheckpointConverter
             throw new ArgumentException($"{source.Source}: GGUF's llama architecture has no attention biases, sliding window or {c.RopeScaling?.Type} rope scaling");
         var (tokenizer, expected) = CheckSource(source);
         var specs = expected.Select(t => new GgufTensorSpec(GgufCheckpoint.GgufName(t.Name), TypeInGguf(source, t.Name, t.Shape, type), t.Shape)).ToList();
-        GgufWriter.Write(outputFile, GgufMetadata(source, specs, tokenizer), specs, i =>
-        {
-            var (name, shape) = expected[i];
-            var bytes = EncodeChecked(source, name, shape, specs[i].Type);
-            var heads = ModelCheckpoint.Names.RotatedHeads(name, c);
-            return heads == 0 ? bytes : RotaryLayout.ToAdjacentPairs<byte>(bytes, heads, c.HeadDim);
-        });
+        var counter = new Counter(specs.Count, specs.Sum(s => s.ByteCount), progress);
+        GgufWriter.Write(outputFile, GgufMetadata(source, specs, tokenizer), specs, (i, stream) =>
+            WriteTensor(source, expected[i].Name, expected[i].Shape, specs[i].Type, ModelCheckpoint.Names.RotatedHeads(expected[i].Name, c), stream, counter));
     }
 
     /// <summary>Norms (vectors) are F32, as llama.cpp keeps them; a matrix whose rows are not whole
     /// blocks of a quantized type keeps its stored type, so that the file is the model that
     /// <c>--weights</c> quantizes at load.</summary>
     private static ElementType TypeInGguf(ModelCheckpoint source, string name, int[] shape, ElementType type) =>
-        shape.Length == 1 ? ElementType.F32 : shape[^1] % type.BlockLength() != 0 ? source.Read(name, shape).Type : type;
+        shape.Length == 1 ? ElementType.F32 : shape[^1] % type.BlockLength() != 0 ? source.TypeOf(name) : type;
 
     private static List<KeyValuePair<string, object>> GgufMetadata(ModelCheckpoint source, IReadOnlyList<GgufTensorSpec> specs, TextTokenizer? tokenizer)
     {
@@ -159,16 +164,29 @@ public static class CheckpointConverter
         return (tokenizer, expected);
     }
 
-    /// <summary>A tensor of the source as bytes of <paramref name="type"/>, refused where narrowing would
-    /// turn finite values infinite.</summary>
-    private static byte[] EncodeChecked(ModelCheckpoint source, string name, int[] shape, ElementType type)
+    /// <summary>Reads a tensor of the source a block of rows at a time, converts each block to
+    /// <paramref name="type"/> (with <paramref name="adjacentPairHeads"/>, q or k rows permuted to adjacent
+    /// pairs) and writes it; refused where narrowing would turn finite values infinite.</summary>
+    private static void WriteTensor(ModelCheckpoint source, string name, int[] shape, ElementType type, int adjacentPairHeads, Stream output, Counter counter)
     {
-        var tensor = source.Read(name, shape);
-        var bytes = Encode(tensor, type);
-        if (tensor.Type != type && type is ElementType.F16 or ElementType.BF16 && CountOverflows(tensor, bytes, type) is var overflows and > 0)
-            throw new ModelFormatException(
-                $"{source.Source}: tensor '{name}' has {overflows} finite values too large for {type} (they would become infinite)");
-        return bytes;
+        long overflows = 0;
+        using var buffers = new BlockBuffers();
+        source.ReadRows(name, shape, (rows, _) =>
+        {
+            var bytes = Encode(rows, type, buffers, ref overflows);
+            if (adjacentPairHeads > 0)
+            {
+                var pairs = buffers.Permuted(bytes.Length);
+                var headDim = source.Config.HeadDim;
+                RotaryLayout.ToAdjacentPairs(bytes, pairs, rows.Shape[0] / headDim, headDim);
+                bytes = pairs;
+            }
+            output.Write(bytes);
+            counter.Wrote(bytes.Length);
+        });
+        if (overflows > 0)
+            throw new ModelFormatException($"{source.Source}: tensor '{name}' has {overflows} finite values too large for {type} (they would become infinite)");
+        counter.Finished();
     }
 
     /// <summary>The tensor's values as little-endian bytes of <paramref name="type"/>; same-type data is
@@ -176,39 +194,100 @@ public static class CheckpointConverter
     /// (<see cref="Quantization"/>; rows must be whole blocks).</summary>
     public static byte[] Encode(TensorData tensor, ElementType type)
     {
-        if (tensor.Type == type) return tensor.Bytes.ToArray();
-        var values = tensor.ToFloats();
+        long overflows = 0;
+        using var buffers = new BlockBuffers();
+        return Encode(tensor, type, buffers, ref overflows).ToArray();
+    }
+
+    /// <summary>Rows in <paramref name="type"/>, in <paramref name="buffers"/> (or the rows themselves when
+    /// they are of that type already), counting the finite values that narrowing made infinite.</summary>
+    private static ReadOnlySpan<byte> Encode(TensorData rows, ElementType type, BlockBuffers buffers, ref long overflows)
+    {
+        if (rows.Type == type) return rows.Bytes;
+        var count = checked((int)rows.ElementCount);
+        ReadOnlySpan<float> values;
+        if (rows.Type == ElementType.F32)
+        {
+            values = MemoryMarshal.Cast<byte, float>(rows.Bytes);
+        }
+        else
+        {
+            var widened = buffers.Values(count);
+            TensorData.Widen(rows.Type, rows.Bytes, widened);
+            values = widened;
+        }
+        var output = buffers.Output(checked((int)type.ByteCount(rows.Shape)));
         switch (type)
         {
             case ElementType.F32:
-                return MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+                MemoryMarshal.AsBytes(values).CopyTo(output);
+                break;
             case ElementType.F16:
-                var halves = new Half[values.Length];
+                var halves = MemoryMarshal.Cast<byte, Half>(output);
                 System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(values, halves);
-                return MemoryMarshal.AsBytes(halves.AsSpan()).ToArray();
+                for (var i = 0; i < count; i++)
+                    if (Half.IsInfinity(halves[i]) && float.IsFinite(values[i])) overflows++;
+                break;
             case ElementType.BF16:
-                var result = new byte[values.Length * 2];
-                var bf16 = MemoryMarshal.Cast<byte, ushort>(result.AsSpan());
-                for (var i = 0; i < values.Length; i++) bf16[i] = ToBFloat16(values[i]);
-                return result;
+                var bf16 = MemoryMarshal.Cast<byte, ushort>(output);
+                for (var i = 0; i < count; i++)
+                {
+                    bf16[i] = ToBFloat16(values[i]);
+                    if ((bf16[i] & 0x7FFF) == 0x7F80 && float.IsFinite(values[i])) overflows++;
+                }
+                break;
             case var _ when type.IsQuantized():
-                var blocks = new byte[type.ByteCount(tensor.Shape)];
-                Quantization.Quantize(type, values, blocks);
-                return blocks;
+                Quantization.Quantize(type, values, output);
+                break;
             default:
                 throw ElementTypes.Unsupported(type, "conversion");
         }
+        return output;
     }
 
-    private static int CountOverflows(TensorData original, byte[] narrowed, ElementType type)
+    /// <summary>The buffers one tensor's blocks are converted in, rented once and reused for every block.</summary>
+    private sealed class BlockBuffers : IDisposable
     {
-        var before = original.ToFloats();
-        var after = new float[before.Length];
-        TensorData.Widen(type, narrowed, after);
-        var count = 0;
-        for (var i = 0; i < before.Length; i++)
-            if (float.IsFinite(before[i]) && !float.IsFinite(after[i])) count++;
-        return count;
+        private float[]? _values;
+        private byte[]? _output;
+        private byte[]? _permuted;
+
+        public Span<float> Values(int count) => Rent(ref _values, count).AsSpan(0, count);
+        public Span<byte> Output(int count) => Rent(ref _output, count).AsSpan(0, count);
+        public Span<byte> Permuted(int count) => Rent(ref _permuted, count).AsSpan(0, count);
+
+        private static T[] Rent<T>(ref T[]? buffer, int count)
+        {
+            if (buffer is not null && buffer.Length >= count) return buffer;
+            if (buffer is not null) ArrayPool<T>.Shared.Return(buffer);
+            return buffer = ArrayPool<T>.Shared.Rent(count);
+        }
+
+        public void Dispose()
+        {
+            if (_values is not null) ArrayPool<float>.Shared.Return(_values);
+            if (_output is not null) ArrayPool<byte>.Shared.Return(_output);
+            if (_permuted is not null) ArrayPool<byte>.Shared.Return(_permuted);
+        }
+    }
+
+    /// <summary>Counts what a conversion has written and tells <see cref="ConversionProgress"/> to its listener.</summary>
+    private sealed class Counter(int tensors, long bytes, Action<ConversionProgress>? listener)
+    {
+        private int _tensors;
+        private long _bytes;
+
+        public void Wrote(int count)
+        {
+            _bytes += count;
+            listener?.Invoke(new ConversionProgress(_tensors, tensors, _bytes, bytes));
+        }
+
+        public void Finished()
+        {
+            _tensors++;
+            listener?.Invoke(new ConversionProgress(_tensors, tensors, _bytes, bytes));
+        }
     }
 
     /// <summary>bfloat16 bits of a float, rounded to nearest with ties to even; NaN stays a (quiet) NaN.</summary>

@@ -1,3 +1,5 @@
+using Kangaroo.Native.Numerics;
+
 namespace Kangaroo.Native.Loader;
 
 /// <summary>
@@ -18,9 +20,13 @@ public sealed class GgufCheckpoint : ModelCheckpoint
     /// <summary>q and k in halves order, permuted once on first read.</summary>
     private readonly Dictionary<string, byte[]> _permuted = new(StringComparer.Ordinal);
 
+    /// <inheritdoc/>
     public override LlamaConfig Config { get; }
+    /// <inheritdoc/>
     public override string Source => _file.Path;
+    /// <inheritdoc/>
     public override string? TokenizerPath { get; }
+    /// <inheritdoc/>
     public override IReadOnlyList<string> Files => [Source];
 
     private GgufCheckpoint(GgufFile file)
@@ -36,6 +42,7 @@ public sealed class GgufCheckpoint : ModelCheckpoint
         TokenizerPath = file.Metadata.ContainsKey("tokenizer.ggml.model") ? file.Path : null;
     }
 
+    /// <summary>Opens a GGUF model file of the llama architecture and reads its configuration from the metadata; throws <see cref="ModelFormatException"/> naming the file when it is not one.</summary>
     public static new GgufCheckpoint Open(string path)
     {
         var file = GgufFile.Open(path);
@@ -50,7 +57,7 @@ public sealed class GgufCheckpoint : ModelCheckpoint
         }
     }
 
-    /// <summary>llama.cpp's names of a decoder block's weights, beside the Hugging Face names.</summary>
+    /// <summary>llama.cpp's names of a transformer block's weights, beside the Hugging Face names.</summary>
     private static readonly (string Gguf, string Hf)[] LayerNames =
     [
         ("attn_norm", Names.AttentionNorm), ("attn_q", Names.Query), ("attn_k", Names.Key), ("attn_v", Names.Value),
@@ -141,8 +148,10 @@ public sealed class GgufCheckpoint : ModelCheckpoint
             : throw new ModelFormatException($"{file.Path}: linear rope scaling needs a positive llama.rope.scaling.factor (got {factor?.ToString() ?? "none"})");
     }
 
+    /// <inheritdoc/>
     public override bool Contains(string name) => _ggufNames.TryGetValue(name, out var gguf) && _file.Contains(gguf);
 
+    /// <inheritdoc/>
     protected override TensorData ReadTensor(string name)
     {
         if (!_ggufNames.TryGetValue(name, out var gguf)) throw Error($"tensor '{name}' is missing");
@@ -155,8 +164,19 @@ public sealed class GgufCheckpoint : ModelCheckpoint
         return new TensorData(tensor.Type, tensor.Shape, rowsInHalves);
     }
 
+    /// <summary>None for a tensor whose rows are not whole blocks: <see cref="GgufFile.Read"/> dequantizes it whole.</summary>
+    protected override TensorExtent? ExtentOf(string name)
+    {
+        if (!_ggufNames.TryGetValue(name, out var gguf) || !_file.Contains(gguf)) return null;
+        var info = _file.Info(gguf);
+        if (info.Shape[^1] % info.Type.BlockLength() != 0) return null;
+        return new TensorExtent(Source, _file.DataOffset + info.Offset, info.Type, info.Shape, AdjacentPairs: true);
+    }
+
+    /// <inheritdoc/>
     protected override string FileOf(string name) => Source;
 
+    /// <inheritdoc/>
     public override void Dispose()
     {
         _file.Dispose();

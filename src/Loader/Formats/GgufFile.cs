@@ -9,8 +9,32 @@ namespace Kangaroo.Native.Loader;
 /// <summary>The type of a GGUF metadata value, as numbered in the GGUF specification.</summary>
 public enum GgufValueType : uint
 {
-    UInt8 = 0, Int8 = 1, UInt16 = 2, Int16 = 3, UInt32 = 4, Int32 = 5, Float32 = 6, Bool = 7,
-    String = 8, Array = 9, UInt64 = 10, Int64 = 11, Float64 = 12,
+    /// <summary>An unsigned 8-bit integer (byte).</summary>
+    UInt8 = 0,
+    /// <summary>A signed 8-bit integer (sbyte).</summary>
+    Int8 = 1,
+    /// <summary>An unsigned 16-bit integer (ushort).</summary>
+    UInt16 = 2,
+    /// <summary>A signed 16-bit integer (short).</summary>
+    Int16 = 3,
+    /// <summary>An unsigned 32-bit integer (uint).</summary>
+    UInt32 = 4,
+    /// <summary>A signed 32-bit integer (int).</summary>
+    Int32 = 5,
+    /// <summary>An IEEE 754 single (float).</summary>
+    Float32 = 6,
+    /// <summary>A one-byte boolean, 0 or 1 (bool).</summary>
+    Bool = 7,
+    /// <summary>A length-prefixed UTF-8 string (string).</summary>
+    String = 8,
+    /// <summary>A typed array of values (<see cref="GgufArray"/>).</summary>
+    Array = 9,
+    /// <summary>An unsigned 64-bit integer (ulong).</summary>
+    UInt64 = 10,
+    /// <summary>A signed 64-bit integer (long).</summary>
+    Int64 = 11,
+    /// <summary>An IEEE 754 double (double).</summary>
+    Float64 = 12,
 }
 
 /// <summary>A GGUF metadata array: <see cref="Items"/> is a typed .NET array (byte[], int[], float[],
@@ -45,7 +69,9 @@ public sealed unsafe class GgufFile : IDisposable
     private bool _disposed;
     private long _position;
 
+    /// <summary>The file's path.</summary>
     public string Path { get; }
+    /// <summary>The GGUF version of the file: 1, 2 or 3.</summary>
     public uint Version { get; }
 
     /// <summary>Metadata values: byte, sbyte, ushort, short, uint, int, float, bool, string, ulong,
@@ -55,6 +81,7 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>The tensors in the order the file lists them.</summary>
     public IReadOnlyDictionary<string, GgufTensorInfo> Tensors => _tensors;
 
+    /// <summary>The data section's alignment in bytes: <c>general.alignment</c>, else 32.</summary>
     public int Alignment { get; }
 
     /// <summary>Where the data section starts in the file.</summary>
@@ -120,8 +147,10 @@ public sealed unsafe class GgufFile : IDisposable
         }
     }
 
+    /// <summary>Whether the file holds a tensor of that name.</summary>
     public bool Contains(string name) => _tensors.ContainsKey(name);
 
+    /// <summary>The tensor's entry; throws <see cref="ModelFormatException"/> when the file has no such tensor.</summary>
     public GgufTensorInfo Info(string name) =>
         _tensors.TryGetValue(name, out var info) ? info : throw Error($"tensor '{name}' is missing");
 
@@ -149,8 +178,10 @@ public sealed unsafe class GgufFile : IDisposable
 
     // Typed metadata: null when the key is absent, an error naming the key when its type is wrong.
 
+    /// <summary>A string value; null when the key is absent. Throws <see cref="ModelFormatException"/> when it is not a string.</summary>
     public string? String(string key) => Get(key, "a string", v => v as string);
 
+    /// <summary>A bool value; null when the key is absent. Throws <see cref="ModelFormatException"/> when it is not a bool.</summary>
     public bool? Bool(string key) => Get(key, "a bool", v => v is bool b ? b : (bool?)null);
 
     /// <summary>An integer of any GGUF integer type that fits in a long.</summary>
@@ -159,8 +190,10 @@ public sealed unsafe class GgufFile : IDisposable
     /// <summary>A float32 or float64.</summary>
     public double? Number(string key) => Get(key, "a number", v => v switch { float f => f, double d => d, _ => (double?)null });
 
+    /// <summary>An array of strings; null when the key is absent. Throws <see cref="ModelFormatException"/> when it is another type.</summary>
     public string[]? Strings(string key) => Get(key, "an array of strings", v => v is GgufArray { Items: string[] items } ? items : null);
 
+    /// <summary>An array of float32; null when the key is absent. Throws <see cref="ModelFormatException"/> when it is another type.</summary>
     public float[]? Floats(string key) => Get(key, "an array of float32", v => v is GgufArray { Items: float[] items } ? items : null);
 
     /// <summary>An array of any GGUF integer type, each value fitting in an int.</summary>
@@ -394,6 +427,7 @@ public sealed unsafe class GgufFile : IDisposable
         }
     }
 
+    /// <summary>Unmaps the file; tensor bytes read from it are invalid afterwards.</summary>
     public void Dispose()
     {
         if (_disposed) return;
@@ -403,7 +437,7 @@ public sealed unsafe class GgufFile : IDisposable
 }
 
 /// <summary>ggml's tensor types: the numbers and names GGUF uses, and which of them the engine reads.</summary>
-public static class GgmlTypes
+internal static class GgmlTypes
 {
     private static readonly string[] Names =
     [

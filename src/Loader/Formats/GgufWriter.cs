@@ -7,6 +7,7 @@ namespace Kangaroo.Native.Loader;
 /// and shape (outermost dimension first; the file stores it innermost first).</summary>
 public sealed record GgufTensorSpec(string Name, ElementType Type, int[] Shape)
 {
+    /// <summary>Bytes of the tensor's data.</summary>
     public long ByteCount => Type.ByteCount(Shape);
 }
 
@@ -19,10 +20,11 @@ public sealed record GgufTensorSpec(string Name, ElementType Type, int[] Shape)
 /// </summary>
 public static class GgufWriter
 {
-    /// <summary>Writes the header and infos, then asks <paramref name="bytesOf"/> for each tensor's bytes
-    /// in order, so that only one tensor needs to be in memory at a time.</summary>
+    /// <summary>Writes the header and infos, then has <paramref name="writeTensor"/> write each tensor's bytes
+    /// to the file in order, in as many pieces as it likes: nothing of a tensor needs to be in memory at once.
+    /// A tensor that writes another number of bytes than its spec needs is refused.</summary>
     public static void Write(string path, IReadOnlyList<KeyValuePair<string, object>> metadata, IReadOnlyList<GgufTensorSpec> tensors,
-        Func<int, byte[]> bytesOf, uint version = 3)
+        Action<int, Stream> writeTensor, uint version = 3)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (version is < 1 or > 3) throw new ArgumentException($"GGUF version {version} cannot be written (1, 2 or 3)", nameof(version));
@@ -67,10 +69,9 @@ public static class GgufWriter
             for (var i = 0; i < tensors.Count; i++)
             {
                 Pad(stream, dataStart + offsets[i]);
-                var bytes = bytesOf(i);
-                if (bytes.LongLength != tensors[i].ByteCount)
-                    throw new ArgumentException($"{path}: tensor '{tensors[i].Name}' has {bytes.LongLength} bytes but {TensorData.FormatShape(tensors[i].Shape)} x {tensors[i].Type} needs {tensors[i].ByteCount}");
-                stream.Write(bytes);
+                writeTensor(i, stream);
+                if (stream.Position - dataStart - offsets[i] != tensors[i].ByteCount)
+                    throw new ArgumentException($"{path}: tensor '{tensors[i].Name}' has {stream.Position - dataStart - offsets[i]} bytes but {TensorData.FormatShape(tensors[i].Shape)} x {tensors[i].Type} needs {tensors[i].ByteCount}");
             }
         });
     }

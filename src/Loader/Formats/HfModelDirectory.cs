@@ -12,8 +12,11 @@ public sealed class HfModelDirectory : ModelCheckpoint
     /// <summary>Names that read another tensor: tied weights stored once.</summary>
     private readonly Dictionary<string, string> _aliases = new();
 
+    /// <inheritdoc/>
     public override LlamaConfig Config { get; }
+    /// <inheritdoc/>
     public override string Source { get; }
+    /// <inheritdoc/>
     public override string? TokenizerPath { get; }
 
     private HfModelDirectory(string directory)
@@ -54,6 +57,7 @@ public sealed class HfModelDirectory : ModelCheckpoint
         }
     }
 
+    /// <summary>Opens a Hugging Face model directory: config.json and one safetensors file or an index of shards; throws <see cref="ModelFormatException"/> naming the file at fault.</summary>
     public static new HfModelDirectory Open(string directory) =>
         InputFile.Reading(directory, () => new HfModelDirectory(directory));
 
@@ -100,6 +104,7 @@ public sealed class HfModelDirectory : ModelCheckpoint
         }
     }
 
+    /// <inheritdoc/>
     public override IReadOnlyList<string> Files =>
         [Path.Combine(Source, "config.json"), Path.Combine(Source, "model.safetensors.index.json"), .. _files.Select(f => f.Path), .. TokenizerPath is null ? [] : new[] { TokenizerPath }];
 
@@ -147,21 +152,35 @@ public sealed class HfModelDirectory : ModelCheckpoint
         }
     }
 
+    /// <inheritdoc/>
     protected override string ConfigFile => Path.Combine(Source, "config.json");
 
+    /// <inheritdoc/>
     public override bool Contains(string name) => _fileOfTensor.ContainsKey(_aliases.GetValueOrDefault(name, name));
 
+    /// <inheritdoc/>
     protected override TensorData ReadTensor(string name) =>
         _fileOfTensor.TryGetValue(_aliases.GetValueOrDefault(name, name), out var file)
             ? file.Read(_aliases.GetValueOrDefault(name, name))
             : throw new ModelFormatException($"{FileOf(name)}: tensor '{name}' is missing" +
                 (name == ModelCheckpoint.Names.LmHead && !Config.TiedEmbeddings ? $" ({ConfigFile} does not set tie_word_embeddings)" : ""));
 
+    /// <inheritdoc/>
+    protected override TensorExtent? ExtentOf(string name)
+    {
+        var stored = _aliases.GetValueOrDefault(name, name);
+        if (!_fileOfTensor.TryGetValue(stored, out var file)) return null;
+        var info = file.Info(stored);
+        return new TensorExtent(file.Path, file.DataOffset + info.Begin, info.Type, info.Shape);
+    }
+
+    /// <inheritdoc/>
     protected override string FileOf(string name) =>
         _fileOfTensor.TryGetValue(_aliases.GetValueOrDefault(name, name), out var file) ? file.Path
         : _files.Count == 1 ? _files[0].Path
         : Path.Combine(Source, "model.safetensors.index.json");
 
+    /// <inheritdoc/>
     public override void Dispose()
     {
         foreach (var file in _files) file.Dispose();

@@ -6,6 +6,7 @@ namespace Kangaroo.Native.Loader;
 /// <summary>One tensor's entry in a safetensors header.</summary>
 public sealed record SafeTensorInfo(string Name, ElementType Type, int[] Shape, long Begin, long End)
 {
+    /// <summary>Values in the tensor: the product of the shape.</summary>
     public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
 }
 
@@ -23,9 +24,15 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     private bool _disposed;
     private readonly Dictionary<string, SafeTensorInfo> _tensors;
 
+    /// <summary>The file's path.</summary>
     public string Path { get; }
+    /// <summary>The header's tensor entries, by name.</summary>
     public IReadOnlyDictionary<string, SafeTensorInfo> Tensors => _tensors;
+    /// <summary>The header's <c>__metadata__</c> strings (empty when it has none).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <summary>Where the data section starts in the file (tensor offsets count from there).</summary>
+    public long DataOffset { get; }
 
     private SafeTensorsFile(string path)
     {
@@ -44,7 +51,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             if (8 + headerLength > fileLength)
                 throw Error($"header length {headerLength} runs past the end of the {fileLength}-byte file");
 
-            _data = basePtr + 8 + headerLength;
+            DataOffset = 8 + headerLength;
+            _data = basePtr + DataOffset;
             var dataLength = fileLength - 8 - headerLength;
             (_tensors, Metadata) = ParseHeader(new ReadOnlySpan<byte>(basePtr + 8, (int)headerLength), dataLength);
         }
@@ -55,11 +63,14 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         }
     }
 
+    /// <summary>Opens and maps the file and validates its header; throws <see cref="ModelFormatException"/> naming the file when it is not valid safetensors.</summary>
     public static SafeTensorsFile Open(string path) =>
         InputFile.Reading(path, () => new SafeTensorsFile(path));
 
+    /// <summary>Whether the file holds a tensor of that name.</summary>
     public bool Contains(string name) => _tensors.ContainsKey(name);
 
+    /// <summary>The tensor's entry; throws <see cref="ModelFormatException"/> when the file has no such tensor.</summary>
     public SafeTensorInfo Info(string name) =>
         _tensors.TryGetValue(name, out var info) ? info : throw Error($"tensor '{name}' is missing");
 
@@ -166,6 +177,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             throw Error($"the data section is {dataLength} bytes but the tensors end at byte {end} (wrong header length, or bytes appended to the file?)");
     }
 
+    /// <summary>Unmaps the file; tensor bytes read from it are invalid afterwards.</summary>
     public void Dispose()
     {
         if (_disposed) return;

@@ -10,16 +10,19 @@ public sealed record SafeTensorOutput(string Name, ElementType Type, int[] Shape
 /// quantized types: a Q8_0 or Q4_0 spec is refused.</summary>
 public sealed record SafeTensorSpec(string Name, ElementType Type, int[] Shape)
 {
+    /// <summary>The element type; a quantized type throws <see cref="NotSupportedException"/>.</summary>
     public ElementType Type { get; init; } = Type.IsQuantized()
         ? throw new NotSupportedException($"tensor '{Name}': safetensors has no {Type} type (quantized tensors are written as GGUF)")
         : Type;
 
+    /// <summary>Bytes of the tensor's data.</summary>
     public long ByteCount => Type.ByteCount(Shape);
 }
 
 /// <summary>Writes safetensors files, through <see cref="AtomicFile"/>.</summary>
 public static class SafeTensorsWriter
 {
+    /// <summary>Writes <paramref name="tensors"/>, in the order given, and <paramref name="metadata"/> as <c>__metadata__</c> to <paramref name="path"/>, replacing it atomically; a byte count that does not match a shape throws <see cref="ArgumentException"/>.</summary>
     public static void Write(string path, IEnumerable<SafeTensorOutput> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = tensors.ToList();
@@ -29,12 +32,13 @@ public static class SafeTensorsWriter
             if (tensor.Shape.All(d => d >= 0) && spec.ByteCount != tensor.Bytes.LongLength)
                 throw new ArgumentException($"tensor '{tensor.Name}': {tensor.Bytes.Length} bytes for shape {TensorData.FormatShape(tensor.Shape)} x {tensor.Type.SafeTensorsName()}");
         }
-        Write(path, list.Select(t => new SafeTensorSpec(t.Name, t.Type, t.Shape)).ToList(), i => list[i].Bytes, metadata);
+        Write(path, list.Select(t => new SafeTensorSpec(t.Name, t.Type, t.Shape)).ToList(), (i, stream) => stream.Write(list[i].Bytes), metadata);
     }
 
-    /// <summary>Writes the header for <paramref name="tensors"/>, then asks <paramref name="bytesOf"/> for
-    /// each tensor's bytes in order, so that only one tensor needs to be in memory at a time.</summary>
-    public static void Write(string path, IReadOnlyList<SafeTensorSpec> tensors, Func<int, byte[]> bytesOf, IReadOnlyDictionary<string, string>? metadata = null)
+    /// <summary>Writes the header for <paramref name="tensors"/>, then has <paramref name="writeTensor"/> write
+    /// each tensor's bytes to the file in order, in as many pieces as it likes: nothing of a tensor needs to be
+    /// in memory at once. A tensor that writes another number of bytes than its spec needs is refused.</summary>
+    public static void Write(string path, IReadOnlyList<SafeTensorSpec> tensors, Action<int, Stream> writeTensor, IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var header = new Dictionary<string, object>();
@@ -64,11 +68,11 @@ public static class SafeTensorsWriter
             for (var i = 0; i < padding; i++) stream.WriteByte((byte)' ');
             for (var i = 0; i < tensors.Count; i++)
             {
-                var bytes = bytesOf(i);
-                if (bytes.LongLength != tensors[i].ByteCount)
+                var start = stream.Position;
+                writeTensor(i, stream);
+                if (stream.Position - start != tensors[i].ByteCount)
                     throw new ArgumentException(
-                        $"{path}: tensor '{tensors[i].Name}' has {bytes.LongLength} bytes but shape {TensorData.FormatShape(tensors[i].Shape)} x {tensors[i].Type.SafeTensorsName()} needs {tensors[i].ByteCount}");
-                stream.Write(bytes);
+                        $"{path}: tensor '{tensors[i].Name}' has {stream.Position - start} bytes but shape {TensorData.FormatShape(tensors[i].Shape)} x {tensors[i].Type.SafeTensorsName()} needs {tensors[i].ByteCount}");
             }
         });
     }

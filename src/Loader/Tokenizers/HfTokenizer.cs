@@ -36,7 +36,9 @@ public sealed class HfTokenizer : ModelTokenizer
     private readonly byte[][] _surface;
     private readonly int _leadingSpacesToStrip;
 
+    /// <inheritdoc/>
     public override string Path { get; }
+    /// <inheritdoc/>
     public override int VocabSize => _surface.Length;
 
     /// <summary>The ids of <c>eos_token</c> in tokenizer_config.json (none when it names none).</summary>
@@ -161,6 +163,7 @@ public sealed class HfTokenizer : ModelTokenizer
         }
     }
 
+    /// <inheritdoc/>
     public override int[] Encode(string text, bool addSpecialTokens)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -234,6 +237,7 @@ public sealed class HfTokenizer : ModelTokenizer
     {
         private int _toStrip = owner._leadingSpacesToStrip;
 
+        /// <inheritdoc/>
         public override string Append(int id)
         {
             if ((uint)id >= (uint)owner.VocabSize)

@@ -4,7 +4,26 @@ using System.Text;
 namespace Kangaroo.Native.Loader;
 
 /// <summary>A SentencePiece piece type, as numbered in <c>sentencepiece_model.proto</c>.</summary>
-public enum PieceType { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 }
+public enum PieceType
+{
+    /// <summary>An ordinary piece of text.</summary>
+    Normal = 1,
+
+    /// <summary>The unknown token (<c>&lt;unk&gt;</c>).</summary>
+    Unknown = 2,
+
+    /// <summary>A control token such as BOS or EOS: never produced from text, decoded to nothing.</summary>
+    Control = 3,
+
+    /// <summary>A piece always matched whole in the text.</summary>
+    UserDefined = 4,
+
+    /// <summary>A piece never produced by encoding.</summary>
+    Unused = 5,
+
+    /// <summary>A byte-fallback piece (<c>&lt;0xAB&gt;</c>): one raw UTF-8 byte.</summary>
+    Byte = 6,
+}
 
 /// <summary>One vocabulary entry of a SentencePiece model.</summary>
 public readonly record struct SentencePiece(string Piece, float Score, PieceType Type);
@@ -17,18 +36,30 @@ public readonly record struct SentencePiece(string Piece, float Score, PieceType
 /// </summary>
 public sealed class SentencePieceModel
 {
+    /// <c>TrainerSpec.model_type</c> of a unigram model.
     public const int ModelTypeUnigram = 1;
+    /// <c>TrainerSpec.model_type</c> of a BPE model (Llama's).
     public const int ModelTypeBpe = 2;
 
+    /// <summary>The vocabulary: entry i is token i.</summary>
     public required IReadOnlyList<SentencePiece> Pieces { get; init; }
+    /// <see cref="ModelTypeUnigram"/> or <see cref="ModelTypeBpe"/>.
     public int ModelType { get; init; } = ModelTypeUnigram;
+    /// <summary>Whether text no piece covers is encoded as <see cref="PieceType.Byte"/> pieces instead of the unknown id.</summary>
     public bool ByteFallback { get; init; }
+    /// <summary>The id of the unknown token.</summary>
     public int UnknownId { get; init; }
+    /// <summary>The id of the beginning-of-sequence token.</summary>
     public int BosId { get; init; } = 1;
+    /// <summary>The id of the end-of-sequence token.</summary>
     public int EosId { get; init; } = 2;
+    /// <summary>The id of the padding token; -1 for none.</summary>
     public int PadId { get; init; } = -1;
+    /// <summary>Whether a space is put before the text before encoding.</summary>
     public bool AddDummyPrefix { get; init; } = true;
+    /// <summary>Whether leading, trailing and repeated spaces are removed before encoding.</summary>
     public bool RemoveExtraWhitespaces { get; init; } = true;
+    /// <summary>Whether spaces are encoded as U+2581 (▁).</summary>
     public bool EscapeWhitespaces { get; init; } = true;
 
     /// <summary>Parses a serialized ModelProto; <paramref name="source"/> names the file in errors.</summary>

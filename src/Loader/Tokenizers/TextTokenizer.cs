@@ -21,8 +21,11 @@ public sealed class TextTokenizer : ModelTokenizer
     /// <summary>The pieces, special ids and normalizer flags.</summary>
     public SentencePieceModel Model { get; }
 
+    /// <inheritdoc/>
     public override int VocabSize => Model.Pieces.Count;
+    /// <summary>The id of the beginning-of-sequence token.</summary>
     public int BosId => Model.BosId;
+    /// <summary>The id of the end-of-sequence token.</summary>
     public int EosId => Model.EosId;
 
     /// <summary>Whether a prompt starts with BOS: always, except where a GGUF file's
@@ -129,6 +132,7 @@ public sealed class TextTokenizer : ModelTokenizer
         private int _previous = -1;
         private bool _sawText;
 
+        /// <inheritdoc/>
         public override string Append(int id)
         {
             if ((uint)id >= (uint)owner.VocabSize)

@@ -5,7 +5,7 @@ namespace Kangaroo.Native.Server.Scheduling;
 /// <summary>
 /// Runs the server's generations on its model: requests are admitted into a bounded queue and decoded in
 /// slots. The HTTP layer knows only this interface, so a scheduler that decodes several sequences in one
-/// forward pass replaces <see cref="SerialScheduler"/> without touching it.
+/// forward pass replaces <see cref="BatchScheduler"/> without touching it.
 /// </summary>
 public interface IGenerationScheduler : IAsyncDisposable
 {
@@ -37,6 +37,7 @@ public sealed record GenerationText(string Text) : GenerationUpdate;
 /// <paramref name="CachedPromptTokens"/> are prompt positions kept in the KV cache from an earlier generation.</summary>
 public sealed record GenerationFinished(FinishReason Reason, int PromptTokens, int CompletionTokens, int CachedPromptTokens) : GenerationUpdate;
 
+/// <summary>Why a generation ended.</summary>
 public enum FinishReason
 {
     /// <summary>The model's stop token or a stop sequence.</summary>
@@ -46,6 +47,7 @@ public enum FinishReason
     Length,
 }
 
+/// <summary>What a scheduler runs and is doing now (<see cref="IGenerationScheduler.Status"/>).</summary>
 /// <param name="Decoder">the decoder's name (autoregressive, kangaroo, early-exit or auto).</param>
 /// <param name="Speculation">what the decoder does now: "none", the fixed draft settings, or the auto decoder's plan.</param>
 /// <param name="Slots">sequences decoded at once.</param>
@@ -58,5 +60,6 @@ public sealed record SchedulerStatus(string Decoder, string Speculation, int Slo
 public sealed class SchedulerFullException(int capacity)
     : Exception($"the server is busy: {capacity} requests are already waiting; try again shortly")
 {
+    /// <summary>How many requests may wait; this many were waiting.</summary>
     public int Capacity { get; } = capacity;
 }

@@ -16,6 +16,22 @@ public sealed class CliTests
         Assert.StartsWith("Once upon a time, there was a little girl named Lily.", result.Stdout);
     }
 
+    /// <summary><c>--threads</c> changes no token;
+    /// fewer than one is refused in one line.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void ThreadsChangeNoToken(int threads)
+    {
+        var result = KangarooProcess.Run("generate", "--prompt", OnceUponATime.Prompt, "--max-new-tokens", OnceUponATime.MaxNewTokens.ToString(),
+            "--device", "cpu", "--threads", threads.ToString(), "--decoder", "autoregressive", "--json");
+        Assert.Equal(0, result.ExitCode);
+        Assert.Equal(OnceUponATime.GeneratedIds, KangarooProcess.JsonIds(result, "generated_ids"));
+        var refused = KangarooProcess.Run("generate", "--prompt", "Hi", "--threads", "0");
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Equal("kangaroo: --threads 0 must be >= 1", refused.Stderr.Trim());
+    }
+
     [Theory]
     [InlineData("autoregressive")]
     [InlineData("early-exit")]

@@ -30,6 +30,8 @@ public static class KangarooProcess
             process.Kill(entireProcessTree: true);
             throw new TimeoutException($"kangaroo {string.Join(' ', args)} did not finish in 5 minutes");
         }
+        // Progress is drawn only on a terminal: redirected, stderr holds finished lines only.
+        Assert.DoesNotContain("\u001b[", stderr.Result);
         return new Result(process.ExitCode, stdout.Result, stderr.Result);
     }
 

@@ -75,6 +75,6 @@ public sealed class GgufKQuantGoldenTests(SharedDevices devices) : IClassFixture
         using var model = new LlamaModel(checkpoint, devices.Get("cpu"));
         using var gguf = GgufFile.Open(ModelPath(file));
         var fileBytes = gguf.Tensors.Values.GroupBy(t => t.Type).ToDictionary(g => g.Key, g => g.Sum(t => t.ByteCount));
-        Assert.Equal(fileBytes.OrderBy(t => t.Key), model.WeightBytesByType.OrderBy(t => t.Key));
+        Assert.Equal(fileBytes.OrderBy(t => t.Key), model.Weights.BytesByType.OrderBy(t => t.Key));
     }
 }

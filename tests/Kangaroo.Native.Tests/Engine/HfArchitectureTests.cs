@@ -194,7 +194,7 @@ public sealed class HfArchitectureTests(SharedDevices devices) : IClassFixture<S
         using var residual = model.AllocateResidual(tokens.Length);
         using var logits = model.AllocateLogits(tokens.Length);
         model.Embed(tokens, residual);
-        model.RunBlocks(0, model.Layers, residual, tokens.Length, 0);
+        model.RunBlocks(0, model.Layers, residual, ModelPasses.OneSequence(0, tokens.Length));
         model.Logits(residual, tokens.Length, logits);
         var actual = new float[tokens.Length * Vocab];
         model.Device.Download(logits, actual);

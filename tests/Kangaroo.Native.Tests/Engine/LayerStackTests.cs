@@ -11,7 +11,7 @@ public sealed class LayerStackTests
 
     private static float[] Residual(LlamaModel model, Action<Kangaroo.Native.Kernels.DeviceTensor> run)
     {
-        model.Cache.Truncate(0);
+        model.Cache.Truncate(0, 0);
         using var x = model.AllocateResidual(Tokens.Length);
         model.Embed(Tokens, x);
         run(x);
@@ -28,11 +28,11 @@ public sealed class LayerStackTests
     {
         using var model = TestModels.Stories();
         var n = Tokens.Length;
-        var full = Residual(model, x => model.RunBlocks(0, model.Layers, x, n, 0));
+        var full = Residual(model, x => model.RunBlocks(0, model.Layers, x, ModelPasses.OneSequence(0, n)));
         var split = Residual(model, x =>
         {
-            model.RunBlocks(0, exit, x, n, 0);
-            model.RunBlocks(exit, model.Layers, x, n, 0);
+            model.RunBlocks(0, exit, x, ModelPasses.OneSequence(0, n));
+            model.RunBlocks(exit, model.Layers, x, ModelPasses.OneSequence(0, n));
         });
         Assert.Equal(full, split);
     }
@@ -42,11 +42,11 @@ public sealed class LayerStackTests
     {
         using var model = TestModels.Stories();
         var n = Tokens.Length;
-        var block = Residual(model, x => model.RunBlocks(0, model.Layers, x, n, 0));
+        var block = Residual(model, x => model.RunBlocks(0, model.Layers, x, ModelPasses.OneSequence(0, n)));
         var dim = model.Config.Dim;
         var single = Residual(model, x =>
         {
-            for (var p = 0; p < n; p++) model.RunBlocks(0, model.Layers, x.Slice(p * dim, dim), 1, p);
+            for (var p = 0; p < n; p++) model.RunBlocks(0, model.Layers, x.Slice(p * dim, dim), ModelPasses.OneSequence(p, 1));
         });
         Assert.Equal(block, single);
     }
@@ -57,8 +57,8 @@ public sealed class LayerStackTests
         using var model = TestModels.Stories();
         using var x = model.AllocateResidual(1);
         model.Embed([1], x);
-        model.Cache.Truncate(0);
-        var error = Assert.Throws<InvalidOperationException>(() => model.RunBlocks(0, 1, x, 1, 3));
+        model.Cache.Truncate(0, 0);
+        var error = Assert.Throws<InvalidOperationException>(() => model.RunBlocks(0, 1, x, ModelPasses.OneSequence(3, 1)));
         Assert.Contains("cannot write at position 3", error.Message);
     }
 

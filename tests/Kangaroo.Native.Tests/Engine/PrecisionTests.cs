@@ -128,7 +128,7 @@ public sealed class PrecisionTests(ConvertedModels converted) : IClassFixture<Co
             using var residual = model.AllocateResidual(n);
             using var logits = model.AllocateLogits(n);
             model.Embed(tokens, residual);
-            model.RunBlocks(0, model.Layers, residual, n, 0);
+            model.RunBlocks(0, model.Layers, residual, ModelPasses.OneSequence(0, n));
             model.Logits(residual, n, logits);
             var result = new float[n * model.Config.VocabSize];
             device.Download(logits, result);

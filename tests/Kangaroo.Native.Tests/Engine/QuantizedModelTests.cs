@@ -35,13 +35,13 @@ public sealed class QuantizedModelTests(SharedDevices devices) : IClassFixture<S
         var weightType = type == ElementType.Q8_0 ? ElementType.Q8_0 : ElementType.Q4_0;
         Assert.Equal(weightType, model.LmHead.Type); // tied: the embedding, quantized
         // stories260K's down projections have rows of 172 values: they stay f32, as its norms do.
-        Assert.Equal(Enumerable.Range(0, 5).Select(l => ModelCheckpoint.Names.Layer(l, ModelCheckpoint.Names.Down)), model.Unquantized);
-        Assert.Equal([ElementType.F32, weightType], model.WeightBytesByType.Keys.Order());
-        Assert.Equal(model.WeightBytes, model.WeightBytesByType.Values.Sum());
+        Assert.Equal(Enumerable.Range(0, 5).Select(l => ModelCheckpoint.Names.Layer(l, ModelCheckpoint.Names.Down)), model.Weights.Unquantized);
+        Assert.Equal([ElementType.F32, weightType], model.Weights.BytesByType.Keys.Order());
+        Assert.Equal(model.Weights.Bytes, model.Weights.BytesByType.Values.Sum());
         var c = model.Config;
         var f32 = c.Layers * (2L * c.Dim + (long)c.Dim * c.HiddenDim) + c.Dim; // norms and down projections
-        Assert.Equal(4 * f32, model.WeightBytesByType[ElementType.F32]);
-        Assert.Equal(full.WeightBytes - 4 * f32, (model.WeightBytes - 4 * f32) * 32 * 4 / (type == ElementType.Q8_0 ? 34 : 18));
+        Assert.Equal(4 * f32, model.Weights.BytesByType[ElementType.F32]);
+        Assert.Equal(full.Weights.Bytes - 4 * f32, (model.Weights.Bytes - 4 * f32) * 32 * 4 / (type == ElementType.Q8_0 ? 34 : 18));
         Assert.Equal(full.Fingerprint, model.Fingerprint); // the adapter of the unquantized model fits
     }
 
@@ -121,7 +121,7 @@ public sealed class QuantizedModelTests(SharedDevices devices) : IClassFixture<S
         foreach (var type in new[] { ElementType.Q8_0, ElementType.Q4_0 })
         {
             using var model = Quantized(devices.Get(kind), type, TinyStoriesGoldenTests.ModelPath);
-            Assert.Empty(model.Unquantized);
+            Assert.Empty(model.Weights.Unquantized);
             var decoder = new AutoregressiveDecoder(model);
             var records = goldens.Where(r => r.Model == $"TinyStories-656K-{type}.gguf").ToList();
             Assert.True(records.Count >= 8);

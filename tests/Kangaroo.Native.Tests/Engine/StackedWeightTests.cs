@@ -58,7 +58,7 @@ public sealed class StackedWeightTests
         using var residual = model.AllocateResidual(tokens.Length);
         using var logits = model.AllocateLogits(tokens.Length);
         model.Embed(tokens, residual);
-        model.RunBlocks(0, model.Layers, residual, tokens.Length, 0);
+        model.RunBlocks(0, model.Layers, residual, ModelPasses.OneSequence(0, tokens.Length));
         model.Logits(residual, tokens.Length, logits);
         var result = new float[tokens.Length * model.Config.VocabSize];
         model.Device.Download(logits, result);

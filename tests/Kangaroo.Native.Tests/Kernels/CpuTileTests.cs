@@ -131,7 +131,9 @@ public sealed class CpuTileTests
     }
 
     /// <summary>Products large enough to be split over the cores (2^20 multiply-adds and more), with
-    /// output counts that are not whole chunks, against the reference; blocks still equal one-row calls.</summary>
+    /// output counts that are not whole chunks, against the reference; blocks still equal one-row calls,
+    /// and every thread count (<see cref="CpuDevice.Threads"/>: 1, 2, 3 and 7, more than this machine may
+    /// have) gives the same bits.</summary>
     [Theory]
     [InlineData(ElementType.F32)]
     [InlineData(ElementType.F16)]
@@ -167,7 +169,14 @@ public sealed class CpuTileTests
                 for (var i = 0; i < inDim; i++) magnitude += Math.Abs((double)x[r * inDim + i]) * (Math.Abs(w[o * inDim + i]) + 2 * Math.Abs(offsets[o * inDim + i]));
                 bounds[r * outDim + o] = (float)(2 * (inDim + 4) * U * magnitude) + 1e-30f;
             }
-            AssertWithin(On(reference), On(cpu), bounds, $"MatMul {type} [{outDim}x{inDim}] rows {rows}");
+            var split = On(cpu);
+            AssertWithin(On(reference), split, bounds, $"MatMul {type} [{outDim}x{inDim}] rows {rows}");
+            foreach (var threads in new[] { 1, 2, 3, 7 })
+            {
+                using var device = new CpuDevice(threads);
+                Assert.Equal(threads, device.Threads);
+                AssertIdentical(split, On(device), $"MatMul {type} [{outDim}x{inDim}] rows {rows} on {threads} threads vs {cpu.Threads}");
+            }
         }
         using var cpuWeight = cpu.UploadWeight(type, bytes, outDim, inDim);
         AssertBlockMatchesRows(cpu, cpuWeight, 5, accumulate: true, $"MatMul {type} [{outDim}x{inDim}] split");

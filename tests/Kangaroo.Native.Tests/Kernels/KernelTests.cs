@@ -240,10 +240,10 @@ public sealed class KernelTests(SharedDevices devices) : IClassFixture<SharedDev
                 using var table = new RotaryTable(d, headDim, positions: 16, theta: 10000f);
                 using var input = Tensor(d, qkv);
                 using var q = d.Allocate(rows * dim);
-                using var k = d.Allocate(rows * kvDim);
-                using var v = d.Allocate(rows * kvDim);
-                d.SplitQkv(input, q, k, v, rows, heads, kvHeads, startPos, table);
-                return [.. Read(d, q), .. Read(d, k), .. Read(d, v)];
+                using var k = d.Allocate((startPos + rows) * kvDim); // a one-sequence cache of positions 0..startPos + rows - 1
+                using var v = d.Allocate((startPos + rows) * kvDim);
+                d.SplitQkv(input, q, k, v, BatchRows.Sequence(0, startPos, rows), heads, kvHeads, startPos + rows, table);
+                return [.. Read(d, q), .. Read(d, k).Skip(startPos * kvDim), .. Read(d, v).Skip(startPos * kvDim)];
             }
             float[] Separate(ComputeDevice d)
             {
@@ -309,10 +309,51 @@ public sealed class KernelTests(SharedDevices devices) : IClassFixture<SharedDev
         using var values = Tensor(device, Random((startPos + rows) * kvDim, seed: 13));
         using var batched = device.Allocate(rows * qDim);
         using var single = device.Allocate(rows * qDim);
-        device.Attention(q, keys, values, batched, rows, startPos, heads, kvHeads, headDim);
+        device.Attention(q, keys, values, batched, BatchRows.Sequence(0, startPos, rows), heads, kvHeads, headDim, startPos + rows);
         for (var r = 0; r < rows; r++)
-            device.Attention(q.Slice(r * qDim, qDim), keys, values, single.Slice(r * qDim, qDim), 1, startPos + r, heads, kvHeads, headDim);
+            device.Attention(q.Slice(r * qDim, qDim), keys, values, single.Slice(r * qDim, qDim), BatchRows.Sequence(0, startPos + r, 1), heads, kvHeads, headDim, startPos + rows);
         AssertIdentical(Read(device, single), Read(device, batched), "Attention block vs rows");
+    }
+
+    /// <summary>A pass holding rows of several sequences (cache slots) at their own positions gives each
+    /// row exactly what a pass of that row alone gives: what continuous batching relies on.</summary>
+    [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
+    public void Rows_of_several_sequences_equal_each_alone(string kind)
+    {
+        var device = devices.Get(kind);
+        const int heads = 4, kvHeads = 2, headDim = 6, slots = 3, slotPositions = 13;
+        var (qDim, kvDim) = (heads * headDim, kvHeads * headDim);
+        int[] rowSlots = [2, 2, 2, 0, 1, 1], rowPositions = [4, 5, 6, 12, 0, 1];
+        var rows = new BatchRows(rowSlots.Length);
+        rows.Set(rowSlots, rowPositions);
+        using var table = new RotaryTable(device, headDim, positions: slotPositions, theta: 10000f);
+        var qkv = Random(rows.Count * (qDim + 2 * kvDim), seed: 41);
+        var cache = Random(slots * slotPositions * kvDim, seed: 42);
+        float[] Run(bool together)
+        {
+            using var input = Tensor(device, qkv);
+            using var keys = Tensor(device, cache);
+            using var values = Tensor(device, cache.Select(x => -x).ToArray());
+            using var query = device.Allocate(rows.Count * qDim);
+            using var output = device.Allocate(rows.Count * qDim);
+            if (together)
+            {
+                device.SplitQkv(input, query, keys, values, rows, heads, kvHeads, slotPositions, table);
+                device.Attention(query, keys, values, output, rows, heads, kvHeads, headDim, slotPositions);
+            }
+            else
+            {
+                var width = qDim + 2 * kvDim;
+                for (var r = 0; r < rows.Count; r++)
+                {
+                    var one = BatchRows.Sequence(rows.Slot(r), rows.Position(r), 1);
+                    device.SplitQkv(input.Slice(r * width, width), query.Slice(r * qDim, qDim), keys, values, one, heads, kvHeads, slotPositions, table);
+                    device.Attention(query.Slice(r * qDim, qDim), keys, values, output.Slice(r * qDim, qDim), one, heads, kvHeads, headDim, slotPositions);
+                }
+            }
+            return [.. Read(device, output), .. Read(device, keys), .. Read(device, values)];
+        }
+        AssertIdentical(Run(together: false), Run(together: true), "rows of three sequences in one pass vs each row alone");
     }
 
     [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
@@ -422,7 +463,7 @@ public sealed class KernelTests(SharedDevices devices) : IClassFixture<SharedDev
         using var keys = Tensor(d, Random(positions * kvHeads * headDim, seed: 21));
         using var values = Tensor(d, Random(positions * kvHeads * headDim, seed: 22));
         using var output = d.Allocate(rows * heads * headDim);
-        d.Attention(q, keys, values, output, rows, startPos, heads, kvHeads, headDim);
+        d.Attention(q, keys, values, output, BatchRows.Sequence(0, startPos, rows), heads, kvHeads, headDim, positions);
         return Read(d, output);
     }
 

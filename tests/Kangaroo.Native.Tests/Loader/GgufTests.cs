@@ -47,7 +47,7 @@ public sealed class GgufTests : IDisposable
         var values = Enumerable.Range(0, 3 * 5).Select(i => (float)i).ToArray();
         var specs = new[] { new GgufTensorSpec("a", ElementType.F32, [3, 5]), new GgufTensorSpec("b", ElementType.F16, [5]) };
         var bytes = new[] { System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray(), new byte[10] };
-        GgufWriter.Write(path, EveryType, specs, i => bytes[i], version);
+        GgufWriter.Write(path, EveryType, specs, (i, stream) => stream.Write(bytes[i]), version);
 
         using var file = GgufFile.Open(path);
         Assert.Equal(version, file.Version);
@@ -230,7 +230,7 @@ public sealed class GgufTests : IDisposable
             }
             data.Add(result);
         }
-        GgufWriter.Write(output, metadata, specs, i => data[i]);
+        GgufWriter.Write(output, metadata, specs, (i, stream) => stream.Write(data[i]));
     }
 
     /// <summary>An early llama.cpp Q8_0 conversion of stories260K (../shared/models/gguf/stories260K-q8_0-v2.gguf):
@@ -280,7 +280,7 @@ public sealed class GgufTests : IDisposable
             new("tokenizer.ggml.tokens", new GgufArray(GgufValueType.String, new[] { "<unk>", "<s>", "</s>" })),
             new("tokenizer.ggml.bos_token_id", 1u), new("tokenizer.ggml.eos_token_id", 2u),
             new("tokenizer.chat_template", "{{ bos_token }}{% for m in messages %}[{{ m['content'] }}]{% endfor %}{{ eos_token }}"),
-        ], [], _ => []);
+        ], [], (_, _) => { });
         var template = ChatTemplate.Load(path);
         Assert.Equal(("<s>", "</s>"), (template.BosToken, template.EosToken));
         Assert.Contains("metadata 'general.architecture' is missing", Assert.Throws<ModelFormatException>(() => ModelCheckpoint.Open(path)).Message);

@@ -139,7 +139,7 @@ public sealed class HfDirectoryTests : IDisposable
             Assert.Contains("the prompt is 40 tokens but the context is 32 positions", e.Message);
             Assert.Contains("--context", e.Message);
         }
-        Assert.True(LlamaModel.DefaultContext(checkpoint.Config, device, 0) <= LlamaConfig.MaxDimension);
+        Assert.True(ContextSize.Default(checkpoint.Config, device, 0) <= LlamaConfig.MaxDimension);
         var tooLong = Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, device, context: LlamaConfig.MaxDimension + 1));
         Assert.Contains("exceeds the model's max_position_embeddings", tooLong.Message);
         Assert.Throws<ArgumentException>(() => new LlamaModel(checkpoint, device, context: 0));

@@ -21,15 +21,22 @@ public sealed class ServerSchedulingTests
         }
     }
 
-    [Fact]
-    public async Task FourConcurrentRequestsGetTheGreedyRepliesTheyGetAlone()
+    /// <summary>Requests of different lengths joining and leaving while others decode: each gets the greedy
+    /// reply it gets alone, whether they take turns (one slot) or share passes (four slots), with plain
+    /// decoding or with Kangaroo speculating beside the batch.</summary>
+    [Theory]
+    [InlineData(1, "autoregressive")]
+    [InlineData(4, "autoregressive")]
+    [InlineData(4, "kangaroo")]
+    [InlineData(3, "auto")]
+    public async Task ConcurrentRequestsGetTheGreedyRepliesTheyGetAlone(int parallel, string decoder)
     {
-        await using var server = await TestServer.Start();
+        await using var server = await TestServer.Start(parallel: parallel, decoder: decoder, tokenDelay: TimeSpan.FromMilliseconds(2));
         var chat = server.Chat();
-        string[] messages = ["Tell me about a cat.", "Tell me about a dog.", "Where is the sun?", "Sing me a song."];
-        var options = new ChatCompletionOptions { MaxOutputTokenCount = 48, Temperature = 0 };
+        string[] messages = ["Tell me about a cat.", "Tell me about a dog.", "Where is the sun?", "Sing me a song.", "Who is there?", "Count to ten."];
         async Task<string> Reply(int i)
         {
+            var options = new ChatCompletionOptions { MaxOutputTokenCount = 12 + 17 * i, Temperature = 0 };
             if (i % 2 == 0) return (await chat.CompleteChatAsync([new UserChatMessage(messages[i])], options)).Value.Content[0].Text;
             var pieces = new List<string>();
             await foreach (var update in chat.CompleteChatStreamingAsync([new UserChatMessage(messages[i])], options)) pieces.AddRange(update.ContentUpdate.Select(p => p.Text));
@@ -39,8 +46,26 @@ public sealed class ServerSchedulingTests
         var alone = new List<string>();
         for (var i = 0; i < messages.Length; i++) alone.Add(await Reply(i));
         Assert.Equal(messages.Length, alone.Distinct().Count());
-        var together = await Task.WhenAll(Enumerable.Range(0, messages.Length).Select(i => Task.Run(() => Reply(i))));
+        var busiest = 0;
+        using var watching = new CancellationTokenSource();
+        var watch = Task.Run(async () =>
+        {
+            while (!watching.IsCancellationRequested)
+            {
+                busiest = Math.Max(busiest, server.Status.Busy);
+                await Task.Delay(1);
+            }
+        });
+        var together = await Task.WhenAll(Enumerable.Range(0, messages.Length).Select(async i =>
+        {
+            await Task.Delay(15 * i); // they join while others decode
+            return await Reply(i);
+        }));
+        await watching.CancelAsync();
+        await watch;
         Assert.Equal(alone, together);
+        Assert.InRange(busiest, 1, parallel); // never more than the slots
+        if (parallel > 1) Assert.True(busiest > 1, "no two requests were ever decoded together");
         await server.WaitIdle(TimeSpan.FromSeconds(5));
     }
 

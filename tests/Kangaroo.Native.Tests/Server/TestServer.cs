@@ -20,9 +20,9 @@ public sealed class TestServer : IAsyncDisposable
     public const string ModelId = "stories260K";
 
     private readonly InferenceSession _session;
-    private readonly SerialScheduler _scheduler;
+    private readonly BatchScheduler _scheduler;
 
-    private TestServer(InferenceSession session, SerialScheduler scheduler, WebApplication app)
+    private TestServer(InferenceSession session, BatchScheduler scheduler, WebApplication app)
     {
         _session = session;
         _scheduler = scheduler;
@@ -37,12 +37,13 @@ public sealed class TestServer : IAsyncDisposable
     public HttpClient Http { get; }
     public SchedulerStatus Status => _scheduler.Status;
 
-    /// <param name="tokenDelay">a pause after each token: a model slow enough to be caught mid-generation.</param>
+    /// <param name="tokenDelay">a pause after each step: a model slow enough to be caught mid-generation.</param>
+    /// <param name="parallel">sequences decoded together.</param>
     public static async Task<TestServer> Start(int queueCapacity = 16, string? apiKey = null, long maxRequestBodyBytes = 1 << 20,
-        TimeSpan tokenDelay = default, TimeSpan? shutdownTimeout = null)
+        TimeSpan tokenDelay = default, TimeSpan? shutdownTimeout = null, int parallel = 1, string decoder = "autoregressive")
     {
-        var session = InferenceSession.Open(SharedData.EmbeddedModel, "cpu");
-        var scheduler = new SerialScheduler(session, session.CreateDecoder("autoregressive"), queueCapacity) { TokenDelay = tokenDelay };
+        var session = InferenceSession.Open(SharedData.EmbeddedModel, "cpu", sequences: parallel);
+        var scheduler = new BatchScheduler(session, session.CreateDecoder(decoder), queueCapacity) { TokenDelay = tokenDelay };
         var app = KangarooServer.Create(new ServedModel(session, ChatTemplate.Load(TemplatePath)), scheduler, new ServerOptions
         {
             Port = 0, ApiKey = apiKey, MaxRequestBodyBytes = maxRequestBodyBytes, ShutdownTimeout = shutdownTimeout ?? TimeSpan.FromSeconds(30),

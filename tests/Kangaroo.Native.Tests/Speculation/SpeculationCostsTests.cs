@@ -31,8 +31,8 @@ public sealed class SpeculationCostsTests
         long adapterBytes = 2 * c.Dim + 4L * c.Dim * c.Dim + (long)(draftVocab ?? c.VocabSize) * c.Dim;
         Assert.Equal((double)(exitLayer * block + adapterBytes) / (c.Layers * block + finalNormAndHead), costs.DraftByteRatio, 9);
 
-        Assert.Equal(0, model.Cache.Length(0));
-        Assert.Equal(0, head.CachedPositions);
+        Assert.Equal(0, model.Cache.Length(0, 0));
+        Assert.Equal(0, head.Cached(0));
     }
 
     [Fact]

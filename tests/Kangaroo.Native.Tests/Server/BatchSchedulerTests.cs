@@ -4,7 +4,7 @@ using Kangaroo.Native.Server.Scheduling;
 namespace Kangaroo.Native.Tests.Server;
 
 /// <summary>The scheduler without HTTP: what it gives out, and what disposing it does to what it holds.</summary>
-public sealed class SerialSchedulerTests
+public sealed class BatchSchedulerTests
 {
     private static GenerationRequest Request(InferenceSession session, int maxTokens, params string[] stops) =>
         new(session.EncodePrompt("Once upon a time"), maxTokens, new SamplingOptions(), stops);
@@ -17,7 +17,7 @@ public sealed class SerialSchedulerTests
         using (var decoder = session.CreateDecoder("autoregressive"))
         {
             var expected = session.Tokenizer!.Decode(decoder.Generate(prompt, 20, new SamplingOptions()).ToList());
-            await using var scheduler = new SerialScheduler(session, session.CreateDecoder("autoregressive"), queueCapacity: 4);
+            await using var scheduler = new BatchScheduler(session, session.CreateDecoder("autoregressive"), queueCapacity: 4);
             var updates = new List<GenerationUpdate>();
             await foreach (var update in scheduler.Submit(Request(session, 20))) updates.Add(update);
             Assert.Equal(expected, string.Concat(updates.OfType<GenerationText>().Select(t => t.Text)));
@@ -31,7 +31,7 @@ public sealed class SerialSchedulerTests
     public async Task DisposingCancelsWhatItHoldsAndRefusesMore()
     {
         using var session = InferenceSession.Open(SharedData.EmbeddedModel, "cpu");
-        var scheduler = new SerialScheduler(session, session.CreateDecoder("autoregressive"), queueCapacity: 4) { TokenDelay = TimeSpan.FromMilliseconds(50) };
+        var scheduler = new BatchScheduler(session, session.CreateDecoder("autoregressive"), queueCapacity: 4) { TokenDelay = TimeSpan.FromMilliseconds(50) };
         var running = scheduler.Submit(Request(session, 200)).GetAsyncEnumerator();
         Assert.True(await running.MoveNextAsync());
         var waiting = scheduler.Submit(Request(session, 5)).GetAsyncEnumerator();

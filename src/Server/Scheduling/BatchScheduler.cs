@@ -6,34 +6,48 @@ using Kangaroo.Native.Chat;
 using Kangaroo.Native.Engine;
 using Kangaroo.Native.Engine.Kangaroo;
 using Kangaroo.Native.Loader;
+using Kangaroo.Native.Engine.Decoding;
 using Decoder = Kangaroo.Native.Engine.Decoding.Decoder;
 
 namespace Kangaroo.Native.Server.Scheduling;
 
 /// <summary>
-/// The scheduler for an engine that runs one generation at a time per model: one slot, a worker thread that
-/// takes admitted requests from a bounded queue in order and generates each with the decoder, keeping the
-/// KV cache positions a prompt shares with the previous sequence (<c>reuseCache</c>). Text is cut at stop
-/// sequences by <see cref="ReplyText"/>, as <see cref="KangarooChatClient"/> cuts it. The scheduler owns
-/// the decoder and disposes it; the session stays the caller's.
+/// Continuous batching: up to as many generations as the model has sequence slots decode together, each
+/// step one pass over the next row of every running generation (a waiting request's prompt joins in
+/// chunks between steps); requests beyond that wait in a bounded queue, and a finished or cancelled
+/// generation leaves and frees its slot at once. Rows never change each other's results, so a reply is
+/// the same whatever runs beside it. With one generation running the decoder steps it as it would alone
+/// (<c>auto</c> speculating where that pays); with several, a self-speculative decoder speculates for one
+/// at a time only where the measured costs say that beats one batched plain step
+/// (<see cref="SpeculationController.SpeculatesBeside"/>), and a fixed Kangaroo decoder always does.
+/// A worker thread owns the model. Text is cut at stop sequences by <see cref="ReplyText"/>, as
+/// <see cref="KangarooChatClient"/> cuts it. The scheduler owns the decoder and disposes it; the
+/// session stays the caller's.
 /// </summary>
-public sealed class SerialScheduler : IGenerationScheduler
+public sealed class BatchScheduler : IGenerationScheduler
 {
     private readonly Decoder _decoder;
+    private readonly AutoregressiveBatch _batch;
     private readonly ModelTokenizer _tokenizer;
     private readonly int _capacity;
+    private readonly int _slots;
     private readonly LinkedList<Job> _queue = new();
+    private readonly List<Job> _running = [];
     private readonly Lock _lock = new();
     private readonly SemaphoreSlim _signal = new(0);
     private readonly CancellationTokenSource _stopping = new();
     private readonly Thread _worker;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private Job? _running;
+    private string _mode = "";
     private bool _disposed;
 
+    /// <summary>Starts the worker thread that decodes <paramref name="session"/>'s model in as many slots as its
+    /// KV cache holds.</summary>
+    /// <param name="session">the model and tokenizer to serve; stays the caller's.</param>
     /// <param name="decoder">a decoder of <paramref name="session"/>'s model, used by this scheduler only.</param>
-    /// <param name="queueCapacity">admitted requests that may wait while one is generated.</param>
-    public SerialScheduler(InferenceSession session, Decoder decoder, int queueCapacity)
+    /// <param name="queueCapacity">admitted requests that may wait while the slots are busy.</param>
+    /// <exception cref="ArgumentException">The decoder is of another model, or the session has no tokenizer.</exception>
+    public BatchScheduler(InferenceSession session, Decoder decoder, int queueCapacity)
     {
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(decoder);
@@ -41,23 +55,27 @@ public sealed class SerialScheduler : IGenerationScheduler
         if (decoder.Model != session.Model) throw new ArgumentException("the decoder is not of the session's model");
         _tokenizer = session.Tokenizer ?? throw new ArgumentException($"{session.ModelPath}: the server needs the model's tokenizer");
         _decoder = decoder;
+        _slots = session.Model.Cache.Slots;
+        _batch = new AutoregressiveBatch(session.Model, Math.Max(_slots, LlamaModel.MaxBlockRows));
         _capacity = queueCapacity;
+        _mode = Describe(decoder);
         _worker = new Thread(Work) { IsBackground = true, Name = "kangaroo generation" };
         _worker.Start();
     }
 
-    /// <summary>Tests: a pause after each token, standing in for a model slow enough to be caught mid-generation.</summary>
+    /// <summary>Tests: a pause after each step, standing in for a model slow enough to be caught mid-generation.</summary>
     internal TimeSpan TokenDelay { get; init; }
 
+    /// <inheritdoc/>
     public SchedulerStatus Status
     {
         get
         {
-            lock (_lock) return new SchedulerStatus(_decoder.Name, Describe(_decoder), 1, _running is null ? 0 : 1, _queue.Count, _capacity);
+            lock (_lock) return new SchedulerStatus(_decoder.Name, _mode, _slots, _running.Count, _queue.Count, _capacity);
         }
     }
 
-    /// <summary>What a decoder does: no speculation, its fixed settings, or the auto decoder's current plan.</summary>
+    /// <summary>What a decoder does alone: no speculation, its fixed settings, or the auto decoder's current plan.</summary>
     public static string Describe(Decoder decoder) => decoder switch
     {
         SelfSpeculativeDecoder { Controller: { } auto } => auto.Plan.Describe(),
@@ -65,6 +83,7 @@ public sealed class SerialScheduler : IGenerationScheduler
         _ => "none",
     };
 
+    /// <inheritdoc/>
     public IAsyncEnumerable<GenerationUpdate> Submit(GenerationRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -117,7 +136,7 @@ public sealed class SerialScheduler : IGenerationScheduler
     {
         lock (_lock)
         {
-            if (job.Node is null) return; // running or done: the worker sees the cancellation within a step
+            if (job.Node is null) return; // running or done: the worker sees the cancellation before the next step
             _queue.Remove(job.Node);
             job.Node = null;
         }
@@ -130,65 +149,103 @@ public sealed class SerialScheduler : IGenerationScheduler
         {
             while (true)
             {
-                _signal.Wait();
-                Job? job;
-                lock (_lock)
+                Admit();
+                if (_running.Count == 0)
                 {
-                    if (_queue.First is null)
-                    {
-                        if (_disposed) return;
-                        continue; // the request this signal was for was withdrawn
-                    }
-                    job = _queue.First.Value;
-                    _queue.RemoveFirst();
-                    job.Node = null;
-                    _running = job;
+                    lock (_lock)
+                        if (_disposed && _queue.Count == 0) return;
+                    _signal.Wait();
+                    continue;
                 }
+                foreach (var job in _running.Where(j => j.Source.IsCancellationRequested).ToList()) Finish(job, null);
+                if (_running.Count == 0) continue;
                 try
                 {
-                    job.End(Generate(job));
+                    Step();
                 }
-                finally
+                catch (Exception e)
                 {
-                    lock (_lock) _running = null;
+                    foreach (var job in _running.ToList()) Finish(job, e);
+                    continue;
                 }
+                foreach (var job in _running.ToList()) Emit(job);
+                if (TokenDelay > TimeSpan.Zero) Thread.Sleep(TokenDelay);
             }
         }
         finally
         {
+            foreach (var job in _running.ToList()) Finish(job, null);
             _stopped.TrySetResult();
         }
     }
 
-    /// <summary>Runs one job, writing its updates; returns its failure, if any (cancellation is none).</summary>
-    private Exception? Generate(Job job)
+    /// <summary>Starts waiting requests while slots are free.</summary>
+    private void Admit()
     {
-        var request = job.Request;
-        var token = job.Source.Token;
-        try
+        while (true)
         {
-            token.ThrowIfCancellationRequested();
-            var reply = new ReplyText(_tokenizer, _decoder.Model.Config.EosIds, request.StopSequences);
-            var generated = 0;
-            foreach (var id in _decoder.Generate(request.Prompt, request.MaxTokens, request.Sampling, token, reuseCache: true))
+            Job? job;
+            lock (_lock)
             {
-                generated++;
-                if (reply.Append(id) is { Length: > 0 } text) job.Updates.Writer.TryWrite(new GenerationText(text));
-                if (reply.Stopped) break;
-                if (TokenDelay > TimeSpan.Zero) Thread.Sleep(TokenDelay);
+                if (_running.Count >= _slots || _queue.First is null) return;
+                job = _queue.First.Value;
+                _queue.RemoveFirst();
+                job.Node = null;
+                _running.Add(job);
             }
-            if (reply.Finish() is { Length: > 0 } rest) job.Updates.Writer.TryWrite(new GenerationText(rest));
-            job.Updates.Writer.TryWrite(new GenerationFinished(reply.Stopped ? FinishReason.Stop : FinishReason.Length, request.Prompt.Count, generated, _decoder.Stats.ReusedTokens));
-            return null;
+            try
+            {
+                var request = job.Request;
+                job.Reply = new ReplyText(_tokenizer, _decoder.Model.Config.EosIds, request.StopSequences);
+                job.Generation = _decoder.Start(request.Prompt, request.MaxTokens, request.Sampling, reuseCache: true);
+            }
+            catch (Exception e)
+            {
+                Finish(job, e);
+            }
         }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
+    }
+
+    /// <summary>One step of every running generation: each speculates in turn, or all take one batched plain step.</summary>
+    private void Step()
+    {
+        var generations = _running.Select(j => j.Generation!).ToList();
+        var speculate = _decoder switch
         {
-            return null; // the reader ends on its own cancellation
-        }
-        catch (Exception e)
+            SelfSpeculativeDecoder { Controller: { } auto } => auto.SpeculatesBeside(generations.Count),
+            SelfSpeculativeDecoder => true,
+            _ => false,
+        };
+        var mode = speculate || generations.Count == 1 ? Describe(_decoder)
+            : string.Create(CultureInfo.InvariantCulture, $"batched plain decoding of {generations.Count} sequences");
+        lock (_lock) _mode = mode;
+        if (speculate)
+            foreach (var g in generations) _decoder.Step(g);
+        else _batch.Step(generations);
+    }
+
+    /// <summary>Gives out what the last step committed; finishes a generation that ended.</summary>
+    private void Emit(Job job)
+    {
+        var (g, reply) = (job.Generation!, job.Reply!);
+        foreach (var id in g.Committed)
         {
-            return e;
+            job.Generated++;
+            if (reply.Append(id) is { Length: > 0 } text) job.Updates.Writer.TryWrite(new GenerationText(text));
+            if (reply.Stopped) break;
         }
+        if (!reply.Stopped && !g.Finished) return;
+        if (reply.Finish() is { Length: > 0 } rest) job.Updates.Writer.TryWrite(new GenerationText(rest));
+        job.Updates.Writer.TryWrite(new GenerationFinished(reply.Stopped ? FinishReason.Stop : FinishReason.Length, job.Request.Prompt.Count, job.Generated, g.Stats.ReusedTokens));
+        Finish(job, null);
+    }
+
+    /// <summary>Ends a running job: its generation gives its slot back, its reader is released.</summary>
+    private void Finish(Job job, Exception? failure)
+    {
+        job.Generation?.Dispose();
+        lock (_lock) _running.Remove(job);
+        job.End(failure);
     }
 
     /// <summary>Stops admitting requests, cancels those still waiting or running, and waits for the worker to
@@ -203,6 +260,7 @@ public sealed class SerialScheduler : IGenerationScheduler
         await _stopping.CancelAsync();
         _signal.Release();
         await _stopped.Task;
+        _batch.Dispose();
         _decoder.Dispose();
     }
 
@@ -215,6 +273,9 @@ public sealed class SerialScheduler : IGenerationScheduler
         public Channel<GenerationUpdate> Updates { get; } = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
 
         public LinkedListNode<Job>? Node { get; set; }
+        public Generation? Generation { get; set; }
+        public ReplyText? Reply { get; set; }
+        public int Generated { get; set; }
         public Exception? Failure { get; private set; }
 
         /// <summary>Completed when the worker has let the job go (or it left the queue unrun).</summary>
