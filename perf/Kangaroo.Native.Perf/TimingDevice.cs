@@ -72,10 +72,10 @@ public sealed class TimingDevice(ComputeDevice inner, bool synchronize) : Comput
         Stop("rmsnorm", start);
     }
 
-    public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false)
+    public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false, int outputStride = 0)
     {
         var start = Start();
-        inner.MatMul(input, weight, output, rows, accumulate);
+        inner.MatMul(input, weight, output, rows, accumulate, outputStride);
         Stop(weight.Rows * (long)weight.Cols >= 1 << 20 ? "matmul (large)" : "matmul", start);
     }
 

@@ -10,7 +10,9 @@ internal static class ConvertCommand
     {
         var model = new Option<string>("--model") { Description = "llama2.c .bin, model directory or GGUF file to convert (default: the embedded stories260K)" };
         var output = new Option<string>("--out") { Description = "output directory, or a FILE.gguf", Required = true };
-        var dtype = new Option<string>("--dtype") { Description = "f32|f16|bf16, and q8_0|q4_0 for GGUF", DefaultValueFactory = _ => "f32" };
+        string[] blocks = [.. ElementTypes.Quantizable.Select(t => t.Name)];
+        var dtype = new Option<string>("--dtype") { Description = $"f32|f16|bf16, and {string.Join("|", blocks)} for GGUF", DefaultValueFactory = _ => "f32" }
+            .AcceptOnlyFromAmong(["f32", "f16", "bf16", .. blocks]);
         var command = new Command("convert", "Convert a model into a Hugging Face directory (config.json, model.safetensors, tokenizer.model) or a GGUF file")
         {
             model, output, dtype,

@@ -29,7 +29,7 @@ internal static class DevicesCommand
             using var auto = Devices.Create("auto");
             AnsiConsole.MarkupLine($"--device auto chooses [bold]{auto.Kind}[/] here.");
             var perBlock = ElementTypes.All.Select(t => t.BlockLength == 1 ? $"{t.Name} {t.BlockBytes} B" : $"{t.Name} {t.BlockBytes} B per {t.BlockLength}");
-            AnsiConsole.MarkupLine($"Every device keeps weights in their type; bytes per weight: {string.Join(", ", perBlock)} (--weights {string.Join("|", ElementTypes.All.Where(t => t.Format is { CanQuantize: true }).Select(t => t.Name))} quantizes at load).");
+            AnsiConsole.MarkupLine($"Every device keeps weights in their type; bytes per weight: {string.Join(", ", perBlock)} (--weights {string.Join("|", ElementTypes.Quantizable.Select(t => t.Name))} quantizes at load).");
             return 0;
         }));
         return command;

@@ -16,7 +16,7 @@ internal sealed class ModelArguments(bool withTokenizer)
         .AcceptOnlyFromAmong(QuantizingTypes);
 
     /// <summary>The block types the loader can quantize to, as the CLI spells them.</summary>
-    private static string[] QuantizingTypes => ElementTypes.All.Where(t => t.Format is { CanQuantize: true }).Select(t => t.Name).ToArray();
+    private static string[] QuantizingTypes => [.. ElementTypes.Quantizable.Select(t => t.Name)];
 
     public void AddTo(Command command)
     {

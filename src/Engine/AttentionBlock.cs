@@ -7,7 +7,7 @@ namespace Kangaroo.Native.Engine;
 /// x += Wo · Attention(RoPE(Wqkv · RMSNorm(x) + bias)), each row writing its key and value into its
 /// sequence's slot of one cache layer first. The model's blocks and the Kangaroo adapter both run it.
 /// </summary>
-internal sealed class AttentionBlock(DeviceWeight norm, DeviceWeight qkv, DeviceTensor? bias, DeviceWeight output, int heads, int kvHeads, float eps)
+internal sealed class AttentionBlock(DeviceWeight norm, StackedWeight qkv, DeviceTensor? bias, DeviceWeight output, int heads, int kvHeads, float eps)
 {
     public void Run(DeviceTensor x, Batch batch, int first, int rows, KvCache cache, int layer, RotaryTable rotary, AttentionScratch s)
     {
@@ -15,7 +15,7 @@ internal sealed class AttentionBlock(DeviceWeight norm, DeviceWeight qkv, Device
         foreach (var (slot, start, count) in batch.Runs(first, rows)) cache.Write(slot, layer, start, count);
         var batchRows = batch.Rows.Slice(first, rows);
         d.RmsNorm(x, norm, s.Normed, rows, eps);
-        d.MatMul(s.Normed, qkv, s.Qkv, rows);
+        qkv.MatMul(d, s.Normed, s.Qkv, rows);
         if (bias is not null) d.AddBias(s.Qkv, bias, rows);
         d.SplitQkv(s.Qkv, s.Query, cache.Keys(layer), cache.Values(layer), batchRows, heads, kvHeads, cache.Positions, rotary);
         d.Attention(s.Query, cache.Keys(layer), cache.Values(layer), s.Attention, batchRows, heads, kvHeads, rotary.HeadDim, cache.Positions);

@@ -34,9 +34,9 @@ public sealed class InferenceSession : IDisposable
     /// <summary>Opens a model (Hugging Face directory, GGUF file or llama2.c .bin) on a device; the tokenizer is
     /// <paramref name="tokenizerPath"/> or the one found beside the model. <paramref name="context"/>
     /// is the positions of the KV cache (the longest prompt plus generation), by default
-    /// <see cref="ContextSize.Default"/>. <paramref name="weights"/> Q8_0 or Q4_0 quantizes the
-    /// model's matrices as they are loaded (norms stay as stored; <see cref="ModelWeights.Unquantized"/>
-    /// lists any matrix whose rows are not whole blocks of 32). <paramref name="sequences"/> is how many
+    /// <see cref="ContextSize.Default"/>. <paramref name="weights"/>, a type of <see cref="ElementTypes.Quantizable"/>
+    /// (Q8_0, Q4_K, ...), quantizes the model's matrices as they are loaded (norms stay as stored;
+    /// <see cref="ModelWeights.Unquantized"/> lists any matrix whose rows are not whole blocks). <paramref name="sequences"/> is how many
     /// generations may run at once (KV cache slots; a server's parallel requests). <paramref name="loaded"/>
     /// is told (blocks loaded, blocks) as the model's transformer blocks reach the device. <paramref name="threads"/>
     /// is the <c>cpu</c> device's threads (0: one per core; see <see cref="Devices.Create"/>).</summary>

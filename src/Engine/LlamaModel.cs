@@ -53,7 +53,7 @@ public sealed class LlamaModel : IDisposable
     /// <param name="context">Positions of the KV cache per sequence; by default <see cref="ContextSize.Default"/>.</param>
     /// <param name="stopIds">Token ids that end generation besides the configuration's eos_token_id
     /// (the tokenizer's eos_token).</param>
-    /// <param name="quantize">Q8_0 or Q4_0: matrices quantized as they are loaded (<see cref="ModelWeights.Load"/>).</param>
+    /// <param name="quantize">A block type (Q8_0, Q4_K, ...): matrices quantized as they are loaded (<see cref="ModelWeights.Load"/>).</param>
     /// <param name="sequences">Sequences that can generate at once (KV cache slots).</param>
     /// <param name="loaded">Told (blocks loaded, blocks) as each transformer block reaches the device.</param>
     public LlamaModel(ModelCheckpoint checkpoint, ComputeDevice device, int? context = null, IEnumerable<int>? stopIds = null, ElementType? quantize = null, int sequences = 1,
@@ -135,7 +135,7 @@ public sealed class LlamaModel : IDisposable
     {
         var d = Device;
         d.RmsNorm(x, w.FeedForwardNorm, _scratch.Normed, n, Config.NormEps);
-        d.MatMul(_scratch.Normed, w.GateUp, _gateUp, n);
+        w.GateUp.MatMul(d, _scratch.Normed, _gateUp, n);
         d.SwiGlu(_gateUp, _hidden, n, Config.HiddenDim);
         d.MatMul(_hidden, w.Down, x, n, accumulate: true);
     }

@@ -9,15 +9,16 @@ namespace Kangaroo.Native.Engine;
 /// <summary>
 /// A model's weights on a device, loaded from a checkpoint: each tensor read (and its values checked)
 /// once, quantized as it is loaded when asked, and the q, k and v projections stacked into one
-/// [qDim + 2 kvDim, dim] matrix (their biases into one vector) and gate and up into one
-/// [2 hiddenDim, dim], so each runs as one matmul launch.
+/// [qDim + 2 kvDim, dim] product (their biases into one vector) and gate and up into one
+/// [2 hiddenDim, dim] (<see cref="StackedWeight"/>), so each runs as one matmul launch where the parts
+/// share an element type. Each matrix keeps its stored type unless quantized at load.
 /// </summary>
 public sealed class ModelWeights : IDisposable
 {
     /// <summary>One transformer block's weights.</summary>
     public sealed record Layer(
-        DeviceWeight AttentionNorm, DeviceWeight Qkv, DeviceTensor? QkvBias, DeviceWeight Output,
-        DeviceWeight FeedForwardNorm, DeviceWeight GateUp, DeviceWeight Down)
+        DeviceWeight AttentionNorm, StackedWeight Qkv, DeviceTensor? QkvBias, DeviceWeight Output,
+        DeviceWeight FeedForwardNorm, StackedWeight GateUp, DeviceWeight Down)
     {
         /// <summary>Bytes a pass over the block reads.</summary>
         public long Bytes => AttentionNorm.Bytes + Qkv.Bytes + Output.Bytes + FeedForwardNorm.Bytes + GateUp.Bytes + Down.Bytes;
@@ -53,7 +54,7 @@ public sealed class ModelWeights : IDisposable
     /// <summary>Reads every tensor of <paramref name="checkpoint"/> once, checks its values and uploads it.</summary>
     /// <param name="checkpoint">the model's configuration and tensors.</param>
     /// <param name="device">where the weights go; the returned weights own their buffers.</param>
-    /// <param name="quantize">A block type (Q8_0, Q4_0): every matrix (the embedding and LM head included) is
+    /// <param name="quantize">A block type of <see cref="ElementTypes.Quantizable"/> (Q8_0, Q4_K, ...): every matrix (the embedding and LM head included) is
     /// quantized as it is loaded, with llama.cpp's reference rounding, and stays quantized on the
     /// device; norm gains and biases stay as stored, and so do matrices whose rows are not whole blocks
     /// (<see cref="Unquantized"/>). Null: weights stay in their stored type.</param>
@@ -61,7 +62,7 @@ public sealed class ModelWeights : IDisposable
     public static ModelWeights Load(ModelCheckpoint checkpoint, ComputeDevice device, ElementType? quantize = null, Action<int, int>? loaded = null)
     {
         if (quantize is { } requested && requested.Info().Format is not { CanQuantize: true })
-            throw new ArgumentException($"weights cannot be quantized to {requested}: expected one of {string.Join(", ", ElementTypes.All.Where(t => t.Format is { CanQuantize: true }).Select(t => t.Type))}", nameof(quantize));
+            throw new ArgumentException($"weights cannot be quantized to {requested}: expected one of {string.Join(", ", ElementTypes.Quantizable.Select(t => t.Type))}", nameof(quantize));
         var weights = new ModelWeights();
         try
         {
@@ -79,7 +80,9 @@ public sealed class ModelWeights : IDisposable
     {
         var c = checkpoint.Config;
         DeviceWeight Vector(string name) => Upload(device, checkpoint, 0, null, (name, c.Dim));
-        DeviceWeight Matrix(int cols, params (string Name, int Rows)[] parts) => Upload(device, checkpoint, cols, quantize, parts);
+        DeviceWeight Matrix(int cols, (string Name, int Rows) part) => Upload(device, checkpoint, cols, quantize, part);
+        StackedWeight Stack(int cols, params (string Name, int Rows)[] parts) => new(
+            [.. Runs(parts, p => Target(checkpoint, p.Name, cols, quantize)).Select(run => Upload(device, checkpoint, cols, quantize, run))]);
 
         Embedding = Matrix(c.Dim, (N.Embedding, c.VocabSize));
         var layers = new Layer[c.Layers];
@@ -91,11 +94,11 @@ public sealed class ModelWeights : IDisposable
             if (c.AttentionBias) biases.Add(bias = Bias(device, checkpoint, (Name(N.QueryBias), c.QueryDim), (Name(N.KeyBias), c.KvDim), (Name(N.ValueBias), c.KvDim)));
             layers[l] = new Layer(
                 Vector(Name(N.AttentionNorm)),
-                Matrix(c.Dim, (Name(N.Query), c.QueryDim), (Name(N.Key), c.KvDim), (Name(N.Value), c.KvDim)),
+                Stack(c.Dim, (Name(N.Query), c.QueryDim), (Name(N.Key), c.KvDim), (Name(N.Value), c.KvDim)),
                 bias,
                 Matrix(c.QueryDim, (Name(N.Output), c.Dim)),
                 Vector(Name(N.FeedForwardNorm)),
-                Matrix(c.Dim, (Name(N.Gate), c.HiddenDim), (Name(N.Up), c.HiddenDim)),
+                Stack(c.Dim, (Name(N.Gate), c.HiddenDim), (Name(N.Up), c.HiddenDim)),
                 Matrix(c.HiddenDim, (Name(N.Down), c.Dim)));
             loaded?.Invoke(l + 1, c.Layers);
         }
@@ -111,20 +114,31 @@ public sealed class ModelWeights : IDisposable
         BytesByType = byType;
     }
 
-    /// <summary>Uploads weights [rows_i, cols] one under another as one [sum rows_i, cols] matrix, each
-    /// part read once (cols = 0: a vector of rows_0 values). Each output element of the stacked matrix
-    /// is the same dot product as with the separate matrices. The matrix is <paramref name="quantize"/>
-    /// when given and its rows are whole blocks; otherwise the parts' own type, or F32 when they differ.
-    /// Quantized rows are whole blocks, so stacking them is stacking their bytes.</summary>
+    /// <summary>The type a tensor of <paramref name="cols"/> columns is uploaded in: <paramref name="quantize"/>
+    /// when given and its rows are whole blocks, otherwise its stored type.</summary>
+    private static ElementType Target(ModelCheckpoint checkpoint, string name, int cols, ElementType? quantize) =>
+        quantize is { } q && cols % q.BlockLength() == 0 ? q : checkpoint.TypeOf(name);
+
+    /// <summary>Runs of consecutive parts of one <paramref name="type"/>, in order.</summary>
+    private static IEnumerable<(string Name, int Rows)[]> Runs((string Name, int Rows)[] parts, Func<(string Name, int Rows), ElementType> type)
+    {
+        for (var first = 0; first < parts.Length;)
+        {
+            var end = first + 1;
+            while (end < parts.Length && type(parts[end]) == type(parts[first])) end++;
+            yield return parts[first..end];
+            first = end;
+        }
+    }
+
+    /// <summary>Uploads weights [rows_i, cols] of one target type (<see cref="Target"/>) one under another as
+    /// one [sum rows_i, cols] matrix, each part read once (cols = 0: a vector of rows_0 values). Each output
+    /// element of the stacked matrix is the same dot product as with the separate matrices. Quantized rows
+    /// are whole blocks, so stacking them is stacking their bytes.</summary>
     private DeviceWeight Upload(ComputeDevice device, ModelCheckpoint checkpoint, int cols, ElementType? quantize, params (string Name, int Rows)[] parts)
     {
-        var types = parts.Select(p => checkpoint.TypeOf(p.Name)).Distinct().ToArray();
-        var type = types.Length == 1 ? types[0] : ElementType.F32;
-        if (quantize is { } q)
-        {
-            if (cols % q.BlockLength() == 0) type = q;
-            else _unquantized.AddRange(parts.Select(p => p.Name));
-        }
+        var type = Target(checkpoint, parts[0].Name, cols, quantize);
+        if (quantize is { } q && cols % q.BlockLength() != 0) _unquantized.AddRange(parts.Select(p => p.Name));
         var (rows, width) = cols == 0 ? (1, parts[0].Rows) : (parts.Sum(p => p.Rows), cols);
         var stacked = parts.Length == 1 ? null : new byte[type.ByteCount(rows, width)];
         var offset = 0;
@@ -140,8 +154,7 @@ public sealed class ModelWeights : IDisposable
             }
             var target = (stacked ??= new byte[type.ByteCount(rows, width)]).AsSpan(offset, checked((int)type.ByteCount(cols == 0 ? 1 : partRows, width)));
             if (tensor.Type == type) tensor.Bytes.CopyTo(target);
-            else if (type.IsQuantized()) Quantize(tensor, type, target, $"{checkpoint.Source}: tensor '{name}'");
-            else TensorData.Widen(tensor.Type, tensor.Bytes, MemoryMarshal.Cast<byte, float>(target));
+            else Quantize(tensor, type, target, $"{checkpoint.Source}: tensor '{name}'");
             offset += target.Length;
         }
         weight ??= device.UploadWeight(type, stacked, rows, width);

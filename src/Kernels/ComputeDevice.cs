@@ -94,8 +94,17 @@ public abstract class ComputeDevice : IDisposable
     /// <summary>output[r, i] = input[r, i] / sqrt(mean_i(input[r, :]^2) + eps) * weight[i]; dim = weight.Cols.</summary>
     public abstract void RmsNorm(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, float eps);
 
-    /// <summary>output[r, o] (+)= sum_i input[r, i] * weight[o, i]; in = weight.Cols, out = weight.Rows.</summary>
-    public abstract void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false);
+    /// <summary>output[r, o] (+)= sum_i input[r, i] * weight[o, i]; in = weight.Cols, out = weight.Rows. Row r of
+    /// the output starts at r * <paramref name="outputStride"/> (0: out), so that a weight can fill its columns
+    /// of a wider output (the parts of a stack of matrices that keep different element types); the other
+    /// columns are left as they are.</summary>
+    public abstract void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false, int outputStride = 0);
+
+    /// <summary>The output row stride of a <see cref="MatMul"/>: <paramref name="outputStride"/>, or the
+    /// weight's rows for 0; refuses one narrower than the weight's rows.</summary>
+    protected static int OutputStride(DeviceWeight weight, int outputStride) => outputStride == 0 ? weight.Rows
+        : outputStride >= weight.Rows ? outputStride
+        : throw new ArgumentOutOfRangeException(nameof(outputStride), $"output rows of {outputStride} values cannot hold the weight's {weight.Rows} outputs");
 
     /// <summary>The bias of a Linear layer after its matmul: x[r, c] += bias[c] for r in [0, rows) and c in [0, bias.Length).</summary>
     public abstract void AddBias(DeviceTensor x, DeviceTensor bias, int rows);

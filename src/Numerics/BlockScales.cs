@@ -2,7 +2,8 @@ using System.Buffers.Binary;
 
 namespace Kangaroo.Native.Numerics;
 
-/// <summary>The f16 scale at the start of a block, as the block formats read and write it.</summary>
+/// <summary>The f16 scales of blocks, as the block formats read and write them (at the start of the span
+/// given), and the zero check of the formats whose zero blocks have no single pattern.</summary>
 internal static class BlockScales
 {
     /// <summary>Writes d rounded to f16 (to nearest, ties to even) at the block's start; refuses a d
@@ -20,4 +21,14 @@ internal static class BlockScales
 
     /// <summary>The f16 at the block's start is +0 or -0.</summary>
     public static bool IsZeroF16(ReadOnlySpan<byte> block) => (BinaryPrimitives.ReadUInt16LittleEndian(block) & 0x7FFF) == 0;
+
+    /// <summary>Whether every value of the block dequantizes to zero (either sign).</summary>
+    public static bool DequantizesToZero(IBlockFormat format, ReadOnlySpan<byte> block)
+    {
+        Span<float> values = stackalloc float[format.BlockLength];
+        format.Dequantize(block, values);
+        foreach (var v in values)
+            if (v != 0f) return false;
+        return true;
+    }
 }

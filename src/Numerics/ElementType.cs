@@ -19,6 +19,30 @@ public enum ElementType
 
     /// <summary>llama.cpp's Q4_0: blocks of 32 4-bit values and an f16 scale (<see cref="Q4_0Format"/>).</summary>
     Q4_0,
+
+    /// <summary>llama.cpp's Q4_1: blocks of 32 4-bit values, an f16 scale and an f16 min (<see cref="Q4_1Format"/>).</summary>
+    Q4_1,
+
+    /// <summary>llama.cpp's Q5_0: blocks of 32 5-bit values and an f16 scale (<see cref="Q5_0Format"/>).</summary>
+    Q5_0,
+
+    /// <summary>llama.cpp's Q5_1: blocks of 32 5-bit values, an f16 scale and an f16 min (<see cref="Q5_1Format"/>).</summary>
+    Q5_1,
+
+    /// <summary>llama.cpp's Q2_K: super-blocks of 256 2-bit values in 16 sub-blocks with 4-bit scales and mins (<see cref="Q2_KFormat"/>).</summary>
+    Q2_K,
+
+    /// <summary>llama.cpp's Q3_K: super-blocks of 256 3-bit values in 16 sub-blocks with 6-bit scales (<see cref="Q3_KFormat"/>).</summary>
+    Q3_K,
+
+    /// <summary>llama.cpp's Q4_K: super-blocks of 256 4-bit values in 8 sub-blocks with 6-bit scales and mins (<see cref="Q4_KFormat"/>).</summary>
+    Q4_K,
+
+    /// <summary>llama.cpp's Q5_K: super-blocks of 256 5-bit values in 8 sub-blocks with 6-bit scales and mins (<see cref="Q5_KFormat"/>).</summary>
+    Q5_K,
+
+    /// <summary>llama.cpp's Q6_K: super-blocks of 256 6-bit values in 16 sub-blocks with 8-bit scales (<see cref="Q6_KFormat"/>).</summary>
+    Q6_K,
 }
 
 /// <summary>One row of the element-type table.</summary>
@@ -43,6 +67,14 @@ public static class ElementTypes
         new(ElementType.BF16, "bf16", GgmlId: 30, BlockLength: 1, BlockBytes: 2, Format: null, InSafeTensors: true),
         Quantized(ElementType.Q8_0, "q8_0", ggmlId: 8, new Q8_0Format()),
         Quantized(ElementType.Q4_0, "q4_0", ggmlId: 2, new Q4_0Format()),
+        Quantized(ElementType.Q4_1, "q4_1", ggmlId: 3, new Q4_1Format()),
+        Quantized(ElementType.Q5_0, "q5_0", ggmlId: 6, new Q5_0Format()),
+        Quantized(ElementType.Q5_1, "q5_1", ggmlId: 7, new Q5_1Format()),
+        Quantized(ElementType.Q2_K, "q2_k", ggmlId: 10, new Q2_KFormat()),
+        Quantized(ElementType.Q3_K, "q3_k", ggmlId: 11, new Q3_KFormat()),
+        Quantized(ElementType.Q4_K, "q4_k", ggmlId: 12, new Q4_KFormat()),
+        Quantized(ElementType.Q5_K, "q5_k", ggmlId: 13, new Q5_KFormat()),
+        Quantized(ElementType.Q6_K, "q6_k", ggmlId: 14, new Q6_KFormat()),
     ];
 
     private static ElementTypeInfo Quantized(ElementType type, string name, uint ggmlId, IBlockFormat format) =>
@@ -50,6 +82,9 @@ public static class ElementTypes
 
     /// <summary>Every row, in the order of <see cref="ElementType"/>.</summary>
     public static IReadOnlyList<ElementTypeInfo> All => Table;
+
+    /// <summary>The block types this library writes (llama.cpp's reference quantization): every block type but Q2_K.</summary>
+    public static IReadOnlyList<ElementTypeInfo> Quantizable { get; } = [.. Table.Where(t => t.Format is { CanQuantize: true })];
 
     /// <summary>The type's row; throws <see cref="NotSupportedException"/> for a value outside the table.</summary>
     public static ElementTypeInfo Info(this ElementType type) =>

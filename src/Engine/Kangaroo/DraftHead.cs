@@ -140,7 +140,7 @@ public sealed class AdapterHead : DraftHead
         _qkv = Upload([.. weights.Query, .. weights.Key, .. weights.Value], 3 * dim, dim); // one matmul, as in the model
         _output = Upload(weights.Output, dim, dim);
         _outputNorm = Upload(weights.OutputNorm, 1, dim);
-        _attention = new AttentionBlock(_inputNorm, _qkv, null, _output, c.Heads, c.Heads, c.NormEps);
+        _attention = new AttentionBlock(_inputNorm, new StackedWeight([_qkv]), null, _output, c.Heads, c.Heads, c.NormEps);
         _scratch = new AttentionScratch(device, LlamaModel.MaxBlockRows, dim, dim, dim);
         _cache = new KvCache(device, 1, model.Context, dim, model.Cache.Slots);
         _sum = device.Allocate(LlamaModel.MaxBlockRows * dim);

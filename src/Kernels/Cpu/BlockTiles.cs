@@ -18,7 +18,8 @@ namespace Kangaroo.Native.Kernels.Cpu;
 ///   tiles: <see cref="Dot4x1{TBlocks}"/> one input row x 4 weight rows (decode), prefetching the next 4
 ///          rows; <see cref="Dot1x4{TBlocks}"/> one weight row x 4 input rows (blocks), its quants
 ///          converted once for the four, prefetching the next row.
-///   bytes: the weight once, out * rowBytes (Q8_0 34, Q4_0 18 bytes per 32 values); x from cache.
+///   bytes: the weight once, out * rowBytes (the file's bytes: Q8_0 34, Q4_0 18 per 32 values, Q4_K 144,
+///          Q6_K 210 per 256, ...); x from cache.
 /// </summary>
 internal static class BlockTiles
 {

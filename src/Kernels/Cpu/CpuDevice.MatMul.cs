@@ -17,35 +17,35 @@ public sealed partial class CpuDevice
     private const long ParallelMatMulElements = 1 << 20;
 
     /// <inheritdoc/>
-    public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false)
+    public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false, int outputStride = 0)
     {
         var w = (CpuWeight)weight;
         var (x, y) = (HostTensor.Of(input, this), HostTensor.Of(output, this));
+        var stride = OutputStride(w, outputStride);
         if (rows <= 0) return;
         ArgumentOutOfRangeException.ThrowIfLessThan(x.Length, rows * w.Cols, nameof(input));
-        ArgumentOutOfRangeException.ThrowIfLessThan(y.Length, rows * w.Rows, nameof(output));
+        ArgumentOutOfRangeException.ThrowIfLessThan(y.Length, (rows - 1) * stride + w.Rows, nameof(output));
         if ((long)w.Rows * w.Cols * Math.Min(rows, 4) >= ParallelMatMulElements && Threads > 1)
         {
             // Chunks of whole 4-row tiles; several per core so that a core slowed by other work
             // does not hold up the rest.
             var chunks = Threads * 4;
             var perChunk = (w.Rows / chunks + 3) & ~3;
-            Parallel.For(0, (w.Rows + perChunk - 1) / perChunk, _parallel, c => MatMulRows(x, w, y, rows, accumulate, c * perChunk, Math.Min(w.Rows, (c + 1) * perChunk)));
+            Parallel.For(0, (w.Rows + perChunk - 1) / perChunk, _parallel, c => MatMulRows(x, w, y, rows, stride, accumulate, c * perChunk, Math.Min(w.Rows, (c + 1) * perChunk)));
         }
         else
         {
-            MatMulRows(x, w, y, rows, accumulate, 0, w.Rows);
+            MatMulRows(x, w, y, rows, stride, accumulate, 0, w.Rows);
         }
     }
 
-    /// <summary>Output features [first, end): for one input row, tiles of 4 weight rows (4 independent
+    /// <summary>Output features [first, end) (output rows <paramref name="outDim"/> apart): for one input row, tiles of 4 weight rows (4 independent
     /// accumulators, 16-bit rows widened in registers); for a block, pairs of weight rows (read, and
     /// widened, once) against tiles of 4 input rows (8 accumulators), or for quantized rows one row
     /// (its quants converted once) against tiles of 4 input rows.</summary>
-    private static void MatMulRows(HostTensor input, CpuWeight weight, HostTensor output, int rows, bool accumulate, int first, int end)
+    private static void MatMulRows(HostTensor input, CpuWeight weight, HostTensor output, int rows, int outDim, bool accumulate, int first, int end)
     {
         var cols = weight.Cols;
-        var outDim = weight.Rows;
         var x = input.Span;
         var y = output.Span;
         Span<float> dots = stackalloc float[4];

@@ -93,6 +93,14 @@ public sealed partial class CpuDevice
                 case ElementType.BF16: HalfTiles.Dot4x1<BF16Widening>(Halves(first, 4), x, result, ahead); break;
                 case ElementType.Q8_0 when BlockTiles.Supported: BlockTiles.Dot4x1<Q8_0Blocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
                 case ElementType.Q4_0 when BlockTiles.Supported: BlockTiles.Dot4x1<Q4_0Blocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
+                case ElementType.Q4_1 when BlockTiles.Supported: BlockTiles.Dot4x1<Q4_1Blocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
+                case ElementType.Q5_0 when BlockTiles.Supported: BlockTiles.Dot4x1<Q5_0Blocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
+                case ElementType.Q5_1 when BlockTiles.Supported: BlockTiles.Dot4x1<Q5_1Blocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
+                case ElementType.Q2_K when BlockTiles.Supported: BlockTiles.Dot4x1<Q2_KBlocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
+                case ElementType.Q3_K when BlockTiles.Supported: BlockTiles.Dot4x1<Q3_KBlocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
+                case ElementType.Q4_K when BlockTiles.Supported: BlockTiles.Dot4x1<Q4_KBlocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
+                case ElementType.Q5_K when BlockTiles.Supported: BlockTiles.Dot4x1<Q5_KBlocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
+                case ElementType.Q6_K when BlockTiles.Supported: BlockTiles.Dot4x1<Q6_KBlocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
                 case var _ when Type.IsQuantized(): // no AVX2: dequantized into scratch, then the F32 tile
                     var rows = RowBlock(first, 4, out _);
                     FloatTiles.Dot4(x, rows[..Cols], rows.Slice(Cols, Cols), rows.Slice(2 * Cols, Cols), rows.Slice(3 * Cols, Cols), result);
@@ -114,6 +122,14 @@ public sealed partial class CpuDevice
             {
                 case ElementType.Q8_0: BlockTiles.Dot1x4<Q8_0Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
                 case ElementType.Q4_0: BlockTiles.Dot1x4<Q4_0Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
+                case ElementType.Q4_1: BlockTiles.Dot1x4<Q4_1Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
+                case ElementType.Q5_0: BlockTiles.Dot1x4<Q5_0Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
+                case ElementType.Q5_1: BlockTiles.Dot1x4<Q5_1Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
+                case ElementType.Q2_K: BlockTiles.Dot1x4<Q2_KBlocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
+                case ElementType.Q3_K: BlockTiles.Dot1x4<Q3_KBlocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
+                case ElementType.Q4_K: BlockTiles.Dot1x4<Q4_KBlocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
+                case ElementType.Q5_K: BlockTiles.Dot1x4<Q5_KBlocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
+                case ElementType.Q6_K: BlockTiles.Dot1x4<Q6_KBlocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
                 default: throw ElementTypes.Unsupported(Type, "the cpu device's quantized tiles");
             }
         }

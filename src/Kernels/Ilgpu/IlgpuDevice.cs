@@ -24,8 +24,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
     private readonly WeightKernels<F32Weights> _f32;
     private readonly WeightKernels<F16Weights> _f16;
     private readonly WeightKernels<BF16Weights> _bf16;
-    private readonly BlockKernels<Q8_0Weights> _q8;
-    private readonly BlockKernels<Q4_0Weights> _q4;
+    private readonly Dictionary<ElementType, IBlockKernels> _blocks;
 
     private Action<Index1D, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>? _rope;
     private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, int, int, int, int, float>? _attention;
@@ -57,8 +56,19 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _f32 = new WeightKernels<F32Weights>(this);
         _f16 = new WeightKernels<F16Weights>(this);
         _bf16 = new WeightKernels<BF16Weights>(this);
-        _q8 = new BlockKernels<Q8_0Weights>(this);
-        _q4 = new BlockKernels<Q4_0Weights>(this);
+        _blocks = new()
+        {
+            [ElementType.Q8_0] = new BlockKernels<Q8_0Weights>(this),
+            [ElementType.Q4_0] = new BlockKernels<Q4_0Weights>(this),
+            [ElementType.Q4_1] = new BlockKernels<Q4_1Weights>(this),
+            [ElementType.Q5_0] = new BlockKernels<Q5_0Weights>(this),
+            [ElementType.Q5_1] = new BlockKernels<Q5_1Weights>(this),
+            [ElementType.Q2_K] = new BlockKernels<Q2_KWeights>(this),
+            [ElementType.Q3_K] = new BlockKernels<Q3_KWeights>(this),
+            [ElementType.Q4_K] = new BlockKernels<Q4_KWeights>(this),
+            [ElementType.Q5_K] = new BlockKernels<Q5_KWeights>(this),
+            [ElementType.Q6_K] = new BlockKernels<Q6_KWeights>(this),
+        };
         _tokens = accelerator.Allocate1D<int>(64);
         _rowSlots = accelerator.Allocate1D<int>(64);
         _rowPositions = accelerator.Allocate1D<int>(64);
@@ -155,20 +165,21 @@ public sealed partial class IlgpuDevice : ComputeDevice
     }
 
     /// <inheritdoc/>
-    public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false)
+    public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false, int outputStride = 0)
     {
         var w = Weight(weight);
+        var stride = OutputStride(w, outputStride);
         if (rows <= 0) return;
         var x = View(input, rows * w.Cols, nameof(input));
-        var y = View(output, rows * w.Rows, nameof(output));
+        var y = View(output, (rows - 1L) * stride + w.Rows, nameof(output));
         var config = new KernelConfig(w.Rows, _groups.MatMul);
         var add = accumulate ? 1 : 0;
         switch (w.Type)
         {
-            case ElementType.F32: _f32.MatMul(config, x, new F32Weights(w.Floats), y, rows, w.Cols, w.Rows, add); break;
-            case ElementType.F16: _f16.MatMul(config, x, new F16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
-            case ElementType.BF16: _bf16.MatMul(config, x, new BF16Weights(w.Halves), y, rows, w.Cols, w.Rows, add); break;
-            case var _ when w.Type.IsQuantized(): Blocks(w.Type).MatMul(config, x, w.Blocks, y, rows, w.Cols, w.Rows, add); break;
+            case ElementType.F32: _f32.MatMul(config, x, new F32Weights(w.Floats), y, rows, w.Cols, stride, add); break;
+            case ElementType.F16: _f16.MatMul(config, x, new F16Weights(w.Halves), y, rows, w.Cols, stride, add); break;
+            case ElementType.BF16: _bf16.MatMul(config, x, new BF16Weights(w.Halves), y, rows, w.Cols, stride, add); break;
+            case var _ when w.Type.IsQuantized(): Blocks(w.Type).MatMul(config, x, w.Blocks, y, rows, w.Cols, stride, add); break;
             default: throw ElementTypes.Unsupported(w.Type, "the matmul kernel");
         }
     }
@@ -340,13 +351,9 @@ public sealed partial class IlgpuDevice : ComputeDevice
             ? w
             : throw new ArgumentException($"weight belongs to another device ({weight.GetType().Name}), not to {Kind}");
 
-    /// <summary>The storage and kernels of a block-quantized type; adding a type is a reader struct and a line here.</summary>
-    private IBlockKernels Blocks(ElementType type) => type switch
-    {
-        ElementType.Q8_0 => _q8,
-        ElementType.Q4_0 => _q4,
-        _ => throw ElementTypes.Unsupported(type, "the ILGPU kernels"),
-    };
+    /// <summary>The storage and kernels of a block-quantized type; adding a type is a reader struct and a line of <see cref="_blocks"/>.</summary>
+    private IBlockKernels Blocks(ElementType type) =>
+        _blocks.TryGetValue(type, out var kernels) ? kernels : throw ElementTypes.Unsupported(type, "the ILGPU kernels");
 
     /// <summary>A block type's upload and kernels, over its reader boxed in the weight (<see cref="IlgpuWeight.Blocks"/>).</summary>
     private interface IBlockKernels
@@ -355,7 +362,7 @@ public sealed partial class IlgpuDevice : ComputeDevice
 
         void Embed(Index1D length, ArrayView<int> tokens, object rows, ArrayView<float> output, int dim);
 
-        void MatMul(KernelConfig config, ArrayView<float> input, object rows, ArrayView<float> output, int count, int inDim, int outDim, int accumulate);
+        void MatMul(KernelConfig config, ArrayView<float> input, object rows, ArrayView<float> output, int count, int inDim, int outputStride, int accumulate);
     }
 
     /// <summary>The kernels that read block-quantized weights: value by value (the embedding lookup) and
@@ -370,9 +377,9 @@ public sealed partial class IlgpuDevice : ComputeDevice
         public void Embed(Index1D length, ArrayView<int> tokens, object rows, ArrayView<float> output, int dim) =>
             _values.Embed(length, tokens, (TBlocks)rows, output, dim);
 
-        public void MatMul(KernelConfig config, ArrayView<float> input, object rows, ArrayView<float> output, int count, int inDim, int outDim, int accumulate) =>
+        public void MatMul(KernelConfig config, ArrayView<float> input, object rows, ArrayView<float> output, int count, int inDim, int outputStride, int accumulate) =>
             (_matMul ??= device._accelerator.LoadStreamKernel(Checked<Action<ArrayView<float>, TBlocks, ArrayView<float>, int, int, int, int>>(MatMulKernel.MatMulBlocks<TBlocks>)))
-                (config, input, (TBlocks)rows, output, count, inDim, outDim, accumulate);
+                (config, input, (TBlocks)rows, output, count, inDim, outputStride, accumulate);
     }
 
     /// <summary>The kernels that read weights, compiled on first use for one weight reader type.</summary>

@@ -6,7 +6,7 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 /// <summary>
 /// Matrix product with a Linear weight [out, in]: GEMV for one row (decode) and a small GEMM for a
 /// block of rows (verification of ~9 drafted tokens, prefill of 64+).
-///   math:   output[r, o] (+)= sum_i input[r, i] * widen(weight[o, i])
+///   math:   output[r, o] (+)= sum_i input[r, i] * widen(weight[o, i]), output row r at r * outputStride
 ///   launch: explicit, one group per output feature o (grid = out, group = G = GroupWidths.MatMul).
 ///           Rows are taken in passes of R = 8: thread t walks columns t, t + G, ... (coalesced
 ///           weight reads), reads each weight element once per pass and keeps R partial sums in
@@ -20,15 +20,17 @@ namespace Kangaroo.Native.Kernels.Ilgpu;
 /// Block-quantized weights (<see cref="IBlockRows"/>; <see cref="MatMulBlocks{TBlocks}"/>): the same
 /// launch and passes, but thread t walks units of 4 columns (4t, 4t + 4G, ...) sharing a scale d and
 /// offset m: r[k] += d * (q0 x0 + q1 x1 + q2 x2 + q3 x3), plus m * (x0 + x1 + x2 + x3) for types with
-/// offsets. For Q8_0 and Q4_0 a unit is one 32-bit word of quants and the block's f16 scale, which the
-/// 8 threads of a block load in the same instruction (one transaction), so each weight byte still
-/// crosses the bus once: out * in * 34/32 (Q8_0) or 18/32 (Q4_0) bytes.
+/// offsets (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K). For Q8_0 and Q4_0 a unit is one 32-bit word of quants and the
+/// block's f16 scale, which the 8 threads of a block load in the same instruction (one transaction), so
+/// each weight byte still crosses the bus once: out * in * 34/32 (Q8_0) or 18/32 (Q4_0) bytes; the other
+/// types likewise read their blocks' words as stored (Q4_K 144, Q5_K 176, Q6_K 210 bytes per 256 values,
+/// ...), the scale words shared by the threads of a block.
 /// </summary>
 internal static class MatMulKernel
 {
     [IlgpuKernel(KernelGrouping.Explicit)]
     public static void MatMul<TWeights>(ArrayView<float> input, TWeights weight, ArrayView<float> output,
-        int rows, int inDim, int outDim, int accumulate)
+        int rows, int inDim, int outputStride, int accumulate)
         where TWeights : struct, IWeightRows
     {
         const int R = KernelLimits.MatMulRowsPerPass;
@@ -54,13 +56,13 @@ internal static class MatMulKernel
                 if (n > 6) s6 += w * input[x + 6 * inDim + i];
                 if (n > 7) s7 += w * input[x + 7 * inDim + i];
             }
-            Store(partials, s0, s1, s2, s3, s4, s5, s6, s7, n, output, first, outDim, o, accumulate);
+            Store(partials, s0, s1, s2, s3, s4, s5, s6, s7, n, output, first, outputStride, o, accumulate);
         }
     }
 
     [IlgpuKernel(KernelGrouping.Explicit)]
     public static void MatMulBlocks<TBlocks>(ArrayView<float> input, TBlocks weight, ArrayView<float> output,
-        int rows, int inDim, int outDim, int accumulate)
+        int rows, int inDim, int outputStride, int accumulate)
         where TBlocks : struct, IBlockRows
     {
         const int R = KernelLimits.MatMulRowsPerPass;
@@ -88,7 +90,7 @@ internal static class MatMulKernel
                 if (n > 6) s6 += Unit(weight, d, m, q0, q1, q2, q3, input, i + 6 * inDim);
                 if (n > 7) s7 += Unit(weight, d, m, q0, q1, q2, q3, input, i + 7 * inDim);
             }
-            Store(partials, s0, s1, s2, s3, s4, s5, s6, s7, n, output, first, outDim, o, accumulate);
+            Store(partials, s0, s1, s2, s3, s4, s5, s6, s7, n, output, first, outputStride, o, accumulate);
         }
     }
 
@@ -103,9 +105,9 @@ internal static class MatMulKernel
         q0 * x[i] + q1 * x[i + 1] + q2 * x[i + 2] + q3 * x[i + 3];
 
     /// <summary>The end of a pass: the group's partial sums of its n rows reduced by a shared-memory
-    /// tree, then written (or added) to output[first + k, o].</summary>
+    /// tree, then written (or added) to output[first + k, o] (rows outputStride apart).</summary>
     private static void Store(ArrayView<float> partials, float s0, float s1, float s2, float s3, float s4, float s5, float s6, float s7,
-        int n, ArrayView<float> output, int first, int outDim, int o, int accumulate)
+        int n, ArrayView<float> output, int first, int outputStride, int o, int accumulate)
     {
         var t = Group.IdxX;
         var g = Group.DimX;
@@ -129,7 +131,7 @@ internal static class MatMulKernel
         }
         for (var k = t; k < n; k += g) // groups smaller than R write several rows per thread
         {
-            var target = (first + k) * outDim + o;
+            var target = (first + k) * outputStride + o;
             var sum = partials[k * g];
             output[target] = accumulate != 0 ? output[target] + sum : sum;
         }

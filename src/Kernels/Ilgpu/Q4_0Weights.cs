@@ -14,19 +14,13 @@ internal readonly struct Q4_0Weights(ArrayView<ushort> scales, ArrayView<int> qu
 
     public static Q4_0Weights Upload(Accelerator accelerator, ReadOnlySpan<byte> blocks, ICollection<MemoryBuffer> buffers)
     {
-        var (scales, words) = ScaleAndWords.Upload(accelerator, blocks, Q4_0Format.BlockBytes, buffers);
+        var (scales, words) = ScaleAndWords.Upload(accelerator, blocks, Q4_0Format.BlockBytes, scaleAt: 0, buffers);
         return new Q4_0Weights(scales, words);
     }
 
     public bool HasOffset => false;
 
-    public float Read(long index)
-    {
-        var column = (int)(index & 31);
-        var word = Quants[((index >> 5) << 2) + ((column & 15) >> 2)];
-        var shift = 8 * (column & 3) + 4 * (column >> 4);
-        return Widen.F16(Scales[index >> 5]) * (((word >> shift) & 0xF) - 8);
-    }
+    public float Read(long index) => BlockValues.Read(this, index);
 
     public float Read4(long unit, out float offset, out float q0, out float q1, out float q2, out float q3)
     {

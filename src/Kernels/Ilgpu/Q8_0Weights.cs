@@ -13,17 +13,13 @@ internal readonly struct Q8_0Weights(ArrayView<ushort> scales, ArrayView<int> qu
 
     public static Q8_0Weights Upload(Accelerator accelerator, ReadOnlySpan<byte> blocks, ICollection<MemoryBuffer> buffers)
     {
-        var (scales, words) = ScaleAndWords.Upload(accelerator, blocks, Q8_0Format.BlockBytes, buffers);
+        var (scales, words) = ScaleAndWords.Upload(accelerator, blocks, Q8_0Format.BlockBytes, scaleAt: 0, buffers);
         return new Q8_0Weights(scales, words);
     }
 
     public bool HasOffset => false;
 
-    public float Read(long index)
-    {
-        var word = Quants[index >> 2];
-        return Widen.F16(Scales[index >> 5]) * ((word << (24 - 8 * (int)(index & 3))) >> 24);
-    }
+    public float Read(long index) => BlockValues.Read(this, index);
 
     public float Read4(long unit, out float offset, out float q0, out float q1, out float q2, out float q3)
     {

@@ -61,18 +61,18 @@ public sealed class ReferenceDevice : HostDevice
     }
 
     /// <inheritdoc/>
-    public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false)
+    public override void MatMul(DeviceTensor input, DeviceWeight weight, DeviceTensor output, int rows, bool accumulate = false, int outputStride = 0)
     {
         var w = Values(weight);
         var x = Span(input);
         var y = Span(output);
         var inDim = weight.Cols;
-        var outDim = weight.Rows;
+        var stride = OutputStride(weight, outputStride);
         for (var r = 0; r < rows; r++)
-        for (var o = 0; o < outDim; o++)
+        for (var o = 0; o < weight.Rows; o++)
         {
             var dot = Dot(x.Slice(r * inDim, inDim), w.AsSpan(o * inDim, inDim));
-            y[r * outDim + o] = (float)(accumulate ? y[r * outDim + o] + dot : dot);
+            y[r * stride + o] = (float)(accumulate ? y[r * stride + o] + dot : dot);
         }
     }
 

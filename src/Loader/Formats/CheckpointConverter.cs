@@ -103,8 +103,14 @@ public static class CheckpointConverter
             new("general.architecture", "llama"),
             new("general.name", Path.GetFileNameWithoutExtension(source.Source.TrimEnd(Path.DirectorySeparatorChar))),
             new("general.alignment", 32u),
-            // llama_ftype: all F32, mostly F16, Q4_0, Q8_0, BF16.
-            new("general.file_type", mostly switch { ElementType.F32 => 0u, ElementType.F16 => 1u, ElementType.Q4_0 => 2u, ElementType.Q8_0 => 7u, ElementType.BF16 => 32u, _ => throw ElementTypes.Unsupported(mostly, "GGUF's general.file_type") }),
+            // llama_ftype: all F32, mostly F16, Q4_0, Q4_1, Q8_0, Q5_0, Q5_1, Q3_K (its _S mix), Q4_K (_S),
+            // Q5_K (_S), Q6_K, BF16.
+            new("general.file_type", mostly switch
+            {
+                ElementType.F32 => 0u, ElementType.F16 => 1u, ElementType.Q4_0 => 2u, ElementType.Q4_1 => 3u, ElementType.Q8_0 => 7u,
+                ElementType.Q5_0 => 8u, ElementType.Q5_1 => 9u, ElementType.Q3_K => 11u, ElementType.Q4_K => 14u, ElementType.Q5_K => 16u,
+                ElementType.Q6_K => 18u, ElementType.BF16 => 32u, _ => throw ElementTypes.Unsupported(mostly, "GGUF's general.file_type"),
+            }),
             new("llama.vocab_size", (uint)c.VocabSize),
             new("llama.context_length", (uint)c.MaxSeqLen),
             new("llama.embedding_length", (uint)c.Dim),

@@ -7,7 +7,7 @@ namespace Kangaroo.Native.Loader;
 public sealed record SafeTensorOutput(string Name, ElementType Type, int[] Shape, byte[] Bytes);
 
 /// <summary>A tensor's header entry, written before its bytes are produced. Safetensors has no
-/// quantized types: a Q8_0 or Q4_0 spec is refused.</summary>
+/// quantized types: a block-quantized spec (Q8_0, Q4_K, ...) is refused.</summary>
 public sealed record SafeTensorSpec(string Name, ElementType Type, int[] Shape)
 {
     /// <summary>The element type; a quantized type throws <see cref="NotSupportedException"/>.</summary>

@@ -3,15 +3,17 @@ using N = Kangaroo.Native.Loader.ModelCheckpoint.Names;
 
 namespace Kangaroo.Native.Tests.Engine;
 
-/// <summary>LlamaModel stacks q|k|v and gate|up into one matrix each. When the parts have different
-/// element types the stack is F32: a checkpoint whose layer-0 k_proj and up_proj are f16 among f32
-/// tensors must run exactly like an all-f32 checkpoint holding those f16 values widened.</summary>
+/// <summary>LlamaModel stacks q|k|v and gate|up into one product each. When the parts have different
+/// element types each keeps its own (one matmul per run of one type, each filling its columns): a
+/// checkpoint whose layer-0 k_proj and up_proj are f16 among f32 tensors must run exactly like an
+/// all-f32 checkpoint holding those f16 values widened, since every tile forms a dot product the same
+/// way whatever the weight's type.</summary>
 public sealed class StackedWeightTests
 {
     private static readonly string[] Halved = [N.Layer(0, N.Key), N.Layer(0, N.Up)];
 
     [Fact]
-    public void MixedElementTypesStackAsTheirExactF32Widening()
+    public void MixedElementTypesRunAsTheirExactF32Widening()
     {
         using var f32 = new TempDirectory();
         using var f16 = new TempDirectory();

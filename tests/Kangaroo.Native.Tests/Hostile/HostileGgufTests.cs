@@ -87,7 +87,10 @@ public sealed class HostileGgufTests : IDisposable
 
     [Theory]
     [InlineData(99u, "tensor 'token_embd.weight' has ggml type 99 (unknown), which is not supported")]
-    [InlineData(12u, "tensor 'token_embd.weight' has ggml type 12 (Q4_K), which is not supported")]
+    [InlineData(15u, "tensor 'token_embd.weight' has ggml type 15 (Q8_K), which is not supported")]
+    [InlineData(20u, "tensor 'token_embd.weight' has ggml type 20 (IQ4_NL), which is not supported")]
+    [InlineData(35u, "tensor 'token_embd.weight' has ggml type 35 (TQ2_0), which is not supported")]
+    [InlineData(40u, "tensor 'token_embd.weight' has ggml type 40 (unknown), which is not supported")]
     public void UnknownGgmlTypeIsRefusedNamingTypeAndTensor(uint type, string fragment) =>
         // token_embd.weight's info: name, u32 dimension count, two u64 dimensions, then the u32 type.
         Assert.Contains(fragment, Refusal(Write(b => BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(After("token_embd.weight") + 4 + 16), type))));

@@ -1,18 +1,17 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Kangaroo.Native.Kernels.Cpu;
 using Kangaroo.Native.Kernels.Reference;
+using Kangaroo.Native.Tests.Numerics;
 using static Kangaroo.Native.Tests.Kernels.Numerics;
 
 namespace Kangaroo.Native.Tests.Kernels;
 
 /// <summary>The <c>cpu</c> device's own tiles, below what <see cref="KernelTests"/> and
 /// <see cref="QuantizedKernelTests"/> reach through the device: exact 16-bit widening, row-count
-/// independence of every tile, each quantized type's AVX2 and AVX-512 conversions inside the tiles,
-/// the sub-block path with offsets (a test type, ahead of the K-quants that will use it), and the split
-/// of large products across cores, against <see cref="ReferenceDevice"/>.</summary>
+/// independence of every tile, each quantized type's AVX2 and AVX-512 conversions inside the tiles, and
+/// the split of large products across cores, against <see cref="ReferenceDevice"/>.</summary>
 public sealed class CpuTileTests
 {
     [Fact]
@@ -61,11 +60,19 @@ public sealed class CpuTileTests
     {
         AssertConversions<Q8_0Blocks>(ElementType.Q8_0, isa);
         AssertConversions<Q4_0Blocks>(ElementType.Q4_0, isa);
+        AssertConversions<Q4_1Blocks>(ElementType.Q4_1, isa);
+        AssertConversions<Q5_0Blocks>(ElementType.Q5_0, isa);
+        AssertConversions<Q5_1Blocks>(ElementType.Q5_1, isa);
+        AssertConversions<Q2_KBlocks>(ElementType.Q2_K, isa);
+        AssertConversions<Q3_KBlocks>(ElementType.Q3_K, isa);
+        AssertConversions<Q4_KBlocks>(ElementType.Q4_K, isa);
+        AssertConversions<Q5_KBlocks>(ElementType.Q5_K, isa);
+        AssertConversions<Q6_KBlocks>(ElementType.Q6_K, isa);
     }
 
     private static unsafe void AssertConversions<TBlocks>(ElementType type, string isa) where TBlocks : IQuantizedBlocks
     {
-        var (bytes, values) = QuantizedKernelTests.Blocks(type, 3, 96, seed: 11);
+        var (bytes, values) = QuantizedKernelTests.Blocks(type, 3, 3 * type.BlockLength(), seed: 11);
         Assert.Equal(type.BlockBytes(), TBlocks.BlockBytes);
         Assert.Equal(type.BlockLength(), TBlocks.BlockLength);
         fixed (byte* start = bytes)
@@ -95,11 +102,19 @@ public sealed class CpuTileTests
         Assert.Equal("avx512", isa);
         AssertTilesAgree<Q8_0Blocks, Avx2Conversion<Q8_0Blocks>>(ElementType.Q8_0);
         AssertTilesAgree<Q4_0Blocks, Avx2Conversion<Q4_0Blocks>>(ElementType.Q4_0);
+        AssertTilesAgree<Q4_1Blocks, Avx2Conversion<Q4_1Blocks>>(ElementType.Q4_1);
+        AssertTilesAgree<Q5_0Blocks, Avx2Conversion<Q5_0Blocks>>(ElementType.Q5_0);
+        AssertTilesAgree<Q5_1Blocks, Avx2Conversion<Q5_1Blocks>>(ElementType.Q5_1);
+        AssertTilesAgree<Q2_KBlocks, Avx2Conversion<Q2_KBlocks>>(ElementType.Q2_K);
+        AssertTilesAgree<Q3_KBlocks, Avx2Conversion<Q3_KBlocks>>(ElementType.Q3_K);
+        AssertTilesAgree<Q4_KBlocks, Avx2Conversion<Q4_KBlocks>>(ElementType.Q4_K);
+        AssertTilesAgree<Q5_KBlocks, Avx2Conversion<Q5_KBlocks>>(ElementType.Q5_K);
+        AssertTilesAgree<Q6_KBlocks, Avx2Conversion<Q6_KBlocks>>(ElementType.Q6_K);
     }
 
     private static void AssertTilesAgree<TBlocks, TOther>(ElementType type) where TBlocks : IQuantizedBlocks where TOther : IQuantizedBlocks
     {
-        const int cols = 160;
+        var cols = 5 * type.BlockLength();
         var (bytes, _) = QuantizedKernelTests.Blocks(type, 4, cols, seed: 12);
         var x = Random(4 * cols, seed: 13);
         var rowBytes = (int)type.RowBytes(cols);
@@ -113,37 +128,6 @@ public sealed class CpuTileTests
         AssertIdentical(Tiles<TBlocks>(), Tiles<TOther>(), $"{type}: AVX-512 vs AVX2 conversion");
     }
 
-    /// <summary>The sub-block path of the tiles that no shipped type takes yet: 16-value sub-blocks with
-    /// offsets (<see cref="OffsetBlocks"/>). Both tiles agree bit for bit and are within the bound of a
-    /// float32 reordering of the exact dot product.</summary>
-    [Theory, InstructionSetData("avx2")]
-    public void Sub_blocks_with_offsets_match_their_values(string isa)
-    {
-        Assert.Equal("avx2", isa);
-        const int cols = 96;
-        var (bytes, w) = OffsetBlocks.Random(4, cols, seed: 14);
-        var x = Random(4 * cols, seed: 15);
-        var decode = new float[4];
-        BlockTiles.Dot4x1<OffsetBlocks>(bytes, cols / 32 * OffsetBlocks.BlockBytes, x.AsSpan(0, cols), decode);
-        for (var row = 0; row < 4; row++)
-        {
-            var block = new float[4];
-            BlockTiles.Dot1x4<OffsetBlocks>(bytes.AsSpan(row * cols / 32 * OffsetBlocks.BlockBytes, cols / 32 * OffsetBlocks.BlockBytes),
-                x.AsSpan(0, cols), x.AsSpan(cols, cols), x.AsSpan(2 * cols, cols), x.AsSpan(3 * cols, cols), block, ahead: 0);
-            Assert.Equal(BitConverter.SingleToInt32Bits(decode[row]), BitConverter.SingleToInt32Bits(block[0]));
-            for (var k = 0; k < 4; k++)
-            {
-                double exact = 0, magnitude = 0;
-                for (var i = 0; i < cols; i++)
-                {
-                    exact += (double)w[row * cols + i] * x[k * cols + i];
-                    magnitude += Math.Abs((double)w[row * cols + i] * x[k * cols + i]);
-                }
-                Assert.True(Math.Abs(block[k] - exact) <= 2 * (cols + 8) * U * magnitude, $"row {row} input {k}: {block[k]:R} vs {exact:R}");
-            }
-        }
-    }
-
     /// <summary>Products large enough to be split over the cores (2^20 multiply-adds and more), with
     /// output counts that are not whole chunks, against the reference; blocks still equal one-row calls,
     /// and every thread count (<see cref="CpuDevice.Threads"/>: 1, 2, 3 and 7, more than this machine may
@@ -153,6 +137,8 @@ public sealed class CpuTileTests
     [InlineData(ElementType.F16)]
     [InlineData(ElementType.Q8_0)]
     [InlineData(ElementType.Q4_0)]
+    [InlineData(ElementType.Q4_K)]
+    [InlineData(ElementType.Q6_K)]
     public void MatMul_split_across_cores_matches_reference(ElementType type)
     {
         const int outDim = 1030, inDim = 1024;
@@ -172,12 +158,13 @@ public sealed class CpuTileTests
             }
             var w = new float[outDim * inDim];
             ElementTypes.ToFloats(type, bytes, w);
+            var offsets = type.IsQuantized() ? RandomBlocks.Offsets(type, bytes) : new float[w.Length];
             var bounds = new float[rows * outDim];
             for (var r = 0; r < rows; r++)
             for (var o = 0; o < outDim; o++)
             {
                 var magnitude = 0.0;
-                for (var i = 0; i < inDim; i++) magnitude += Math.Abs((double)x[r * inDim + i] * w[o * inDim + i]);
+                for (var i = 0; i < inDim; i++) magnitude += Math.Abs((double)x[r * inDim + i]) * (Math.Abs(w[o * inDim + i]) + 2 * Math.Abs(offsets[o * inDim + i]));
                 bounds[r * outDim + o] = (float)(2 * (inDim + 4) * U * magnitude) + 1e-30f;
             }
             var split = On(cpu);
@@ -208,54 +195,6 @@ public sealed class CpuTileTests
         public static unsafe float Scale(byte* block, int j, float* halves) => TBlocks.Scale(block, j, halves);
 
         public static unsafe float Offset(byte* block, int j, float* halves) => TBlocks.Offset(block, j, halves);
-    }
-
-    /// <summary>A test format with the shape of the K-quants: blocks of 32 values as two sub-blocks of 16,
-    /// each with an f16 scale a_j and offset b_j ([a0 b0 a1 b1] then 32 int8 quants); value = a_j q + b_j.</summary>
-    private readonly struct OffsetBlocks : IQuantizedBlocks
-    {
-        public static int BlockLength => 32;
-        public static int BlockBytes => 8 + 32;
-        public static int SubLength => 16;
-        public static bool HasOffsets => true;
-
-        public static unsafe void QuantsAvx512(byte* block, int j, out Vector512<float> low, out Vector512<float> high)
-        {
-            low = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)block + 8 + 16 * j)));
-            high = default;
-        }
-
-        public static unsafe void QuantsAvx2(byte* block, int j, out Vector512<float> low, out Vector512<float> high)
-        {
-            var q = (sbyte*)block + 8 + 16 * j;
-            low = Vector512.Create(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q)), Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + 8)));
-            high = default;
-        }
-
-        public static unsafe float Scale(byte* block, int j, float* halves) => halves[*(ushort*)(block + 4 * j)];
-
-        public static unsafe float Offset(byte* block, int j, float* halves) => halves[*(ushort*)(block + 4 * j + 2)];
-
-        /// <summary>Random blocks for a [rows, cols] weight, and their values.</summary>
-        public static (byte[] Bytes, float[] Values) Random(int rows, int cols, int seed)
-        {
-            var random = new Random(seed);
-            var bytes = new byte[rows * cols / 32 * BlockBytes];
-            random.NextBytes(bytes);
-            var values = new float[rows * cols];
-            for (var b = 0; b < bytes.Length / BlockBytes; b++)
-            {
-                var block = bytes.AsSpan(b * BlockBytes, BlockBytes);
-                for (var j = 0; j < 2; j++)
-                {
-                    var (a, offset) = ((Half)(random.NextSingle() / 64), (Half)(random.NextSingle() - 0.5f));
-                    MemoryMarshal.Write(block[(4 * j)..], a);
-                    MemoryMarshal.Write(block[(4 * j + 2)..], offset);
-                    for (var i = 0; i < 16; i++) values[b * 32 + 16 * j + i] = (float)a * (sbyte)block[8 + 16 * j + i] + (float)offset;
-                }
-            }
-            return (bytes, values);
-        }
     }
 }
 

@@ -9,7 +9,7 @@ namespace Kangaroo.Native.Tests.Kernels;
 
 /// <summary>
 /// The CUDA tier that needs no GPU: ILGPU's PTX backend compiles every kernel of
-/// src/Kernels/Ilgpu (generic ones once per weight reader, Q8_0 and Q4_0 included) for Volta, Ampere and Hopper. Kernels are
+/// src/Kernels/Ilgpu (generic ones once per weight reader, every block type's included) for Volta, Ampere and Hopper. Kernels are
 /// found by reflection ([IlgpuKernel]), and a guard fails if a kernel class exposes an unmarked
 /// method, so a new kernel that does not compile for CUDA fails here.
 /// </summary>
@@ -81,7 +81,8 @@ public sealed class CudaCompileTests
         var failures = new List<string>();
         var kernels = Kernels();
         Assert.True(kernels.Count >= 15, $"discovered only {kernels.Count} kernel instantiations");
-        foreach (var blocks in new[] { typeof(Q8_0Weights), typeof(Q4_0Weights) })
+        foreach (var blocks in new[] { typeof(Q8_0Weights), typeof(Q4_0Weights), typeof(Q4_1Weights), typeof(Q5_0Weights), typeof(Q5_1Weights),
+                     typeof(Q2_KWeights), typeof(Q3_KWeights), typeof(Q4_KWeights), typeof(Q5_KWeights), typeof(Q6_KWeights) })
             Assert.Contains(kernels, k => k.Method.Name == nameof(MatMulKernel.MatMulBlocks) && k.Method.GetGenericArguments()[0] == blocks);
         foreach (var (method, grouping) in kernels)
         {

@@ -125,6 +125,38 @@ public sealed class KernelTests(SharedDevices devices) : IClassFixture<SharedDev
         }
     }
 
+    /// <summary>A weight fills its columns of a wider output (rows <c>outputStride</c> apart) with exactly what it
+    /// writes into an output of its own, and leaves the other columns as they were: how a stack of matrices
+    /// that keep different element types runs. F32, and Q4_K for the block kernels.</summary>
+    [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
+    public void MatMul_fills_its_columns_of_a_wider_output(string kind)
+    {
+        var device = devices.Get(kind);
+        const int inDim = 256, outDim = 5, stride = 12, offset = 4;
+        foreach (var type in new[] { ElementType.F32, ElementType.Q4_K })
+        foreach (var rows in new[] { 1, 3, 9 })
+        foreach (var accumulate in new[] { false, true })
+        {
+            var bytes = type == ElementType.F32 ? Encode(Random(outDim * inDim, seed: 8), type).Bytes : QuantizedKernelTests.Blocks(type, outDim, inDim, seed: 8).Bytes;
+            var prior = Random(rows * stride, seed: 7);
+            using var weight = device.UploadWeight(type, bytes, outDim, inDim);
+            using var input = Tensor(device, Random(rows * inDim, seed: rows));
+            using var wide = Tensor(device, prior);
+            device.MatMul(input, weight, wide.Slice(offset, rows * stride - offset), rows, accumulate, outputStride: stride);
+            var columns = new float[rows * outDim];
+            for (var r = 0; r < rows; r++) Array.Copy(prior, r * stride + offset, columns, r * outDim, outDim);
+            using var own = Tensor(device, columns);
+            device.MatMul(input, weight, own, rows, accumulate);
+            var expected = (float[])prior.Clone();
+            var written = Read(device, own);
+            for (var r = 0; r < rows; r++) Array.Copy(written, r * outDim, expected, r * stride + offset, outDim);
+            AssertIdentical(expected, Read(device, wide), $"MatMul {type} rows={rows} accumulate={accumulate} into columns {offset}..{offset + outDim - 1} of {stride}");
+        }
+        using var narrow = device.UploadWeight(ElementType.F32, new byte[4 * outDim * inDim], outDim, inDim);
+        using var x = device.Allocate(inDim);
+        Assert.Throws<ArgumentOutOfRangeException>(() => device.MatMul(x, narrow, x, 1, outputStride: outDim - 1));
+    }
+
     [Theory, DeviceData("cpu"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("opencl-wide"), DeviceData("cuda")]
     public void MatMul_block_is_bit_identical_to_one_row_calls(string kind)
     {

@@ -1,43 +1,34 @@
 using Kangaroo.Native.Kernels.Reference;
+using Kangaroo.Native.Tests.Numerics;
 using static Kangaroo.Native.Tests.Kernels.Numerics;
 
 namespace Kangaroo.Native.Tests.Kernels;
 
 /// <summary>
-/// Q8_0 and Q4_0 weights read block by block inside the kernels, on every device, against
+/// Block-quantized weights of every type read block by block inside the kernels, on every device, against
 /// <see cref="ReferenceDevice"/> (which dequantizes by the format's definition, <see cref="IBlockFormat"/>,
 /// and sums in float64). Blocks hold random quants (Q8_0's -128 included, which llama.cpp never writes
-/// but a file may hold) under scales that are normal, negative, f16 subnormal and zero of both signs.
+/// but a file may hold) under f16 scales and mins that are normal, negative, f16 subnormal, zero of both
+/// signs and the largest finite, and K-quant sub-block scales that are random, all zero or all maximal
+/// (<see cref="RandomBlocks"/>).
 /// Shapes: one row and every block of 2..9 rows (the <c>cpu</c> block tile's 4 rows and its short last
 /// tiles, the ILGPU passes of 8), output counts that are not multiples of the <c>cpu</c> decode tile's 4,
-/// and rows of 32, 96 and 4160 values (130 blocks: not a multiple of any group width).
+/// and rows of 1, 2, 3 and 130 blocks (130: not a multiple of any group width).
 ///
-/// A dequantized value d * q is exact in float32, but no device multiplies every weight by d: the
-/// ILGPU kernels sum d * (q . x) over units of 4 columns and the <c>cpu</c> device over blocks of 32
-/// (16 lanes of 2 columns; without AVX2 it dequantizes and sums as the F32 product does), a
-/// reordering with a few extra roundings per unit: within 2 (n + 4) u sum|x w|.
+/// A dequantized value a q + b is what the format defines, but no device multiplies every weight by its
+/// scale: the ILGPU kernels sum a (q . x) + b sum(x) over units of 4 columns and the <c>cpu</c> device over
+/// sub-blocks of 16 or 32 (16 lanes; without AVX2 it dequantizes and sums as the F32 product does), a
+/// reordering with a few extra roundings per unit: within 2 (n + 4) u sum(|x w| + |x b|).
 /// </summary>
 public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<SharedDevices>
 {
-    private static readonly ElementType[] Types = [ElementType.Q8_0, ElementType.Q4_0];
+    private static readonly ElementType[] Types = [.. ElementTypes.All.Where(t => t.Format is not null).Select(t => t.Type)];
     private readonly ReferenceDevice _reference = new();
-
-    /// <summary>f16 scales every matrix cycles through: normal, negative, subnormal (both signs), zero (both signs).</summary>
-    private static readonly ushort[] SpecialScales = [0x2E66, 0xAE66, 0x0001, 0x83FF, 0x0000, 0x8000, 0x1A00];
 
     /// <summary>Random blocks of <paramref name="type"/> for a [rows, cols] weight and their values as the loader dequantizes them.</summary>
     internal static (byte[] Bytes, float[] Values) Blocks(ElementType type, int rows, int cols, int seed)
     {
-        var bytes = new byte[type.ByteCount(rows, cols)];
-        var random = new Random(seed);
-        random.NextBytes(bytes);
-        var size = type.BlockBytes();
-        for (var b = 0; b < bytes.Length / size; b++)
-        {
-            // Mostly ordinary scales (|d| in [2^-9, 2^-6)), every third block one of the special ones.
-            var scale = b % 3 == 2 ? SpecialScales[b / 3 % SpecialScales.Length] : (ushort)(0x1800 + random.Next(0x0C00) | (random.Next(2) << 15));
-            BitConverter.TryWriteBytes(bytes.AsSpan(b * size), scale);
-        }
+        var bytes = RandomBlocks.Make(type, checked((int)(type.ByteCount(rows, cols) / type.BlockBytes())), seed);
         return (bytes, new TensorData(type, [rows, cols], bytes).ToFloats());
     }
 
@@ -56,7 +47,7 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
         var device = devices.Get(kind);
         int[] tokens = [3, 0, 10, 3, 7, 13];
         foreach (var type in Types)
-        foreach (var cols in new[] { 32, 96 })
+        foreach (var cols in new[] { type.BlockLength(), 3 * type.BlockLength() })
         {
             var (bytes, values) = Blocks(type, 14, cols, seed: cols);
             using var table = device.UploadWeight(type, bytes, 14, cols);
@@ -72,12 +63,14 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
     {
         var device = devices.Get(kind);
         foreach (var type in Types)
-        foreach (var (rows, inDim, outDim) in new[] { (1, 32, 7), (2, 64, 5), (3, 96, 5), (4, 32, 9), (5, 64, 3), (6, 96, 6), (7, 32, 2), (8, 64, 5),
-                     (9, 64, 6), (17, 32, 3), (1, 4160, 3), (5, 4160, 2) })
+        foreach (var (rows, inBlocks, outDim) in new[] { (1, 1, 7), (2, 2, 5), (3, 3, 5), (4, 1, 9), (5, 2, 3), (6, 3, 6), (7, 1, 2), (8, 2, 5),
+                     (9, 2, 6), (17, 1, 3), (1, 130, 3), (5, 130, 2) })
         foreach (var accumulate in new[] { false, true })
         {
+            var inDim = inBlocks * type.BlockLength();
             var x = Random(rows * inDim, seed: rows * 100 + inDim);
             var (bytes, w) = Blocks(type, outDim, inDim, seed: outDim + inDim);
+            var offsets = RandomBlocks.Offsets(type, bytes);
             var prior = Random(rows * outDim, seed: 5);
             var expected = MatMul(_reference, type, bytes, x, prior, rows, inDim, outDim, accumulate);
             var actual = MatMul(device, type, bytes, x, prior, rows, inDim, outDim, accumulate);
@@ -87,7 +80,7 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
             for (var o = 0; o < outDim; o++)
             {
                 var magnitude = 0f;
-                for (var i = 0; i < inDim; i++) magnitude += MathF.Abs(x[r * inDim + i] * w[o * inDim + i]);
+                for (var i = 0; i < inDim; i++) magnitude += MathF.Abs(x[r * inDim + i]) * (MathF.Abs(w[o * inDim + i]) + 2 * MathF.Abs(offsets[o * inDim + i]));
                 bounds[r * outDim + o] = 2 * (inDim + 4) * U * magnitude + (accumulate ? 4 * U * (MathF.Abs(prior[r * outDim + o]) + magnitude) : 0f) + 1e-30f;
             }
             AssertWithin(expected, actual, bounds, what);
@@ -99,9 +92,10 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
     {
         var device = devices.Get(kind);
         foreach (var type in Types)
-        foreach (var (rows, inDim, outDim) in new[] { (11, 96, 5), (10, 64, 9) }) // a full pass of 8 and a partial one; tiles of 4 and a short tile
+        foreach (var (rows, inBlocks, outDim) in new[] { (11, 3, 5), (10, 2, 9) }) // a full pass of 8 and a partial one; tiles of 4 and a short tile
         foreach (var accumulate in new[] { false, true })
         {
+            var inDim = inBlocks * type.BlockLength();
             var (bytes, _) = Blocks(type, outDim, inDim, seed: 3);
             using var weight = device.UploadWeight(type, bytes, outDim, inDim);
             AssertBlockMatchesRows(device, weight, rows, accumulate, $"MatMul {type} [{outDim}x{inDim}] accumulate={accumulate} on {kind}");

@@ -165,21 +165,27 @@ public sealed class GgufTests : IDisposable
         AssertSameAsLlamaCpps(ours, theirs, theirs.Tensors);
     }
 
-    /// <summary>llama.cpp's quantizer made ../shared/models/gguf-kquants/TinyStories-656K-x2-Q4_0.gguf from
+    /// <summary>llama.cpp's quantizer made ../shared/models/gguf-kquants/TinyStories-656K-x2-*.gguf from
     /// TinyStories-656K widened 2x (its SOURCE.md: two copies side by side, matrices block-diagonal, embedding
     /// and norms repeated, 16 heads and 8 KV heads). That source is rebuilt here from the f16 file and
-    /// converted with q4_0: its 14 Q4_0 matrices and 5 F32 norms are byte for byte llama.cpp's (llama.cpp
-    /// wrote the embedding in Q6_K, which we do not write).</summary>
-    [Fact]
-    public void Q4_0ConversionIsByteForByteLlamaCppsQuantizer()
+    /// converted with each type we write: every tensor llama.cpp's mix gave that type, and the 5 F32 norms, are
+    /// byte for byte llama.cpp's (its mixes give some tensors other types: the embedding Q6_K, in Q4_K_M and
+    /// Q5_K_M some v and down projections Q6_K).</summary>
+    [Theory]
+    [InlineData(ElementType.Q4_0, "Q4_0", 14)]
+    [InlineData(ElementType.Q4_K, "Q4_K_M", 12)]
+    [InlineData(ElementType.Q5_K, "Q5_K_M", 12)]
+    [InlineData(ElementType.Q6_K, "Q6_K", 15)]
+    public void QuantizedConversionIsByteForByteLlamaCppsQuantizer(ElementType type, string mix, int tensors)
     {
         var source = _temp.File("tinystories656K-x2-f16.gguf");
         WriteWidened(GgufGoldenTests.ModelPath("TinyStories-656K-f16.gguf"), source);
-        var ours = _temp.File("tinystories656K-x2-q4_0.gguf");
-        using (var checkpoint = ModelCheckpoint.Open(source)) CheckpointConverter.ConvertToGguf(checkpoint, ours, ElementType.Q4_0);
-        var theirs = LlamaCppFiles.ReadGguf(SharedData.Path("models", "gguf-kquants", "TinyStories-656K-x2-Q4_0.gguf"));
-        var compared = theirs.Tensors.Where(t => t.Type is LlamaCppFiles.Q4_0 or LlamaCppFiles.F32).ToList();
-        Assert.Equal((14, 5), (compared.Count(t => t.Type == LlamaCppFiles.Q4_0), compared.Count(t => t.Type == LlamaCppFiles.F32)));
+        var ours = _temp.File($"tinystories656K-x2-{type.Info().Name}.gguf");
+        using (var checkpoint = ModelCheckpoint.Open(source)) CheckpointConverter.ConvertToGguf(checkpoint, ours, type);
+        var theirs = LlamaCppFiles.ReadGguf(SharedData.Path("models", "gguf-kquants", $"TinyStories-656K-x2-{mix}.gguf"));
+        var ggmlType = type.Info().GgmlId;
+        var compared = theirs.Tensors.Where(t => t.Type == ggmlType || t.Type == LlamaCppFiles.F32).ToList();
+        Assert.Equal((tensors, 5), (compared.Count(t => t.Type == ggmlType), compared.Count(t => t.Type == LlamaCppFiles.F32)));
         AssertSameAsLlamaCpps(ours, theirs, compared);
     }
 

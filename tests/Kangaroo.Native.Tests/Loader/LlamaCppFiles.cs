@@ -7,15 +7,22 @@ namespace Kangaroo.Native.Tests.Loader;
 /// <summary>
 /// Files that other tools wrote, read by a parser of the tests' own: the tensor directory and data of
 /// a GGUF file (versions 2 and 3) and the tensors of a safetensors file. The product's readers are
-/// what is under test, and they refuse files with types they do not support (llama.cpp's "Q4_0"
-/// files carry a Q6_K tensor), so comparisons with llama.cpp's bytes go through this instead.
+/// what is under test, so comparisons with llama.cpp's bytes go through this instead.
 /// </summary>
 public static class LlamaCppFiles
 {
     public const uint F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8;
 
+    /// <summary>The block types of llama.cpp's standard mixes by ggml id, as ggml-common.h sizes them:
+    /// (name, values per block, bytes per block).</summary>
+    public static readonly IReadOnlyDictionary<uint, (string Name, int Length, int Bytes)> BlockTypes = new Dictionary<uint, (string, int, int)>
+    {
+        [2] = ("Q4_0", 32, 18), [3] = ("Q4_1", 32, 20), [6] = ("Q5_0", 32, 22), [7] = ("Q5_1", 32, 24), [8] = ("Q8_0", 32, 34),
+        [10] = ("Q2_K", 256, 84), [11] = ("Q3_K", 256, 110), [12] = ("Q4_K", 256, 144), [13] = ("Q5_K", 256, 176), [14] = ("Q6_K", 256, 210),
+    };
+
     /// <summary>A tensor: ggml type id, dims innermost first (ne0 = row length), its bytes for the
-    /// types this reader sizes (F32, F16, Q4_0, Q8_0), else null.</summary>
+    /// types this reader sizes (F32, F16, <see cref="BlockTypes"/>), else null.</summary>
     public sealed record Tensor(string Name, uint Type, long[] Dims, byte[]? Bytes)
     {
         public long Count => Dims.Aggregate(1L, (a, b) => a * b);
@@ -92,7 +99,13 @@ public static class LlamaCppFiles
         var tensors = infos.Select(t =>
         {
             var count = t.Dims.Aggregate(1L, (x, y) => x * y);
-            long? size = t.Type switch { F32 => count * 4, F16 => count * 2, Q4_0 => count / 32 * 18, Q8_0 => count / 32 * 34, _ => null };
+            long? size = t.Type switch
+            {
+                F32 => count * 4,
+                F16 => count * 2,
+                _ when BlockTypes.TryGetValue(t.Type, out var block) => count / block.Length * block.Bytes,
+                _ => null,
+            };
             return new Tensor(t.Name, t.Type, t.Dims, size is { } n ? file.AsSpan((int)(data + t.Offset), (int)n).ToArray() : null);
         }).ToList();
         return new Gguf(version, metadata, tensors);

@@ -3,13 +3,16 @@ using static Kangaroo.Native.Tests.Loader.LlamaCppFiles;
 namespace Kangaroo.Native.Tests.Loader;
 
 /// <summary>
-/// Our Q8_0/Q4_0 rounding against bytes that llama.cpp itself wrote (../shared/models/*/SOURCE.md):
+/// Our rounding of every type we write against bytes that llama.cpp itself wrote (../shared/models/*/SOURCE.md):
 /// the same source values are quantized with <see cref="Quantization"/> and every block must equal
-/// llama.cpp's. Three files, three of llama.cpp's code paths:
+/// llama.cpp's. Three sources, three of llama.cpp's code paths:
 /// <list type="bullet">
-/// <item>gguf-kquants/TinyStories-656K-x2-Q4_0.gguf: llama.cpp's quantizer (`llama_model_quantize`,
-/// Q4_0) on TinyStories-656K widened 2x, whose f32 source is rebuilt here as its SOURCE.md describes
-/// (the f16 file's matrices block-diagonal, both copies equal). Its Q6_K embedding is not compared.</item>
+/// <item>gguf-kquants/TinyStories-656K-x2-*.gguf: llama.cpp's quantizer (`llama_model_quantize`, without an
+/// importance matrix, so quantize_row_*_ref) in the mixes Q4_K_M, Q5_K_M, Q6_K, Q3_K_M, Q4_1, Q5_0, Q5_1 and
+/// Q4_0, on TinyStories-656K widened 2x, whose f32 source is rebuilt here as its SOURCE.md describes (the
+/// f16 file's matrices block-diagonal, both copies equal; the embedding's rows repeated). Every quantized
+/// tensor of each file is compared, whatever type the mix gave it: Q3_K, Q4_K, Q5_K, Q6_K, Q4_1, Q5_0, Q5_1
+/// and Q4_0.</item>
 /// <item>gguf/TinyStories-656K-Q8_0.gguf: llama.cpp's Hugging Face converter (Q8_0, GGUF-my-repo) from
 /// TinyStories-656K's safetensors, q and k rows permuted as that converter permutes them.</item>
 /// <item>gguf/stories260K-q8_0-v2.gguf: an early llama.cpp Q8_0 conversion of stories260K, from the
@@ -21,10 +24,10 @@ namespace Kangaroo.Native.Tests.Loader;
 /// </summary>
 public sealed class LlamaCppQuantizationTests
 {
-    /// <summary>The quantizer under test (the one call to re-point if it moves).</summary>
+    /// <summary>The quantizer under test (the one call to re-point if it moves), for the type llama.cpp's tensor has.</summary>
     private static byte[] Ours(uint ggmlType, float[] values)
     {
-        var type = ggmlType == Q8_0 ? ElementType.Q8_0 : ElementType.Q4_0;
+        var type = ElementTypes.Parse(BlockTypes[ggmlType].Name.ToLowerInvariant());
         var bytes = new byte[type.ByteCount(values.Length)];
         Quantization.Quantize(type, values, bytes);
         return bytes;
@@ -37,7 +40,7 @@ public sealed class LlamaCppQuantizationTests
     {
         Assert.Equal(theirs.Count, values.Length);
         var ours = Ours(theirs.Type, values);
-        var size = theirs.Type == Q8_0 ? 34 : 18;
+        var size = BlockTypes[theirs.Type].Bytes;
         Assert.Equal(theirs.Bytes!.Length, ours.Length);
         var differing = 0;
         for (var b = 0; b < ours.Length; b += size)
@@ -48,19 +51,43 @@ public sealed class LlamaCppQuantizationTests
     private static void AssertAllBlocksEqual(IReadOnlyList<Tensor> theirs, Func<Tensor, float[]> source, int expectedTensors)
     {
         Assert.Equal(expectedTensors, theirs.Count);
-        var report = theirs.Select(t => (t.Name, Blocks: t.Bytes!.Length / (t.Type == Q8_0 ? 34 : 18), Differing: DifferingBlocks(t, source(t)))).ToList();
+        var report = theirs.Select(t => (Name: $"{t.Name} ({BlockTypes[t.Type].Name})", Blocks: t.Bytes!.Length / BlockTypes[t.Type].Bytes, Differing: DifferingBlocks(t, source(t)))).ToList();
         var differing = report.Where(r => r.Differing > 0).ToList();
         Assert.True(differing.Count == 0,
             $"blocks unlike llama.cpp's: {string.Join(", ", differing.Select(r => $"{r.Name} {r.Differing} of {r.Blocks}"))}");
     }
 
-    [Fact]
-    public void Q4_0_is_llama_cpps_quantizer_byte_for_byte()
+    /// <summary>Each file's quantized tensors, and the types its mix gave them (SOURCE.md's table).</summary>
+    [Theory]
+    [InlineData("Q4_K_M", "Q4_K x12, Q6_K x3")]
+    [InlineData("Q5_K_M", "Q5_K x12, Q6_K x3")]
+    [InlineData("Q6_K", "Q6_K x15")]
+    [InlineData("Q3_K_M", "Q3_K x8, Q4_K x4, Q5_K x2, Q6_K x1")]
+    [InlineData("Q4_1", "Q4_1 x14, Q6_K x1")]
+    [InlineData("Q5_0", "Q5_0 x14, Q6_K x1")]
+    [InlineData("Q5_1", "Q5_1 x14, Q6_K x1")]
+    [InlineData("Q4_0", "Q4_0 x14, Q6_K x1")]
+    public void Llama_cpps_quantizer_byte_for_byte(string mix, string types)
     {
-        var theirs = ReadGguf(Model("gguf-kquants", "TinyStories-656K-x2-Q4_0.gguf"));
+        var theirs = ReadGguf(Model("gguf-kquants", $"TinyStories-656K-x2-{mix}.gguf"));
         var f16 = ReadGguf(Model("gguf", "TinyStories-656K-f16.gguf"));
-        Assert.Equal(14u, theirs["token_embd.weight"].Type); // Q6_K, not compared here
-        AssertAllBlocksEqual(theirs.Tensors.Where(t => t.Type == Q4_0).ToList(), t => BlockDiagonal(f16[t.Name]), expectedTensors: 14);
+        var quantized = theirs.Tensors.Where(t => BlockTypes.ContainsKey(t.Type)).ToList();
+        Assert.Equal(types, string.Join(", ", quantized.GroupBy(t => BlockTypes[t.Type].Name).OrderByDescending(g => g.Count()).Select(g => $"{g.Key} x{g.Count()}")));
+        AssertAllBlocksEqual(quantized, t => t.Name == "token_embd.weight" ? RowsRepeated(f16[t.Name]) : BlockDiagonal(f16[t.Name]), expectedTensors: 15);
+    }
+
+    /// <summary>Each row twice, side by side: [W, W] (the widened model's embedding).</summary>
+    private static float[] RowsRepeated(Tensor original)
+    {
+        var (columns, rows) = ((int)original.Dims[0], (int)original.Dims[1]);
+        var values = original.Floats();
+        var result = new float[2 * values.Length];
+        for (var r = 0; r < rows; r++)
+        {
+            Array.Copy(values, r * columns, result, 2 * r * columns, columns);
+            Array.Copy(values, r * columns, result, (2 * r + 1) * columns, columns);
+        }
+        return result;
     }
 
     /// <summary>Two copies of a matrix side by side: [[W, 0], [0, W]], rows of twice the length.</summary>

@@ -10,8 +10,9 @@ public sealed class ElementTypeTests
     public void The_table_has_one_row_per_type_with_ggml_numbers_and_block_geometry()
     {
         Assert.Equal(Enum.GetValues<ElementType>(), ElementTypes.All.Select(t => t.Type));
-        // ggml.h: GGML_TYPE_F32 0, F16 1, Q4_0 2, Q8_0 8, BF16 30; block sizes of ggml's type traits.
-        Assert.Equal([(0u, 1, 4), (1u, 1, 2), (30u, 1, 2), (8u, 32, 34), (2u, 32, 18)],
+        // ggml.h's GGML_TYPE_* numbers; block sizes of ggml's type traits (sizeof of the ggml-common.h structs).
+        Assert.Equal([(0u, 1, 4), (1u, 1, 2), (30u, 1, 2), (8u, 32, 34), (2u, 32, 18), (3u, 32, 20), (6u, 32, 22), (7u, 32, 24),
+            (10u, 256, 84), (11u, 256, 110), (12u, 256, 144), (13u, 256, 176), (14u, 256, 210)],
             ElementTypes.All.Select(t => (t.GgmlId, t.BlockLength, t.BlockBytes)));
         foreach (var info in ElementTypes.All)
         {
@@ -21,7 +22,8 @@ public sealed class ElementTypeTests
             Assert.Equal(info.Format is not null, info.Type.IsQuantized());
             if (info.Format is { } format) Assert.Equal((info.Type, info.BlockLength, info.BlockBytes), (format.Type, format.BlockLength, format.BlockBytes));
         }
-        Assert.Null(ElementTypes.FromGgmlId(12)); // Q4_K: not (yet) in the table
+        Assert.Null(ElementTypes.FromGgmlId(15)); // Q8_K: ggml's intermediate type, never a stored one here
+        Assert.Null(ElementTypes.FromGgmlId(23)); // IQ4_XS
         Assert.True(ElementTypes.TryParseSafeTensors("BF16", out var bf16) && bf16 == ElementType.BF16);
         Assert.False(ElementTypes.TryParseSafeTensors("Q8_0", out _));
         Assert.False(ElementTypes.TryParseSafeTensors("f32", out _)); // safetensors spells names in upper case
@@ -34,7 +36,7 @@ public sealed class ElementTypeTests
         Assert.Contains("99", Assert.Throws<NotSupportedException>(() => unknown.BlockBytes()).Message);
         Assert.Contains("99", Assert.Throws<NotSupportedException>(() => ElementTypes.ToFloats(unknown, new byte[4], new float[1])).Message);
         Assert.Contains("F16", Assert.Throws<NotSupportedException>(() => ElementType.F16.Format()).Message);
-        Assert.Contains("q5_1", Assert.Throws<ArgumentException>(() => ElementTypes.Parse("q5_1")).Message);
+        Assert.Contains("iq4_xs", Assert.Throws<ArgumentException>(() => ElementTypes.Parse("iq4_xs")).Message);
     }
 
     [Fact]

@@ -1,0 +1,61 @@
+using System.Buffers.Binary;
+
+namespace Kangaroo.Native.Numerics;
+
+/// <summary>Q4_1, 20 bytes per 32 values: an f16 scale d and an f16 min m, then 16 bytes of nibbles,
+/// value j in the low nibble of byte j and value 16 + j in its high nibble; value = q * d + m.
+/// Reference quantization: d = (max - min) / 15, q = min(15, trunc((x - min) * (1 / d) + 0.5)) with the
+/// float32 d and min; the stored d and m are rounded to f16.</summary>
+public sealed class Q4_1Format : IBlockFormat
+{
+    /// <summary>Values per block.</summary>
+    public const int BlockLength = 32;
+    /// <summary>Bytes per block.</summary>
+    public const int BlockBytes = 4 + BlockLength / 2;
+
+    /// <inheritdoc/>
+    public ElementType Type => ElementType.Q4_1;
+    int IBlockFormat.BlockLength => BlockLength;
+    int IBlockFormat.BlockBytes => BlockBytes;
+    /// <inheritdoc/>
+    public bool CanQuantize => true;
+
+    /// <inheritdoc/>
+    public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
+    {
+        var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block));
+        var m = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[2..]));
+        for (var j = 0; j < BlockLength / 2; j++)
+        {
+            values[j] = (block[4 + j] & 0xF) * d + m;
+            values[BlockLength / 2 + j] = (block[4 + j] >> 4) * d + m;
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
+    {
+        var (min, max) = (float.MaxValue, -float.MaxValue);
+        foreach (var v in values[..BlockLength])
+        {
+            if (v < min) min = v;
+            if (v > max) max = v;
+        }
+        var d = (max - min) / 15;
+        var inverse = d != 0f ? 1f / d : 0f;
+        BlockScales.WriteF16(block, d, Type);
+        BlockScales.WriteF16(block[2..], min, Type);
+        for (var j = 0; j < BlockLength / 2; j++)
+        {
+            var low = Math.Min(15, (int)((values[j] - min) * inverse + 0.5f));
+            var high = Math.Min(15, (int)((values[BlockLength / 2 + j] - min) * inverse + 0.5f));
+            block[4 + j] = (byte)(low | high << 4);
+        }
+    }
+
+    /// <inheritdoc/>
+    public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block) || BlockScales.IsNonFiniteF16(block[2..]);
+
+    /// <inheritdoc/>
+    public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
+}
