@@ -1,3 +1,4 @@
+using System.CommandLine.Completions;
 using System.CommandLine.Parsing;
 using System.Globalization;
 
@@ -39,8 +40,9 @@ internal static class CliRunner
         return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
     }
 
-    /// <summary>A parse error in our words: an option value that is not of the option's type names the
-    /// option, the value and what was expected (System.CommandLine names .NET types).</summary>
+    /// <summary>A parse error in our words: an option value that is not of the option's type, or not one of
+    /// its values, names the option, the value and what was expected (System.CommandLine names .NET types,
+    /// and lists values over several lines).</summary>
     private static string Describe(ParseError error)
     {
         var result = error.SymbolResult switch
@@ -51,6 +53,9 @@ internal static class CliRunner
         };
         if (result is { Tokens: [var token] } && Expected(result.Option.ValueType, token.Value) is { } expected)
             return $"{result.Option.Name} '{token.Value}' is not {expected}";
+        if (result is { Tokens: [var value] } && result.Option.GetCompletions(CompletionContext.Empty).Select(c => c.Label).ToArray() is { Length: > 0 } allowed
+            && !allowed.Contains(value.Value))
+            return $"{result.Option.Name} '{value.Value}' is not one of {string.Join(", ", allowed)}";
         return error.Message;
     }
 

@@ -85,7 +85,7 @@ public sealed class CliTests
     [InlineData(new[] { "generate", "--prompt", "x", "--decoder", "early-exit", "--exit-layer", "2", "--draft-steps", "0" }, new[] { "--draft-steps 0" })]
     [InlineData(new[] { "generate", "--prompt", "x", "--decoder", "fast" }, new[] { "unknown decoder 'fast'" })]
     [InlineData(new[] { "generate", "--prompt", "x", "--frobnicate" }, new[] { "--frobnicate" })]
-    [InlineData(new[] { "convert", "--out", "/tmp/kangaroo-never", "--dtype", "f8" }, new[] { "unknown dtype 'f8'" })]
+    [InlineData(new[] { "convert", "--out", "/tmp/kangaroo-never", "--dtype", "f8" }, new[] { "--dtype 'f8' is not one of bf16, f16, f32, q3_k" })]
     [InlineData(new[] { "bench", "--draft-vocab", "10" }, new[] { "--draft-vocab applies to --costs only" })]
     [InlineData(new[] { "bench", "--acceptance-from", "x.safetensors" }, new[] { "--acceptance-from applies to --costs only" })]
     [InlineData(new[] { "bench", "--costs", "--device", "cpu", "--acceptance-from", "missing.safetensors" }, new[] { "missing.safetensors", "not found" })]
