@@ -95,8 +95,8 @@ public sealed class ServerSchedulingTests
     [Fact]
     public async Task AFullQueueIs503WithRetryAfterAndAWaitingClientThatLeavesFreesItsPlace()
     {
-        await using var server = await TestServer.Start(queueCapacity: 1, tokenDelay: TimeSpan.FromMilliseconds(50));
-        // 300 tokens, 15 s: it runs until this test drops it.
+        await using var server = await TestServer.Start(queueCapacity: 1, tokenDelay: TimeSpan.FromMilliseconds(200));
+        // 300 tokens, 60 s: it runs until this test drops it, however slow a loaded machine makes the steps below.
         using var running = await Sse.Open(server.Http, "/v1/completions", new { prompt = StoryPrompt, max_tokens = 300, temperature = 0, stream = true });
         await WaitFor(() => server.Status.Busy == 1, "the first request to run");
 
