@@ -13,15 +13,19 @@ public sealed class GgufGoldenTests(SharedDevices devices) : IClassFixture<Share
 
     public static string ModelPath(string file) => SharedData.Path("models", "gguf", file);
 
-    private void Check(string file, string kind)
+    private void Check(string file, string kind) => CheckFile(Records, ModelPath(file), devices.Get(kind), kind);
+
+    /// <summary>The GGUF at <paramref name="path"/> reproduces each of its (at least 8) records on the device.</summary>
+    internal static void CheckFile(IEnumerable<GreedyGolden> records, string path, ComputeDevice device, string kind)
     {
-        using var checkpoint = ModelCheckpoint.Open(ModelPath(file));
+        var file = Path.GetFileName(path);
+        using var checkpoint = ModelCheckpoint.Open(path);
         Assert.IsType<GgufCheckpoint>(checkpoint);
-        using var model = new LlamaModel(checkpoint, devices.Get(kind));
+        using var model = new LlamaModel(checkpoint, device);
         var decoder = new AutoregressiveDecoder(model);
-        var records = Records.Where(r => r.Model == file).ToList();
-        Assert.True(records.Count >= 8, $"{records.Count} records of {file}");
-        foreach (var golden in records) golden.Check(decoder, kind);
+        var ofFile = records.Where(r => r.Model == file).ToList();
+        Assert.True(ofFile.Count >= 8, $"{ofFile.Count} records of {file}");
+        foreach (var golden in ofFile) golden.Check(decoder, kind);
     }
 
     [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]

@@ -13,16 +13,8 @@ public sealed class GgufKQuantGoldenTests(SharedDevices devices) : IClassFixture
 
     private static string ModelPath(string file) => SharedData.Path("models", "gguf-kquants", file);
 
-    private void Check(string mix, string kind)
-    {
-        var file = $"TinyStories-656K-x2-{mix}.gguf";
-        using var checkpoint = ModelCheckpoint.Open(ModelPath(file));
-        using var model = new LlamaModel(checkpoint, devices.Get(kind));
-        var decoder = new AutoregressiveDecoder(model);
-        var records = Records.Where(r => r.Model == file).ToList();
-        Assert.True(records.Count >= 8, $"{records.Count} records of {file}");
-        foreach (var golden in records) golden.Check(decoder, kind);
-    }
+    private void Check(string mix, string kind) =>
+        GgufGoldenTests.CheckFile(Records, ModelPath($"TinyStories-656K-x2-{mix}.gguf"), devices.Get(kind), kind);
 
     [Theory, DeviceData("cpu"), DeviceData("reference"), DeviceData("ilgpu-cpu"), DeviceData("opencl"), DeviceData("cuda")]
     public void Q4_K_M(string kind) => Check("Q4_K_M", kind);
