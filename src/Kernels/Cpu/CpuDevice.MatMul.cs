@@ -1,15 +1,18 @@
+using Kangaroo.Native.Numerics;
+
 namespace Kangaroo.Native.Kernels.Cpu;
 
 /// <summary>
 /// Matrix product with a Linear weight [out, in]: output[r, o] (+)= sum_i input[r, i] * w[o, i].
 ///   launch: output features in chunks of whole 4-row tiles over the device's <see cref="Threads"/> (<see cref="Parallel"/>) once
 ///           a matrix has 2^20 multiply-adds (counting at most 4 input rows), else on the calling thread.
-///           One input row: tiles of 4 weight rows (<see cref="CpuWeight.Dot4x1"/>). A block: pairs of
-///           weight rows against tiles of 4 input rows (<see cref="FloatTiles.Dot2x4"/>, 16-bit rows widened
-///           once per pair), or for quantized rows one row against tiles of 4 input rows
-///           (<see cref="BlockTiles.Dot1x4{TBlocks}"/>). Every tile forms each dot product in its type's one
-///           order, so a block equals one-row calls bit for bit.
-///   bytes:  the weight once (out * in * its bytes per value), input rows from cache, 4 * rows * out written.
+///           One input row: tiles of 4 weight rows (<see cref="CpuWeight.Dot4x1"/>, 16-bit and quantized rows
+///           converted in registers). A block: panels of weight rows as floats (~192 KB, in L2), each run
+///           against every tile of 4 input rows by 4x4 tiles (<see cref="FloatTiles.Dot4x4"/>). Every tile
+///           forms each dot product in the one canonical order on the weight's exact float values
+///           (<see cref="FloatTiles"/>), so a block equals one-row calls bit for bit.
+///   bytes:  the weight once (out * in * its bytes per value), each panel written and read from L2, input
+///           rows once per panel, 4 * rows * out written.
 /// </summary>
 public sealed partial class CpuDevice
 {
@@ -40,9 +43,7 @@ public sealed partial class CpuDevice
     }
 
     /// <summary>Output features [first, end) (output rows <paramref name="outDim"/> apart): for one input row, tiles of 4 weight rows (4 independent
-    /// accumulators, 16-bit rows widened in registers); for a block, pairs of weight rows (read, and
-    /// widened, once) against tiles of 4 input rows (8 accumulators), or for quantized rows one row
-    /// (its quants converted once) against tiles of 4 input rows.</summary>
+    /// accumulators, rows converted in registers); for a block, panels (<see cref="Panel"/>).</summary>
     private static void MatMulRows(HostTensor input, CpuWeight weight, HostTensor output, int rows, int outDim, bool accumulate, int first, int end)
     {
         var cols = weight.Cols;
@@ -59,53 +60,60 @@ public sealed partial class CpuDevice
                 for (var k = 0; k < 4; k++) Store(ref y[o + k], dots[k], accumulate);
             }
         }
-        if (weight.QuantizedTiles)
+        var blockRows = BlockRows(weight);
+        for (var block = o; block < end; block += blockRows)
+            Panel(x, weight, y, rows, outDim, accumulate, block, Math.Min(end, block + blockRows));
+    }
+
+    /// <summary>Bytes of a panel: the float values of the weight rows a block of output features holds.
+    /// Each tile of 4 input rows (in L1) runs over the panel while it sits in L2, so the input rows are
+    /// streamed once per panel instead of once per weight row, and quantized or 16-bit rows are converted
+    /// once per panel, not once per tile.</summary>
+    private const int PanelBytes = 192 << 10;
+
+    /// <summary>Output features per panel: a whole number of 4-row tiles.</summary>
+    private static int BlockRows(CpuWeight weight) => Math.Max(4, PanelBytes / (4 * weight.Cols)) & ~3;
+
+    /// <summary>Rows [first, end) as a panel of floats (the stored rows for F32) against every tile of 4 input
+    /// rows: 4x4 tiles (<see cref="FloatTiles.Dot4x4"/>); a tile of one or two input rows, or of fewer than 4
+    /// weight rows, by <see cref="FloatTiles.Dot4"/> (a short side repeats its last row).</summary>
+    private static void Panel(ReadOnlySpan<float> x, CpuWeight weight, Span<float> y, int rows, int outDim, bool accumulate, int first, int end)
+    {
+        var cols = weight.Cols;
+        var panel = weight.RowBlock(first, end - first, out _);
+        Span<float> dots = stackalloc float[16];
+        Span<float> four = stackalloc float[4];
+        for (var r = 0; r < rows; r += 4)
         {
-            for (; o < end; o++)
-            for (var r = 0; r < rows; r += 4)
+            var last = Math.Min(4, rows - r) - 1;
+            var x0 = x.Slice(r * cols, cols);
+            var x1 = x.Slice((r + Math.Min(1, last)) * cols, cols);
+            var x2 = x.Slice((r + Math.Min(2, last)) * cols, cols);
+            var x3 = x.Slice((r + last) * cols, cols);
+            for (var o = first; o < end; o += 4)
             {
-                var last = Math.Min(4, rows - r) - 1; // a short tile repeats its last row
-                weight.Dot1x4(o, x.Slice(r * cols, cols), x.Slice((r + Math.Min(1, last)) * cols, cols), x.Slice((r + Math.Min(2, last)) * cols, cols),
-                    x.Slice((r + last) * cols, cols), dots);
-                for (var k = 0; k <= last; k++) Store(ref y[(r + k) * outDim + o], dots[k], accumulate);
-            }
-            return;
-        }
-        Span<float> pairDots = stackalloc float[8];
-        for (; o < end; o += 2)
-        {
-            var pair = o + 1 < end; // two weight rows (read, and widened, once) against each tile of 4 input rows
-            var w = weight.RowBlock(o, pair ? 2 : 1, out var ahead);
-            for (var r = 0; r < rows; r += 4)
-            {
-                var last = Math.Min(4, rows - r) - 1; // a short tile repeats its last row
-                var x0 = x.Slice(r * cols, cols);
-                var x1 = x.Slice((r + Math.Min(1, last)) * cols, cols);
-                var x2 = x.Slice((r + Math.Min(2, last)) * cols, cols);
-                var x3 = x.Slice((r + last) * cols, cols);
-                if (pair && last < 2)
+                var wl = Math.Min(4, end - o) - 1;
+                var w = panel[((o - first) * cols)..];
+                if (wl == 3 && last >= 2)
                 {
-                    FloatTiles.Dot2x2(w[..cols], w.Slice(cols, cols), x0, x1, pairDots, ahead);
-                    for (var k = 0; k <= last; k++)
-                    {
-                        Store(ref y[(r + k) * outDim + o], pairDots[k], accumulate);
-                        Store(ref y[(r + k) * outDim + o + 1], pairDots[4 + k], accumulate);
-                    }
+                    FloatTiles.Dot4x4(w, x0, x1, x2, x3, dots);
                 }
-                else if (pair)
+                else if (last >= 2)
                 {
-                    FloatTiles.Dot2x4(w[..cols], w.Slice(cols, cols), x0, x1, x2, x3, pairDots, ahead);
-                    for (var k = 0; k <= last; k++)
-                    {
-                        Store(ref y[(r + k) * outDim + o], pairDots[k], accumulate);
-                        Store(ref y[(r + k) * outDim + o + 1], pairDots[4 + k], accumulate);
-                    }
+                    for (var j = 0; j <= wl; j++) FloatTiles.Dot4(w.Slice(j * cols, cols), x0, x1, x2, x3, dots[(4 * j)..]);
                 }
                 else
                 {
-                    FloatTiles.Dot4(w, x0, x1, x2, x3, dots);
-                    for (var k = 0; k <= last; k++) Store(ref y[(r + k) * outDim + o], dots[k], accumulate);
+                    var (w0, w1, w2, w3) = (0, Math.Min(1, wl) * cols, Math.Min(2, wl) * cols, wl * cols);
+                    for (var k = 0; k <= last; k++)
+                    {
+                        FloatTiles.Dot4(k == 0 ? x0 : x1, w.Slice(w0, cols), w.Slice(w1, cols), w.Slice(w2, cols), w.Slice(w3, cols), four);
+                        for (var j = 0; j <= wl; j++) dots[4 * j + k] = four[j];
+                    }
                 }
+                for (var j = 0; j <= wl; j++)
+                for (var k = 0; k <= last; k++)
+                    Store(ref y[(r + k) * outDim + o + j], dots[4 * j + k], accumulate);
             }
         }
     }

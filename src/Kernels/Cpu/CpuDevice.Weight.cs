@@ -55,6 +55,19 @@ public sealed partial class CpuDevice
             ? new Span<float>(Data, checked(Rows * Cols))
             : throw new InvalidOperationException($"only F32 weights can be updated, not {Type}");
 
+        private int _finiteHalves; // 0: not yet scanned, 1: no infinity or NaN, 2: some
+
+        /// <summary>Whether an F16 weight holds no infinity or NaN, so that its rows widen without looking for
+        /// them (<see cref="FiniteF16Widening"/>); scanned once, on first use.</summary>
+        private bool FiniteHalves
+        {
+            get
+            {
+                if (_finiteHalves == 0) _finiteHalves = F16Widening.AnyNonFinite(Halves(0, Rows)) ? 2 : 1;
+                return _finiteHalves == 1;
+            }
+        }
+
         [ThreadStatic] private static float[]? t_widened;
 
         /// <summary>Rows [first, first + count) as floats: the stored rows for F32, else widened (or
@@ -89,6 +102,7 @@ public sealed partial class CpuDevice
                     var w = Floats(first, 4);
                     FloatTiles.Dot4(x, w[..Cols], w.Slice(Cols, Cols), w.Slice(2 * Cols, Cols), w.Slice(3 * Cols, Cols), result, ahead);
                     break;
+                case ElementType.F16 when FiniteHalves: HalfTiles.Dot4x1<FiniteF16Widening>(Halves(first, 4), x, result, ahead); break;
                 case ElementType.F16: HalfTiles.Dot4x1<F16Widening>(Halves(first, 4), x, result, ahead); break;
                 case ElementType.BF16: HalfTiles.Dot4x1<BF16Widening>(Halves(first, 4), x, result, ahead); break;
                 case ElementType.Q8_0 when BlockTiles.Supported: BlockTiles.Dot4x1<Q8_0Blocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
@@ -110,30 +124,6 @@ public sealed partial class CpuDevice
             }
         }
 
-        /// <summary>Whether a block's rows go through <see cref="Dot1x4"/>: quantized rows where the quantized
-        /// tiles run (the decode tile's arithmetic, so blocks agree with one-row calls).</summary>
-        public bool QuantizedTiles => Type.IsQuantized() && BlockTiles.Supported;
-
-        /// <summary>Dots of quantized row <paramref name="row"/> with four input rows (see <see cref="QuantizedTiles"/>).</summary>
-        public void Dot1x4(int row, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, Span<float> result)
-        {
-            var ahead = (int)_rowBytes; // the next row
-            switch (Type)
-            {
-                case ElementType.Q8_0: BlockTiles.Dot1x4<Q8_0Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
-                case ElementType.Q4_0: BlockTiles.Dot1x4<Q4_0Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
-                case ElementType.Q4_1: BlockTiles.Dot1x4<Q4_1Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
-                case ElementType.Q5_0: BlockTiles.Dot1x4<Q5_0Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
-                case ElementType.Q5_1: BlockTiles.Dot1x4<Q5_1Blocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
-                case ElementType.Q2_K: BlockTiles.Dot1x4<Q2_KBlocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
-                case ElementType.Q3_K: BlockTiles.Dot1x4<Q3_KBlocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
-                case ElementType.Q4_K: BlockTiles.Dot1x4<Q4_KBlocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
-                case ElementType.Q5_K: BlockTiles.Dot1x4<Q5_KBlocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
-                case ElementType.Q6_K: BlockTiles.Dot1x4<Q6_KBlocks>(Blocks(row, 1), x0, x1, x2, x3, result, ahead); break;
-                default: throw ElementTypes.Unsupported(Type, "the cpu device's quantized tiles");
-            }
-        }
-
         /// <summary>Row <paramref name="index"/> as floats, exactly.</summary>
         public void Row(int index, Span<float> destination)
         {
@@ -143,11 +133,23 @@ public sealed partial class CpuDevice
 
         private void Widen(int first, int count, Span<float> destination, int ahead = 0)
         {
+            var aheadBytes = ahead > 0 ? (int)(count * _rowBytes) : 0; // quantized rows: the same rows of the next block
             switch (Type)
             {
+                case ElementType.F16 when FiniteHalves: HalfTiles.Widen<FiniteF16Widening>(Halves(first, count), destination, ahead); break;
                 case ElementType.F16: HalfTiles.Widen<F16Widening>(Halves(first, count), destination, ahead); break;
                 case ElementType.BF16: HalfTiles.Widen<BF16Widening>(Halves(first, count), destination, ahead); break;
-                case var _ when Type.IsQuantized(): Quantization.Dequantize(Type, Blocks(first, count), destination[..(count * Cols)]); break;
+                case ElementType.Q8_0 when BlockTiles.Supported: BlockTiles.Dequantize<Q8_0Blocks>(Blocks(first, count), destination, aheadBytes); break;
+                case ElementType.Q4_0 when BlockTiles.Supported: BlockTiles.Dequantize<Q4_0Blocks>(Blocks(first, count), destination, aheadBytes); break;
+                case ElementType.Q4_1 when BlockTiles.Supported: BlockTiles.Dequantize<Q4_1Blocks>(Blocks(first, count), destination, aheadBytes); break;
+                case ElementType.Q5_0 when BlockTiles.Supported: BlockTiles.Dequantize<Q5_0Blocks>(Blocks(first, count), destination, aheadBytes); break;
+                case ElementType.Q5_1 when BlockTiles.Supported: BlockTiles.Dequantize<Q5_1Blocks>(Blocks(first, count), destination, aheadBytes); break;
+                case ElementType.Q2_K when BlockTiles.Supported: BlockTiles.Dequantize<Q2_KBlocks>(Blocks(first, count), destination, aheadBytes); break;
+                case ElementType.Q3_K when BlockTiles.Supported: BlockTiles.Dequantize<Q3_KBlocks>(Blocks(first, count), destination, aheadBytes); break;
+                case ElementType.Q4_K when BlockTiles.Supported: BlockTiles.Dequantize<Q4_KBlocks>(Blocks(first, count), destination, aheadBytes); break;
+                case ElementType.Q5_K when BlockTiles.Supported: BlockTiles.Dequantize<Q5_KBlocks>(Blocks(first, count), destination, aheadBytes); break;
+                case ElementType.Q6_K when BlockTiles.Supported: BlockTiles.Dequantize<Q6_KBlocks>(Blocks(first, count), destination, aheadBytes); break;
+                case var _ when Type.IsQuantized(): Quantization.Dequantize(Type, Blocks(first, count), destination[..(count * Cols)]); break; // no AVX2: the same values
                 default: throw ElementTypes.Unsupported(Type, "the cpu device's widening");
             }
         }

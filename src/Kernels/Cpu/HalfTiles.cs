@@ -1,6 +1,6 @@
-using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using Kangaroo.Native.Numerics;
 
 namespace Kangaroo.Native.Kernels.Cpu;
@@ -10,89 +10,102 @@ namespace Kangaroo.Native.Kernels.Cpu;
 ///   math:  <see cref="Dot4x1{TWidening}"/>: w_j . x for 4 consecutive 16-bit rows, each widened in
 ///          registers and summed in <see cref="FloatTiles"/>' canonical order, so it equals widening the
 ///          rows first and using <see cref="FloatTiles.Dot4"/>; <see cref="Widen{TWidening}"/> widens rows
-///          into scratch for the block tiles.
-///   tile:  1 input row x 4 weight rows (decode's GEMV); one 16-bit vector covers two float vectors.
+///          into a panel for the block tiles.
+///   tile:  1 input row x 4 weight rows (decode's GEMV); one 32-value step widens 64 bytes of each row
+///          into two 16-lane vectors.
 ///   bytes: 2 * out * in of weights read once (prefetched a tile ahead), x from cache, 4 * out written.
 /// </summary>
 internal static class HalfTiles
 {
-    private static int Width => Vector<float>.Count;
+    private const int Step = 32; // values of one Vector512<ushort>
 
-    /// <summary>16-bit weight patterns to float32, exactly, with <typeparamref name="TWidening"/>
-    /// (<see cref="F16Widening"/> or <see cref="BF16Widening"/>).</summary>
-    public static void Widen<TWidening>(ReadOnlySpan<ushort> source, Span<float> destination, int ahead = 0) where TWidening : IHalfWidening
+    /// <summary>16-bit weight patterns to float32, exactly, with <typeparamref name="TWidening"/>.</summary>
+    public static unsafe void Widen<TWidening>(ReadOnlySpan<ushort> source, Span<float> destination, int ahead = 0) where TWidening : IHalfWidening
     {
-        var vs = MemoryMarshal.Cast<ushort, Vector<ushort>>(source);
-        var vd = MemoryMarshal.Cast<float, Vector<float>>(destination[..source.Length]);
-        for (var i = 0; i < vs.Length; i++)
+        var n = source.Length;
+        if (destination.Length < n) throw new ArgumentException("the destination is shorter than the source");
+        fixed (ushort* ps = source)
+        fixed (float* pd = destination)
         {
-            if (ahead > 0) FloatTiles.Prefetch(source, i * Vector<ushort>.Count + ahead);
-            TWidening.Widen(vs[i], out vd[2 * i], out vd[2 * i + 1]);
+            var i = 0;
+            for (; i + Step <= n; i += Step)
+            {
+                if (ahead > 0) FloatTiles.Prefetch(ps + i + ahead);
+                TWidening.Widen(Vector512.Load(ps + i), out var low, out var high);
+                low.Store(pd + i);
+                high.Store(pd + i + Step / 2);
+            }
+            for (; i < n; i++) pd[i] = TWidening.Widen(ps[i]);
         }
-        for (var i = vs.Length * Vector<ushort>.Count; i < source.Length; i++) destination[i] = TWidening.Widen(source[i]);
     }
 
     /// <summary><see cref="FloatTiles.Dot4"/> of one input row x with four consecutive rows of 16-bit weights (w holds 4 * x.Length
     /// patterns), widened in registers: the same products summed in the same order as widening the
     /// rows first, without writing and re-reading a widened copy (decode's GEMV on f16/bf16 models).</summary>
-    public static void Dot4x1<TWidening>(ReadOnlySpan<ushort> w, ReadOnlySpan<float> x, Span<float> result, int ahead = 0) where TWidening : IHalfWidening
+    public static unsafe void Dot4x1<TWidening>(ReadOnlySpan<ushort> w, ReadOnlySpan<float> x, Span<float> result, int ahead = 0) where TWidening : IHalfWidening
     {
         var n = x.Length;
-        var vx = MemoryMarshal.Cast<float, Vector<float>>(x);
-        var h0 = MemoryMarshal.Cast<ushort, Vector<ushort>>(w[..n]);
-        var h1 = MemoryMarshal.Cast<ushort, Vector<ushort>>(w.Slice(n, n));
-        var h2 = MemoryMarshal.Cast<ushort, Vector<ushort>>(w.Slice(2 * n, n));
-        var h3 = MemoryMarshal.Cast<ushort, Vector<ushort>>(w.Slice(3 * n, n));
-        Vector<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (var k = 0; k < h0.Length; k++) // one 16-bit vector covers two float vectors, in column order
+        if (w.Length < 4 * n) throw new ArgumentException("a 4x1 tile needs four weight rows");
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        fixed (ushort* h0 = w)
+        fixed (float* px = x)
         {
-            if (ahead > 0)
-                for (var j = 0; j < 4; j++) FloatTiles.Prefetch(w, j * n + k * Vector<ushort>.Count + ahead);
-            var (xl, xh) = (vx[2 * k], vx[2 * k + 1]);
-            TWidening.Widen(h0[k], out var l, out var h);
-            a0 = Vector.FusedMultiplyAdd(h, xh, Vector.FusedMultiplyAdd(l, xl, a0));
-            TWidening.Widen(h1[k], out l, out h);
-            a1 = Vector.FusedMultiplyAdd(h, xh, Vector.FusedMultiplyAdd(l, xl, a1));
-            TWidening.Widen(h2[k], out l, out h);
-            a2 = Vector.FusedMultiplyAdd(h, xh, Vector.FusedMultiplyAdd(l, xl, a2));
-            TWidening.Widen(h3[k], out l, out h);
-            a3 = Vector.FusedMultiplyAdd(h, xh, Vector.FusedMultiplyAdd(l, xl, a3));
+            ushort* h1 = h0 + n, h2 = h0 + 2 * n, h3 = h0 + 3 * n;
+            var i = 0;
+            for (; i + Step <= n; i += Step) // one accumulator per row over 16-lane chunks in column order
+            {
+                if (ahead > 0)
+                {
+                    FloatTiles.Prefetch(h0 + i + ahead);
+                    FloatTiles.Prefetch(h1 + i + ahead);
+                    FloatTiles.Prefetch(h2 + i + ahead);
+                    FloatTiles.Prefetch(h3 + i + ahead);
+                }
+                var (xl, xh) = (Vector512.Load(px + i), Vector512.Load(px + i + Step / 2));
+                TWidening.Widen(Vector512.Load(h0 + i), out var l, out var h);
+                a0 = Vector512.FusedMultiplyAdd(h, xh, Vector512.FusedMultiplyAdd(l, xl, a0));
+                TWidening.Widen(Vector512.Load(h1 + i), out l, out h);
+                a1 = Vector512.FusedMultiplyAdd(h, xh, Vector512.FusedMultiplyAdd(l, xl, a1));
+                TWidening.Widen(Vector512.Load(h2 + i), out l, out h);
+                a2 = Vector512.FusedMultiplyAdd(h, xh, Vector512.FusedMultiplyAdd(l, xl, a2));
+                TWidening.Widen(Vector512.Load(h3 + i), out l, out h);
+                a3 = Vector512.FusedMultiplyAdd(h, xh, Vector512.FusedMultiplyAdd(l, xl, a3));
+            }
+            if (i + Step / 2 <= n) // one 16-lane chunk left: widened lane by lane
+            {
+                var xl = Vector512.Load(px + i);
+                a0 = Vector512.FusedMultiplyAdd(WidenLanes<TWidening>(h0 + i), xl, a0);
+                a1 = Vector512.FusedMultiplyAdd(WidenLanes<TWidening>(h1 + i), xl, a1);
+                a2 = Vector512.FusedMultiplyAdd(WidenLanes<TWidening>(h2 + i), xl, a2);
+                a3 = Vector512.FusedMultiplyAdd(WidenLanes<TWidening>(h3 + i), xl, a3);
+                i += Step / 2;
+            }
+            result[0] = Tail<TWidening>(Vector512.Sum(a0), h0, px, i, n);
+            result[1] = Tail<TWidening>(Vector512.Sum(a1), h1, px, i, n);
+            result[2] = Tail<TWidening>(Vector512.Sum(a2), h2, px, i, n);
+            result[3] = Tail<TWidening>(Vector512.Sum(a3), h3, px, i, n);
         }
-        if (vx.Length > 2 * h0.Length) // an odd float vector left: widen it lane by lane
-        {
-            var first = (vx.Length - 1) * Width;
-            Span<float> lanes = stackalloc float[Width];
-            a0 = Vector.FusedMultiplyAdd(WidenLanes<TWidening>(w.Slice(first, Width), lanes), vx[^1], a0);
-            a1 = Vector.FusedMultiplyAdd(WidenLanes<TWidening>(w.Slice(n + first, Width), lanes), vx[^1], a1);
-            a2 = Vector.FusedMultiplyAdd(WidenLanes<TWidening>(w.Slice(2 * n + first, Width), lanes), vx[^1], a2);
-            a3 = Vector.FusedMultiplyAdd(WidenLanes<TWidening>(w.Slice(3 * n + first, Width), lanes), vx[^1], a3);
-        }
-        float s0 = Vector.Sum(a0), s1 = Vector.Sum(a1), s2 = Vector.Sum(a2), s3 = Vector.Sum(a3);
-        for (var i = vx.Length * Width; i < n; i++)
-        {
-            s0 = MathF.FusedMultiplyAdd(TWidening.Widen(w[i]), x[i], s0);
-            s1 = MathF.FusedMultiplyAdd(TWidening.Widen(w[n + i]), x[i], s1);
-            s2 = MathF.FusedMultiplyAdd(TWidening.Widen(w[2 * n + i]), x[i], s2);
-            s3 = MathF.FusedMultiplyAdd(TWidening.Widen(w[3 * n + i]), x[i], s3);
-        }
-        result[0] = s0;
-        result[1] = s1;
-        result[2] = s2;
-        result[3] = s3;
     }
 
-    private static Vector<float> WidenLanes<TWidening>(ReadOnlySpan<ushort> bits, Span<float> lanes) where TWidening : IHalfWidening
+    private static unsafe Vector512<float> WidenLanes<TWidening>(ushort* bits) where TWidening : IHalfWidening
     {
-        for (var i = 0; i < lanes.Length; i++) lanes[i] = TWidening.Widen(bits[i]);
-        return new Vector<float>(lanes);
+        var lanes = stackalloc float[Step / 2];
+        for (var i = 0; i < Step / 2; i++) lanes[i] = TWidening.Widen(bits[i]);
+        return Vector512.Load(lanes);
+    }
+
+    private static unsafe float Tail<TWidening>(float sum, ushort* w, float* x, int from, int n) where TWidening : IHalfWidening
+    {
+        for (var i = from; i < n; i++) sum = MathF.FusedMultiplyAdd(TWidening.Widen(w[i]), x[i], sum);
+        return sum;
     }
 }
 
-/// <summary>An exact widening of 16-bit weight patterns to float32, whole vectors or one value.</summary>
+/// <summary>An exact widening of 16-bit weight patterns to float32, 32 at a time or one value.</summary>
 internal interface IHalfWidening
 {
-    /// <summary>The 16 lanes of <paramref name="bits"/> as two float vectors, low lanes first.</summary>
-    static abstract void Widen(Vector<ushort> bits, out Vector<float> low, out Vector<float> high);
+    /// <summary>The 32 lanes of <paramref name="bits"/> as two 16-lane float vectors, low lanes first.</summary>
+    static abstract void Widen(Vector512<ushort> bits, out Vector512<float> low, out Vector512<float> high);
 
     static abstract float Widen(ushort bits);
 }
@@ -101,9 +114,9 @@ internal interface IHalfWidening
 internal readonly struct F16Widening : IHalfWidening
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Widen(Vector<ushort> bits, out Vector<float> low, out Vector<float> high)
+    public static void Widen(Vector512<ushort> bits, out Vector512<float> low, out Vector512<float> high)
     {
-        Vector.Widen(Vector.AsVectorInt16(bits), out var l, out var h); // sign-extending
+        var (l, h) = Vector512.Widen(bits.AsInt16()); // sign-extending
         (low, high) = (Widen(l), Widen(h));
     }
 
@@ -134,28 +147,60 @@ internal readonly struct F16Widening : IHalfWidening
     /// mask clears); multiplying by 2^112 rebiases the exponent from 15 to 127, and a half subnormal
     /// becomes a float subnormal that the product renormalises exactly. Exponent 31 (infinity, NaN) is
     /// the only case whose product reaches 2^16; those lanes take the float maximum exponent instead, a
-    /// select that runs only when a vector holds one. Sign extension leaves one shift to do, where a
-    /// zero-extended pattern would need two (h &lt;&lt; 16 &gt;&gt; 3).</summary>
+    /// select that runs only when a vector holds one.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector<float> Widen(Vector<int> h)
+    private static Vector512<float> Widen(Vector512<int> h)
     {
-        var bits = (h << 13) & new Vector<int>(unchecked((int)0x8FFFE000));
-        var value = Vector.AsVectorSingle(bits) * new Vector<float>(5.192296858534828e+33f); // 2^112
-        var special = Vector.GreaterThanOrEqual(Vector.Abs(value), new Vector<float>(65536f));
-        if (special != Vector<int>.Zero)
-            value = Vector.ConditionalSelect(special, Vector.AsVectorSingle(bits | new Vector<int>(0x7F800000)), value);
+        var value = WidenFinite(h);
+        if (Vector512.GreaterThanOrEqualAny(Vector512.Abs(value), Vector512.Create(65536f)))
+            value = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(Vector512.Abs(value), Vector512.Create(65536f)), (Shifted(h) | Vector512.Create(0x7F800000)).AsSingle(), value);
         return value;
     }
+
+    /// <summary>The same for lanes whose exponent is not 31: no infinity or NaN to look for.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> WidenFinite(Vector512<int> h) => Shifted(h).AsSingle() * Vector512.Create(5.192296858534828e+33f); // 2^112
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Shifted(Vector512<int> h) => (h << 13) & Vector512.Create(unchecked((int)0x8FFFE000));
+
+    /// <summary>Whether any pattern is an infinity or a NaN (exponent 31): only then do rows need
+    /// <see cref="F16Widening"/> rather than <see cref="FiniteF16Widening"/>.</summary>
+    public static bool AnyNonFinite(ReadOnlySpan<ushort> bits)
+    {
+        var vectors = MemoryMarshal.Cast<ushort, Vector512<ushort>>(bits);
+        var mask = Vector512.Create((ushort)0x7C00);
+        foreach (var v in vectors)
+            if (Vector512.EqualsAny(v & mask, mask)) return true;
+        for (var i = vectors.Length * Vector512<ushort>.Count; i < bits.Length; i++)
+            if ((bits[i] & 0x7C00) == 0x7C00) return true;
+        return false;
+    }
+}
+
+/// <summary>IEEE binary16 for rows that hold no infinity or NaN (<see cref="F16Widening.AnyNonFinite"/> is
+/// false), exactly: the widening without the search for exponent 31, about a third less work a vector.</summary>
+internal readonly struct FiniteF16Widening : IHalfWidening
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Widen(Vector512<ushort> bits, out Vector512<float> low, out Vector512<float> high)
+    {
+        var (l, h) = Vector512.Widen(bits.AsInt16()); // sign-extending
+        (low, high) = (F16Widening.WidenFinite(l), F16Widening.WidenFinite(h));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Widen(ushort bits) => F16Widening.Widen(bits);
 }
 
 /// <summary>bfloat16: the upper 16 bits of a float32.</summary>
 internal readonly struct BF16Widening : IHalfWidening
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Widen(Vector<ushort> bits, out Vector<float> low, out Vector<float> high)
+    public static void Widen(Vector512<ushort> bits, out Vector512<float> low, out Vector512<float> high)
     {
-        Vector.Widen(bits, out var l, out var h);
-        (low, high) = (Vector.AsVectorSingle(l << 16), Vector.AsVectorSingle(h << 16));
+        var (l, h) = Vector512.Widen(bits);
+        (low, high) = ((l << 16).AsSingle(), (h << 16).AsSingle());
     }
 
     public static float Widen(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);

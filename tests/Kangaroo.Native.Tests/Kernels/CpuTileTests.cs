@@ -29,9 +29,45 @@ public sealed class CpuTileTests
             Assert.True(float.IsNaN(expected) ? float.IsNaN(one) : BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(one),
                 $"f16 0x{bits[i]:x4} alone: {one:R}, expected {expected:R}");
         }
+        var finite = bits.Where(b => (b & 0x7C00) != 0x7C00).ToArray();
+        Assert.False(F16Widening.AnyNonFinite(finite));
+        Assert.True(F16Widening.AnyNonFinite([.. finite[..100], (ushort)0xFC00]));
+        HalfTiles.Widen<FiniteF16Widening>(finite, widened);
+        for (var i = 0; i < finite.Length; i++)
+            Assert.Equal(BitConverter.SingleToInt32Bits(Widening.F16(finite[i])), BitConverter.SingleToInt32Bits(widened[i]));
         HalfTiles.Widen<BF16Widening>(bits, widened);
         for (var i = 0; i < bits.Length; i++)
             Assert.Equal(bits[i] << 16, BitConverter.SingleToInt32Bits(widened[i]));
+    }
+
+    /// <summary>An F16 weight holding an infinity and a NaN takes the widening that looks for them: those
+    /// rows come out infinite and NaN, the others as the reference computes them.</summary>
+    [Fact]
+    public void F16_weights_with_infinities_and_nans_keep_them()
+    {
+        const int outDim = 8, inDim = 64;
+        var values = Random(outDim * inDim, seed: 31);
+        values[1 * inDim + 5] = float.PositiveInfinity;
+        values[6 * inDim + 40] = float.NaN;
+        var (bytes, _) = Encode(values, ElementType.F16);
+        var x = Random(inDim, seed: 32).Select(Math.Abs).ToArray();
+        using var cpu = new CpuDevice();
+        using var reference = new ReferenceDevice();
+        float[] On(ComputeDevice d)
+        {
+            using var weight = d.UploadWeight(ElementType.F16, bytes, outDim, inDim);
+            using var input = Tensor(d, x);
+            using var output = d.Allocate(outDim);
+            d.MatMul(input, weight, output, 1);
+            return Read(d, output);
+        }
+        var (actual, expected) = (On(cpu), On(reference));
+        for (var o = 0; o < outDim; o++)
+        {
+            if (o == 1) Assert.Equal(float.PositiveInfinity, actual[o]);
+            else if (o == 6) Assert.True(float.IsNaN(actual[o]));
+            else Assert.Equal(expected[o], actual[o], 1e-4f);
+        }
     }
 
     /// <summary>Blocks of 2, 3, 7, 9 and 10 rows (tiles of 4 and short tiles of 1, 2 or 3: the 2x4 and
@@ -43,7 +79,7 @@ public sealed class CpuTileTests
     public void MatMulBlocksAreBitIdenticalToSingleRows(ElementType type)
     {
         using var device = new CpuDevice();
-        foreach (var (outDim, inDim) in new[] { (1, 1), (5, 3), (13, 8), (9, 17), (6, 24), (7, 37), (12, 64) })
+        foreach (var (outDim, inDim) in new[] { (1, 1), (5, 3), (13, 8), (9, 17), (6, 24), (7, 37), (12, 64), (70, 1100) }) // the last spans two panels
         {
             var (bytes, _) = Encode(Random(outDim * inDim, seed: outDim * inDim), type);
             using var weight = device.UploadWeight(type, bytes, outDim, inDim);
@@ -68,6 +104,40 @@ public sealed class CpuTileTests
         AssertConversions<Q4_KBlocks>(ElementType.Q4_K, isa);
         AssertConversions<Q5_KBlocks>(ElementType.Q5_K, isa);
         AssertConversions<Q6_KBlocks>(ElementType.Q6_K, isa);
+    }
+
+    /// <summary>The panel's dequantization (<see cref="BlockTiles.Dequantize{TBlocks}"/>, fused a_j q + b_j) gives
+    /// every value exactly as the format defines it, and the decode tile equals the float tile on those
+    /// values bit for bit: one canonical order whatever the weight type.</summary>
+    [Fact]
+    public void Quantized_tiles_compute_the_float_tiles_on_exact_values()
+    {
+        AssertExactTiles<Q8_0Blocks>(ElementType.Q8_0);
+        AssertExactTiles<Q4_0Blocks>(ElementType.Q4_0);
+        AssertExactTiles<Q4_1Blocks>(ElementType.Q4_1);
+        AssertExactTiles<Q5_0Blocks>(ElementType.Q5_0);
+        AssertExactTiles<Q5_1Blocks>(ElementType.Q5_1);
+        AssertExactTiles<Q2_KBlocks>(ElementType.Q2_K);
+        AssertExactTiles<Q3_KBlocks>(ElementType.Q3_K);
+        AssertExactTiles<Q4_KBlocks>(ElementType.Q4_K);
+        AssertExactTiles<Q5_KBlocks>(ElementType.Q5_K);
+        AssertExactTiles<Q6_KBlocks>(ElementType.Q6_K);
+    }
+
+    private static void AssertExactTiles<TBlocks>(ElementType type) where TBlocks : IQuantizedBlocks
+    {
+        if (!BlockTiles.Supported) return;
+        var cols = 3 * type.BlockLength();
+        var (bytes, values) = QuantizedKernelTests.Blocks(type, 4, cols, seed: 21);
+        var panel = new float[values.Length];
+        BlockTiles.Dequantize<TBlocks>(bytes, panel);
+        for (var i = 0; i < values.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(values[i]) == BitConverter.SingleToInt32Bits(panel[i]) || values[i] == panel[i], $"{type} value {i}: {panel[i]:R}, expected {values[i]:R}");
+        var x = Random(cols, seed: 22);
+        var (tile, floats) = (new float[4], new float[4]);
+        BlockTiles.Dot4x1<TBlocks>(bytes, (int)type.RowBytes(cols), x, tile);
+        FloatTiles.Dot4(x, panel.AsSpan(0, cols), panel.AsSpan(cols, cols), panel.AsSpan(2 * cols, cols), panel.AsSpan(3 * cols, cols), floats);
+        AssertIdentical(floats, tile, $"{type}: decode tile vs float tile on the dequantized rows");
     }
 
     private static unsafe void AssertConversions<TBlocks>(ElementType type, string isa) where TBlocks : IQuantizedBlocks
@@ -120,9 +190,9 @@ public sealed class CpuTileTests
         var rowBytes = (int)type.RowBytes(cols);
         float[] Tiles<T>() where T : IQuantizedBlocks
         {
-            var result = new float[8];
+            var result = new float[4 + 4 * cols];
             BlockTiles.Dot4x1<T>(bytes, rowBytes, x.AsSpan(0, cols), result);
-            BlockTiles.Dot1x4<T>(bytes.AsSpan(0, rowBytes), x.AsSpan(0, cols), x.AsSpan(cols, cols), x.AsSpan(2 * cols, cols), x.AsSpan(3 * cols, cols), result.AsSpan(4), rowBytes);
+            BlockTiles.Dequantize<T>(bytes, result.AsSpan(4));
             return result;
         }
         AssertIdentical(Tiles<TBlocks>(), Tiles<TOther>(), $"{type}: AVX-512 vs AVX2 conversion");
