@@ -55,6 +55,44 @@ internal static class BlockTiles
         result[3] = Vector512.Sum(a3);
     }
 
+    /// <summary>The verification tile: four consecutive quantized rows with four input rows (result[4 * j + k] =
+    /// w_j . x_k), each sub-block dequantized once in registers for the four; short tiles repeat their last
+    /// input row. Blocks of up to 4 rows stream the weight once, at about the cost of the decode tile.</summary>
+    public static unsafe void Dot4x4<TBlocks>(ReadOnlySpan<byte> w, int rowBytes, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2,
+        ReadOnlySpan<float> x3, Span<float> result) where TBlocks : IQuantizedBlocks
+    {
+        var n = rowBytes / TBlocks.BlockBytes * TBlocks.BlockLength;
+        if (w.Length < 4 * rowBytes || x0.Length != n || x1.Length != n || x2.Length != n || x3.Length != n) throw new ArgumentException("four quantized rows and their input rows disagree in length");
+        var half = F16Widening.Halves; // before the accumulators exist: see F16Widening.Halves
+        Accumulators4 r0 = default, r1 = default, r2 = default, r3 = default;
+        fixed (byte* pw = w)
+        fixed (float* p0 = x0, p1 = x1, p2 = x2, p3 = x3)
+        {
+            for (int offset = 0, column = 0; offset < rowBytes; offset += TBlocks.BlockBytes, column += TBlocks.BlockLength)
+            {
+                for (var row = 4; row < 8; row++) Sse.Prefetch0(pw + row * rowBytes + offset); // the next tile's rows
+                var block = pw + offset;
+                for (var j = 0; j < TBlocks.BlockLength / TBlocks.SubLength; j++)
+                {
+                    var c = column + j * TBlocks.SubLength;
+                    var xs = new Inputs4(p0 + c, p1 + c, p2 + c, p3 + c, TBlocks.SubLength == 32);
+                    SubBlockValues<TBlocks>(block, j, half, out var low, out var high);
+                    r0.Add(low, high, xs, TBlocks.SubLength == 32);
+                    SubBlockValues<TBlocks>(block + rowBytes, j, half, out low, out high);
+                    r1.Add(low, high, xs, TBlocks.SubLength == 32);
+                    SubBlockValues<TBlocks>(block + 2 * rowBytes, j, half, out low, out high);
+                    r2.Add(low, high, xs, TBlocks.SubLength == 32);
+                    SubBlockValues<TBlocks>(block + 3 * rowBytes, j, half, out low, out high);
+                    r3.Add(low, high, xs, TBlocks.SubLength == 32);
+                }
+            }
+        }
+        r0.Sum(result);
+        r1.Sum(result[4..]);
+        r2.Sum(result[8..]);
+        r3.Sum(result[12..]);
+    }
+
     /// <summary>Quantized rows (whole blocks) to their exact float values, into <paramref name="values"/>;
     /// <paramref name="ahead"/>: bytes past each block to prefetch (0: none).</summary>
     public static unsafe void Dequantize<TBlocks>(ReadOnlySpan<byte> blocks, Span<float> values, int ahead = 0) where TBlocks : IQuantizedBlocks
@@ -109,5 +147,48 @@ internal static class BlockTiles
             low *= a;
             high = TBlocks.SubLength == 32 ? high * a : high;
         }
+    }
+}
+
+/// <summary>16 values of each of four input rows, and for 32-value steps the next 16 (<see cref="High0"/>...).</summary>
+internal readonly unsafe struct Inputs4
+{
+    public readonly Vector512<float> Low0, Low1, Low2, Low3, High0, High1, High2, High3;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Inputs4(float* x0, float* x1, float* x2, float* x3, bool both)
+    {
+        (Low0, Low1, Low2, Low3) = (Vector512.Load(x0), Vector512.Load(x1), Vector512.Load(x2), Vector512.Load(x3));
+        if (both) (High0, High1, High2, High3) = (Vector512.Load(x0 + 16), Vector512.Load(x1 + 16), Vector512.Load(x2 + 16), Vector512.Load(x3 + 16));
+    }
+}
+
+/// <summary>One weight row's four 16-lane accumulators against four input rows, advanced in the canonical order.</summary>
+internal struct Accumulators4
+{
+    private Vector512<float> _a0, _a1, _a2, _a3;
+
+    /// <summary>Adds low . x (lanes 0-15 of the step), then, for 32-value steps, high . x (16-31), fused.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Add(Vector512<float> low, Vector512<float> high, in Inputs4 x, bool both)
+    {
+        _a0 = Vector512.FusedMultiplyAdd(low, x.Low0, _a0);
+        _a1 = Vector512.FusedMultiplyAdd(low, x.Low1, _a1);
+        _a2 = Vector512.FusedMultiplyAdd(low, x.Low2, _a2);
+        _a3 = Vector512.FusedMultiplyAdd(low, x.Low3, _a3);
+        if (!both) return;
+        _a0 = Vector512.FusedMultiplyAdd(high, x.High0, _a0);
+        _a1 = Vector512.FusedMultiplyAdd(high, x.High1, _a1);
+        _a2 = Vector512.FusedMultiplyAdd(high, x.High2, _a2);
+        _a3 = Vector512.FusedMultiplyAdd(high, x.High3, _a3);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly void Sum(Span<float> result)
+    {
+        result[0] = Vector512.Sum(_a0);
+        result[1] = Vector512.Sum(_a1);
+        result[2] = Vector512.Sum(_a2);
+        result[3] = Vector512.Sum(_a3);
     }
 }

@@ -7,7 +7,8 @@ namespace Kangaroo.Native.Kernels.Cpu;
 ///   launch: output features in chunks of whole 4-row tiles over the device's <see cref="Threads"/> (<see cref="Parallel"/>) once
 ///           a matrix has 2^20 multiply-adds (counting at most 4 input rows), else on the calling thread.
 ///           One input row: tiles of 4 weight rows (<see cref="CpuWeight.Dot4x1"/>, 16-bit and quantized rows
-///           converted in registers). A block: panels of weight rows as floats (~192 KB, in L2), each run
+///           converted in registers); 2-4 rows (verification): 4x4 tiles converting each weight row once in
+///           registers (<see cref="CpuWeight.Dot4x4"/>). More rows: panels of weight rows as floats (~192 KB, in L2), each run
 ///           against every tile of 4 input rows by 4x4 tiles (<see cref="FloatTiles.Dot4x4"/>). Every tile
 ///           forms each dot product in the one canonical order on the weight's exact float values
 ///           (<see cref="FloatTiles"/>), so a block equals one-row calls bit for bit.
@@ -49,7 +50,7 @@ public sealed partial class CpuDevice
         var cols = weight.Cols;
         var x = input.Span;
         var y = output.Span;
-        Span<float> dots = stackalloc float[4];
+        Span<float> dots = stackalloc float[16];
         var o = first;
         if (rows == 1)
         {
@@ -58,6 +59,21 @@ public sealed partial class CpuDevice
             {
                 weight.Dot4x1(o, row, dots);
                 for (var k = 0; k < 4; k++) Store(ref y[o + k], dots[k], accumulate);
+            }
+        }
+        else if (rows <= 4) // verification: each weight row converted once in registers for every input row
+        {
+            var last = rows - 1;
+            var x0 = x[..cols];
+            var x1 = x.Slice(Math.Min(1, last) * cols, cols);
+            var x2 = x.Slice(Math.Min(2, last) * cols, cols);
+            var x3 = x.Slice(last * cols, cols);
+            for (; o + 4 <= end; o += 4)
+            {
+                weight.Dot4x4(o, x0, x1, x2, x3, dots);
+                for (var j = 0; j < 4; j++)
+                for (var k = 0; k <= last; k++)
+                    Store(ref y[k * outDim + o + j], dots[4 * j + k], accumulate);
             }
         }
         var blockRows = BlockRows(weight);

@@ -124,6 +124,36 @@ public sealed partial class CpuDevice
             }
         }
 
+        /// <summary>Dots of rows [first, first + 4) with four input rows (result[4 * j + k] = w_j . x_k; short tiles
+        /// repeat their last input row), each row converted once in registers for the four.</summary>
+        public void Dot4x4(int first, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, Span<float> result)
+        {
+            var ahead = 4 * Cols; // the next 4 rows
+            var rb = (int)_rowBytes;
+            switch (Type)
+            {
+                case ElementType.F32: FloatTiles.Dot4x4(Floats(first, 4), x0, x1, x2, x3, result); break;
+                case ElementType.F16 when FiniteHalves: HalfTiles.Dot4x4<FiniteF16Widening>(Halves(first, 4), x0, x1, x2, x3, result, ahead); break;
+                case ElementType.F16: HalfTiles.Dot4x4<F16Widening>(Halves(first, 4), x0, x1, x2, x3, result, ahead); break;
+                case ElementType.BF16: HalfTiles.Dot4x4<BF16Widening>(Halves(first, 4), x0, x1, x2, x3, result, ahead); break;
+                case ElementType.Q8_0 when BlockTiles.Supported: BlockTiles.Dot4x4<Q8_0Blocks>(Blocks(first, 4), rb, x0, x1, x2, x3, result); break;
+                case ElementType.Q4_0 when BlockTiles.Supported: BlockTiles.Dot4x4<Q4_0Blocks>(Blocks(first, 4), rb, x0, x1, x2, x3, result); break;
+                case ElementType.Q4_1 when BlockTiles.Supported: BlockTiles.Dot4x4<Q4_1Blocks>(Blocks(first, 4), rb, x0, x1, x2, x3, result); break;
+                case ElementType.Q5_0 when BlockTiles.Supported: BlockTiles.Dot4x4<Q5_0Blocks>(Blocks(first, 4), rb, x0, x1, x2, x3, result); break;
+                case ElementType.Q5_1 when BlockTiles.Supported: BlockTiles.Dot4x4<Q5_1Blocks>(Blocks(first, 4), rb, x0, x1, x2, x3, result); break;
+                case ElementType.Q2_K when BlockTiles.Supported: BlockTiles.Dot4x4<Q2_KBlocks>(Blocks(first, 4), rb, x0, x1, x2, x3, result); break;
+                case ElementType.Q3_K when BlockTiles.Supported: BlockTiles.Dot4x4<Q3_KBlocks>(Blocks(first, 4), rb, x0, x1, x2, x3, result); break;
+                case ElementType.Q4_K when BlockTiles.Supported: BlockTiles.Dot4x4<Q4_KBlocks>(Blocks(first, 4), rb, x0, x1, x2, x3, result); break;
+                case ElementType.Q5_K when BlockTiles.Supported: BlockTiles.Dot4x4<Q5_KBlocks>(Blocks(first, 4), rb, x0, x1, x2, x3, result); break;
+                case ElementType.Q6_K when BlockTiles.Supported: BlockTiles.Dot4x4<Q6_KBlocks>(Blocks(first, 4), rb, x0, x1, x2, x3, result); break;
+                case var _ when Type.IsQuantized(): // no AVX2: dequantized into scratch, then the F32 tile
+                    FloatTiles.Dot4x4(RowBlock(first, 4, out _), x0, x1, x2, x3, result);
+                    break;
+                default:
+                    throw ElementTypes.Unsupported(Type, "the cpu device's matmul");
+            }
+        }
+
         /// <summary>Row <paramref name="index"/> as floats, exactly.</summary>
         public void Row(int index, Span<float> destination)
         {

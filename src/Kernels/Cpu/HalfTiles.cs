@@ -87,6 +87,63 @@ internal static class HalfTiles
         }
     }
 
+    /// <summary>Four consecutive rows of 16-bit weights (w holds 4 * x0.Length patterns) with four input rows
+    /// (result[4 * j + k] = w_j . x_k), each row widened once in registers for the four, in the canonical
+    /// order: the verification tile, which streams the weight once. Short tiles repeat their last input row.</summary>
+    public static unsafe void Dot4x4<TWidening>(ReadOnlySpan<ushort> w, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3,
+        Span<float> result, int ahead = 0) where TWidening : IHalfWidening
+    {
+        var n = x0.Length;
+        if (w.Length < 4 * n || x1.Length < n || x2.Length < n || x3.Length < n) throw new ArgumentException("a 4x4 tile needs four weight rows and four input rows");
+        Accumulators4 r0 = default, r1 = default, r2 = default, r3 = default;
+        fixed (ushort* h0 = w)
+        fixed (float* p0 = x0, p1 = x1, p2 = x2, p3 = x3)
+        {
+            ushort* h1 = h0 + n, h2 = h0 + 2 * n, h3 = h0 + 3 * n;
+            var i = 0;
+            for (; i + Step <= n; i += Step)
+            {
+                if (ahead > 0)
+                {
+                    FloatTiles.Prefetch(h0 + i + ahead);
+                    FloatTiles.Prefetch(h1 + i + ahead);
+                    FloatTiles.Prefetch(h2 + i + ahead);
+                    FloatTiles.Prefetch(h3 + i + ahead);
+                }
+                var xs = new Inputs4(p0 + i, p1 + i, p2 + i, p3 + i, both: true);
+                TWidening.Widen(Vector512.Load(h0 + i), out var l, out var h);
+                r0.Add(l, h, xs, both: true);
+                TWidening.Widen(Vector512.Load(h1 + i), out l, out h);
+                r1.Add(l, h, xs, both: true);
+                TWidening.Widen(Vector512.Load(h2 + i), out l, out h);
+                r2.Add(l, h, xs, both: true);
+                TWidening.Widen(Vector512.Load(h3 + i), out l, out h);
+                r3.Add(l, h, xs, both: true);
+            }
+            if (i + Step / 2 <= n) // one 16-lane chunk left: widened lane by lane
+            {
+                var xs = new Inputs4(p0 + i, p1 + i, p2 + i, p3 + i, both: false);
+                r0.Add(WidenLanes<TWidening>(h0 + i), default, xs, both: false);
+                r1.Add(WidenLanes<TWidening>(h1 + i), default, xs, both: false);
+                r2.Add(WidenLanes<TWidening>(h2 + i), default, xs, both: false);
+                r3.Add(WidenLanes<TWidening>(h3 + i), default, xs, both: false);
+                i += Step / 2;
+            }
+            r0.Sum(result);
+            r1.Sum(result[4..]);
+            r2.Sum(result[8..]);
+            r3.Sum(result[12..]);
+            if (i < n)
+            {
+                ushort*[] rows = [h0, h1, h2, h3];
+                float*[] inputs = [p0, p1, p2, p3];
+                for (var j = 0; j < 4; j++)
+                for (var k = 0; k < 4; k++)
+                    result[4 * j + k] = Tail<TWidening>(result[4 * j + k], rows[j], inputs[k], i, n);
+            }
+        }
+    }
+
     private static unsafe Vector512<float> WidenLanes<TWidening>(ushort* bits) where TWidening : IHalfWidening
     {
         var lanes = stackalloc float[Step / 2];

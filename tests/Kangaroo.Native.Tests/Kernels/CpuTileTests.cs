@@ -138,6 +138,11 @@ public sealed class CpuTileTests
         BlockTiles.Dot4x1<TBlocks>(bytes, (int)type.RowBytes(cols), x, tile);
         FloatTiles.Dot4(x, panel.AsSpan(0, cols), panel.AsSpan(cols, cols), panel.AsSpan(2 * cols, cols), panel.AsSpan(3 * cols, cols), floats);
         AssertIdentical(floats, tile, $"{type}: decode tile vs float tile on the dequantized rows");
+        var xs = Random(4 * cols, seed: 23);
+        var (tile4, floats4) = (new float[16], new float[16]);
+        BlockTiles.Dot4x4<TBlocks>(bytes, (int)type.RowBytes(cols), xs.AsSpan(0, cols), xs.AsSpan(cols, cols), xs.AsSpan(2 * cols, cols), xs.AsSpan(3 * cols, cols), tile4);
+        FloatTiles.Dot4x4(panel, xs.AsSpan(0, cols), xs.AsSpan(cols, cols), xs.AsSpan(2 * cols, cols), xs.AsSpan(3 * cols, cols), floats4);
+        AssertIdentical(floats4, tile4, $"{type}: verification tile vs float tile on the dequantized rows");
     }
 
     private static unsafe void AssertConversions<TBlocks>(ElementType type, string isa) where TBlocks : IQuantizedBlocks

@@ -92,7 +92,7 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
     {
         var device = devices.Get(kind);
         foreach (var type in Types)
-        foreach (var (rows, inBlocks, outDim) in new[] { (11, 3, 5), (10, 2, 9) }) // a full pass of 8 and a partial one; tiles of 4 and a short tile
+        foreach (var (rows, inBlocks, outDim) in new[] { (11, 3, 5), (10, 2, 9), (2, 2, 9), (3, 3, 5), (4, 2, 8) }) // panels with tiles of 4 and a short tile; verification blocks of 2-4 rows
         foreach (var accumulate in new[] { false, true })
         {
             var inDim = inBlocks * type.BlockLength();
