@@ -7,8 +7,8 @@ namespace Kangaroo.Native.Kernels.Cpu;
 ///   launch: output features in chunks of whole 4-row tiles over the device's <see cref="Threads"/> (<see cref="Parallel"/>) once
 ///           a matrix has 2^20 multiply-adds (counting at most 4 input rows), else on the calling thread.
 ///           One input row: tiles of 4 weight rows (<see cref="CpuWeight.Dot4x1"/>, 16-bit and quantized rows
-///           converted in registers); 2-4 rows (verification): 4x4 tiles converting each weight row once in
-///           registers (<see cref="CpuWeight.Dot4x4"/>). More rows: panels of weight rows as floats (~192 KB, in L2), each run
+///           converted in registers); 2-8 rows (verification): 4x4 tiles converting 4 weight rows in registers
+///           once per tile of 4 input rows (<see cref="CpuWeight.Dot4x4"/>). More rows: panels of weight rows as floats (~192 KB, in L2), each run
 ///           against every tile of 4 input rows by 4x4 tiles (<see cref="FloatTiles.Dot4x4"/>). Every tile
 ///           forms each dot product in the one canonical order on the weight's exact float values
 ///           (<see cref="FloatTiles"/>), so a block equals one-row calls bit for bit.
@@ -61,25 +61,30 @@ public sealed partial class CpuDevice
                 for (var k = 0; k < 4; k++) Store(ref y[o + k], dots[k], accumulate);
             }
         }
-        else if (rows <= 4) // verification: each weight row converted once in registers for every input row
+        else if (rows <= RegisterTileRows) // verification: each 4 weight rows converted in registers once per tile of 4 input rows, read from memory once
         {
-            var last = rows - 1;
-            var x0 = x[..cols];
-            var x1 = x.Slice(Math.Min(1, last) * cols, cols);
-            var x2 = x.Slice(Math.Min(2, last) * cols, cols);
-            var x3 = x.Slice(last * cols, cols);
             for (; o + 4 <= end; o += 4)
+            for (var r = 0; r < rows; r += 4)
             {
+                var last = Math.Min(4, rows - r) - 1; // a short tile repeats its last row
+                var x0 = x.Slice(r * cols, cols);
+                var x1 = x.Slice((r + Math.Min(1, last)) * cols, cols);
+                var x2 = x.Slice((r + Math.Min(2, last)) * cols, cols);
+                var x3 = x.Slice((r + last) * cols, cols);
                 weight.Dot4x4(o, x0, x1, x2, x3, dots);
                 for (var j = 0; j < 4; j++)
                 for (var k = 0; k <= last; k++)
-                    Store(ref y[k * outDim + o + j], dots[4 * j + k], accumulate);
+                    Store(ref y[(r + k) * outDim + o + j], dots[4 * j + k], accumulate);
             }
         }
         var blockRows = BlockRows(weight);
         for (var block = o; block < end; block += blockRows)
             Panel(x, weight, y, rows, outDim, accumulate, block, Math.Min(end, block + blockRows));
     }
+
+    /// <summary>Most input rows whose blocks convert weight rows in registers (<see cref="CpuWeight.Dot4x4"/>)
+    /// rather than into panels: up to two tiles of 4, which covers Kangaroo's verification blocks.</summary>
+    private const int RegisterTileRows = 8;
 
     /// <summary>Bytes of a panel: the float values of the weight rows a block of output features holds.
     /// Each tile of 4 input rows (in L1) runs over the panel while it sits in L2, so the input rows are

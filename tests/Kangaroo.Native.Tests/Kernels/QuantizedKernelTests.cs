@@ -92,7 +92,7 @@ public sealed class QuantizedKernelTests(SharedDevices devices) : IClassFixture<
     {
         var device = devices.Get(kind);
         foreach (var type in Types)
-        foreach (var (rows, inBlocks, outDim) in new[] { (11, 3, 5), (10, 2, 9), (2, 2, 9), (3, 3, 5), (4, 2, 8) }) // panels with tiles of 4 and a short tile; verification blocks of 2-4 rows
+        foreach (var (rows, inBlocks, outDim) in new[] { (11, 3, 5), (10, 2, 9), (2, 2, 9), (3, 3, 5), (7, 2, 8), (13, 2, 6) }) // register tiles for up to 8 rows, panels beyond, with short tiles
         foreach (var accumulate in new[] { false, true })
         {
             var inDim = inBlocks * type.BlockLength();
