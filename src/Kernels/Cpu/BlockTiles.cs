@@ -64,7 +64,8 @@ internal static class BlockTiles
         var n = rowBytes / TBlocks.BlockBytes * TBlocks.BlockLength;
         if (w.Length < 4 * rowBytes || x0.Length != n || x1.Length != n || x2.Length != n || x3.Length != n) throw new ArgumentException("four quantized rows and their input rows disagree in length");
         var half = F16Widening.Halves; // before the accumulators exist: see F16Widening.Halves
-        Accumulators4 r0 = default, r1 = default, r2 = default, r3 = default;
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
         fixed (byte* pw = w)
         fixed (float* p0 = x0, p1 = x1, p2 = x2, p3 = x3)
         {
@@ -77,24 +78,24 @@ internal static class BlockTiles
                     var c = column + j * TBlocks.SubLength;
                     var xs = new Inputs4(p0 + c, p1 + c, p2 + c, p3 + c, TBlocks.SubLength == 32);
                     SubBlockValues<TBlocks>(block, j, half, out var low, out var high);
-                    r0.Add(low, high, xs, TBlocks.SubLength == 32);
+                    Accumulate4.Add(low, high, xs, TBlocks.SubLength == 32, ref a00, ref a01, ref a02, ref a03);
                     SubBlockValues<TBlocks>(block + rowBytes, j, half, out low, out high);
-                    r1.Add(low, high, xs, TBlocks.SubLength == 32);
+                    Accumulate4.Add(low, high, xs, TBlocks.SubLength == 32, ref a10, ref a11, ref a12, ref a13);
                     SubBlockValues<TBlocks>(block + 2 * rowBytes, j, half, out low, out high);
-                    r2.Add(low, high, xs, TBlocks.SubLength == 32);
+                    Accumulate4.Add(low, high, xs, TBlocks.SubLength == 32, ref a20, ref a21, ref a22, ref a23);
                     SubBlockValues<TBlocks>(block + 3 * rowBytes, j, half, out low, out high);
-                    r3.Add(low, high, xs, TBlocks.SubLength == 32);
+                    Accumulate4.Add(low, high, xs, TBlocks.SubLength == 32, ref a30, ref a31, ref a32, ref a33);
                 }
             }
         }
-        r0.Sum(result);
-        r1.Sum(result[4..]);
-        r2.Sum(result[8..]);
-        r3.Sum(result[12..]);
+        Accumulate4.Sum(a00, a01, a02, a03, result);
+        Accumulate4.Sum(a10, a11, a12, a13, result[4..]);
+        Accumulate4.Sum(a20, a21, a22, a23, result[8..]);
+        Accumulate4.Sum(a30, a31, a32, a33, result[12..]);
     }
 
     /// <summary>Quantized rows (whole blocks) to their exact float values, into <paramref name="values"/>;
-    /// <paramref name="ahead"/>: bytes past each block to prefetch (0: none).</summary>
+    /// <paramref name="ahead"/>: bytes past each block to prefetch (0: the block itself, a no-op).</summary>
     public static unsafe void Dequantize<TBlocks>(ReadOnlySpan<byte> blocks, Span<float> values, int ahead = 0) where TBlocks : IQuantizedBlocks
     {
         var count = blocks.Length / TBlocks.BlockBytes;
@@ -106,7 +107,7 @@ internal static class BlockTiles
             for (var b = 0; b < count; b++)
             {
                 var block = pw + b * TBlocks.BlockBytes;
-                if (ahead > 0) Sse.Prefetch0(block + ahead);
+                Sse.Prefetch0(block + ahead); // unconditional: a branch here makes the JIT spill the accumulators every step
                 for (var j = 0; j < TBlocks.BlockLength / TBlocks.SubLength; j++)
                 {
                     SubBlockValues<TBlocks>(block, j, half, out var low, out var high);
@@ -163,32 +164,33 @@ internal readonly unsafe struct Inputs4
     }
 }
 
-/// <summary>One weight row's four 16-lane accumulators against four input rows, advanced in the canonical order.</summary>
-internal struct Accumulators4
+/// <summary>One weight row's dots with four input rows, advanced in the canonical order. Accumulators are
+/// the caller's locals passed by reference: inlined, they stay in registers (a struct holding them does not).</summary>
+internal static class Accumulate4
 {
-    private Vector512<float> _a0, _a1, _a2, _a3;
-
     /// <summary>Adds low . x (lanes 0-15 of the step), then, for 32-value steps, high . x (16-31), fused.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Add(Vector512<float> low, Vector512<float> high, in Inputs4 x, bool both)
+    public static void Add(Vector512<float> low, Vector512<float> high, in Inputs4 x, bool both,
+        ref Vector512<float> a0, ref Vector512<float> a1, ref Vector512<float> a2, ref Vector512<float> a3)
     {
-        _a0 = Vector512.FusedMultiplyAdd(low, x.Low0, _a0);
-        _a1 = Vector512.FusedMultiplyAdd(low, x.Low1, _a1);
-        _a2 = Vector512.FusedMultiplyAdd(low, x.Low2, _a2);
-        _a3 = Vector512.FusedMultiplyAdd(low, x.Low3, _a3);
+        a0 = Vector512.FusedMultiplyAdd(low, x.Low0, a0);
+        a1 = Vector512.FusedMultiplyAdd(low, x.Low1, a1);
+        a2 = Vector512.FusedMultiplyAdd(low, x.Low2, a2);
+        a3 = Vector512.FusedMultiplyAdd(low, x.Low3, a3);
         if (!both) return;
-        _a0 = Vector512.FusedMultiplyAdd(high, x.High0, _a0);
-        _a1 = Vector512.FusedMultiplyAdd(high, x.High1, _a1);
-        _a2 = Vector512.FusedMultiplyAdd(high, x.High2, _a2);
-        _a3 = Vector512.FusedMultiplyAdd(high, x.High3, _a3);
+        a0 = Vector512.FusedMultiplyAdd(high, x.High0, a0);
+        a1 = Vector512.FusedMultiplyAdd(high, x.High1, a1);
+        a2 = Vector512.FusedMultiplyAdd(high, x.High2, a2);
+        a3 = Vector512.FusedMultiplyAdd(high, x.High3, a3);
     }
 
+    /// <summary>The four lane sums into result[0..3].</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public readonly void Sum(Span<float> result)
+    public static void Sum(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3, Span<float> result)
     {
-        result[0] = Vector512.Sum(_a0);
-        result[1] = Vector512.Sum(_a1);
-        result[2] = Vector512.Sum(_a2);
-        result[3] = Vector512.Sum(_a3);
+        result[0] = Vector512.Sum(a0);
+        result[1] = Vector512.Sum(a1);
+        result[2] = Vector512.Sum(a2);
+        result[3] = Vector512.Sum(a3);
     }
 }

@@ -22,7 +22,8 @@ namespace Kangaroo.Native.Kernels.Cpu;
 ///   bytes: the weight once per call, 4 * out * in (a block tile's weight rows are re-read from cache for
 ///          each tile of input rows), input rows from cache, 4 * rows * out written. Weight tiles
 ///          prefetch the next tile's rows (<c>ahead</c> elements on) while they stream; hints change no
-///          result.
+///          result. Prefetches are unconditional (ahead 0 touches the line in use): a branch in a tile's
+///          loop makes the JIT spill every accumulator to the stack on each step.
 /// </summary>
 internal static class FloatTiles
 {
@@ -58,13 +59,10 @@ internal static class FloatTiles
             var i = 0;
             for (; i + Lanes <= n; i += Lanes)
             {
-                if (ahead > 0)
-                {
-                    Prefetch(p0 + i + ahead);
-                    Prefetch(p1 + i + ahead);
-                    Prefetch(p2 + i + ahead);
-                    Prefetch(p3 + i + ahead);
-                }
+                Prefetch(p0 + i + ahead);
+                Prefetch(p1 + i + ahead);
+                Prefetch(p2 + i + ahead);
+                Prefetch(p3 + i + ahead);
                 var w = Vector512.Load(pw + i);
                 a0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(p0 + i), a0);
                 a1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(p1 + i), a1);

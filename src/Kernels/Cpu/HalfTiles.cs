@@ -30,7 +30,7 @@ internal static class HalfTiles
             var i = 0;
             for (; i + Step <= n; i += Step)
             {
-                if (ahead > 0) FloatTiles.Prefetch(ps + i + ahead);
+                FloatTiles.Prefetch(ps + i + ahead);
                 TWidening.Widen(Vector512.Load(ps + i), out var low, out var high);
                 low.Store(pd + i);
                 high.Store(pd + i + Step / 2);
@@ -54,13 +54,10 @@ internal static class HalfTiles
             var i = 0;
             for (; i + Step <= n; i += Step) // one accumulator per row over 16-lane chunks in column order
             {
-                if (ahead > 0)
-                {
-                    FloatTiles.Prefetch(h0 + i + ahead);
-                    FloatTiles.Prefetch(h1 + i + ahead);
-                    FloatTiles.Prefetch(h2 + i + ahead);
-                    FloatTiles.Prefetch(h3 + i + ahead);
-                }
+                FloatTiles.Prefetch(h0 + i + ahead);
+                FloatTiles.Prefetch(h1 + i + ahead);
+                FloatTiles.Prefetch(h2 + i + ahead);
+                FloatTiles.Prefetch(h3 + i + ahead);
                 var (xl, xh) = (Vector512.Load(px + i), Vector512.Load(px + i + Step / 2));
                 TWidening.Widen(Vector512.Load(h0 + i), out var l, out var h);
                 a0 = Vector512.FusedMultiplyAdd(h, xh, Vector512.FusedMultiplyAdd(l, xl, a0));
@@ -71,13 +68,13 @@ internal static class HalfTiles
                 TWidening.Widen(Vector512.Load(h3 + i), out l, out h);
                 a3 = Vector512.FusedMultiplyAdd(h, xh, Vector512.FusedMultiplyAdd(l, xl, a3));
             }
-            if (i + Step / 2 <= n) // one 16-lane chunk left: widened lane by lane
+            if (i + Step / 2 <= n) // one 16-lane chunk left
             {
                 var xl = Vector512.Load(px + i);
-                a0 = Vector512.FusedMultiplyAdd(WidenLanes<TWidening>(h0 + i), xl, a0);
-                a1 = Vector512.FusedMultiplyAdd(WidenLanes<TWidening>(h1 + i), xl, a1);
-                a2 = Vector512.FusedMultiplyAdd(WidenLanes<TWidening>(h2 + i), xl, a2);
-                a3 = Vector512.FusedMultiplyAdd(WidenLanes<TWidening>(h3 + i), xl, a3);
+                a0 = Vector512.FusedMultiplyAdd(WidenChunk<TWidening>(h0 + i), xl, a0);
+                a1 = Vector512.FusedMultiplyAdd(WidenChunk<TWidening>(h1 + i), xl, a1);
+                a2 = Vector512.FusedMultiplyAdd(WidenChunk<TWidening>(h2 + i), xl, a2);
+                a3 = Vector512.FusedMultiplyAdd(WidenChunk<TWidening>(h3 + i), xl, a3);
                 i += Step / 2;
             }
             result[0] = Tail<TWidening>(Vector512.Sum(a0), h0, px, i, n);
@@ -95,7 +92,8 @@ internal static class HalfTiles
     {
         var n = x0.Length;
         if (w.Length < 4 * n || x1.Length < n || x2.Length < n || x3.Length < n) throw new ArgumentException("a 4x4 tile needs four weight rows and four input rows");
-        Accumulators4 r0 = default, r1 = default, r2 = default, r3 = default;
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
         fixed (ushort* h0 = w)
         fixed (float* p0 = x0, p1 = x1, p2 = x2, p3 = x3)
         {
@@ -103,36 +101,33 @@ internal static class HalfTiles
             var i = 0;
             for (; i + Step <= n; i += Step)
             {
-                if (ahead > 0)
-                {
-                    FloatTiles.Prefetch(h0 + i + ahead);
-                    FloatTiles.Prefetch(h1 + i + ahead);
-                    FloatTiles.Prefetch(h2 + i + ahead);
-                    FloatTiles.Prefetch(h3 + i + ahead);
-                }
+                FloatTiles.Prefetch(h0 + i + ahead);
+                FloatTiles.Prefetch(h1 + i + ahead);
+                FloatTiles.Prefetch(h2 + i + ahead);
+                FloatTiles.Prefetch(h3 + i + ahead);
                 var xs = new Inputs4(p0 + i, p1 + i, p2 + i, p3 + i, both: true);
                 TWidening.Widen(Vector512.Load(h0 + i), out var l, out var h);
-                r0.Add(l, h, xs, both: true);
+                Accumulate4.Add(l, h, xs, both: true, ref a00, ref a01, ref a02, ref a03);
                 TWidening.Widen(Vector512.Load(h1 + i), out l, out h);
-                r1.Add(l, h, xs, both: true);
+                Accumulate4.Add(l, h, xs, both: true, ref a10, ref a11, ref a12, ref a13);
                 TWidening.Widen(Vector512.Load(h2 + i), out l, out h);
-                r2.Add(l, h, xs, both: true);
+                Accumulate4.Add(l, h, xs, both: true, ref a20, ref a21, ref a22, ref a23);
                 TWidening.Widen(Vector512.Load(h3 + i), out l, out h);
-                r3.Add(l, h, xs, both: true);
+                Accumulate4.Add(l, h, xs, both: true, ref a30, ref a31, ref a32, ref a33);
             }
-            if (i + Step / 2 <= n) // one 16-lane chunk left: widened lane by lane
+            if (i + Step / 2 <= n) // one 16-lane chunk left
             {
                 var xs = new Inputs4(p0 + i, p1 + i, p2 + i, p3 + i, both: false);
-                r0.Add(WidenLanes<TWidening>(h0 + i), default, xs, both: false);
-                r1.Add(WidenLanes<TWidening>(h1 + i), default, xs, both: false);
-                r2.Add(WidenLanes<TWidening>(h2 + i), default, xs, both: false);
-                r3.Add(WidenLanes<TWidening>(h3 + i), default, xs, both: false);
+                Accumulate4.Add(WidenChunk<TWidening>(h0 + i), default, xs, both: false, ref a00, ref a01, ref a02, ref a03);
+                Accumulate4.Add(WidenChunk<TWidening>(h1 + i), default, xs, both: false, ref a10, ref a11, ref a12, ref a13);
+                Accumulate4.Add(WidenChunk<TWidening>(h2 + i), default, xs, both: false, ref a20, ref a21, ref a22, ref a23);
+                Accumulate4.Add(WidenChunk<TWidening>(h3 + i), default, xs, both: false, ref a30, ref a31, ref a32, ref a33);
                 i += Step / 2;
             }
-            r0.Sum(result);
-            r1.Sum(result[4..]);
-            r2.Sum(result[8..]);
-            r3.Sum(result[12..]);
+            Accumulate4.Sum(a00, a01, a02, a03, result);
+            Accumulate4.Sum(a10, a11, a12, a13, result[4..]);
+            Accumulate4.Sum(a20, a21, a22, a23, result[8..]);
+            Accumulate4.Sum(a30, a31, a32, a33, result[12..]);
             if (i < n)
             {
                 ushort*[] rows = [h0, h1, h2, h3];
@@ -144,11 +139,14 @@ internal static class HalfTiles
         }
     }
 
-    private static unsafe Vector512<float> WidenLanes<TWidening>(ushort* bits) where TWidening : IHalfWidening
+    /// <summary>16 patterns widened (the low half of a 32-lane widening of them twice over), inline: a call
+    /// here would make the JIT keep the tile's accumulators on the stack.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe Vector512<float> WidenChunk<TWidening>(ushort* bits) where TWidening : IHalfWidening
     {
-        var lanes = stackalloc float[Step / 2];
-        for (var i = 0; i < Step / 2; i++) lanes[i] = TWidening.Widen(bits[i]);
-        return Vector512.Load(lanes);
+        var half = Vector256.Load(bits);
+        TWidening.Widen(Vector512.Create(half, half), out var low, out _);
+        return low;
     }
 
     private static unsafe float Tail<TWidening>(float sum, ushort* w, float* x, int from, int n) where TWidening : IHalfWidening
