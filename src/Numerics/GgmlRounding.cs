@@ -1,8 +1,8 @@
 namespace Kangaroo.Native.Numerics;
 
 /// <summary>
-/// The helpers of ggml's reference quantization of its super-block types (ggml-quants.c: nearest_int,
-/// make_qx_quants, make_q3_quants, make_qkx2_quants), each in the one form the reference quantizers of
+/// The helpers of ggml's reference quantization (ggml-quants.c: nearest_int, make_qx_quants, make_q3_quants,
+/// make_qkx2_quants, and the scale searches of the 32-value types), each in the one form the reference quantizers of
 /// this engine's types call. Every float operation is ggml's, in its order and in float32 (C# does not
 /// fuse multiply-adds on its own), so that blocks equal what llama.cpp's quantizer writes byte for byte.
 /// </summary>
@@ -145,13 +145,34 @@ internal static class GgmlRounding
         return scale;
     }
 
+    /// <summary>The first value of largest magnitude, with its sign (ggml keeps the first on ties), and that
+    /// magnitude <paramref name="amax"/>; 0 for an all-zero span. Also the scale search of Q4_0 and Q5_0.</summary>
+    public static float FirstLargest(ReadOnlySpan<float> x, out float amax)
+    {
+        var max = amax = 0f;
+        foreach (var v in x)
+            if (MathF.Abs(v) > amax) (amax, max) = (MathF.Abs(v), v);
+        return max;
+    }
+
+    /// <summary>The smallest and largest value, from float.MaxValue and -float.MaxValue as ggml starts them
+    /// (the range search of Q4_1 and Q5_1).</summary>
+    public static (float Min, float Max) Range(ReadOnlySpan<float> x)
+    {
+        var (min, max) = (float.MaxValue, -float.MaxValue);
+        foreach (var v in x)
+        {
+            if (v < min) min = v;
+            if (v > max) max = v;
+        }
+        return (min, max);
+    }
+
     /// <summary>The start of both symmetric quantizers: whether the group is all below <see cref="GroupMaxEps"/> (its
     /// levels then cleared), and <paramref name="max"/>, its first value of largest magnitude.</summary>
     private static bool IsNegligible(ReadOnlySpan<float> x, Span<sbyte> levels, out float max)
     {
-        (max, var amax) = (0f, 0f);
-        foreach (var v in x)
-            if (MathF.Abs(v) > amax) (amax, max) = (MathF.Abs(v), v);
+        max = FirstLargest(x, out var amax);
         if (amax >= GroupMaxEps) return false;
         levels[..x.Length].Clear();
         return true;

@@ -26,12 +26,7 @@ public sealed class Q4_1Format() : BlockFormat(ElementType.Q4_1, BlockLength, Bl
     /// <inheritdoc/>
     public override void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
-        var (min, max) = (float.MaxValue, -float.MaxValue);
-        foreach (var v in values[..BlockLength])
-        {
-            if (v < min) min = v;
-            if (v > max) max = v;
-        }
+        var (min, max) = GgmlRounding.Range(values[..BlockLength]);
         var d = (max - min) / 15;
         var inverse = d != 0f ? 1f / d : 0f;
         BlockScales.WriteF16(block, d, Type);

@@ -29,9 +29,7 @@ public sealed class Q5_0Format() : BlockFormat(ElementType.Q5_0, BlockLength, Bl
     /// <inheritdoc/>
     public override void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
-        var (amax, max) = (0f, 0f);
-        foreach (var v in values[..BlockLength])
-            if (amax < MathF.Abs(v)) (amax, max) = (MathF.Abs(v), v); // ggml keeps the first on ties
+        var max = GgmlRounding.FirstLargest(values[..BlockLength], out _);
         var d = max / -16f;
         var inverse = d != 0f ? 1f / d : 0f;
         BlockScales.WriteF16(block, d, Type);
