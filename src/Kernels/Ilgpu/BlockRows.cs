@@ -19,9 +19,10 @@ internal interface IBlockRows : IWeightRows
     float Read4(long unit, out float offset, out float q0, out float q1, out float q2, out float q3);
 }
 
-/// <summary>How a block type's bytes are laid out on an accelerator: each type chooses its split
-/// (scale and quant arrays, or the raw blocks as words) and returns its reader over the buffers, which
-/// the weight owns. Host code only; kernels see the reader.</summary>
+/// <summary>How a block type's bytes are laid out on an accelerator: each reader chooses its split
+/// (<see cref="ScaleAndWords{TLayout}"/>: scale and word arrays; <see cref="BlockWords{TLayout}"/>: the raw
+/// blocks as words) and returns itself over the buffers, which the weight owns. Host code only; kernels see
+/// the reader.</summary>
 internal interface IBlockStorage<TSelf> where TSelf : struct, IBlockRows
 {
     static abstract TSelf Upload(Accelerator accelerator, ReadOnlySpan<byte> blocks, ICollection<MemoryBuffer> buffers);
@@ -29,7 +30,7 @@ internal interface IBlockStorage<TSelf> where TSelf : struct, IBlockRows
 
 /// <summary>The value at <c>index</c> of a block reader, through its unit: scale * q (+ offset where the type
 /// has offsets), the product and sum the format's definition forms. Kernels that read single values (the
-/// embedding lookup) read them this way.</summary>
+/// embedding lookup) read them this way. Also the pieces the block layouts share.</summary>
 internal static class BlockValues
 {
     public static float Read<TBlocks>(TBlocks rows, long index) where TBlocks : struct, IBlockRows
