@@ -16,6 +16,9 @@ internal static class BlockScales
         BinaryPrimitives.WriteHalfLittleEndian(block, scale);
     }
 
+    /// <summary>The f16 at the block's start, widened.</summary>
+    public static float ReadF16(ReadOnlySpan<byte> block) => Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block));
+
     /// <summary>The f16 at the block's start is NaN or infinite (exponent bits all set).</summary>
     public static bool IsNonFiniteF16(ReadOnlySpan<byte> block) => (BinaryPrimitives.ReadUInt16LittleEndian(block) & 0x7C00) == 0x7C00;
 

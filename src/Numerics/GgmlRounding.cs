@@ -1,8 +1,8 @@
 namespace Kangaroo.Native.Numerics;
 
 /// <summary>
-/// The helpers of ggml's reference quantization of its super-block types (ggml-quants.c: nearest_int,
-/// make_qx_quants, make_q3_quants, make_qkx2_quants), each in the one form the reference quantizers of
+/// The helpers of ggml's reference quantization (ggml-quants.c: nearest_int, make_qx_quants, make_q3_quants,
+/// make_qkx2_quants, and the scale searches of the 32-value types), each in the one form the reference quantizers of
 /// this engine's types call. Every float operation is ggml's, in its order and in float32 (C# does not
 /// fuse multiply-adds on its own), so that blocks equal what llama.cpp's quantizer writes byte for byte.
 /// </summary>
@@ -20,36 +20,15 @@ internal static class GgmlRounding
     /// 19 candidate scales; returns the scale.</summary>
     public static float SymmetricQuants(int nmax, ReadOnlySpan<float> x, Span<sbyte> levels)
     {
-        var (max, amax) = LargestMagnitude(x);
-        if (amax < GroupMaxEps)
-        {
-            levels[..x.Length].Clear();
-            return 0f;
-        }
-        var iscale = -nmax / max;
-        var (sumlx, suml2) = (0f, 0f);
-        for (var i = 0; i < x.Length; i++)
-        {
-            var l = Math.Clamp(NearestInt(iscale * x[i]), -nmax, nmax - 1);
-            levels[i] = (sbyte)(l + nmax);
-            var w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
+        if (IsNegligible(x, levels, out var max)) return 0f;
+        var (sumlx, suml2) = WeightedSums(nmax, -nmax / max, x, levels, bias: nmax);
         var scale = suml2 != 0f ? sumlx / suml2 : 0f;
         var best = scale * sumlx;
         for (var step = -9; step <= 9; step++)
         {
             if (step == 0) continue;
-            iscale = -(nmax + 0.1f * step) / max;
-            (sumlx, suml2) = (0f, 0f);
-            for (var i = 0; i < x.Length; i++)
-            {
-                var l = Math.Clamp(NearestInt(iscale * x[i]), -nmax, nmax - 1);
-                var w = x[i] * x[i];
-                sumlx += w * x[i] * l;
-                suml2 += w * l * l;
-            }
+            var iscale = -(nmax + 0.1f * step) / max;
+            (sumlx, suml2) = WeightedSums(nmax, iscale, x, [], bias: 0);
             if (suml2 > 0 && sumlx * sumlx > best * suml2)
             {
                 for (var i = 0; i < x.Length; i++) levels[i] = (sbyte)(nmax + Math.Clamp(NearestInt(iscale * x[i]), -nmax, nmax - 1));
@@ -64,22 +43,8 @@ internal static class GgmlRounding
     /// (up to 5 passes) while the weighted (x^2) least-squares fit improves; returns the scale.</summary>
     public static float RefinedSymmetricQuants(int nmax, ReadOnlySpan<float> x, Span<sbyte> levels)
     {
-        var (max, amax) = LargestMagnitude(x);
-        if (amax < GroupMaxEps)
-        {
-            levels[..x.Length].Clear();
-            return 0f;
-        }
-        var iscale = -nmax / max;
-        var (sumlx, suml2) = (0f, 0f);
-        for (var i = 0; i < x.Length; i++)
-        {
-            var l = Math.Clamp(NearestInt(iscale * x[i]), -nmax, nmax - 1);
-            levels[i] = (sbyte)l;
-            var w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
+        if (IsNegligible(x, levels, out var max)) return 0f;
+        var (sumlx, suml2) = WeightedSums(nmax, -nmax / max, x, levels, bias: 0);
         for (var pass = 0; pass < 5; pass++)
         {
             var changed = 0;
@@ -180,12 +145,53 @@ internal static class GgmlRounding
         return scale;
     }
 
-    /// <summary>The first value of largest magnitude, with its sign, and that magnitude.</summary>
-    private static (float Max, float Amax) LargestMagnitude(ReadOnlySpan<float> x)
+    /// <summary>The first value of largest magnitude, with its sign (ggml keeps the first on ties), and that
+    /// magnitude <paramref name="amax"/>; 0 for an all-zero span. Also the scale search of Q4_0 and Q5_0.</summary>
+    public static float FirstLargest(ReadOnlySpan<float> x, out float amax)
     {
-        var (max, amax) = (0f, 0f);
+        var max = amax = 0f;
         foreach (var v in x)
             if (MathF.Abs(v) > amax) (amax, max) = (MathF.Abs(v), v);
-        return (max, amax);
+        return max;
+    }
+
+    /// <summary>The smallest and largest value, from float.MaxValue and -float.MaxValue as ggml starts them
+    /// (the range search of Q4_1 and Q5_1).</summary>
+    public static (float Min, float Max) Range(ReadOnlySpan<float> x)
+    {
+        var (min, max) = (float.MaxValue, -float.MaxValue);
+        foreach (var v in x)
+        {
+            if (v < min) min = v;
+            if (v > max) max = v;
+        }
+        return (min, max);
+    }
+
+    /// <summary>The start of both symmetric quantizers: whether the group is all below <see cref="GroupMaxEps"/> (its
+    /// levels then cleared), and <paramref name="max"/>, its first value of largest magnitude.</summary>
+    private static bool IsNegligible(ReadOnlySpan<float> x, Span<sbyte> levels, out float max)
+    {
+        max = FirstLargest(x, out var amax);
+        if (amax >= GroupMaxEps) return false;
+        levels[..x.Length].Clear();
+        return true;
+    }
+
+    /// <summary>The weighted (w = x^2) least-squares sums sum w x l and sum w l^2 of the symmetric quants
+    /// l = clamp(nearest(iscale x), -nmax, nmax - 1); l + <paramref name="bias"/> is written to
+    /// <paramref name="levels"/> unless it is empty.</summary>
+    private static (float SumLx, float SumL2) WeightedSums(int nmax, float iscale, ReadOnlySpan<float> x, Span<sbyte> levels, int bias)
+    {
+        var (sumlx, suml2) = (0f, 0f);
+        for (var i = 0; i < x.Length; i++)
+        {
+            var l = Math.Clamp(NearestInt(iscale * x[i]), -nmax, nmax - 1);
+            if (!levels.IsEmpty) levels[i] = (sbyte)(l + bias);
+            var w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        return (sumlx, suml2);
     }
 }

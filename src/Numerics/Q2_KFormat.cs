@@ -1,5 +1,3 @@
-using System.Buffers.Binary;
-
 namespace Kangaroo.Native.Numerics;
 
 /// <summary>
@@ -9,7 +7,7 @@ namespace Kangaroo.Native.Numerics;
 /// qs[32h + l]; value = (d sc_(v/16)) q - (dmin m_(v/16)). Read only: llama.cpp's standard mixes write it
 /// (Q2_K), and its quantizer is not transcribed here.
 /// </summary>
-public sealed class Q2_KFormat : IBlockFormat
+public sealed class Q2_KFormat() : BlockFormat(ElementType.Q2_K, BlockLength, BlockBytes)
 {
     /// <summary>Values per block.</summary>
     public const int BlockLength = 256;
@@ -17,20 +15,16 @@ public sealed class Q2_KFormat : IBlockFormat
     public const int BlockBytes = 16 + BlockLength / 4 + 4;
 
     /// <inheritdoc/>
-    public ElementType Type => ElementType.Q2_K;
-    int IBlockFormat.BlockLength => BlockLength;
-    int IBlockFormat.BlockBytes => BlockBytes;
-    /// <inheritdoc/>
-    public bool CanQuantize => false;
+    public override bool CanQuantize => false;
 
     /// <summary>The 2-bit quant (0..3) of value <paramref name="v"/>.</summary>
     public static int Quant(ReadOnlySpan<byte> block, int v) => block[16 + 32 * (v / 128) + v % 32] >> 2 * (v % 128 / 32) & 3;
 
     /// <inheritdoc/>
-    public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
+    public override void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
-        var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[80..]));
-        var dmin = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[82..]));
+        var d = BlockScales.ReadF16(block[80..]);
+        var dmin = BlockScales.ReadF16(block[82..]);
         for (var v = 0; v < BlockLength; v++)
         {
             var scales = block[v / 16];
@@ -39,11 +33,8 @@ public sealed class Q2_KFormat : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public void Quantize(ReadOnlySpan<float> values, Span<byte> block) => throw new NotSupportedException("quantizing to Q2_K is not implemented");
+    public override void Quantize(ReadOnlySpan<float> values, Span<byte> block) => throw new NotSupportedException("quantizing to Q2_K is not implemented");
 
     /// <inheritdoc/>
-    public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block[80..]) || BlockScales.IsNonFiniteF16(block[82..]);
-
-    /// <inheritdoc/>
-    public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
+    public override bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block[80..]) || BlockScales.IsNonFiniteF16(block[82..]);
 }

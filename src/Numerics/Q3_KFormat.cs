@@ -1,5 +1,3 @@
-using System.Buffers.Binary;
-
 namespace Kangaroo.Native.Numerics;
 
 /// <summary>
@@ -12,19 +10,12 @@ namespace Kangaroo.Native.Numerics;
 /// (make_q3_quants), scales quantized to 6 bits against the largest (d = -max / 32, rounded to f16), then
 /// q = clamp(round(x / (d sc_j)), -4, 3) + 4.
 /// </summary>
-public sealed class Q3_KFormat : IBlockFormat
+public sealed class Q3_KFormat() : BlockFormat(ElementType.Q3_K, BlockLength, BlockBytes)
 {
     /// <summary>Values per block.</summary>
     public const int BlockLength = 256;
     /// <summary>Bytes per block.</summary>
     public const int BlockBytes = BlockLength / 8 + BlockLength / 4 + 12 + 2;
-
-    /// <inheritdoc/>
-    public ElementType Type => ElementType.Q3_K;
-    int IBlockFormat.BlockLength => BlockLength;
-    int IBlockFormat.BlockBytes => BlockBytes;
-    /// <inheritdoc/>
-    public bool CanQuantize => true;
 
     /// <summary>The 3-bit quant (0..7) of value <paramref name="v"/>.</summary>
     public static int Quant(ReadOnlySpan<byte> block, int v)
@@ -34,14 +25,14 @@ public sealed class Q3_KFormat : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
+    public override void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
-        var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[108..]));
+        var d = BlockScales.ReadF16(block[108..]);
         for (var v = 0; v < BlockLength; v++) values[v] = d * PackedScales.SignedScale(block[96..108], v / 16) * (Quant(block, v) - 4);
     }
 
     /// <inheritdoc/>
-    public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
+    public override void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
         Span<sbyte> levels = stackalloc sbyte[BlockLength];
         Span<float> scales = stackalloc float[16];
@@ -65,7 +56,7 @@ public sealed class Q3_KFormat : IBlockFormat
             }
             BlockScales.WriteF16(block[108..], 1 / iscale, Type);
         }
-        var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[108..]));
+        var d = BlockScales.ReadF16(block[108..]);
         for (var j = 0; j < 16; j++)
         {
             var step = d * PackedScales.SignedScale(packed, j);
@@ -81,8 +72,5 @@ public sealed class Q3_KFormat : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block[108..]);
-
-    /// <inheritdoc/>
-    public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
+    public override bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block[108..]);
 }

@@ -1,5 +1,3 @@
-using System.Buffers.Binary;
-
 namespace Kangaroo.Native.Numerics;
 
 /// <summary>
@@ -11,7 +9,7 @@ namespace Kangaroo.Native.Numerics;
 /// squares (weights rms + |x|), quantized to 6 bits against the largest of each (d = max scale / 63,
 /// dmin = max min / 63, rounded to f16), then q = clamp(round((x + dmin m_j) / (d sc_j)), 0, 15).
 /// </summary>
-public sealed class Q4_KFormat : IBlockFormat
+public sealed class Q4_KFormat() : BlockFormat(ElementType.Q4_K, BlockLength, BlockBytes)
 {
     /// <summary>Values per block.</summary>
     public const int BlockLength = 256;
@@ -19,17 +17,10 @@ public sealed class Q4_KFormat : IBlockFormat
     public const int BlockBytes = 4 + 12 + BlockLength / 2;
 
     /// <inheritdoc/>
-    public ElementType Type => ElementType.Q4_K;
-    int IBlockFormat.BlockLength => BlockLength;
-    int IBlockFormat.BlockBytes => BlockBytes;
-    /// <inheritdoc/>
-    public bool CanQuantize => true;
-
-    /// <inheritdoc/>
-    public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
+    public override void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
-        var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block));
-        var dmin = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[2..]));
+        var d = BlockScales.ReadF16(block);
+        var dmin = BlockScales.ReadF16(block[2..]);
         for (var j = 0; j < 8; j++)
         {
             var (scale, min) = PackedScales.ScaleAndMin(block[4..16], j);
@@ -40,7 +31,7 @@ public sealed class Q4_KFormat : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
+    public override void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
         Span<byte> levels = stackalloc byte[BlockLength];
         QuantizeSubBlocks(values, block[..16], levels, nmax: 15, rmin: -1f, rdelta: 0.1f, nstep: 20, Type);
@@ -78,8 +69,8 @@ public sealed class Q4_KFormat : IBlockFormat
                 Math.Min(63, (int)(byte)GgmlRounding.NearestInt(inverseMin * mins[j])));
         BlockScales.WriteF16(header, maxScale / 63f, type);
         BlockScales.WriteF16(header[2..], maxMin / 63f, type);
-        var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(header));
-        var dmin = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(header[2..]));
+        var d = BlockScales.ReadF16(header);
+        var dmin = BlockScales.ReadF16(header[2..]);
         for (var j = 0; j < 8; j++)
         {
             var (scale, min) = PackedScales.ScaleAndMin(packed, j);
@@ -91,8 +82,5 @@ public sealed class Q4_KFormat : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block) || BlockScales.IsNonFiniteF16(block[2..]);
-
-    /// <inheritdoc/>
-    public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
+    public override bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block) || BlockScales.IsNonFiniteF16(block[2..]);
 }

@@ -7,7 +7,7 @@ namespace Kangaroo.Native.Numerics;
 /// in its high nibble; value = (q - 16) * d. Reference quantization: d = m / -16 where m is the first value
 /// of largest magnitude (with its sign), q = min(31, trunc(x * (1 / d) + 16.5)), with the float32 d; the
 /// stored d is rounded to f16.</summary>
-public sealed class Q5_0Format : IBlockFormat
+public sealed class Q5_0Format() : BlockFormat(ElementType.Q5_0, BlockLength, BlockBytes)
 {
     /// <summary>Values per block.</summary>
     public const int BlockLength = 32;
@@ -15,16 +15,9 @@ public sealed class Q5_0Format : IBlockFormat
     public const int BlockBytes = 6 + BlockLength / 2;
 
     /// <inheritdoc/>
-    public ElementType Type => ElementType.Q5_0;
-    int IBlockFormat.BlockLength => BlockLength;
-    int IBlockFormat.BlockBytes => BlockBytes;
-    /// <inheritdoc/>
-    public bool CanQuantize => true;
-
-    /// <inheritdoc/>
-    public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
+    public override void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
-        var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block));
+        var d = BlockScales.ReadF16(block);
         var high = BinaryPrimitives.ReadUInt32LittleEndian(block[2..]);
         for (var j = 0; j < BlockLength / 2; j++)
         {
@@ -34,11 +27,9 @@ public sealed class Q5_0Format : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
+    public override void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
-        var (amax, max) = (0f, 0f);
-        foreach (var v in values[..BlockLength])
-            if (amax < MathF.Abs(v)) (amax, max) = (MathF.Abs(v), v); // ggml keeps the first on ties
+        var max = GgmlRounding.FirstLargest(values[..BlockLength], out _);
         var d = max / -16f;
         var inverse = d != 0f ? 1f / d : 0f;
         BlockScales.WriteF16(block, d, Type);
@@ -54,8 +45,5 @@ public sealed class Q5_0Format : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block);
-
-    /// <inheritdoc/>
-    public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
+    public override bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block);
 }

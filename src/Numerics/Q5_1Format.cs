@@ -6,7 +6,7 @@ namespace Kangaroo.Native.Numerics;
 /// bit of value j in bit j (little-endian), then 16 bytes of nibbles, value j in the low nibble of byte j
 /// and value 16 + j in its high nibble; value = q * d + m. Reference quantization: d = (max - min) / 31,
 /// q = trunc((x - min) * (1 / d) + 0.5) with the float32 d and min; the stored d and m are rounded to f16.</summary>
-public sealed class Q5_1Format : IBlockFormat
+public sealed class Q5_1Format() : BlockFormat(ElementType.Q5_1, BlockLength, BlockBytes)
 {
     /// <summary>Values per block.</summary>
     public const int BlockLength = 32;
@@ -14,17 +14,10 @@ public sealed class Q5_1Format : IBlockFormat
     public const int BlockBytes = 8 + BlockLength / 2;
 
     /// <inheritdoc/>
-    public ElementType Type => ElementType.Q5_1;
-    int IBlockFormat.BlockLength => BlockLength;
-    int IBlockFormat.BlockBytes => BlockBytes;
-    /// <inheritdoc/>
-    public bool CanQuantize => true;
-
-    /// <inheritdoc/>
-    public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
+    public override void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
-        var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block));
-        var m = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[2..]));
+        var d = BlockScales.ReadF16(block);
+        var m = BlockScales.ReadF16(block[2..]);
         var high = BinaryPrimitives.ReadUInt32LittleEndian(block[4..]);
         for (var j = 0; j < BlockLength / 2; j++)
         {
@@ -34,14 +27,9 @@ public sealed class Q5_1Format : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
+    public override void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
-        var (min, max) = (float.MaxValue, -float.MaxValue);
-        foreach (var v in values[..BlockLength])
-        {
-            if (v < min) min = v;
-            if (v > max) max = v;
-        }
+        var (min, max) = GgmlRounding.Range(values[..BlockLength]);
         var d = (max - min) / 31;
         var inverse = d != 0f ? 1f / d : 0f;
         BlockScales.WriteF16(block, d, Type);
@@ -58,8 +46,5 @@ public sealed class Q5_1Format : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block) || BlockScales.IsNonFiniteF16(block[2..]);
-
-    /// <inheritdoc/>
-    public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
+    public override bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block) || BlockScales.IsNonFiniteF16(block[2..]);
 }

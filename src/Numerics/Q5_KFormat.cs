@@ -1,5 +1,3 @@
-using System.Buffers.Binary;
-
 namespace Kangaroo.Native.Numerics;
 
 /// <summary>
@@ -10,7 +8,7 @@ namespace Kangaroo.Native.Numerics;
 /// Reference quantization (quantize_row_q5_K_ref): as Q4_K's (<see cref="Q4_KFormat"/>) with 31 levels
 /// and its own search of candidate scales.
 /// </summary>
-public sealed class Q5_KFormat : IBlockFormat
+public sealed class Q5_KFormat() : BlockFormat(ElementType.Q5_K, BlockLength, BlockBytes)
 {
     /// <summary>Values per block.</summary>
     public const int BlockLength = 256;
@@ -18,17 +16,10 @@ public sealed class Q5_KFormat : IBlockFormat
     public const int BlockBytes = 4 + 12 + BlockLength / 8 + BlockLength / 2;
 
     /// <inheritdoc/>
-    public ElementType Type => ElementType.Q5_K;
-    int IBlockFormat.BlockLength => BlockLength;
-    int IBlockFormat.BlockBytes => BlockBytes;
-    /// <inheritdoc/>
-    public bool CanQuantize => true;
-
-    /// <inheritdoc/>
-    public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
+    public override void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
-        var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block));
-        var dmin = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[2..]));
+        var d = BlockScales.ReadF16(block);
+        var dmin = BlockScales.ReadF16(block[2..]);
         var high = block.Slice(16, 32);
         for (var j = 0; j < 8; j++)
         {
@@ -40,7 +31,7 @@ public sealed class Q5_KFormat : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
+    public override void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
         Span<byte> levels = stackalloc byte[BlockLength];
         Q4_KFormat.QuantizeSubBlocks(values, block[..16], levels, nmax: 31, rmin: -0.5f, rdelta: 0.1f, nstep: 15, Type);
@@ -56,8 +47,5 @@ public sealed class Q5_KFormat : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block) || BlockScales.IsNonFiniteF16(block[2..]);
-
-    /// <inheritdoc/>
-    public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
+    public override bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block) || BlockScales.IsNonFiniteF16(block[2..]);
 }

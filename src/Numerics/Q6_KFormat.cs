@@ -1,5 +1,3 @@
-using System.Buffers.Binary;
-
 namespace Kangaroo.Native.Numerics;
 
 /// <summary>
@@ -11,19 +9,12 @@ namespace Kangaroo.Native.Numerics;
 /// (make_qx_quants), scales quantized to int8 against the largest (d = -max / 128, rounded to f16), then
 /// q = clamp(round(x / (d sc_j)), -32, 31) + 32.
 /// </summary>
-public sealed class Q6_KFormat : IBlockFormat
+public sealed class Q6_KFormat() : BlockFormat(ElementType.Q6_K, BlockLength, BlockBytes)
 {
     /// <summary>Values per block.</summary>
     public const int BlockLength = 256;
     /// <summary>Bytes per block.</summary>
     public const int BlockBytes = BlockLength / 2 + BlockLength / 4 + 16 + 2;
-
-    /// <inheritdoc/>
-    public ElementType Type => ElementType.Q6_K;
-    int IBlockFormat.BlockLength => BlockLength;
-    int IBlockFormat.BlockBytes => BlockBytes;
-    /// <inheritdoc/>
-    public bool CanQuantize => true;
 
     /// <summary>The 6-bit quant (0..63) of value <paramref name="v"/>.</summary>
     public static int Quant(ReadOnlySpan<byte> block, int v)
@@ -34,14 +25,14 @@ public sealed class Q6_KFormat : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
+    public override void Dequantize(ReadOnlySpan<byte> block, Span<float> values)
     {
-        var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[208..]));
+        var d = BlockScales.ReadF16(block[208..]);
         for (var v = 0; v < BlockLength; v++) values[v] = d * (sbyte)block[192 + v / 16] * (Quant(block, v) - 32);
     }
 
     /// <inheritdoc/>
-    public void Quantize(ReadOnlySpan<float> values, Span<byte> block)
+    public override void Quantize(ReadOnlySpan<float> values, Span<byte> block)
     {
         Span<sbyte> levels = stackalloc sbyte[BlockLength];
         Span<float> scales = stackalloc float[16];
@@ -56,7 +47,7 @@ public sealed class Q6_KFormat : IBlockFormat
         var iscale = -128f / maxScale;
         BlockScales.WriteF16(block[208..], 1 / iscale, Type);
         for (var j = 0; j < 16; j++) block[192 + j] = (byte)(sbyte)Math.Min(127, GgmlRounding.NearestInt(iscale * scales[j]));
-        var d = Widening.F16(BinaryPrimitives.ReadUInt16LittleEndian(block[208..]));
+        var d = BlockScales.ReadF16(block[208..]);
         for (var j = 0; j < 16; j++)
         {
             var step = d * (sbyte)block[192 + j];
@@ -72,8 +63,5 @@ public sealed class Q6_KFormat : IBlockFormat
     }
 
     /// <inheritdoc/>
-    public bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block[208..]);
-
-    /// <inheritdoc/>
-    public bool IsZero(ReadOnlySpan<byte> block) => BlockScales.DequantizesToZero(this, block);
+    public override bool HasNonFiniteScale(ReadOnlySpan<byte> block) => BlockScales.IsNonFiniteF16(block[208..]);
 }

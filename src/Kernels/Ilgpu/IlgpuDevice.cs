@@ -58,16 +58,16 @@ public sealed partial class IlgpuDevice : ComputeDevice
         _bf16 = new WeightKernels<BF16Weights>(this);
         _blocks = new()
         {
-            [ElementType.Q8_0] = new BlockKernels<Q8_0Weights>(this),
-            [ElementType.Q4_0] = new BlockKernels<Q4_0Weights>(this),
-            [ElementType.Q4_1] = new BlockKernels<Q4_1Weights>(this),
-            [ElementType.Q5_0] = new BlockKernels<Q5_0Weights>(this),
-            [ElementType.Q5_1] = new BlockKernels<Q5_1Weights>(this),
-            [ElementType.Q2_K] = new BlockKernels<Q2_KWeights>(this),
-            [ElementType.Q3_K] = new BlockKernels<Q3_KWeights>(this),
-            [ElementType.Q4_K] = new BlockKernels<Q4_KWeights>(this),
-            [ElementType.Q5_K] = new BlockKernels<Q5_KWeights>(this),
-            [ElementType.Q6_K] = new BlockKernels<Q6_KWeights>(this),
+            [ElementType.Q8_0] = new BlockKernels<ScaleAndWords<Q8_0Layout>>(this),
+            [ElementType.Q4_0] = new BlockKernels<ScaleAndWords<Q4_0Layout>>(this),
+            [ElementType.Q4_1] = new BlockKernels<BlockWords<Q4_1Layout>>(this),
+            [ElementType.Q5_0] = new BlockKernels<ScaleAndWords<Q5_0Layout>>(this),
+            [ElementType.Q5_1] = new BlockKernels<BlockWords<Q5_1Layout>>(this),
+            [ElementType.Q2_K] = new BlockKernels<BlockWords<Q2_KLayout>>(this),
+            [ElementType.Q3_K] = new BlockKernels<ScaleAndWords<Q3_KLayout>>(this),
+            [ElementType.Q4_K] = new BlockKernels<BlockWords<Q4_KLayout>>(this),
+            [ElementType.Q5_K] = new BlockKernels<BlockWords<Q5_KLayout>>(this),
+            [ElementType.Q6_K] = new BlockKernels<ScaleAndWords<Q6_KLayout>>(this),
         };
         _tokens = accelerator.Allocate1D<int>(64);
         _rowSlots = accelerator.Allocate1D<int>(64);

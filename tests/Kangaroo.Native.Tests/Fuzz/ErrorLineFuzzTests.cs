@@ -144,57 +144,56 @@ public sealed class ErrorLineFuzzTests(ConvertedModel converted, Xunit.Abstracti
         return directory;
     }
 
-    [Fact]
-    public void ConfigJson()
+    /// <summary>A generate run of <paramref name="model"/>, the first command of the model files' cases.</summary>
+    private static string[] Generating(string model) => [.. Generate, "--model", model, "--prompt", "Once upon"];
+
+    /// <summary><paramref name="file"/> of <paramref name="directory"/> copied aside as the original the cases
+    /// mutate back into place (<c>Path</c>).</summary>
+    private (string Original, string Path) SetAside(string directory, string file)
     {
-        var directory = CopyOfConverted("config");
-        var path = Path.Combine(directory, "config.json");
-        var original = _temp.File("config.json");
+        var (original, path) = (_temp.File(file), Path.Combine(directory, file));
         File.Copy(path, original);
-        Fuzz(1, original, path, Mutator.Layout.Json, (int)new FileInfo(original).Length, [.. Generate, "--model", directory, "--prompt", "Once upon"]);
+        return (original, path);
     }
 
-    [Fact]
-    public void SafeTensorsHeader()
+    /// <summary>Every byte of the file is worth mutating.</summary>
+    private static int WholeFile(string path) => (int)new FileInfo(path).Length;
+
+    /// <summary>The 8-byte length and the JSON header of a safetensors file: the bytes worth mutating.</summary>
+    private static int HeaderBytes(string path) => 8 + (int)BitConverter.ToInt64(File.ReadAllBytes(path).AsSpan(0, 8));
+
+    /// <summary>Llama 3.2's chat template (the first of Templates/real-templates.jsonl) as a file.</summary>
+    private string Llama32Template()
     {
-        var directory = CopyOfConverted("safetensors");
-        var path = Path.Combine(directory, "model.safetensors");
-        var original = _temp.File("model.safetensors");
-        File.Copy(path, original);
-        var header = 8 + (int)BitConverter.ToInt64(File.ReadAllBytes(original).AsSpan(0, 8));
-        Fuzz(2, original, path, Mutator.Layout.SafeTensors, header, [.. Generate, "--model", directory, "--prompt", "Once upon"]);
+        var record = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Templates", "real-templates.jsonl")).First();
+        var path = _temp.File("llama-3.2.jinja");
+        File.WriteAllText(path, JsonDocument.Parse(record).RootElement.GetProperty("template").GetString());
+        return path;
     }
 
-    [Fact]
-    public void SentencePieceTokenizer()
+    /// <summary>A model directory's own files, each fuzzed where its format keeps what matters (a safetensors
+    /// file's header, any byte of the others): the converted tiny model's config, weights and SentencePiece
+    /// tokenizer, and TinyStories-656K's tokenizer.json.</summary>
+    [Theory]
+    [InlineData(1, "config", "config.json", Mutator.Layout.Json)]
+    [InlineData(2, "safetensors", "model.safetensors", Mutator.Layout.SafeTensors)]
+    [InlineData(3, "sentencepiece", "tokenizer.model", Mutator.Layout.Binary)]
+    [InlineData(4, null, "tokenizer.json", Mutator.Layout.Json)]
+    public void ModelFile(int format, string? converted, string file, Mutator.Layout layout)
     {
-        var directory = CopyOfConverted("sentencepiece");
-        var path = Path.Combine(directory, "tokenizer.model");
-        var original = _temp.File("tokenizer.model");
-        File.Copy(path, original);
-        Fuzz(3, original, path, Mutator.Layout.Binary, (int)new FileInfo(original).Length, [.. Generate, "--model", directory, "--prompt", "Once upon"]);
-    }
-
-    [Fact]
-    public void TokenizerJson()
-    {
-        var directory = CopyOfTinyStories();
-        var path = Path.Combine(directory, "tokenizer.json");
-        var original = _temp.File("tokenizer.json");
-        File.Copy(path, original);
-        Fuzz(4, original, path, Mutator.Layout.Json, (int)new FileInfo(original).Length, [.. Generate, "--model", directory, "--prompt", "Once upon"]);
+        var directory = converted is null ? CopyOfTinyStories() : CopyOfConverted(converted);
+        var (original, path) = SetAside(directory, file);
+        Fuzz(format, original, path, layout, layout == Mutator.Layout.SafeTensors ? HeaderBytes(original) : WholeFile(original), Generating(directory));
     }
 
     [Fact]
     public void TokenizerConfigJson()
     {
         var directory = CopyOfTinyStories();
-        var path = Path.Combine(directory, "tokenizer_config.json");
-        var original = _temp.File("tokenizer_config.json");
-        File.Copy(path, original);
+        var (original, path) = SetAside(directory, "tokenizer_config.json");
         var messages = _temp.File("messages.json");
         File.WriteAllText(messages, """[{"role": "user", "content": "Tell me a story."}]""");
-        Fuzz(5, original, path, Mutator.Layout.Json, (int)new FileInfo(original).Length,
+        Fuzz(5, original, path, Mutator.Layout.Json, WholeFile(original),
             [.. Generate, "--model", directory, "--chat", "--prompt", "Tell me a story."],
             ["template", "--template", path, "--messages", messages, "--add-generation-prompt"]);
     }
@@ -210,7 +209,7 @@ public sealed class ErrorLineFuzzTests(ConvertedModel converted, Xunit.Abstracti
         var messages = _temp.File("messages.json");
         File.WriteAllText(messages, """[{"role": "user", "content": "Hi"}]""");
         Fuzz(6, original, path, Mutator.Layout.Binary, (int)file.DataOffset,
-            [.. Generate, "--model", path, "--prompt", "Once upon"],
+            Generating(path),
             ["template", "--template", path, "--messages", messages]);
     }
 
@@ -218,13 +217,11 @@ public sealed class ErrorLineFuzzTests(ConvertedModel converted, Xunit.Abstracti
     [Fact]
     public void ChatTemplateFile()
     {
-        var record = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Templates", "real-templates.jsonl")).First();
-        var original = _temp.File("llama-3.2.jinja");
-        File.WriteAllText(original, JsonDocument.Parse(record).RootElement.GetProperty("template").GetString());
+        var original = Llama32Template();
         var messages = _temp.File("messages.json");
         File.WriteAllText(messages, """[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Why?"}]""");
         var path = _temp.File("template.jinja");
-        Fuzz(7, original, path, Mutator.Layout.Json, (int)new FileInfo(original).Length,
+        Fuzz(7, original, path, Mutator.Layout.Json, WholeFile(original),
             ["template", "--template", path, "--messages", messages, "--add-generation-prompt"]);
     }
 
@@ -237,10 +234,8 @@ public sealed class ErrorLineFuzzTests(ConvertedModel converted, Xunit.Abstracti
         var path = _temp.File("messages.json");
         var fixedMessages = _temp.File("fixed-messages.json");
         File.Copy(original, fixedMessages);
-        var record = File.ReadLines(Path.Combine(AppContext.BaseDirectory, "Templates", "real-templates.jsonl")).First();
-        var template = _temp.File("llama-3.2.jinja");
-        File.WriteAllText(template, JsonDocument.Parse(record).RootElement.GetProperty("template").GetString());
-        Fuzz(8, original, path, Mutator.Layout.Json, (int)new FileInfo(original).Length,
+        var template = Llama32Template();
+        Fuzz(8, original, path, Mutator.Layout.Json, WholeFile(original),
             ["template", "--template", Path.Combine(AppContext.BaseDirectory, "Chat", "chatml.jinja"), "--messages", path],
             ["template", "--template", template, "--messages", fixedMessages, "--tools", path]);
     }
@@ -251,9 +246,8 @@ public sealed class ErrorLineFuzzTests(ConvertedModel converted, Xunit.Abstracti
     public void KangarooAdapter()
     {
         var original = Path.Combine(Path.GetDirectoryName(SharedData.EmbeddedModel)!, "kangaroo-adapter.safetensors");
-        var header = 8 + (int)BitConverter.ToInt64(File.ReadAllBytes(original).AsSpan(0, 8));
         var path = _temp.File("adapter.safetensors");
-        Fuzz(9, original, path, Mutator.Layout.SafeTensors, header,
+        Fuzz(9, original, path, Mutator.Layout.SafeTensors, HeaderBytes(original),
             ["generate", "--device", "cpu", "--decoder", "kangaroo", "--max-new-tokens", "4", "--model", SharedData.EmbeddedModel, "--adapter", path, "--prompt", "Once upon"]);
     }
 

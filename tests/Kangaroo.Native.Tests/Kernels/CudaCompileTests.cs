@@ -19,12 +19,14 @@ public sealed class CudaCompileTests
     private static readonly Assembly KernelAssembly = typeof(IlgpuDevice).Assembly;
 
     /// <summary>Every kernel instantiation: non-generic kernels as they are, generic ones closed over each
-    /// weight reader their constraint admits (the block matmul over the quantized readers only).</summary>
+    /// weight reader their constraint admits (the block matmul over the quantized readers only); the generic
+    /// block readers are closed over each block layout their constraint admits.</summary>
     internal static IReadOnlyList<(MethodInfo Method, KernelGrouping Grouping)> Kernels()
     {
-        var readers = KernelAssembly.GetTypes()
-            .Where(t => t.IsValueType && t.Namespace == KernelNamespace && typeof(IWeightRows).IsAssignableFrom(t))
-            .OrderBy(t => t.Name)
+        var structs = KernelAssembly.GetTypes().Where(t => t.IsValueType && t.Namespace == KernelNamespace).OrderBy(t => t.Name).ToList();
+        var readers = structs
+            .Where(t => typeof(IWeightRows).IsAssignableFrom(t))
+            .SelectMany(t => t.IsGenericTypeDefinition ? Closed(t, structs) : [t])
             .ToList();
         var result = new List<(MethodInfo, KernelGrouping)>();
         foreach (var method in KernelAssembly.GetTypes().SelectMany(t => t.GetMethods(BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly)))
@@ -39,6 +41,12 @@ public sealed class CudaCompileTests
             else result.Add((method, attribute.Grouping));
         }
         return result;
+    }
+
+    private static IEnumerable<Type> Closed(Type reader, IReadOnlyList<Type> structs)
+    {
+        var constraints = reader.GetGenericArguments()[0].GetGenericParameterConstraints();
+        return structs.Where(s => !s.IsGenericTypeDefinition && constraints.All(c => c.IsAssignableFrom(s))).Select(s => reader.MakeGenericType(s));
     }
 
     [Fact]
@@ -81,12 +89,13 @@ public sealed class CudaCompileTests
         var failures = new List<string>();
         var kernels = Kernels();
         Assert.True(kernels.Count >= 15, $"discovered only {kernels.Count} kernel instantiations");
-        foreach (var blocks in new[] { typeof(Q8_0Weights), typeof(Q4_0Weights), typeof(Q4_1Weights), typeof(Q5_0Weights), typeof(Q5_1Weights),
-                     typeof(Q2_KWeights), typeof(Q3_KWeights), typeof(Q4_KWeights), typeof(Q5_KWeights), typeof(Q6_KWeights) })
+        foreach (var blocks in new[] { typeof(ScaleAndWords<Q8_0Layout>), typeof(ScaleAndWords<Q4_0Layout>), typeof(BlockWords<Q4_1Layout>),
+                     typeof(ScaleAndWords<Q5_0Layout>), typeof(BlockWords<Q5_1Layout>), typeof(BlockWords<Q2_KLayout>), typeof(ScaleAndWords<Q3_KLayout>),
+                     typeof(BlockWords<Q4_KLayout>), typeof(BlockWords<Q5_KLayout>), typeof(ScaleAndWords<Q6_KLayout>) })
             Assert.Contains(kernels, k => k.Method.Name == nameof(MatMulKernel.MatMulBlocks) && k.Method.GetGenericArguments()[0] == blocks);
         foreach (var (method, grouping) in kernels)
         {
-            var name = $"{method.DeclaringType!.Name}.{method.Name}{(method.IsGenericMethod ? $"<{method.GetGenericArguments()[0].Name}>" : "")}";
+            var name = $"{method.DeclaringType!.Name}.{method.Name}{(method.IsGenericMethod ? $"<{Name(method.GetGenericArguments()[0])}>" : "")}";
             try
             {
                 var entry = grouping == KernelGrouping.Explicit
@@ -105,4 +114,6 @@ public sealed class CudaCompileTests
         }
         Assert.True(failures.Count == 0, $"{failures.Count} of {kernels.Count} kernels fail to compile for {architectureName}:\n{string.Join("\n", failures)}");
     }
+
+    private static string Name(Type type) => type.IsGenericType ? $"{type.Name[..type.Name.IndexOf('`')]}<{Name(type.GetGenericArguments()[0])}>" : type.Name;
 }

@@ -266,16 +266,20 @@ public sealed class GgufTests : IDisposable
                 new AutoregressiveDecoder(fromFile.Model).Generate(golden.PromptIds, golden.MaxNewTokens, new SamplingOptions()));
     }
 
-    [Fact]
-    public void ChatTemplateIsReadFromTheFile()
-    {
-        var path = _temp.File("chat.gguf");
+    /// <summary>A GGUF file that holds a chat template and the tokens it names (BOS "&lt;s&gt;", EOS "&lt;/s&gt;") and no model.</summary>
+    internal static void WriteChatTemplateOnly(string path, string chatTemplate) =>
         GgufWriter.Write(path,
         [
             new("tokenizer.ggml.tokens", new GgufArray(GgufValueType.String, new[] { "<unk>", "<s>", "</s>" })),
             new("tokenizer.ggml.bos_token_id", 1u), new("tokenizer.ggml.eos_token_id", 2u),
-            new("tokenizer.chat_template", "{{ bos_token }}{% for m in messages %}[{{ m['content'] }}]{% endfor %}{{ eos_token }}"),
+            new("tokenizer.chat_template", chatTemplate),
         ], [], (_, _) => { });
+
+    [Fact]
+    public void ChatTemplateIsReadFromTheFile()
+    {
+        var path = _temp.File("chat.gguf");
+        WriteChatTemplateOnly(path, "{{ bos_token }}{% for m in messages %}[{{ m['content'] }}]{% endfor %}{{ eos_token }}");
         var template = ChatTemplate.Load(path);
         Assert.Equal(("<s>", "</s>"), (template.BosToken, template.EosToken));
         Assert.Contains("metadata 'general.architecture' is missing", Assert.Throws<ModelFormatException>(() => ModelCheckpoint.Open(path)).Message);

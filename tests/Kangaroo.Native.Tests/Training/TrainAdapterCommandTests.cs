@@ -21,6 +21,14 @@ public sealed class TrainAdapterCommandTests : IDisposable
     private static (int Code, string Out, string Error) Run(params string[] args) =>
         InProcessCli.Run([TrainAdapterCommand.Create()], ["train-adapter", "--model", SharedData.EmbeddedModel, "--device", "cpu", .. args]);
 
+    /// <summary>The error line of a run that must fail with exit code 1.</summary>
+    private static string Refused(params string[] args)
+    {
+        var (code, _, stderr) = Run(args);
+        Assert.Equal(1, code);
+        return stderr.Trim();
+    }
+
     [Fact]
     public void TrainsSavesAndDecodesLosslessly()
     {
@@ -57,91 +65,57 @@ public sealed class TrainAdapterCommandTests : IDisposable
     }
 
     [Fact]
-    public void DraftVocabularyLargerThanTheModels()
-    {
-        var (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--draft-vocab", "600", "--out", Path.Combine(_dir, "a.safetensors"));
-        Assert.Equal(1, code);
-        Assert.Equal("kangaroo: --draft-vocab 600 must be in 1..512", stderr.Trim());
-    }
+    public void DraftVocabularyLargerThanTheModels() =>
+        Assert.Equal("kangaroo: --draft-vocab 600 must be in 1..512", Refused("--exit-layer", "1", "--self-generate", "2", "--draft-vocab", "600", "--out", Path.Combine(_dir, "a.safetensors")));
 
     [Fact]
     public void EmptyDataFile()
     {
         var data = Path.Combine(_dir, "empty.txt");
         File.WriteAllText(data, "");
-        var (code, _, stderr) = Run("--exit-layer", "1", "--data", data, "--out", Path.Combine(_dir, "a.safetensors"));
-        Assert.Equal(1, code);
-        Assert.Equal($"kangaroo: {data}: the data file holds no text to train on", stderr.Trim());
+        Assert.Equal($"kangaroo: {data}: the data file holds no text to train on", Refused("--exit-layer", "1", "--data", data, "--out", Path.Combine(_dir, "a.safetensors")));
     }
 
     [Fact]
-    public void SequenceLengthPastTheContext()
-    {
-        var (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--seq-len", "600", "--out", Path.Combine(_dir, "a.safetensors"));
-        Assert.Equal(1, code);
-        Assert.Equal("kangaroo: --seq-len 600 is past the model's context of 512 positions", stderr.Trim());
-    }
+    public void SequenceLengthPastTheContext() =>
+        Assert.Equal("kangaroo: --seq-len 600 is past the model's context of 512 positions", Refused("--exit-layer", "1", "--self-generate", "2", "--seq-len", "600", "--out", Path.Combine(_dir, "a.safetensors")));
 
     [Theory]
     [InlineData(0)]
     [InlineData(5)]
-    public void ExitLayerOutOfRange(int layer)
-    {
-        var (code, _, stderr) = Run("--exit-layer", $"{layer}", "--self-generate", "2", "--out", Path.Combine(_dir, "a.safetensors"));
-        Assert.Equal(1, code);
-        Assert.Equal($"kangaroo: --exit-layer {layer} must be in 1..4 for a 5-layer model", stderr.Trim());
-    }
+    public void ExitLayerOutOfRange(int layer) =>
+        Assert.Equal($"kangaroo: --exit-layer {layer} must be in 1..4 for a 5-layer model", Refused("--exit-layer", $"{layer}", "--self-generate", "2", "--out", Path.Combine(_dir, "a.safetensors")));
 
     [Fact]
     public void OutputNotWritable()
     {
         var missing = Path.Combine(_dir, "no-such-dir", "a.safetensors");
-        var (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--out", missing);
-        Assert.Equal(1, code);
-        Assert.StartsWith($"kangaroo: --out {missing}: directory", stderr.Trim());
+        Assert.StartsWith($"kangaroo: --out {missing}: directory", Refused("--exit-layer", "1", "--self-generate", "2", "--out", missing));
 
-        (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--out", _dir);
-        Assert.Equal(1, code);
-        Assert.StartsWith($"kangaroo: --out {_dir}: is a directory", stderr.Trim());
+        Assert.StartsWith($"kangaroo: --out {_dir}: is a directory", Refused("--exit-layer", "1", "--self-generate", "2", "--out", _dir));
 
         if (OperatingSystem.IsLinux())
-        {
-            (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--out", "/proc/kangaroo-adapter.safetensors");
-            Assert.Equal(1, code);
-            Assert.StartsWith("kangaroo: --out /proc/kangaroo-adapter.safetensors: not writable", stderr.Trim());
-        }
+            Assert.StartsWith("kangaroo: --out /proc/kangaroo-adapter.safetensors: not writable", Refused("--exit-layer", "1", "--self-generate", "2", "--out", "/proc/kangaroo-adapter.safetensors"));
     }
 
     [Theory]
     [InlineData("0")]
     [InlineData("-0.5")]
-    public void SelfGenerationTemperatureNotPositive(string temperature)
-    {
-        var (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--self-generate-temperature", temperature, "--out", Path.Combine(_dir, "a.safetensors"));
-        Assert.Equal(1, code);
-        Assert.StartsWith($"kangaroo: --self-generate-temperature {temperature} must be positive", stderr.Trim());
-    }
+    public void SelfGenerationTemperatureNotPositive(string temperature) =>
+        Assert.StartsWith($"kangaroo: --self-generate-temperature {temperature} must be positive", Refused("--exit-layer", "1", "--self-generate", "2", "--self-generate-temperature", temperature, "--out", Path.Combine(_dir, "a.safetensors")));
 
     [Fact]
     public void PromptFileMissingOrEmpty()
     {
         var missing = Path.Combine(_dir, "none.txt");
-        var (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--prompt-file", missing, "--out", Path.Combine(_dir, "a.safetensors"));
-        Assert.Equal(1, code);
-        Assert.Equal($"kangaroo: --prompt-file {missing}: file not found", stderr.Trim());
+        Assert.Equal($"kangaroo: --prompt-file {missing}: file not found", Refused("--exit-layer", "1", "--self-generate", "2", "--prompt-file", missing, "--out", Path.Combine(_dir, "a.safetensors")));
 
         var blank = Path.Combine(_dir, "blank.txt");
         File.WriteAllText(blank, "\n  \n");
-        (code, _, stderr) = Run("--exit-layer", "1", "--self-generate", "2", "--prompt-file", blank, "--out", Path.Combine(_dir, "a.safetensors"));
-        Assert.Equal(1, code);
-        Assert.Equal($"kangaroo: --prompt-file {blank}: no prompts in the file", stderr.Trim());
+        Assert.Equal($"kangaroo: --prompt-file {blank}: no prompts in the file", Refused("--exit-layer", "1", "--self-generate", "2", "--prompt-file", blank, "--out", Path.Combine(_dir, "a.safetensors")));
     }
 
     [Fact]
-    public void NoDataSource()
-    {
-        var (code, _, stderr) = Run("--exit-layer", "1", "--out", Path.Combine(_dir, "a.safetensors"));
-        Assert.Equal(1, code);
-        Assert.Equal("kangaroo: give --data FILE, --self-generate N, or both", stderr.Trim());
-    }
+    public void NoDataSource() =>
+        Assert.Equal("kangaroo: give --data FILE, --self-generate N, or both", Refused("--exit-layer", "1", "--out", Path.Combine(_dir, "a.safetensors")));
 }
