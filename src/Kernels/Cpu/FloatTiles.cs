@@ -17,8 +17,8 @@ namespace Kangaroo.Native.Kernels.Cpu;
 ///          bit for bit the results of one-row calls.
 ///   tiles: <see cref="Dot4"/> 1 x 4 (decode on f32: one input row against 4 weight rows; attention: one
 ///          query against 4 keys; a block's odd last weight row), <see cref="Dot4x4"/> 4 weight rows x 4
-///          input rows (blocks; 16 accumulators from 8 loads a step), <see cref="Dot2x4"/> the same with
-///          2 weight rows (a block's last pair). A short tile repeats its last row and ignores its results.
+///          input rows (blocks; 16 accumulators from 8 loads a step). A short tile repeats its last row and
+///          ignores its results.
 ///   bytes: the weight once per call, 4 * out * in (a block tile's weight rows are re-read from cache for
 ///          each tile of input rows), input rows from cache, 4 * rows * out written. Weight tiles
 ///          prefetch the next tile's rows (<c>ahead</c> elements on) while they stream; hints change no
@@ -76,44 +76,6 @@ internal static class FloatTiles
         }
     }
 
-    /// <summary>Dots of two weight rows with four input rows (result[4 * j + k] = w_j . x_k), each in the
-    /// canonical order: a block's last pair of weight rows.</summary>
-    public static unsafe void Dot2x4(ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, ReadOnlySpan<float> x0, ReadOnlySpan<float> x1,
-        ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, Span<float> result)
-    {
-        var n = w0.Length;
-        CheckLengths(n, w1, x0, x1, x2, x3);
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
-        fixed (float* q0 = w0, q1 = w1, p0 = x0, p1 = x1, p2 = x2, p3 = x3)
-        {
-            var i = 0;
-            for (; i + Lanes <= n; i += Lanes)
-            {
-                var (u, v) = (Vector512.Load(q0 + i), Vector512.Load(q1 + i));
-                var x = Vector512.Load(p0 + i);
-                a0 = Vector512.FusedMultiplyAdd(u, x, a0);
-                b0 = Vector512.FusedMultiplyAdd(v, x, b0);
-                x = Vector512.Load(p1 + i);
-                a1 = Vector512.FusedMultiplyAdd(u, x, a1);
-                b1 = Vector512.FusedMultiplyAdd(v, x, b1);
-                x = Vector512.Load(p2 + i);
-                a2 = Vector512.FusedMultiplyAdd(u, x, a2);
-                b2 = Vector512.FusedMultiplyAdd(v, x, b2);
-                x = Vector512.Load(p3 + i);
-                a3 = Vector512.FusedMultiplyAdd(u, x, a3);
-                b3 = Vector512.FusedMultiplyAdd(v, x, b3);
-            }
-            result[0] = Tail(Vector512.Sum(a0), q0, p0, i, n);
-            result[1] = Tail(Vector512.Sum(a1), q0, p1, i, n);
-            result[2] = Tail(Vector512.Sum(a2), q0, p2, i, n);
-            result[3] = Tail(Vector512.Sum(a3), q0, p3, i, n);
-            result[4] = Tail(Vector512.Sum(b0), q1, p0, i, n);
-            result[5] = Tail(Vector512.Sum(b1), q1, p1, i, n);
-            result[6] = Tail(Vector512.Sum(b2), q1, p2, i, n);
-            result[7] = Tail(Vector512.Sum(b3), q1, p3, i, n);
-        }
-    }
-
     /// <summary>Dots of four consecutive weight rows (w holds 4 rows of x0.Length) with four input rows
     /// (result[4 * j + k] = w_j . x_k), each in the canonical order: the block tile, 16 accumulators from
     /// 4 weight and 4 input loads a step.</summary>
@@ -123,52 +85,30 @@ internal static class FloatTiles
         var n = x0.Length;
         if (w.Length < 4 * n) throw new ArgumentException("a 4x4 tile needs four weight rows");
         CheckLengths(n, x1, x2, x3);
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
-        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
         fixed (float* q0 = w, p0 = x0, p1 = x1, p2 = x2, p3 = x3)
         {
             float* q1 = q0 + n, q2 = q0 + 2 * n, q3 = q0 + 3 * n;
             var i = 0;
             for (; i + Lanes <= n; i += Lanes)
             {
-                var (u0, u1, u2, u3) = (Vector512.Load(q0 + i), Vector512.Load(q1 + i), Vector512.Load(q2 + i), Vector512.Load(q3 + i));
-                var x = Vector512.Load(p0 + i);
-                a0 = Vector512.FusedMultiplyAdd(u0, x, a0);
-                b0 = Vector512.FusedMultiplyAdd(u1, x, b0);
-                c0 = Vector512.FusedMultiplyAdd(u2, x, c0);
-                d0 = Vector512.FusedMultiplyAdd(u3, x, d0);
-                x = Vector512.Load(p1 + i);
-                a1 = Vector512.FusedMultiplyAdd(u0, x, a1);
-                b1 = Vector512.FusedMultiplyAdd(u1, x, b1);
-                c1 = Vector512.FusedMultiplyAdd(u2, x, c1);
-                d1 = Vector512.FusedMultiplyAdd(u3, x, d1);
-                x = Vector512.Load(p2 + i);
-                a2 = Vector512.FusedMultiplyAdd(u0, x, a2);
-                b2 = Vector512.FusedMultiplyAdd(u1, x, b2);
-                c2 = Vector512.FusedMultiplyAdd(u2, x, c2);
-                d2 = Vector512.FusedMultiplyAdd(u3, x, d2);
-                x = Vector512.Load(p3 + i);
-                a3 = Vector512.FusedMultiplyAdd(u0, x, a3);
-                b3 = Vector512.FusedMultiplyAdd(u1, x, b3);
-                c3 = Vector512.FusedMultiplyAdd(u2, x, c3);
-                d3 = Vector512.FusedMultiplyAdd(u3, x, d3);
+                var xs = new Inputs4(p0 + i, p1 + i, p2 + i, p3 + i, both: false);
+                Accumulate4.Add(Vector512.Load(q0 + i), default, xs, both: false, ref a00, ref a01, ref a02, ref a03);
+                Accumulate4.Add(Vector512.Load(q1 + i), default, xs, both: false, ref a10, ref a11, ref a12, ref a13);
+                Accumulate4.Add(Vector512.Load(q2 + i), default, xs, both: false, ref a20, ref a21, ref a22, ref a23);
+                Accumulate4.Add(Vector512.Load(q3 + i), default, xs, both: false, ref a30, ref a31, ref a32, ref a33);
             }
-            result[0] = Tail(Vector512.Sum(a0), q0, p0, i, n);
-            result[1] = Tail(Vector512.Sum(a1), q0, p1, i, n);
-            result[2] = Tail(Vector512.Sum(a2), q0, p2, i, n);
-            result[3] = Tail(Vector512.Sum(a3), q0, p3, i, n);
-            result[4] = Tail(Vector512.Sum(b0), q1, p0, i, n);
-            result[5] = Tail(Vector512.Sum(b1), q1, p1, i, n);
-            result[6] = Tail(Vector512.Sum(b2), q1, p2, i, n);
-            result[7] = Tail(Vector512.Sum(b3), q1, p3, i, n);
-            result[8] = Tail(Vector512.Sum(c0), q2, p0, i, n);
-            result[9] = Tail(Vector512.Sum(c1), q2, p1, i, n);
-            result[10] = Tail(Vector512.Sum(c2), q2, p2, i, n);
-            result[11] = Tail(Vector512.Sum(c3), q2, p3, i, n);
-            result[12] = Tail(Vector512.Sum(d0), q3, p0, i, n);
-            result[13] = Tail(Vector512.Sum(d1), q3, p1, i, n);
-            result[14] = Tail(Vector512.Sum(d2), q3, p2, i, n);
-            result[15] = Tail(Vector512.Sum(d3), q3, p3, i, n);
+            Accumulate4.Sum(a00, a01, a02, a03, result);
+            Accumulate4.Sum(a10, a11, a12, a13, result[4..]);
+            Accumulate4.Sum(a20, a21, a22, a23, result[8..]);
+            Accumulate4.Sum(a30, a31, a32, a33, result[12..]);
+            if (i == n) return;
+            float*[] rows = [q0, q1, q2, q3];
+            float*[] inputs = [p0, p1, p2, p3];
+            for (var j = 0; j < 4; j++)
+            for (var k = 0; k < 4; k++)
+                result[4 * j + k] = Tail(result[4 * j + k], rows[j], inputs[k], i, n);
         }
     }
 
@@ -185,11 +125,49 @@ internal static class FloatTiles
         if (a.Length < n || b.Length < n || c.Length < n || d.Length < n) throw new ArgumentException("a tile's rows are shorter than its shared row");
     }
 
-    private static void CheckLengths(int n, ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> c, ReadOnlySpan<float> d, ReadOnlySpan<float> e)
+    private static void CheckLengths(int n, ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> c) => CheckLengths(n, a, b, c, c);
+}
+
+/// <summary>16 values of each of four input rows, and for 32-value steps the next 16 (<see cref="High0"/>...).</summary>
+internal readonly unsafe struct Inputs4
+{
+    public readonly Vector512<float> Low0, Low1, Low2, Low3, High0, High1, High2, High3;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public Inputs4(float* x0, float* x1, float* x2, float* x3, bool both)
     {
-        CheckLengths(n, a, b, c, d);
-        if (e.Length < n) throw new ArgumentException("a tile's rows are shorter than its shared row");
+        (Low0, Low1, Low2, Low3) = (Vector512.Load(x0), Vector512.Load(x1), Vector512.Load(x2), Vector512.Load(x3));
+        if (both) (High0, High1, High2, High3) = (Vector512.Load(x0 + 16), Vector512.Load(x1 + 16), Vector512.Load(x2 + 16), Vector512.Load(x3 + 16));
+    }
+}
+
+/// <summary>One weight row's dots with four input rows, advanced in the canonical order. Accumulators are
+/// the caller's locals passed by reference: inlined, they stay in registers (a struct holding them does not).</summary>
+internal static class Accumulate4
+{
+    /// <summary>Adds low . x (lanes 0-15 of the step), then, for 32-value steps, high . x (16-31), fused.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Add(Vector512<float> low, Vector512<float> high, in Inputs4 x, bool both,
+        ref Vector512<float> a0, ref Vector512<float> a1, ref Vector512<float> a2, ref Vector512<float> a3)
+    {
+        a0 = Vector512.FusedMultiplyAdd(low, x.Low0, a0);
+        a1 = Vector512.FusedMultiplyAdd(low, x.Low1, a1);
+        a2 = Vector512.FusedMultiplyAdd(low, x.Low2, a2);
+        a3 = Vector512.FusedMultiplyAdd(low, x.Low3, a3);
+        if (!both) return;
+        a0 = Vector512.FusedMultiplyAdd(high, x.High0, a0);
+        a1 = Vector512.FusedMultiplyAdd(high, x.High1, a1);
+        a2 = Vector512.FusedMultiplyAdd(high, x.High2, a2);
+        a3 = Vector512.FusedMultiplyAdd(high, x.High3, a3);
     }
 
-    private static void CheckLengths(int n, ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> c) => CheckLengths(n, a, b, c, c);
+    /// <summary>The four lane sums into result[0..3].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Sum(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3, Span<float> result)
+    {
+        result[0] = Vector512.Sum(a0);
+        result[1] = Vector512.Sum(a1);
+        result[2] = Vector512.Sum(a2);
+        result[3] = Vector512.Sum(a3);
+    }
 }
