@@ -5,7 +5,8 @@
 #   perf/vs-llamacpp.sh check      # greedy ids of both sides against ../shared/golden/gguf-greedy.jsonl
 # Environment: ROUNDS (3; 0 makes the files only), THREADS (all cores), ONLY (rows, e.g.
 # stories110m-q8_0,tinyllama-q4_k_m), KANGAROO_VS_DIR (where the files are cached, /tmp/kangaroo-vs),
-# TOKENS (64), PREFILL (256), CONTEXT (512).
+# TOKENS (64), PREFILL (256), CONTEXT (512), BEFORE (another build's kangaroo-perf, e.g. of a worktree at
+# an older commit: it runs as a third side, "before", and a second table compares our two builds).
 # Each side is one process per row and round: `kangaroo-perf vs-llamacpp` (the cpu device) and
 # `llamacpp-peer run` (llama.cpp through LLamaSharp's CPU build) take the same arguments and share
 # their measuring code (perf/Kangaroo.Native.Perf/SideBySide.cs); rounds alternate which runs first.
@@ -28,7 +29,8 @@ peer="$repo/perf/LlamaCppPeer/bin/Release/net10.0/llamacpp-peer"
 
 # side (ours|llama.cpp) model prompt-ids tokens prefill > JSON line, or exit status != 0 with the reason on stderr
 side() {
-    local program=("$perf" vs-llamacpp); [ "$1" = ours ] || program=("$peer" run)
+    local program=("$perf" vs-llamacpp)
+    case "$1" in before) program=("$BEFORE" vs-llamacpp) ;; llama.cpp) program=("$peer" run) ;; esac
     "${program[@]}" --model "$2" --prompt-ids "$3" --tokens "$4" --prefill "$5" --threads "$threads" --context "$context"
 }
 
@@ -78,7 +80,7 @@ results="$dir/results-$(date -u +%Y%m%dT%H%M%S)"; mkdir -p "$results"
 echo "$(date -u '+%F %T UTC'); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; threads $threads;" \
      "decode $tokens tokens after a 5-token prompt; prefill $prefill; context $context; $rounds rounds; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$rounds"); do
-    order=(ours llama.cpp); [ $((round % 2)) = 1 ] || order=(llama.cpp ours)
+    order=(ours llama.cpp ${BEFORE:+before}); [ $((round % 2)) = 1 ] || order=(${BEFORE:+before} llama.cpp ours)
     for row in "${rows[@]}"; do
         read -r name file prompt <<<"$row"
         for who in "${order[@]}"; do
@@ -127,5 +129,13 @@ for name in rows:
           f"{cell(ours, theirs, 'peak_rss_mb', '.0f')} | {cell(ours, theirs, 'first_token_ms', '.0f')} | {ids} |")
 print(f"\nMedians over rounds; ratio = ours / llama.cpp. llama.cpp: {detail}")
 for n in notes: print(f"- {n}")
+if any(runs(name, "before")[0] for name in rows):
+    print("\n| model | type | decode tok/s after / before | prefill tok/s after / before | peak RSS MB after / before | first token ms after / before |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in rows:
+        (ours, _), (before, _) = runs(name, "ours"), runs(name, "before")
+        model, _, kind = name.rpartition("-")
+        print(f"| {model} | {kind} | {cell(ours, before, 'decode_tokens_per_second', '.1f')} | {cell(ours, before, 'prefill_tokens_per_second', '.0f')} | "
+              f"{cell(ours, before, 'peak_rss_mb', '.0f')} | {cell(ours, before, 'first_token_ms', '.0f')} |")
 print(f"JSON of every run: {results}")
 PY
