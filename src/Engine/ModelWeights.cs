@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
@@ -53,7 +55,9 @@ public sealed class ModelWeights : IDisposable
 
     /// <summary>Reads every tensor of <paramref name="checkpoint"/> once, checks its values and uploads it.</summary>
     /// <param name="checkpoint">the model's configuration and tensors.</param>
-    /// <param name="device">where the weights go; the returned weights own their buffers.</param>
+    /// <param name="device">where the weights go. The returned weights own their buffers; a device that reads
+    /// host memory (<c>cpu</c>) uses the bytes of a memory-mapped file in place, holding the map open until the
+    /// weights are disposed, whenever the checkpoint is.</param>
     /// <param name="quantize">A block type of <see cref="ElementTypes.Quantizable"/> (Q8_0, Q4_K, ...): every matrix (the embedding and LM head included) is
     /// quantized as it is loaded, with llama.cpp's reference rounding, and stays quantized on the
     /// device; norm gains and biases stay as stored, and so do matrices whose rows are not whole blocks
@@ -134,32 +138,56 @@ public sealed class ModelWeights : IDisposable
     /// <summary>Uploads weights [rows_i, cols] of one target type (<see cref="Target"/>) one under another as
     /// one [sum rows_i, cols] matrix, each part read once (cols = 0: a vector of rows_0 values). Each output
     /// element of the stacked matrix is the same dot product as with the separate matrices. Quantized rows
-    /// are whole blocks, so stacking them is stacking their bytes.</summary>
-    private DeviceWeight Upload(ComputeDevice device, ModelCheckpoint checkpoint, int cols, ElementType? quantize, params (string Name, int Rows)[] parts)
+    /// are whole blocks, so stacking them is stacking their bytes. A part whose bytes are the file's own, in
+    /// the target type, goes to the device with a lease on the file's map, for a device that reads host
+    /// memory to use in place; the others (permuted, quantized) are copied into a buffer the device copies from.</summary>
+    private unsafe DeviceWeight Upload(ComputeDevice device, ModelCheckpoint checkpoint, int cols, ElementType? quantize, params (string Name, int Rows)[] parts)
     {
         var type = Target(checkpoint, parts[0].Name, cols, quantize);
         if (quantize is { } q && cols % q.BlockLength() != 0) _unquantized.AddRange(parts.Select(p => p.Name));
-        var (rows, width) = cols == 0 ? (1, parts[0].Rows) : (parts.Sum(p => p.Rows), cols);
-        var stacked = parts.Length == 1 ? null : new byte[type.ByteCount(rows, width)];
+        var width = cols == 0 ? parts[0].Rows : cols;
+        var rows = new WeightRows[parts.Length];
+        var copies = new long[parts.Length]; // where each copied part lies in the buffer; -1 for a part in place
+        byte[]? buffer = null;
         var offset = 0;
-        DeviceWeight? weight = null;
-        foreach (var (name, partRows) in parts)
+        try
         {
-            var tensor = cols == 0 ? checkpoint.Read(name, partRows) : checkpoint.Read(name, partRows, cols);
-            if (name == N.Embedding) Fingerprint = ComputeFingerprint(checkpoint.Config, tensor, checkpoint.Read(N.FinalNorm, checkpoint.Config.Dim));
-            if (stacked is null && tensor.Type == type)
+            for (var k = 0; k < parts.Length; k++)
             {
-                weight = device.UploadWeight(type, tensor.Bytes, rows, width);
-                break;
+                var (name, partRows) = parts[k];
+                var tensor = checkpoint.ReadBorrowed(name, cols == 0 ? [partRows] : [partRows, cols], out var lease);
+                if (name == N.Embedding) Fingerprint = ComputeFingerprint(checkpoint.Config, tensor, checkpoint.Read(N.FinalNorm, checkpoint.Config.Dim));
+                var partBytes = checked((int)type.ByteCount(cols == 0 ? 1 : partRows, width));
+                if (lease is not null && tensor.Type == type)
+                {
+                    rows[k] = new WeightRows((nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.Bytes)), cols == 0 ? 1 : partRows, lease);
+                    copies[k] = -1;
+                    continue;
+                }
+                lease?.Dispose();
+                buffer ??= ArrayPool<byte>.Shared.Rent(checked((int)type.ByteCount(parts.Sum(p => cols == 0 ? 1 : p.Rows), width)));
+                var target = buffer.AsSpan(offset, partBytes);
+                if (tensor.Type == type) tensor.Bytes.CopyTo(target);
+                else Quantize(tensor, type, target, $"{checkpoint.Source}: tensor '{name}'");
+                rows[k] = new WeightRows(0, cols == 0 ? 1 : partRows);
+                copies[k] = offset;
+                offset += partBytes;
             }
-            var target = (stacked ??= new byte[type.ByteCount(rows, width)]).AsSpan(offset, checked((int)type.ByteCount(cols == 0 ? 1 : partRows, width)));
-            if (tensor.Type == type) tensor.Bytes.CopyTo(target);
-            else Quantize(tensor, type, target, $"{checkpoint.Source}: tensor '{name}'");
-            offset += target.Length;
+            fixed (byte* copied = buffer)
+            {
+                for (var k = 0; k < parts.Length; k++)
+                    if (copies[k] >= 0) rows[k] = rows[k] with { Address = (nint)(copied + copies[k]) };
+                var weight = device.UploadWeight(type, rows, width); // the device has the leases now
+                rows = [];
+                _owned.Add(weight);
+                return weight;
+            }
         }
-        weight ??= device.UploadWeight(type, stacked, rows, width);
-        _owned.Add(weight);
-        return weight;
+        finally
+        {
+            foreach (var part in rows) part.Lease?.Dispose();
+            if (buffer is not null) ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>Biases [rows_i] one after another as one float vector, for <see cref="ComputeDevice.AddBias"/>.</summary>
