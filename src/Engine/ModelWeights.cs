@@ -139,15 +139,17 @@ public sealed class ModelWeights : IDisposable
     /// one [sum rows_i, cols] matrix, each part read once (cols = 0: a vector of rows_0 values). Each output
     /// element of the stacked matrix is the same dot product as with the separate matrices. Quantized rows
     /// are whole blocks, so stacking them is stacking their bytes. A part whose bytes are the file's own, in
-    /// the target type, goes to the device with a lease on the file's map, for a device that reads host
-    /// memory to use in place; the others (permuted, quantized) are copied into a buffer the device copies from.</summary>
+    /// the target type, goes to the device with a lease on the file's map (<see cref="ModelCheckpoint.Lease"/>),
+    /// for a device that reads host memory to use in place; the others (permuted, quantized) are read a block
+    /// of rows at a time into one buffer, which the device copies.</summary>
     private unsafe DeviceWeight Upload(ComputeDevice device, ModelCheckpoint checkpoint, int cols, ElementType? quantize, params (string Name, int Rows)[] parts)
     {
         var type = Target(checkpoint, parts[0].Name, cols, quantize);
         if (quantize is { } q && cols % q.BlockLength() != 0) _unquantized.AddRange(parts.Select(p => p.Name));
         var width = cols == 0 ? parts[0].Rows : cols;
+        var rowBytes = type.RowBytes(width);
         var rows = new WeightRows[parts.Length];
-        var copies = new long[parts.Length]; // where each copied part lies in the buffer; -1 for a part in place
+        var copies = new int[parts.Length]; // where each copied part lies in the buffer; -1 for a part in place
         byte[]? buffer = null;
         var offset = 0;
         try
@@ -155,23 +157,26 @@ public sealed class ModelWeights : IDisposable
             for (var k = 0; k < parts.Length; k++)
             {
                 var (name, partRows) = parts[k];
-                var tensor = checkpoint.ReadBorrowed(name, cols == 0 ? [partRows] : [partRows, cols], out var lease);
-                if (name == N.Embedding) Fingerprint = ComputeFingerprint(checkpoint.Config, tensor, checkpoint.Read(N.FinalNorm, checkpoint.Config.Dim));
-                var partBytes = checked((int)type.ByteCount(cols == 0 ? 1 : partRows, width));
-                if (lease is not null && tensor.Type == type)
+                int[] shape = cols == 0 ? [partRows] : [partRows, cols];
+                rows[k] = new WeightRows(0, cols == 0 ? 1 : partRows, checkpoint.TypeOf(name) == type ? checkpoint.Lease(name) : null);
+                if (rows[k].Lease is not null)
                 {
-                    rows[k] = new WeightRows((nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.Bytes)), cols == 0 ? 1 : partRows, lease);
+                    var tensor = checkpoint.Read(name, shape);
+                    if (name == N.Embedding) Fingerprint = ComputeFingerprint(checkpoint, tensor);
+                    rows[k] = rows[k] with { Address = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.Bytes)) };
                     copies[k] = -1;
                     continue;
                 }
-                lease?.Dispose();
-                buffer ??= ArrayPool<byte>.Shared.Rent(checked((int)type.ByteCount(parts.Sum(p => cols == 0 ? 1 : p.Rows), width)));
-                var target = buffer.AsSpan(offset, partBytes);
-                if (tensor.Type == type) tensor.Bytes.CopyTo(target);
-                else Quantize(tensor, type, target, $"{checkpoint.Source}: tensor '{name}'");
-                rows[k] = new WeightRows(0, cols == 0 ? 1 : partRows);
-                copies[k] = offset;
-                offset += partBytes;
+                var copied = buffer ??= ArrayPool<byte>.Shared.Rent(checked((int)(parts.Skip(k).Sum(p => cols == 0 ? 1L : p.Rows) * rowBytes)));
+                var start = copies[k] = offset;
+                checkpoint.ReadRows(name, shape, (block, first) =>
+                {
+                    if (name == N.Embedding && first == 0) Fingerprint = ComputeFingerprint(checkpoint, block);
+                    var target = copied.AsSpan(start + checked((int)(first * rowBytes)), checked((int)type.ByteCount(block.Shape)));
+                    if (block.Type == type) block.Bytes.CopyTo(target);
+                    else if (block.CountNonFinite() == 0) Quantize(block, type, target, $"{checkpoint.Source}: tensor '{name}'"); // else ReadRows names them after the last block
+                });
+                offset += checked((int)(rows[k].Rows * rowBytes));
             }
             fixed (byte* copied = buffer)
             {
@@ -211,13 +216,15 @@ public sealed class ModelWeights : IDisposable
         }
     }
 
-    /// <summary>Shape plus a hash of the first row of the embedding and the final norm, as floats, so
-    /// f32/f16/bf16 copies of one model share a fingerprint only when they agree to 16-bit precision.</summary>
-    private static string ComputeFingerprint(LlamaConfig c, TensorData embedding, TensorData finalNorm)
+    /// <summary>Shape plus a hash of the first row of the embedding (the first of <paramref name="embedding"/>'s
+    /// rows) and the final norm, as floats, so f32/f16/bf16 copies of one model share a fingerprint only when
+    /// they agree to 16-bit precision.</summary>
+    private static string ComputeFingerprint(ModelCheckpoint checkpoint, TensorData embedding)
     {
+        var c = checkpoint.Config;
         var row = new float[c.Dim];
         TensorData.Widen(embedding.Type, embedding.Bytes[..checked((int)embedding.Type.ByteCount(c.Dim))], row);
-        var norm = finalNorm.ToFloats();
+        var norm = checkpoint.Read(N.FinalNorm, c.Dim).ToFloats();
         var sum = 0.0;
         for (var i = 0; i < c.Dim; i++) sum += Math.Round(row[i] * 256) * (i + 1) + Math.Round(norm[i] * 256) * (i + 7);
         return $"llama-d{c.Dim}-h{c.HiddenDim}-l{c.Layers}-q{c.Heads}-kv{c.KvHeads}-v{c.VocabSize}-{(long)sum:x}";

@@ -62,20 +62,11 @@ public abstract class ModelCheckpoint : IDisposable
         return tensor;
     }
 
-    /// <summary>Reads a tensor as <see cref="Read"/> does. <paramref name="lease"/>: where its bytes are the
-    /// file's own, lying in a memory map, a lease (the caller's to dispose) that keeps them valid until it is
-    /// disposed, also after the checkpoint is; null where they are a copy (q and k permuted to halves, a type
-    /// converted), valid only while the checkpoint is open.</summary>
-    public TensorData ReadBorrowed(string name, int[] expectedShape, out IDisposable? lease)
-    {
-        var tensor = Read(name, expectedShape);
-        lease = LeaseOf(name);
-        return tensor;
-    }
-
-    /// <summary>For <see cref="ReadBorrowed"/>: a lease on the memory map that <see cref="ReadTensor"/>'s bytes of the tensor lie in, as they
-    /// lie in the file; null (the default) where they are a copy or the format maps nothing.</summary>
-    protected virtual IDisposable? LeaseOf(string name) => null;
+    /// <summary>Where the bytes <see cref="Read"/> gives a tensor are the file's own, lying in a memory map: a
+    /// lease (the caller's to dispose) that keeps them valid until it is disposed, also after the checkpoint is.
+    /// Null (the default) where they are a copy (q and k permuted to halves, a type converted) or the format
+    /// maps nothing.</summary>
+    public virtual IDisposable? Lease(string name) => null;
 
     /// <summary>Hands a tensor's rows to <paramref name="rows"/> a block at a time, in order, as <see cref="Read"/>
     /// would give them (the engine's rotary order), and checks it as <see cref="Read"/> does, though the values'

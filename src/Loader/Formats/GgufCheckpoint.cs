@@ -160,7 +160,7 @@ public sealed class GgufCheckpoint : ModelCheckpoint
     }
 
     /// <summary>None for q and k (permuted when read) and for a tensor whose rows are not whole blocks (dequantized when read).</summary>
-    protected override IDisposable? LeaseOf(string name) =>
+    public override IDisposable? Lease(string name) =>
         Names.RotatedHeads(name, Config) == 0 && _ggufNames.TryGetValue(name, out var gguf) && _file.Contains(gguf)
         && _file.Info(gguf).Shape[^1] % _file.Info(gguf).Type.BlockLength() == 0
             ? _file.Lease()

@@ -166,7 +166,7 @@ public sealed class HfModelDirectory : ModelCheckpoint
                 (name == ModelCheckpoint.Names.LmHead && !Config.TiedEmbeddings ? $" ({ConfigFile} does not set tie_word_embeddings)" : ""));
 
     /// <inheritdoc/>
-    protected override IDisposable? LeaseOf(string name) =>
+    public override IDisposable? Lease(string name) =>
         _fileOfTensor.TryGetValue(_aliases.GetValueOrDefault(name, name), out var file) ? file.Lease() : null;
 
     /// <inheritdoc/>

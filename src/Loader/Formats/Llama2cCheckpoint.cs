@@ -112,7 +112,7 @@ public sealed unsafe class Llama2cCheckpoint : ModelCheckpoint
     }
 
     /// <summary>None for wq and wk, permuted when read.</summary>
-    protected override IDisposable? LeaseOf(string name) =>
+    public override IDisposable? Lease(string name) =>
         _tensors.ContainsKey(name) && Names.RotatedHeads(name, Config) == 0 ? _map.Lease() : null;
 
     /// <inheritdoc/>
