@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
@@ -141,7 +140,7 @@ public sealed class ModelWeights : IDisposable
     /// are whole blocks, so stacking them is stacking their bytes. A part whose bytes are the file's own, in
     /// the target type, goes to the device with a lease on the file's map (<see cref="ModelCheckpoint.Lease"/>),
     /// for a device that reads host memory to use in place; the others (permuted, quantized) are read a block
-    /// of rows at a time into one buffer, which the device copies.</summary>
+    /// of rows at a time into one unmanaged buffer (no garbage, nothing kept), which the device copies.</summary>
     private unsafe DeviceWeight Upload(ComputeDevice device, ModelCheckpoint checkpoint, int cols, ElementType? quantize, params (string Name, int Rows)[] parts)
     {
         var type = Target(checkpoint, parts[0].Name, cols, quantize);
@@ -149,9 +148,8 @@ public sealed class ModelWeights : IDisposable
         var width = cols == 0 ? parts[0].Rows : cols;
         var rowBytes = type.RowBytes(width);
         var rows = new WeightRows[parts.Length];
-        var copies = new int[parts.Length]; // where each copied part lies in the buffer; -1 for a part in place
-        byte[]? buffer = null;
-        var offset = 0;
+        byte* buffer = null; // the copied parts, one after another
+        long offset = 0;
         try
         {
             for (var k = 0; k < parts.Length; k++)
@@ -164,34 +162,29 @@ public sealed class ModelWeights : IDisposable
                     var tensor = checkpoint.Read(name, shape);
                     if (name == N.Embedding) Fingerprint = ComputeFingerprint(checkpoint, tensor);
                     rows[k] = rows[k] with { Address = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.Bytes)) };
-                    copies[k] = -1;
                     continue;
                 }
-                var copied = buffer ??= ArrayPool<byte>.Shared.Rent(checked((int)(parts.Skip(k).Sum(p => cols == 0 ? 1L : p.Rows) * rowBytes)));
-                var start = copies[k] = offset;
+                if (buffer == null) buffer = (byte*)NativeMemory.Alloc((nuint)(parts.Skip(k).Sum(p => cols == 0 ? 1L : p.Rows) * rowBytes));
+                var start = (nint)(buffer + offset);
                 checkpoint.ReadRows(name, shape, (block, first) =>
                 {
                     if (name == N.Embedding && first == 0) Fingerprint = ComputeFingerprint(checkpoint, block);
-                    var target = copied.AsSpan(start + checked((int)(first * rowBytes)), checked((int)type.ByteCount(block.Shape)));
+                    var target = new Span<byte>((void*)(start + (nint)(first * rowBytes)), checked((int)type.ByteCount(block.Shape)));
                     if (block.Type == type) block.Bytes.CopyTo(target);
                     else if (block.CountNonFinite() == 0) Quantize(block, type, target, $"{checkpoint.Source}: tensor '{name}'"); // else ReadRows names them after the last block
                 });
-                offset += checked((int)(rows[k].Rows * rowBytes));
+                rows[k] = rows[k] with { Address = start };
+                offset += rows[k].Rows * rowBytes;
             }
-            fixed (byte* copied = buffer)
-            {
-                for (var k = 0; k < parts.Length; k++)
-                    if (copies[k] >= 0) rows[k] = rows[k] with { Address = (nint)(copied + copies[k]) };
-                var weight = device.UploadWeight(type, rows, width); // the device has the leases now
-                rows = [];
-                _owned.Add(weight);
-                return weight;
-            }
+            var weight = device.UploadWeight(type, rows, width); // the device has the leases now
+            rows = [];
+            _owned.Add(weight);
+            return weight;
         }
         finally
         {
             foreach (var part in rows) part.Lease?.Dispose();
-            if (buffer is not null) ArrayPool<byte>.Shared.Return(buffer);
+            NativeMemory.Free(buffer);
         }
     }
 
