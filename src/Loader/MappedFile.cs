@@ -10,6 +10,7 @@ internal sealed unsafe class MappedFile : IDisposable
 {
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;
+    private readonly Lock _lock = new();
     private int _references = 1; // the file's own, given back by Dispose
     private bool _disposed;
 
@@ -33,9 +34,9 @@ internal sealed unsafe class MappedFile : IDisposable
     /// whenever the file itself is disposed.</summary>
     public IDisposable Lease()
     {
-        lock (this)
+        lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_references == 0, this);
+            ObjectDisposedException.ThrowIf(_disposed, this);
             _references++;
         }
         return new MapLease(this);
@@ -44,7 +45,7 @@ internal sealed unsafe class MappedFile : IDisposable
     /// <summary>Gives back the file's own reference: the map goes once no lease holds it.</summary>
     public void Dispose()
     {
-        lock (this)
+        lock (_lock)
         {
             if (_disposed) return;
             _disposed = true;
@@ -54,7 +55,7 @@ internal sealed unsafe class MappedFile : IDisposable
 
     private void Release()
     {
-        lock (this)
+        lock (_lock)
         {
             if (--_references > 0) return;
         }
