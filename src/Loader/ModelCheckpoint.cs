@@ -49,7 +49,11 @@ public abstract class ModelCheckpoint : IDisposable
 
     /// <summary>The element type <see cref="Read"/> gives a tensor, from the file's header where it can be,
     /// without checking its shape or values (<see cref="Read"/> and <see cref="ReadRows"/> do).</summary>
-    public ElementType TypeOf(string name) => ExtentOf(name)?.Type ?? ReadTensor(name).Type;
+    public ElementType TypeOf(string name) => ExtentOf(name)?.Type ?? StoredTypeOf(name) ?? ReadTensor(name).Type;
+
+    /// <summary>The type <see cref="ReadTensor"/> gives a tensor that has no extent, where the format knows it
+    /// without reading the tensor; null (the default) where it must read it.</summary>
+    protected virtual ElementType? StoredTypeOf(string name) => null;
 
     /// <summary>Reads a tensor and checks its shape against what the configuration implies and its
     /// values: a NaN or infinity anywhere, or an embedding, final norm or LM head of zeros, would make

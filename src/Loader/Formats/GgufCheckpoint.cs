@@ -166,6 +166,10 @@ public sealed class GgufCheckpoint : ModelCheckpoint
             ? _file.Lease()
             : null;
 
+    /// <summary>F32 for a tensor whose rows are not whole blocks, which <see cref="GgufFile.Read"/> dequantizes.</summary>
+    protected override ElementType? StoredTypeOf(string name) =>
+        _ggufNames.TryGetValue(name, out var gguf) && _file.Contains(gguf) ? ElementType.F32 : null;
+
     /// <summary>None for a tensor whose rows are not whole blocks: <see cref="GgufFile.Read"/> dequantizes it whole.</summary>
     protected override TensorExtent? ExtentOf(string name)
     {
