@@ -48,7 +48,7 @@ public sealed partial class CpuDevice
             foreach (var part in parts)
                 if (inPlace && part.Lease is not null) leases.Add(part.Lease);
                 else OwnedBytes += part.Rows * _rowBytes;
-            _copied = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, OwnedBytes), 64);
+            if (OwnedBytes > 0) _copied = (byte*)NativeMemory.AlignedAlloc((nuint)OwnedBytes, 64);
             long copied = 0;
             for (var (k, first) = (0, 0); k < parts.Length; first += parts[k++].Rows)
             {
