@@ -77,7 +77,7 @@ internal static class BenchCommand
             {
                 Console.WriteLine(JsonSerializer.Serialize(new { device = session.Device.Kind, device_name = session.Device.Name, weight_bytes = session.Model.Weights.Bytes,
                     weight_bytes_by_type = WeightBytesByType(session),
-                    device_bytes = session.Device.AllocatedBytes, prefill_tokens_per_second = prefill, results,
+                    device_bytes = session.Device.AllocatedBytes, borrowed_bytes = session.Device.BorrowedBytes, prefill_tokens_per_second = prefill, results,
                     auto = controllers.Select(d => new { plan = d.Controller!.Plan, costs = d.Controller.Costs, fallbacks = d.Controller.Fallbacks }).FirstOrDefault() }));
             }
             else
@@ -170,7 +170,7 @@ internal static class BenchCommand
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 160;
         AnsiConsole.MarkupLine($"[bold]device[/] {Markup.Escape(session.Device.Kind)} ({Markup.Escape(session.Device.Name)})");
         var byType = string.Join(", ", WeightBytesByType(session).Select(t => $"{t.Key} {t.Value / 1e6:F1} MB"));
-        AnsiConsole.MarkupLine($"[bold]model[/] {Markup.Escape(session.ModelPath)}: {session.Model.Weights.Bytes / 1e6:F1} MB of weights ({byType}), {session.Device.AllocatedBytes / 1e6:F1} MB on the device");
+        AnsiConsole.MarkupLine($"[bold]model[/] {Markup.Escape(session.ModelPath)}: {session.Model.Weights.Bytes / 1e6:F1} MB of weights ({byType}), {session.Device.AllocatedBytes / 1e6:F1} MB on the device, {session.Device.BorrowedBytes / 1e6:F1} MB read in place from the model file");
         AnsiConsole.MarkupLine($"[bold]prefill[/] {prefill:F0} tokens/s");
         var table = new Table().AddColumns("decoder", "decode tok/s", "speedup", "compression", "CTAR 1..6", "draft", "verify", "other", "tokens", "same output");
         foreach (var r in results)

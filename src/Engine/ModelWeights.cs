@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Kangaroo.Native.Kernels;
 using Kangaroo.Native.Loader;
@@ -53,7 +54,9 @@ public sealed class ModelWeights : IDisposable
 
     /// <summary>Reads every tensor of <paramref name="checkpoint"/> once, checks its values and uploads it.</summary>
     /// <param name="checkpoint">the model's configuration and tensors.</param>
-    /// <param name="device">where the weights go; the returned weights own their buffers.</param>
+    /// <param name="device">where the weights go. The returned weights own their buffers; a device that reads
+    /// host memory (<c>cpu</c>) uses the bytes of a memory-mapped file in place, holding the map open until the
+    /// weights are disposed, whenever the checkpoint is.</param>
     /// <param name="quantize">A block type of <see cref="ElementTypes.Quantizable"/> (Q8_0, Q4_K, ...): every matrix (the embedding and LM head included) is
     /// quantized as it is loaded, with llama.cpp's reference rounding, and stays quantized on the
     /// device; norm gains and biases stay as stored, and so do matrices whose rows are not whole blocks
@@ -134,32 +137,55 @@ public sealed class ModelWeights : IDisposable
     /// <summary>Uploads weights [rows_i, cols] of one target type (<see cref="Target"/>) one under another as
     /// one [sum rows_i, cols] matrix, each part read once (cols = 0: a vector of rows_0 values). Each output
     /// element of the stacked matrix is the same dot product as with the separate matrices. Quantized rows
-    /// are whole blocks, so stacking them is stacking their bytes.</summary>
-    private DeviceWeight Upload(ComputeDevice device, ModelCheckpoint checkpoint, int cols, ElementType? quantize, params (string Name, int Rows)[] parts)
+    /// are whole blocks, so stacking them is stacking their bytes. A part whose bytes are the file's own, in
+    /// the target type, goes to the device with a lease on the file's map (<see cref="ModelCheckpoint.Lease"/>),
+    /// for a device that reads host memory to use in place; the others (permuted, quantized) are read a block
+    /// of rows at a time into one unmanaged buffer (no garbage, nothing kept), which the device copies.</summary>
+    private unsafe DeviceWeight Upload(ComputeDevice device, ModelCheckpoint checkpoint, int cols, ElementType? quantize, params (string Name, int Rows)[] parts)
     {
         var type = Target(checkpoint, parts[0].Name, cols, quantize);
         if (quantize is { } q && cols % q.BlockLength() != 0) _unquantized.AddRange(parts.Select(p => p.Name));
-        var (rows, width) = cols == 0 ? (1, parts[0].Rows) : (parts.Sum(p => p.Rows), cols);
-        var stacked = parts.Length == 1 ? null : new byte[type.ByteCount(rows, width)];
-        var offset = 0;
-        DeviceWeight? weight = null;
-        foreach (var (name, partRows) in parts)
+        var width = cols == 0 ? parts[0].Rows : cols;
+        var rowBytes = type.RowBytes(width);
+        var rows = new WeightRows[parts.Length];
+        byte* buffer = null; // the copied parts, one after another
+        long offset = 0;
+        try
         {
-            var tensor = cols == 0 ? checkpoint.Read(name, partRows) : checkpoint.Read(name, partRows, cols);
-            if (name == N.Embedding) Fingerprint = ComputeFingerprint(checkpoint.Config, tensor, checkpoint.Read(N.FinalNorm, checkpoint.Config.Dim));
-            if (stacked is null && tensor.Type == type)
+            for (var k = 0; k < parts.Length; k++)
             {
-                weight = device.UploadWeight(type, tensor.Bytes, rows, width);
-                break;
+                var (name, partRows) = parts[k];
+                int[] shape = cols == 0 ? [partRows] : [partRows, cols];
+                rows[k] = new WeightRows(0, cols == 0 ? 1 : partRows, checkpoint.TypeOf(name) == type ? checkpoint.Lease(name) : null);
+                if (rows[k].Lease is not null)
+                {
+                    var tensor = checkpoint.Read(name, shape);
+                    if (name == N.Embedding) Fingerprint = ComputeFingerprint(checkpoint, tensor);
+                    rows[k] = rows[k] with { Address = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.Bytes)) };
+                    continue;
+                }
+                if (buffer == null) buffer = (byte*)NativeMemory.Alloc((nuint)(parts.Skip(k).Sum(p => cols == 0 ? 1L : p.Rows) * rowBytes));
+                var start = (nint)(buffer + offset);
+                checkpoint.ReadRows(name, shape, (block, first) =>
+                {
+                    if (name == N.Embedding && first == 0) Fingerprint = ComputeFingerprint(checkpoint, block);
+                    var target = new Span<byte>((void*)(start + (nint)(first * rowBytes)), checked((int)type.ByteCount(block.Shape)));
+                    if (block.Type == type) block.Bytes.CopyTo(target);
+                    else if (block.CountNonFinite() == 0) Quantize(block, type, target, $"{checkpoint.Source}: tensor '{name}'"); // else ReadRows names them after the last block
+                });
+                rows[k] = rows[k] with { Address = start };
+                offset += rows[k].Rows * rowBytes;
             }
-            var target = (stacked ??= new byte[type.ByteCount(rows, width)]).AsSpan(offset, checked((int)type.ByteCount(cols == 0 ? 1 : partRows, width)));
-            if (tensor.Type == type) tensor.Bytes.CopyTo(target);
-            else Quantize(tensor, type, target, $"{checkpoint.Source}: tensor '{name}'");
-            offset += target.Length;
+            var weight = device.UploadWeight(type, rows, width); // the device has the leases now
+            rows = [];
+            _owned.Add(weight);
+            return weight;
         }
-        weight ??= device.UploadWeight(type, stacked, rows, width);
-        _owned.Add(weight);
-        return weight;
+        finally
+        {
+            foreach (var part in rows) part.Lease?.Dispose();
+            NativeMemory.Free(buffer);
+        }
     }
 
     /// <summary>Biases [rows_i] one after another as one float vector, for <see cref="ComputeDevice.AddBias"/>.</summary>
@@ -183,13 +209,15 @@ public sealed class ModelWeights : IDisposable
         }
     }
 
-    /// <summary>Shape plus a hash of the first row of the embedding and the final norm, as floats, so
-    /// f32/f16/bf16 copies of one model share a fingerprint only when they agree to 16-bit precision.</summary>
-    private static string ComputeFingerprint(LlamaConfig c, TensorData embedding, TensorData finalNorm)
+    /// <summary>Shape plus a hash of the first row of the embedding (the first of <paramref name="embedding"/>'s
+    /// rows) and the final norm, as floats, so f32/f16/bf16 copies of one model share a fingerprint only when
+    /// they agree to 16-bit precision.</summary>
+    private static string ComputeFingerprint(ModelCheckpoint checkpoint, TensorData embedding)
     {
+        var c = checkpoint.Config;
         var row = new float[c.Dim];
         TensorData.Widen(embedding.Type, embedding.Bytes[..checked((int)embedding.Type.ByteCount(c.Dim))], row);
-        var norm = finalNorm.ToFloats();
+        var norm = checkpoint.Read(N.FinalNorm, c.Dim).ToFloats();
         var sum = 0.0;
         for (var i = 0; i < c.Dim; i++) sum += Math.Round(row[i] * 256) * (i + 1) + Math.Round(norm[i] * 256) * (i + 7);
         return $"llama-d{c.Dim}-h{c.HiddenDim}-l{c.Layers}-q{c.Heads}-kv{c.KvHeads}-v{c.VocabSize}-{(long)sum:x}";

@@ -36,6 +36,12 @@ public abstract class DeviceWeight(ElementType type, int rows, int cols) : IDisp
     public abstract void Dispose();
 }
 
+/// <summary>Rows of a weight in host memory, for <see cref="ComputeDevice.UploadWeight(ElementType, ReadOnlySpan{WeightRows}, int)"/>:
+/// <see cref="Rows"/> rows of the weight's row bytes each, from <see cref="Address"/>. With a <see cref="Lease"/>,
+/// the memory is someone else's (a memory-mapped model file) and stays valid until the lease is disposed, so a
+/// device may read the rows in place; without one, the rows are valid only during the call and are copied.</summary>
+public readonly record struct WeightRows(nint Address, int Rows, IDisposable? Lease = null);
+
 /// <summary>The most likely token of a row of logits and its softmax probability.</summary>
 public readonly record struct TopToken(int Id, float Probability);
 
@@ -68,6 +74,10 @@ public abstract class ComputeDevice : IDisposable
     /// <summary>Bytes currently held in weights and buffers allocated through this device.</summary>
     public long AllocatedBytes { get; protected internal set; }
 
+    /// <summary>Bytes of weights the device reads in place from memory it does not own (a memory-mapped
+    /// model file, <see cref="WeightRows.Lease"/>); <see cref="AllocatedBytes"/> does not count them.</summary>
+    public long BorrowedBytes { get; protected internal set; }
+
     /// <summary>Bytes of memory the device has: its own memory, or for the managed device the memory
     /// the process may use. Sizes the default context of a model.</summary>
     public abstract long MemoryBytes { get; }
@@ -77,6 +87,36 @@ public abstract class ComputeDevice : IDisposable
 
     /// <summary>Uploads a weight [rows, cols] given as little-endian bytes of <paramref name="type"/>.</summary>
     public abstract DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols);
+
+    /// <summary>Uploads a weight [sum of the parts' rows, cols] whose parts lie in host memory, one under another
+    /// (cols = the values of each row; a vector is one row). The device takes over every part's
+    /// <see cref="WeightRows.Lease"/>, also when it throws: by default it copies the parts as
+    /// <see cref="UploadWeight(ElementType, ReadOnlySpan{byte}, int, int)"/> does and disposes the leases at once;
+    /// a device that reads host memory keeps leased parts in place and disposes their leases with the weight.</summary>
+    public virtual unsafe DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<WeightRows> parts, int cols)
+    {
+        try
+        {
+            var rowBytes = type.RowBytes(cols);
+            if (parts.Length == 1)
+                return UploadWeight(type, new ReadOnlySpan<byte>((void*)parts[0].Address, checked((int)(parts[0].Rows * rowBytes))), parts[0].Rows, cols);
+            var rows = 0;
+            foreach (var part in parts) rows = checked(rows + part.Rows);
+            var stacked = new byte[checked(rows * rowBytes)];
+            var offset = 0;
+            foreach (var part in parts)
+            {
+                var bytes = checked((int)(part.Rows * rowBytes));
+                new ReadOnlySpan<byte>((void*)part.Address, bytes).CopyTo(stacked.AsSpan(offset));
+                offset += bytes;
+            }
+            return UploadWeight(type, stacked, rows, cols);
+        }
+        finally
+        {
+            foreach (var part in parts) part.Lease?.Dispose();
+        }
+    }
 
     /// <summary>Copies host values into the first <c>source.Length</c> elements of <paramref name="destination"/>.</summary>
     public abstract void Upload(ReadOnlySpan<float> source, DeviceTensor destination);

@@ -49,7 +49,11 @@ public abstract class ModelCheckpoint : IDisposable
 
     /// <summary>The element type <see cref="Read"/> gives a tensor, from the file's header where it can be,
     /// without checking its shape or values (<see cref="Read"/> and <see cref="ReadRows"/> do).</summary>
-    public ElementType TypeOf(string name) => ExtentOf(name)?.Type ?? ReadTensor(name).Type;
+    public ElementType TypeOf(string name) => ExtentOf(name)?.Type ?? StoredTypeOf(name) ?? ReadTensor(name).Type;
+
+    /// <summary>The type <see cref="ReadTensor"/> gives a tensor that has no extent, where the format knows it
+    /// without reading the tensor; null (the default) where it must read it.</summary>
+    protected virtual ElementType? StoredTypeOf(string name) => null;
 
     /// <summary>Reads a tensor and checks its shape against what the configuration implies and its
     /// values: a NaN or infinity anywhere, or an embedding, final norm or LM head of zeros, would make
@@ -61,6 +65,12 @@ public abstract class ModelCheckpoint : IDisposable
         CheckValues(name, tensor.CountNonFinite(), tensor.IsAllZero);
         return tensor;
     }
+
+    /// <summary>Where the bytes <see cref="Read"/> gives a tensor are the file's own, lying in a memory map: a
+    /// lease (the caller's to dispose) that keeps them valid until it is disposed, also after the checkpoint is.
+    /// Null (the default) where they are a copy (q and k permuted to halves, a type converted) or the format
+    /// maps nothing.</summary>
+    public virtual IDisposable? Lease(string name) => null;
 
     /// <summary>Hands a tensor's rows to <paramref name="rows"/> a block at a time, in order, as <see cref="Read"/>
     /// would give them (the engine's rotary order), and checks it as <see cref="Read"/> does, though the values'

@@ -6,54 +6,100 @@ namespace Kangaroo.Native.Kernels.Cpu;
 
 public sealed partial class CpuDevice
 {
-    /// <summary>A weight on the <c>cpu</c> device, in its stored element type: its bytes lie in 64-byte-aligned
-    /// unmanaged memory the weight owns and frees on <see cref="Dispose"/>. It hands its rows to the tiles:
-    /// 16-bit rows are widened in registers (<see cref="HalfTiles"/>), quantized rows dequantized a block at
-    /// a time (<see cref="BlockTiles"/>), or widened into per-thread scratch where a tile needs floats.</summary>
+    /// <summary>A weight on the <c>cpu</c> device, in its stored element type. Its rows lie in segments, one
+    /// under another: rows handed over with a lease (a memory-mapped model file) are read in place, the
+    /// others copied into unmanaged memory the weight owns; both go on <see cref="Dispose"/>. Every segment
+    /// starts at a multiple of 4 rows, so the rows a tile reads at once (4 from a multiple of 4, 2 from an
+    /// even row, or 1) lie in one segment; parts that would break that are copied into one segment.
+    /// It hands its rows to the tiles: 16-bit rows are widened in registers (<see cref="HalfTiles"/>),
+    /// quantized rows dequantized a block at a time (<see cref="BlockTiles"/>), or widened into
+    /// per-thread scratch where a tile needs floats. The tiles load unaligned, so rows in place need
+    /// no alignment.</summary>
     private sealed unsafe class CpuWeight : DeviceWeight
     {
-        private byte* _data;
-        private CpuDevice? _owner;
+        /// <summary>Rows from <see cref="FirstRow"/> to the next segment's lie from <see cref="Start"/> on.</summary>
+        private readonly record struct Segment(int FirstRow, nint Start);
+
+        /// <summary>Rows a tile reads at once, at most, from a multiple of itself.</summary>
+        private const int TileRows = 4;
+
+        private Segment[]? _segments;
+        private byte* _copied;
+        private IDisposable[] _leases;
+        private CpuDevice? _device;
         private readonly long _rowBytes;
 
-        public CpuWeight(CpuDevice owner, ElementType type, ReadOnlySpan<byte> data, int rows, int cols) : base(type, rows, cols)
+        /// <summary>Bytes of the rows copied into memory the weight owns (the rest are read in place).</summary>
+        public long OwnedBytes { get; }
+
+        public CpuWeight(CpuDevice device, ElementType type, ReadOnlySpan<WeightRows> parts, int rows, int cols) : base(type, rows, cols)
         {
-            if (data.Length != Bytes) throw new ArgumentException($"{data.Length} bytes for a {type} weight [{rows}, {cols}]");
-            _owner = owner;
+            if (parts.IsEmpty) throw new ArgumentException($"no rows for a {type} weight [{rows}, {cols}]");
             _rowBytes = type.RowBytes(cols);
-            _data = Acquire(data);
+            long total = 0;
+            foreach (var part in parts) total += part.Rows;
+            if (total != rows) throw new ArgumentException($"parts of {total} rows for a {type} weight [{rows}, {cols}]");
+            // A segment starts wherever rows in place meet other rows; copied rows join the copied rows above them.
+            var inPlace = true;
+            for (var (k, first) = (1, parts[0].Rows); k < parts.Length; first += parts[k++].Rows)
+                if ((parts[k].Lease ?? parts[k - 1].Lease) is not null && first % TileRows != 0) inPlace = false;
+            var segments = new List<Segment>();
+            var leases = new List<IDisposable>();
+            foreach (var part in parts)
+                if (inPlace && part.Lease is not null) leases.Add(part.Lease);
+                else OwnedBytes += part.Rows * _rowBytes;
+            if (OwnedBytes > 0) _copied = (byte*)NativeMemory.AlignedAlloc((nuint)OwnedBytes, 64);
+            long copied = 0;
+            for (var (k, first) = (0, 0); k < parts.Length; first += parts[k++].Rows)
+            {
+                var (part, bytes) = (parts[k], parts[k].Rows * _rowBytes);
+                var kept = inPlace && part.Lease is not null;
+                var start = kept ? part.Address : (nint)(_copied + copied);
+                if (!kept)
+                {
+                    new ReadOnlySpan<byte>((void*)part.Address, checked((int)bytes)).CopyTo(new Span<byte>((void*)start, (int)bytes));
+                    copied += bytes;
+                    part.Lease?.Dispose();
+                }
+                // Rows that continue the previous segment's join it (copied rows always do).
+                if (segments.Count > 0 && segments[^1].Start + (nint)((first - segments[^1].FirstRow) * _rowBytes) == start) continue;
+                segments.Add(new Segment(first, start));
+            }
+            _segments = [.. segments];
+            _leases = [.. leases];
+            _device = device;
+            device.AllocatedBytes += OwnedBytes;
+            device.BorrowedBytes += Bytes - OwnedBytes;
         }
 
-        /// <summary>Where a weight's bytes come from: copied into memory the weight owns. This is the one place
-        /// that would take borrowed memory instead (a memory-mapped file's weights, used in place).</summary>
-        private static byte* Acquire(ReadOnlySpan<byte> data)
+        /// <summary>The first byte of row <paramref name="row"/>; the rows a tile reads with it lie in its segment.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private byte* RowAddress(int row)
         {
-            var memory = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, data.Length), 64);
-            data.CopyTo(new Span<byte>(memory, data.Length));
-            return memory;
-        }
-
-        private byte* Data
-        {
-            [MethodImpl(MethodImplOptions.AggressiveInlining)]
-            get => _data != null ? _data : throw Disposed();
+            var segments = _segments ?? throw Disposed();
+            var s = segments.Length - 1;
+            while (row < segments[s].FirstRow) s--;
+            return (byte*)segments[s].Start + (row - segments[s].FirstRow) * _rowBytes;
         }
 
         private static ObjectDisposedException Disposed() => new(nameof(CpuWeight));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private ReadOnlySpan<float> Floats(int first, int count) => new((float*)Data + (long)first * Cols, count * Cols);
+        private ReadOnlySpan<float> Floats(int first, int count) => new(RowAddress(first), count * Cols);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private ReadOnlySpan<ushort> Halves(int first, int count) => new((ushort*)Data + (long)first * Cols, count * Cols);
+        private ReadOnlySpan<ushort> Halves(int first, int count) => new(RowAddress(first), count * Cols);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private ReadOnlySpan<byte> Blocks(int first, int count) => new(Data + first * _rowBytes, (int)(count * _rowBytes));
+        private ReadOnlySpan<byte> Blocks(int first, int count) => new(RowAddress(first), (int)(count * _rowBytes));
 
-        /// <summary>The values of an F32 weight, for <see cref="ComputeDevice.UpdateWeight"/>.</summary>
-        public Span<float> Writable => Type == ElementType.F32
-            ? new Span<float>(Data, checked(Rows * Cols))
-            : throw new InvalidOperationException($"only F32 weights can be updated, not {Type}");
+        /// <summary>The values of an F32 weight the device owns, for <see cref="ComputeDevice.UpdateWeight"/>
+        /// (rows read in place lie in a read-only map).</summary>
+        public Span<float> Writable => Type != ElementType.F32
+            ? throw new InvalidOperationException($"only F32 weights can be updated, not {Type}")
+            : OwnedBytes != Bytes
+                ? throw new InvalidOperationException("a weight read in place from a model file cannot be updated")
+                : new Span<float>(RowAddress(0), checked(Rows * Cols));
 
         private int _finiteHalves; // 0: not yet scanned, 1: no infinity or NaN, 2: some
 
@@ -187,18 +233,22 @@ public sealed partial class CpuDevice
         /// <inheritdoc/>
         public override void Dispose()
         {
-            if (_data == null) return;
-            _owner!.AllocatedBytes -= Bytes;
-            NativeMemory.AlignedFree(_data);
-            _data = null;
-            _owner = null;
+            if (_segments is null) return;
+            _segments = null;
+            _device!.AllocatedBytes -= OwnedBytes;
+            _device.BorrowedBytes -= Bytes - OwnedBytes;
+            _device = null;
+            NativeMemory.AlignedFree(_copied);
+            _copied = null;
+            foreach (var lease in _leases) lease.Dispose();
+            _leases = [];
             GC.SuppressFinalize(this);
         }
 
-        /// <summary>A weight nobody disposed still gives its memory back.</summary>
+        /// <summary>A weight nobody disposed still gives its memory back (a lease's memory goes with its owner).</summary>
         ~CpuWeight()
         {
-            if (_data != null) NativeMemory.AlignedFree(_data);
+            if (_copied != null) NativeMemory.AlignedFree(_copied);
         }
     }
 }

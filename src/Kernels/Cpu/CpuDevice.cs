@@ -35,11 +35,26 @@ public sealed partial class CpuDevice : HostDevice
     public override string Name => $"managed, vectorised ({Threads} of {Environment.ProcessorCount} cores)";
 
     /// <inheritdoc/>
-    public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
+    public override unsafe DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<byte> data, int rows, int cols)
     {
-        var weight = new CpuWeight(this, type, data, rows, cols);
-        AllocatedBytes += weight.Bytes;
-        return weight;
+        if (data.Length != type.ByteCount(rows, cols)) throw new ArgumentException($"{data.Length} bytes for a {type} weight [{rows}, {cols}]");
+        fixed (byte* bytes = data) return new CpuWeight(this, type, [new WeightRows((nint)bytes, rows)], rows, cols);
+    }
+
+    /// <summary>Leased parts are read in place (<see cref="CpuWeight"/>), the others copied.</summary>
+    public override DeviceWeight UploadWeight(ElementType type, ReadOnlySpan<WeightRows> parts, int cols)
+    {
+        try
+        {
+            var rows = 0;
+            foreach (var part in parts) rows = checked(rows + part.Rows);
+            return new CpuWeight(this, type, parts, rows, cols);
+        }
+        catch
+        {
+            foreach (var part in parts) part.Lease?.Dispose();
+            throw;
+        }
     }
 
     /// <inheritdoc/>

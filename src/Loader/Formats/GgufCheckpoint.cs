@@ -17,9 +17,6 @@ public sealed class GgufCheckpoint : ModelCheckpoint
     /// <summary>The GGUF name of each Hugging Face name the configuration uses.</summary>
     private readonly Dictionary<string, string> _ggufNames = new(StringComparer.Ordinal);
 
-    /// <summary>q and k in halves order, permuted once on first read.</summary>
-    private readonly Dictionary<string, byte[]> _permuted = new(StringComparer.Ordinal);
-
     /// <inheritdoc/>
     public override LlamaConfig Config { get; }
     /// <inheritdoc/>
@@ -159,10 +156,19 @@ public sealed class GgufCheckpoint : ModelCheckpoint
         var heads = Names.RotatedHeads(name, Config);
         // A shape the configuration does not imply is left as it is, for the caller's shape check to name.
         if (heads == 0 || tensor.Shape is not [var rows, _] || rows != heads * Config.HeadDim) return tensor;
-        if (!_permuted.TryGetValue(name, out var rowsInHalves))
-            _permuted[name] = rowsInHalves = RotaryLayout.ToHalves(tensor.Bytes, heads, Config.HeadDim);
-        return new TensorData(tensor.Type, tensor.Shape, rowsInHalves);
+        return new TensorData(tensor.Type, tensor.Shape, RotaryLayout.ToHalves(tensor.Bytes, heads, Config.HeadDim));
     }
+
+    /// <summary>None for q and k (permuted when read) and for a tensor whose rows are not whole blocks (dequantized when read).</summary>
+    public override IDisposable? Lease(string name) =>
+        Names.RotatedHeads(name, Config) == 0 && _ggufNames.TryGetValue(name, out var gguf) && _file.Contains(gguf)
+        && _file.Info(gguf).Shape[^1] % _file.Info(gguf).Type.BlockLength() == 0
+            ? _file.Lease()
+            : null;
+
+    /// <summary>F32 for a tensor whose rows are not whole blocks, which <see cref="GgufFile.Read"/> dequantizes.</summary>
+    protected override ElementType? StoredTypeOf(string name) =>
+        _ggufNames.TryGetValue(name, out var gguf) && _file.Contains(gguf) ? ElementType.F32 : null;
 
     /// <summary>None for a tensor whose rows are not whole blocks: <see cref="GgufFile.Read"/> dequantizes it whole.</summary>
     protected override TensorExtent? ExtentOf(string name)

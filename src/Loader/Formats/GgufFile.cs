@@ -176,6 +176,9 @@ public sealed unsafe class GgufFile : IDisposable
         return TensorData.FromFloats(values, info.Shape);
     }
 
+    /// <summary>Keeps the memory map, and the bytes <see cref="Read"/> borrowed from it, valid until the lease is disposed.</summary>
+    internal IDisposable Lease() => _map.Lease();
+
     // Typed metadata: null when the key is absent, an error naming the key when its type is wrong.
 
     /// <summary>A string value; null when the key is absent. Throws <see cref="ModelFormatException"/> when it is not a string.</summary>

@@ -166,6 +166,10 @@ public sealed class HfModelDirectory : ModelCheckpoint
                 (name == ModelCheckpoint.Names.LmHead && !Config.TiedEmbeddings ? $" ({ConfigFile} does not set tie_word_embeddings)" : ""));
 
     /// <inheritdoc/>
+    public override IDisposable? Lease(string name) =>
+        _fileOfTensor.TryGetValue(_aliases.GetValueOrDefault(name, name), out var file) ? file.Lease() : null;
+
+    /// <inheritdoc/>
     protected override TensorExtent? ExtentOf(string name)
     {
         var stored = _aliases.GetValueOrDefault(name, name);

@@ -19,9 +19,6 @@ public sealed unsafe class Llama2cCheckpoint : ModelCheckpoint
     /// <summary>Each tensor's byte offset in the file and shape, in the order llama2.c writes them.</summary>
     private readonly Dictionary<string, (long Offset, int[] Shape)> _tensors = new();
 
-    /// <summary>wq and wk in halves order, permuted once on first read.</summary>
-    private readonly Dictionary<string, float[]> _permuted = new();
-
     /// <inheritdoc/>
     public override LlamaConfig Config { get; }
     /// <inheritdoc/>
@@ -111,10 +108,12 @@ public sealed unsafe class Llama2cCheckpoint : ModelCheckpoint
         var floats = new ReadOnlySpan<float>(_map.Start + tensor.Offset, (int)count);
         var heads = Names.RotatedHeads(name, Config);
         if (heads == 0) return TensorData.FromFloats(floats, tensor.Shape);
-        if (!_permuted.TryGetValue(name, out var inHalves))
-            _permuted[name] = inHalves = RotaryLayout.ToHalves(floats, heads, Config.HeadDim);
-        return TensorData.FromFloats(inHalves, tensor.Shape);
+        return TensorData.FromFloats(RotaryLayout.ToHalves(floats, heads, Config.HeadDim), tensor.Shape);
     }
+
+    /// <summary>None for wq and wk, permuted when read.</summary>
+    public override IDisposable? Lease(string name) =>
+        _tensors.ContainsKey(name) && Names.RotatedHeads(name, Config) == 0 ? _map.Lease() : null;
 
     /// <inheritdoc/>
     protected override TensorExtent? ExtentOf(string name) =>

@@ -85,6 +85,9 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         return new TensorData(info.Type, info.Shape, new ReadOnlySpan<byte>(_data + info.Begin, (int)length));
     }
 
+    /// <summary>Keeps the memory map, and the bytes <see cref="Read"/> borrowed from it, valid until the lease is disposed.</summary>
+    internal IDisposable Lease() => _map.Lease();
+
     private ModelFormatException Error(string problem) => new($"{Path}: {problem}");
 
     private (Dictionary<string, SafeTensorInfo>, Dictionary<string, string>) ParseHeader(ReadOnlySpan<byte> header, long dataLength)

@@ -19,6 +19,9 @@ public static class HostileFiles
         }
     }
 
+    /// <summary>Byte offset of layer 0's q projection in the llama2.c file (after the embedding and the attention norms).</summary>
+    public static long QueryOffset => 7 * sizeof(int) + 4 * ((long)Config.VocabSize * Config.Dim + (long)Config.Layers * Config.Dim);
+
     public static int Dim => Config.Dim;
 
     /// <summary>The embedded model with its tokenizer, copied into <paramref name="directory"/>, with

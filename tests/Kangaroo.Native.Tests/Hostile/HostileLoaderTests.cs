@@ -26,6 +26,18 @@ public sealed class HostileLoaderTests : IDisposable
         AssertRefused(() => InferenceSession.Open(path, "cpu").Dispose(), path, "model.norm.weight", "1 non-finite values");
     }
 
+    /// <summary>q is copied (permuted to halves) a block of rows at a time, and so is every matrix quantized at
+    /// load: a non-finite value there is refused as in a weight read in place.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void NonFiniteCopiedWeightIsRefusedAtLoad(bool quantize)
+    {
+        var path = HostileFiles.Model(_temp.Path, bytes => HostileFiles.SetFloat(bytes, HostileFiles.QueryOffset + 4 * 70, float.NaN));
+        AssertRefused(() => InferenceSession.Open(path, "cpu", weights: quantize ? ElementType.Q8_0 : null).Dispose(), path,
+            "model.layers.0.self_attn.q_proj.weight", quantize ? "non-finite values" : "1 non-finite values");
+    }
+
     [Fact]
     public void NonFiniteHalfWeightIsCounted()
     {
