@@ -78,8 +78,11 @@ public sealed partial class CpuDevice
             }
         }
         var blockRows = BlockRows(weight);
-        for (var block = o; block < end; block += blockRows)
-            Panel(x, weight, y, rows, outDim, accumulate, block, Math.Min(end, block + blockRows));
+        for (int block = o, blockEnd; block < end; block = blockEnd)
+        {
+            blockEnd = Math.Min(Math.Min(end, block + blockRows), weight.SegmentEnd(block)); // a panel's rows lie together in memory
+            Panel(x, weight, y, rows, outDim, accumulate, block, blockEnd);
+        }
     }
 
     /// <summary>Most input rows whose blocks convert weight rows in registers (<see cref="CpuWeight.Dot4x4"/>)

@@ -82,6 +82,16 @@ public sealed partial class CpuDevice
             return (byte*)segments[s].Start + (row - segments[s].FirstRow) * _rowBytes;
         }
 
+        /// <summary>The row after the last of <paramref name="row"/>'s segment: rows [row, SegmentEnd(row)) lie
+        /// one after another in memory (a panel of rows must not cross a segment).</summary>
+        public int SegmentEnd(int row)
+        {
+            var segments = _segments ?? throw Disposed();
+            var s = 0;
+            while (s < segments.Length && segments[s].FirstRow <= row) s++;
+            return s < segments.Length ? segments[s].FirstRow : Rows;
+        }
+
         private static ObjectDisposedException Disposed() => new(nameof(CpuWeight));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -109,7 +119,10 @@ public sealed partial class CpuDevice
         {
             get
             {
-                if (_finiteHalves == 0) _finiteHalves = F16Widening.AnyNonFinite(Halves(0, Rows)) ? 2 : 1;
+                if (_finiteHalves != 0) return _finiteHalves == 1;
+                var any = false;
+                for (var row = 0; row < Rows && !any; row = SegmentEnd(row)) any = F16Widening.AnyNonFinite(Halves(row, SegmentEnd(row) - row));
+                _finiteHalves = any ? 2 : 1;
                 return _finiteHalves == 1;
             }
         }
@@ -124,6 +137,7 @@ public sealed partial class CpuDevice
         /// widening already prefetched for).</summary>
         public ReadOnlySpan<float> RowBlock(int first, int count, out int ahead)
         {
+            if (first + count > SegmentEnd(first)) throw new ArgumentOutOfRangeException(nameof(count), "a block of rows crosses a segment of the weight");
             var length = count * Cols;
             if (Type == ElementType.F32)
             {
