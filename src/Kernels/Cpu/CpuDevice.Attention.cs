@@ -7,6 +7,8 @@ namespace Kangaroo.Native.Kernels.Cpu;
 /// Causal grouped-query attention and its backward.
 ///   math:   per query row r (position p_r of the sequence in its cache slot) and head h: p = softmax(scale * q . k_t) over
 ///           t = 0..p_r, output = sum_t p_t v_t, with kv head h / (heads / kvHeads).
+///   launch: (row, head) pairs in chunks over the device's <see cref="Threads"/> once the work reaches 2^18
+///           multiply-adds, else on the calling thread.
 ///   tiles:  scores four keys at a time (<see cref="FloatTiles.Dot4"/>: one query against 4 keys, a short
 ///           tile repeating its last key); the weighted sum one vector of output dimensions at a time
 ///           over t ascending (<see cref="WeightedSum"/>). The forward and the backward compute p in
@@ -16,7 +18,11 @@ namespace Kangaroo.Native.Kernels.Cpu;
 /// </summary>
 public sealed partial class CpuDevice
 {
-    private float[] _scores = [];
+    /// <summary>Multiply-adds (query rows x heads x positions x head size) from which attention is split
+    /// over the cores, by (row, head) pairs.</summary>
+    private const long ParallelAttentionWork = 1 << 18;
+
+    [ThreadStatic] private static float[]? t_scores;
 
     /// <inheritdoc/>
     public override void Attention(DeviceTensor q, DeviceTensor keyCache, DeviceTensor valueCache, DeviceTensor output,
@@ -24,25 +30,42 @@ public sealed partial class CpuDevice
     {
         var kvDim = kvHeads * headDim;
         CheckRows(rows, slotPositions, keyCache.Length, kvDim);
-        var query = Span(q);
-        var o = Span(output);
+        var tensors = (q: HostTensor.Of(q, this), k: HostTensor.Of(keyCache, this), v: HostTensor.Of(valueCache, this), o: HostTensor.Of(output, this));
+        var pairs = rows.Count * heads;
+        long work = 0;
+        for (var r = 0; r < rows.Count; r++) work += (rows.Position(r) + 1L) * heads * headDim;
+        if (work < ParallelAttentionWork || Threads == 1 || pairs < 2)
+        {
+            AttendPairs(tensors, rows, heads, kvHeads, headDim, slotPositions, 0, pairs);
+            return;
+        }
+        var chunks = Math.Min(pairs, Threads * 4); // several per core, as for matmul
+        Parallel.For(0, chunks, _parallel, c => AttendPairs(tensors, rows, heads, kvHeads, headDim, slotPositions, (int)((long)c * pairs / chunks), (int)((c + 1L) * pairs / chunks)));
+    }
+
+    /// <summary>(row, head) pairs [first, end), pair i being row i / heads and head i % heads: each the same
+    /// computation whichever thread runs it.</summary>
+    private static void AttendPairs((HostTensor q, HostTensor k, HostTensor v, HostTensor o) tensors, BatchRows rows, int heads, int kvHeads, int headDim,
+        int slotPositions, int first, int end)
+    {
+        var kvDim = kvHeads * headDim;
+        var query = tensors.q.Span;
+        var o = tensors.o.Span;
         var group = heads / kvHeads;
         var scale = 1f / MathF.Sqrt(headDim);
-        for (var r = 0; r < rows.Count; r++)
+        for (var i = first; i < end; i++)
         {
+            var (r, h) = (i / heads, i % heads);
             var length = rows.Position(r) + 1;
             var slot = rows.Slot(r) * slotPositions * kvDim;
-            var k = Span(keyCache).Slice(slot, length * kvDim);
-            var v = Span(valueCache).Slice(slot, length * kvDim);
-            if (_scores.Length < length) _scores = new float[Math.Max(length, 2 * _scores.Length)]; // grows by doubling, not every token
-            var scores = _scores.AsSpan(0, length);
-            for (var h = 0; h < heads; h++)
-            {
-                var qh = query.Slice((r * heads + h) * headDim, headDim);
-                var kvOffset = h / group * headDim;
-                AttentionWeights(qh, k, kvOffset, kvDim, scale, scores);
-                WeightedSum(scores, v, kvOffset, kvDim, o.Slice((r * heads + h) * headDim, headDim));
-            }
+            var k = tensors.k.Span.Slice(slot, length * kvDim);
+            var v = tensors.v.Span.Slice(slot, length * kvDim);
+            if (t_scores is null || t_scores.Length < length) t_scores = new float[Math.Max(length, 2 * (t_scores?.Length ?? 0))]; // grows by doubling, not every token
+            var scores = t_scores.AsSpan(0, length);
+            var qh = query.Slice((r * heads + h) * headDim, headDim);
+            var kvOffset = h / group * headDim;
+            AttentionWeights(qh, k, kvOffset, kvDim, scale, scores);
+            WeightedSum(scores, v, kvOffset, kvDim, o.Slice((r * heads + h) * headDim, headDim));
         }
     }
 

@@ -255,6 +255,33 @@ public sealed class CpuTileTests
         AssertBlockMatchesRows(cpu, cpuWeight, 5, accumulate: true, $"MatMul {type} [{outDim}x{inDim}] split");
     }
 
+    /// <summary>Attention over a block large enough to be split over the cores (2^18 multiply-adds and more)
+    /// gives the bits of one thread and of one-row calls (which stay below the split).</summary>
+    [Fact]
+    public void Attention_split_across_cores_matches_one_thread_and_single_rows()
+    {
+        const int heads = 8, kvHeads = 2, headDim = 64, rows = 40, startPos = 100;
+        var (qDim, kvDim) = (heads * headDim, kvHeads * headDim);
+        var (qs, keys, values) = (Random(rows * qDim, seed: 51), Random((startPos + rows) * kvDim, seed: 52), Random((startPos + rows) * kvDim, seed: 53));
+        float[] Attend(CpuDevice device, bool oneRowAtATime)
+        {
+            using var q = Tensor(device, qs);
+            using var k = Tensor(device, keys);
+            using var v = Tensor(device, values);
+            using var output = device.Allocate(rows * qDim);
+            if (!oneRowAtATime) device.Attention(q, k, v, output, BatchRows.Sequence(0, startPos, rows), heads, kvHeads, headDim, startPos + rows);
+            else
+                for (var r = 0; r < rows; r++)
+                    device.Attention(q.Slice(r * qDim, qDim), k, v, output.Slice(r * qDim, qDim), BatchRows.Sequence(0, startPos + r, 1), heads, kvHeads, headDim, startPos + rows);
+            return Read(device, output);
+        }
+        using var split = new CpuDevice(threads: 3);
+        using var one = new CpuDevice(threads: 1);
+        var expected = Attend(one, oneRowAtATime: false);
+        AssertIdentical(expected, Attend(split, oneRowAtATime: false), "attention split over 3 threads vs 1");
+        AssertIdentical(expected, Attend(split, oneRowAtATime: true), "attention block vs one-row calls");
+    }
+
     /// <summary><typeparamref name="TBlocks"/> with its AVX2 conversion in the AVX-512 slot.</summary>
     private readonly struct Avx2Conversion<TBlocks> : IQuantizedBlocks where TBlocks : IQuantizedBlocks
     {
