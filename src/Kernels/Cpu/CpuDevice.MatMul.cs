@@ -44,7 +44,8 @@ public sealed partial class CpuDevice
     }
 
     /// <summary>Output features [first, end) (output rows <paramref name="outDim"/> apart): for one input row, tiles of 4 weight rows (4 independent
-    /// accumulators, rows converted in registers); for a block, panels (<see cref="Panel"/>).</summary>
+    /// accumulators, rows converted in registers); for 2-8 rows, 4x4 register tiles; for more, panels
+    /// (<see cref="Panel"/>), which also take the last rows of a weight whose row count is not a multiple of 4.</summary>
     private static void MatMulRows(HostTensor input, CpuWeight weight, HostTensor output, int rows, int outDim, bool accumulate, int first, int end)
     {
         var cols = weight.Cols;
