@@ -67,11 +67,11 @@ public sealed partial class CpuDevice
             for (; o + 4 <= end; o += 4)
             for (var r = 0; r < rows; r += 4)
             {
-                var last = Math.Min(4, rows - r) - 1; // a short tile repeats its last row
-                var x0 = x.Slice(r * cols, cols);
-                var x1 = x.Slice((r + Math.Min(1, last)) * cols, cols);
-                var x2 = x.Slice((r + Math.Min(2, last)) * cols, cols);
-                var x3 = x.Slice((r + last) * cols, cols);
+                var last = Math.Min(4, rows - r) - 1;
+                var x0 = InputRow(x, r, 0, last, cols);
+                var x1 = InputRow(x, r, 1, last, cols);
+                var x2 = InputRow(x, r, 2, last, cols);
+                var x3 = InputRow(x, r, 3, last, cols);
                 weight.Dot4x4(o, x0, x1, x2, x3, dots);
                 for (var j = 0; j < 4; j++)
                 for (var k = 0; k <= last; k++)
@@ -105,16 +105,16 @@ public sealed partial class CpuDevice
     private static void Panel(ReadOnlySpan<float> x, CpuWeight weight, Span<float> y, int rows, int outDim, bool accumulate, int first, int end)
     {
         var cols = weight.Cols;
-        var panel = weight.RowBlock(first, end - first, out _);
+        var panel = weight.RowBlock(first, end - first);
         Span<float> dots = stackalloc float[16];
         Span<float> four = stackalloc float[4];
         for (var r = 0; r < rows; r += 4)
         {
             var last = Math.Min(4, rows - r) - 1;
-            var x0 = x.Slice(r * cols, cols);
-            var x1 = x.Slice((r + Math.Min(1, last)) * cols, cols);
-            var x2 = x.Slice((r + Math.Min(2, last)) * cols, cols);
-            var x3 = x.Slice((r + last) * cols, cols);
+            var x0 = InputRow(x, r, 0, last, cols);
+            var x1 = InputRow(x, r, 1, last, cols);
+            var x2 = InputRow(x, r, 2, last, cols);
+            var x3 = InputRow(x, r, 3, last, cols);
             for (var o = first; o < end; o += 4)
             {
                 var wl = Math.Min(4, end - o) - 1;
@@ -142,6 +142,10 @@ public sealed partial class CpuDevice
             }
         }
     }
+
+    /// <summary>Row k of the tile of input rows from <paramref name="r"/>, whose last row is r + last: a short
+    /// tile repeats its last row (and its results are not stored).</summary>
+    private static ReadOnlySpan<float> InputRow(ReadOnlySpan<float> x, int r, int k, int last, int cols) => x.Slice((r + Math.Min(k, last)) * cols, cols);
 
     private static void Store(ref float target, float dot, bool accumulate) => target = accumulate ? target + dot : dot;
 }

@@ -57,7 +57,7 @@ public sealed partial class CpuDevice
         if (!accumulate) dx.Clear();
         for (var o = 0; o < outDim; o++)
         {
-            var row = w.RowBlock(o, 1, out _);
+            var row = w.RowBlock(o, 1);
             for (var r = 0; r < rows; r++)
             {
                 var target = dx.Slice(r * inDim, inDim);

@@ -132,22 +132,15 @@ public sealed partial class CpuDevice
         /// <summary>Rows [first, first + count) as floats: the stored rows for F32, else widened (or
         /// dequantized) into a per-thread scratch buffer (valid until the next call on this thread).
         /// 16-bit and quantized weights stay so in memory; only the rows in use are widened, into
-        /// cache-resident scratch. <paramref name="ahead"/>: how far past each returned row the next
-        /// block's rows lie, for the tile to prefetch while it streams (0 for scratch, which the
-        /// widening already prefetched for).</summary>
-        public ReadOnlySpan<float> RowBlock(int first, int count, out int ahead)
+        /// cache-resident scratch, prefetching the next block's rows while it widens.</summary>
+        public ReadOnlySpan<float> RowBlock(int first, int count)
         {
             if (first + count > SegmentEnd(first)) throw new ArgumentOutOfRangeException(nameof(count), "a block of rows crosses a segment of the weight");
             var length = count * Cols;
-            if (Type == ElementType.F32)
-            {
-                ahead = length;
-                return Floats(first, count);
-            }
+            if (Type == ElementType.F32) return Floats(first, count);
             if (t_widened is null || t_widened.Length < length) t_widened = new float[Math.Max(length, 4 * Cols)];
             var scratch = t_widened.AsSpan(0, length);
             Widen(first, count, scratch, ahead: length);
-            ahead = 0;
             return scratch;
         }
 
@@ -176,7 +169,7 @@ public sealed partial class CpuDevice
                 case ElementType.Q5_K when BlockTiles.Supported: BlockTiles.Dot4x1<Q5_KBlocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
                 case ElementType.Q6_K when BlockTiles.Supported: BlockTiles.Dot4x1<Q6_KBlocks>(Blocks(first, 4), (int)_rowBytes, x, result); break;
                 case var _ when Type.IsQuantized(): // no AVX2: dequantized into scratch, then the F32 tile
-                    var rows = RowBlock(first, 4, out _);
+                    var rows = RowBlock(first, 4);
                     FloatTiles.Dot4(x, rows[..Cols], rows.Slice(Cols, Cols), rows.Slice(2 * Cols, Cols), rows.Slice(3 * Cols, Cols), result);
                     break;
                 default:
@@ -207,7 +200,7 @@ public sealed partial class CpuDevice
                 case ElementType.Q5_K when BlockTiles.Supported: BlockTiles.Dot4x4<Q5_KBlocks>(Blocks(first, 4), rb, x0, x1, x2, x3, result); break;
                 case ElementType.Q6_K when BlockTiles.Supported: BlockTiles.Dot4x4<Q6_KBlocks>(Blocks(first, 4), rb, x0, x1, x2, x3, result); break;
                 case var _ when Type.IsQuantized(): // no AVX2: dequantized into scratch, then the F32 tile
-                    FloatTiles.Dot4x4(RowBlock(first, 4, out _), x0, x1, x2, x3, result);
+                    FloatTiles.Dot4x4(RowBlock(first, 4), x0, x1, x2, x3, result);
                     break;
                 default:
                     throw ElementTypes.Unsupported(Type, "the cpu device's matmul");

@@ -37,12 +37,6 @@ internal static class FloatTiles
         if (Sse.IsSupported) Sse.Prefetch0(address);
     }
 
-    /// <summary><see cref="Prefetch(void*)"/> of element <paramref name="index"/> of the memory that starts
-    /// at <paramref name="data"/> (the index may lie past the span).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe void Prefetch<T>(ReadOnlySpan<T> data, int index) where T : unmanaged =>
-        Prefetch(Unsafe.AsPointer(ref Unsafe.Add(ref MemoryMarshal.GetReference(data), index)));
-
     /// <summary>Dots of one vector <paramref name="shared"/> with four others, each in the canonical order:
     /// one input row against four weight rows (decode), or one weight row against four input rows,
     /// since a * b and fma(a, b, c) are exact whichever operand comes first. A block of fewer than four
